@@ -1,0 +1,170 @@
+/* Elementwise ops on the CPU: add, mul (with b broadcast by repetition),
+ * scale, silu, swiglu, and dtype casts. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+static inline float sigmoid(float x) {
+    return 1.0f / (1.0f + expf(-x));
+}
+
+/* d silu / dx = σ(x) (1 + x (1 − σ(x))). */
+static inline float silu_grad(float x) {
+    float s = sigmoid(x);
+    return s * (1.0f + x * (1.0f - s));
+}
+
+lact_status lact_cpu_add_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
+                                 const lact_tensor *b) {
+    const float *pa = a->data, *pb = b->data;
+    float *po = out->data;
+    int64_t n = lact_tensor_numel(a), nb = lact_tensor_numel(b);
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++)
+        po[i] = pa[i] + pb[i % nb];
+    return LACT_OK;
+}
+
+/* Sum of x[i] * (y ? y[i] : 1) over i ≡ j (mod nb), into r[j]: the gradient
+ * of a broadcast operand. */
+static void reduce_broadcast(float *r, int64_t nb, const float *x, const float *y, int64_t n) {
+    int64_t reps = nb > 0 ? n / nb : 0;
+#pragma omp parallel for
+    for (int64_t j = 0; j < nb; j++) {
+        double acc = 0.0;
+        for (int64_t k = 0; k < reps; k++) {
+            int64_t i = k * nb + j;
+            acc += y ? (double)x[i] * y[i] : (double)x[i];
+        }
+        r[j] = (float)acc;
+    }
+}
+
+lact_status lact_cpu_add_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
+                                  const lact_tensor *dout) {
+    int64_t n = lact_tensor_numel(dout);
+    if (da) memmove(da->data, dout->data, (size_t)n * sizeof(float));
+    if (db) reduce_broadcast(db->data, lact_tensor_numel(db), dout->data, NULL, n);
+    return LACT_OK;
+}
+
+lact_status lact_cpu_mul_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
+                                 const lact_tensor *b) {
+    const float *pa = a->data, *pb = b->data;
+    float *po = out->data;
+    int64_t n = lact_tensor_numel(a), nb = lact_tensor_numel(b);
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++)
+        po[i] = pa[i] * pb[i % nb];
+    return LACT_OK;
+}
+
+lact_status lact_cpu_mul_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
+                                  const lact_tensor *dout, const lact_tensor *a,
+                                  const lact_tensor *b) {
+    const float *pd = dout->data, *pb = b->data;
+    int64_t n = lact_tensor_numel(a), nb = lact_tensor_numel(b);
+    if (da) {
+        float *pda = da->data;
+#pragma omp parallel for
+        for (int64_t i = 0; i < n; i++)
+            pda[i] = pd[i] * pb[i % nb];
+    }
+    if (db) reduce_broadcast(db->data, nb, pd, a->data, n);
+    return LACT_OK;
+}
+
+lact_status lact_cpu_scale_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a, float s) {
+    const float *pa = a->data;
+    float *po = out->data;
+    int64_t n = lact_tensor_numel(a);
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++)
+        po[i] = s * pa[i];
+    return LACT_OK;
+}
+
+lact_status lact_cpu_scale_backward(lact_ctx *ctx, lact_tensor *da, const lact_tensor *dout,
+                                    float s) {
+    return lact_cpu_scale_forward(ctx, da, dout, s);
+}
+
+lact_status lact_cpu_silu_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x) {
+    const float *px = x->data;
+    float *po = out->data;
+    int64_t n = lact_tensor_numel(x);
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++)
+        po[i] = px[i] * sigmoid(px[i]);
+    return LACT_OK;
+}
+
+lact_status lact_cpu_silu_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout,
+                                   const lact_tensor *x) {
+    const float *px = x->data, *pd = dout->data;
+    float *pdx = dx->data;
+    int64_t n = lact_tensor_numel(x);
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++)
+        pdx[i] = pd[i] * silu_grad(px[i]);
+    return LACT_OK;
+}
+
+lact_status lact_cpu_swiglu_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
+                                    const lact_tensor *b) {
+    const float *pa = a->data, *pb = b->data;
+    float *po = out->data;
+    int64_t n = lact_tensor_numel(a);
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++)
+        po[i] = pa[i] * sigmoid(pa[i]) * pb[i];
+    return LACT_OK;
+}
+
+lact_status lact_cpu_swiglu_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
+                                     const lact_tensor *dout, const lact_tensor *a,
+                                     const lact_tensor *b) {
+    const float *pa = a->data, *pb = b->data, *pd = dout->data;
+    float *pda = da ? da->data : NULL, *pdb = db ? db->data : NULL;
+    int64_t n = lact_tensor_numel(a);
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++) {
+        if (pda) pda[i] = pd[i] * pb[i] * silu_grad(pa[i]);
+        if (pdb) pdb[i] = pd[i] * pa[i] * sigmoid(pa[i]);
+    }
+    return LACT_OK;
+}
+
+static float load_float(const void *p, lact_dtype dt, int64_t i) {
+    switch (dt) {
+    case LACT_BF16:
+        return lact_bf16_to_f32(((const uint16_t *)p)[i]);
+    case LACT_F16:
+        return lact_f16_to_f32(((const uint16_t *)p)[i]);
+    default:
+        return ((const float *)p)[i];
+    }
+}
+
+static void store_float(void *p, lact_dtype dt, int64_t i, float v) {
+    switch (dt) {
+    case LACT_BF16:
+        ((uint16_t *)p)[i] = lact_f32_to_bf16(v);
+        break;
+    case LACT_F16:
+        ((uint16_t *)p)[i] = lact_f32_to_f16(v);
+        break;
+    default:
+        ((float *)p)[i] = v;
+        break;
+    }
+}
+
+lact_status lact_cpu_cast_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x) {
+    int64_t n = lact_tensor_numel(x);
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++)
+        store_float(out->data, out->dtype, i, load_float(x->data, x->dtype, i));
+    return LACT_OK;
+}

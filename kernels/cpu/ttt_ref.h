@@ -1,0 +1,47 @@
+/* The CPU reference of the ttt op on raw, contiguous, validated buffers, in
+ * float (what lact_ttt_* runs) and in double (for finite-difference checks).
+ * Layouts and semantics are those of kernels/ttt.h; one body
+ * (ttt_ref_*.inc.h) is compiled twice. */
+#ifndef LACT_CPU_TTT_REF_H
+#define LACT_CPU_TTT_REF_H
+
+#include <stdint.h>
+
+#include "core/base/status.h"
+#include "kernels/ttt.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lact_ttt_dims {
+    int64_t n, len, d, dh;
+} lact_ttt_dims;
+
+#define LACT_TTT_REF_DECLARE(real, sfx)                                                            \
+    typedef struct lact_ttt_in_##sfx {                                                             \
+        const real *q, *k, *v, *lr0, *lr1, *lr2;                                                   \
+        const real *momentum; /* NULL: no momentum */                                              \
+        const real *w0, *w1, *w2;                                                                  \
+    } lact_ttt_in_##sfx;                                                                           \
+    /* Any pointer may be NULL (gradient skipped). */                                              \
+    typedef struct lact_ttt_grad_##sfx {                                                           \
+        real *q, *k, *v, *lr0, *lr1, *lr2, *momentum, *w0, *w1, *w2;                               \
+    } lact_ttt_grad_##sfx;                                                                         \
+    /* o [N, L, d]; state [N, S] or NULL. */                                                       \
+    lact_status lact_cpu_ttt_forward_##sfx(real *o, real *state, const lact_ttt_in_##sfx *in,      \
+                                           const lact_ttt_dims *dims, const lact_ttt_args *args);  \
+    /* state: as the forward wrote it (required). */                                               \
+    lact_status lact_cpu_ttt_backward_##sfx(const lact_ttt_grad_##sfx *grad, const real *d_o,      \
+                                            const real *state, const lact_ttt_in_##sfx *in,        \
+                                            const lact_ttt_dims *dims, const lact_ttt_args *args);
+
+LACT_TTT_REF_DECLARE(float, f32)
+LACT_TTT_REF_DECLARE(double, f64)
+
+#undef LACT_TTT_REF_DECLARE
+
+#ifdef __cplusplus
+}
+#endif
+#endif

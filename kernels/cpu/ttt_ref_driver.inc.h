@@ -1,0 +1,184 @@
+/* The ttt reference, part 3: the order of operations, forward and backward
+ * per head. Included after ttt_ref_step.inc.h; defines the two public entry
+ * points with the suffix TTT_SFX (f32 | f64). */
+
+#define TTT_CAT2(a, b) a##_##b
+#define TTT_CAT(a, b) TTT_CAT2(a, b)
+#define TTT_NAME(x) TTT_CAT(x, TTT_SFX)
+
+typedef TTT_NAME(lact_ttt_in) ttt_in;
+typedef TTT_NAME(lact_ttt_grad) ttt_grad;
+
+static int64_t ttt_snapshot_numel(const ttt_ws *ws, bool has_mom) {
+    return (has_mom ? 6 : 3) * ws->nel;
+}
+
+static void ttt_save(const ttt_ws *ws, real *snap, bool has_mom) {
+    int n = has_mom ? 6 : 3;
+    for (int j = 0; j < n; j++)
+        memcpy(snap + j * ws->nel, j < 3 ? ws->w[j] : ws->m[j - 3], (size_t)ws->nel * sizeof(real));
+}
+
+static void ttt_load(ttt_ws *ws, const real *snap, bool has_mom) {
+    for (int j = 0; j < 3; j++) {
+        memcpy(ws->w[j], snap + j * ws->nel, (size_t)ws->nel * sizeof(real));
+        if (has_mom) memcpy(ws->m[j], snap + (3 + j) * ws->nel, (size_t)ws->nel * sizeof(real));
+    }
+}
+
+/* Initial weights of head h into ws->w, momentum zero, initial row norms. */
+static void ttt_start_head(ttt_ws *ws, const ttt_in *in, int64_t h) {
+    const real *w_init[3] = {in->w0, in->w1, in->w2};
+    for (int i = 0; i < 3; i++) {
+        memcpy(ws->w[i], w_init[i] + h * ws->nel, (size_t)ws->nel * sizeof(real));
+        memset(ws->m[i], 0, (size_t)ws->nel * sizeof(real));
+        ttt_row_norms(ws->r0[i], ws->w[i], ttt_rows(ws, i), ttt_cols(ws, i));
+    }
+}
+
+static real ttt_mean_beta(const real *mom, const lact_ttt_op *op) {
+    real s = 0;
+    for (int64_t t = op->start; t < op->end; t++)
+        s += mom[t];
+    return s / (real)(op->end - op->start);
+}
+
+lact_status TTT_NAME(lact_cpu_ttt_forward)(real *o, real *state, const ttt_in *in,
+                                           const lact_ttt_dims *dims, const lact_ttt_args *args) {
+    int64_t L = dims->len, d = dims->d;
+    bool has_mom = in->momentum != NULL;
+    ttt_ws ws;
+    LACT_TRY(ttt_ws_init(&ws, d, dims->dh));
+    int64_t per = ttt_snapshot_numel(&ws, has_mom);
+    int64_t S = (lact_ttt_n_updates(args) + 1) * per;
+    memset(o, 0, (size_t)(dims->n * L * d) * sizeof(real));
+    for (int64_t h = 0; h < dims->n; h++) {
+        const real *q = in->q + h * L * d, *k = in->k + h * L * d, *v = in->v + h * L * d;
+        const real *l0 = in->lr0 + h * L, *l1 = in->lr1 + h * L, *l2 = in->lr2 + h * L;
+        real *oh = o + h * L * d;
+        real *snap = state ? state + h * S : NULL;
+        ttt_start_head(&ws, in, h);
+        if (snap) ttt_save(&ws, snap, has_mom), snap += per;
+        for (int64_t j = 0; j < args->n_ops; j++) {
+            const lact_ttt_op *op = &args->ops[j];
+            if (op->apply)
+                for (int64_t t0 = op->start; t0 < op->end; t0 += TTT_TILE) {
+                    int64_t T = op->end - t0 < TTT_TILE ? op->end - t0 : TTT_TILE;
+                    ttt_tile_apply_fwd(&ws, q + t0 * d, T, oh + t0 * d);
+                }
+            if (!op->update) continue;
+            for (int i = 0; i < 3; i++)
+                memset(ws.g[i], 0, (size_t)ws.nel * sizeof(real));
+            for (int64_t t0 = op->start; t0 < op->end; t0 += TTT_TILE) {
+                int64_t T = op->end - t0 < TTT_TILE ? op->end - t0 : TTT_TILE;
+                ttt_tile_grad_fwd(&ws, k + t0 * d, v + t0 * d, l0 + t0, l1 + t0, l2 + t0, T);
+            }
+            real beta = has_mom ? ttt_mean_beta(in->momentum + h * L, op) : 0;
+            for (int i = 0; i < 3; i++)
+                ttt_step_fwd(&ws, i, beta, has_mom, args->muon);
+            if (snap) ttt_save(&ws, snap, has_mom), snap += per;
+        }
+    }
+    ttt_ws_free(&ws);
+    return LACT_OK;
+}
+
+/* Per-head gradient accumulators, copied out to the non-NULL outputs. */
+typedef struct ttt_acc {
+    real *q, *k, *v, *l0, *l1, *l2, *mom, *mem;
+} ttt_acc;
+
+static void ttt_copy_out(real *dst, const real *src, int64_t n) {
+    if (dst) memcpy(dst, src, (size_t)n * sizeof(real));
+}
+
+lact_status TTT_NAME(lact_cpu_ttt_backward)(const ttt_grad *grad, const real *d_o,
+                                            const real *state, const ttt_in *in,
+                                            const lact_ttt_dims *dims, const lact_ttt_args *args) {
+    int64_t L = dims->len, d = dims->d;
+    bool has_mom = in->momentum != NULL;
+    ttt_ws ws;
+    LACT_TRY(ttt_ws_init(&ws, d, dims->dh));
+    ttt_acc acc;
+    acc.mem = calloc((size_t)(3 * L * d + 4 * L), sizeof(real));
+    if (!acc.mem) {
+        ttt_ws_free(&ws);
+        return lact_fail(LACT_E_NOMEM, "ttt backward: cannot allocate gradient buffers");
+    }
+    acc.q = acc.mem, acc.k = acc.q + L * d, acc.v = acc.k + L * d;
+    acc.l0 = acc.v + L * d, acc.l1 = acc.l0 + L, acc.l2 = acc.l1 + L, acc.mom = acc.l2 + L;
+    int64_t n_upd = lact_ttt_n_updates(args);
+    int64_t per = ttt_snapshot_numel(&ws, has_mom), S = (n_upd + 1) * per;
+    real *dw_out[3] = {grad->w0, grad->w1, grad->w2};
+    const real *w_init[3] = {in->w0, in->w1, in->w2};
+
+    for (int64_t h = 0; h < dims->n; h++) {
+        const real *q = in->q + h * L * d, *k = in->k + h * L * d, *v = in->v + h * L * d;
+        const real *l0 = in->lr0 + h * L, *l1 = in->lr1 + h * L, *l2 = in->lr2 + h * L;
+        const real *mom = has_mom ? in->momentum + h * L : NULL;
+        const real *doh = d_o + h * L * d, *snap = state + h * S;
+        memset(acc.mem, 0, (size_t)(3 * L * d + 4 * L) * sizeof(real));
+        ttt_start_head(&ws, in, h);
+        for (int i = 0; i < 3; i++) {
+            memset(ws.dw[i], 0, (size_t)ws.nel * sizeof(real));
+            memset(ws.dm[i], 0, (size_t)ws.nel * sizeof(real));
+            memset(ws.dr0[i], 0, (size_t)ttt_rows(&ws, i) * sizeof(real));
+        }
+        int64_t upd = n_upd;
+        for (int64_t j = args->n_ops - 1; j >= 0; j--) {
+            const lact_ttt_op *op = &args->ops[j];
+            if (op->update) upd--;
+            ttt_load(&ws, snap + upd * per, has_mom);
+            if (op->update) {
+                for (int i = 0; i < 3; i++)
+                    memset(ws.g[i], 0, (size_t)ws.nel * sizeof(real));
+                for (int64_t t0 = op->start; t0 < op->end; t0 += TTT_TILE) {
+                    int64_t T = op->end - t0 < TTT_TILE ? op->end - t0 : TTT_TILE;
+                    ttt_tile_grad_fwd(&ws, k + t0 * d, v + t0 * d, l0 + t0, l1 + t0, l2 + t0, T);
+                }
+                real beta = has_mom ? ttt_mean_beta(mom, op) : 0, dbeta = 0;
+                for (int i = 0; i < 3; i++)
+                    ttt_step_bwd(&ws, i, beta, has_mom, args->muon, &dbeta);
+                for (int64_t t0 = op->start; t0 < op->end; t0 += TTT_TILE) {
+                    int64_t T = op->end - t0 < TTT_TILE ? op->end - t0 : TTT_TILE;
+                    ttt_tile_grad_bwd(&ws, k + t0 * d, v + t0 * d, l0 + t0, l1 + t0, l2 + t0, T,
+                                      acc.k + t0 * d, acc.v + t0 * d, acc.l0 + t0, acc.l1 + t0,
+                                      acc.l2 + t0);
+                }
+                if (has_mom) {
+                    real share = dbeta / (real)(op->end - op->start);
+                    for (int64_t t = op->start; t < op->end; t++)
+                        acc.mom[t] += share;
+                }
+            }
+            if (op->apply)
+                for (int64_t t0 = op->start; t0 < op->end; t0 += TTT_TILE) {
+                    int64_t T = op->end - t0 < TTT_TILE ? op->end - t0 : TTT_TILE;
+                    ttt_tile_apply_bwd(&ws, q + t0 * d, doh + t0 * d, T, acc.q + t0 * d);
+                }
+        }
+        /* The initial weights reach the output directly and through the
+         * norms every renorm restores: r0 = ‖w_init row‖. */
+        for (int i = 0; i < 3; i++) {
+            if (!dw_out[i]) continue;
+            int64_t rows = ttt_rows(&ws, i), cols = ttt_cols(&ws, i);
+            const real *wi = w_init[i] + h * ws.nel;
+            real *dst = dw_out[i] + h * ws.nel;
+            for (int64_t r = 0; r < rows; r++) {
+                real n = ws.r0[i][r], f = n > 0 ? ws.dr0[i][r] / n : 0;
+                for (int64_t c = 0; c < cols; c++)
+                    dst[r * cols + c] = ws.dw[i][r * cols + c] + f * wi[r * cols + c];
+            }
+        }
+        ttt_copy_out(grad->q ? grad->q + h * L * d : NULL, acc.q, L * d);
+        ttt_copy_out(grad->k ? grad->k + h * L * d : NULL, acc.k, L * d);
+        ttt_copy_out(grad->v ? grad->v + h * L * d : NULL, acc.v, L * d);
+        ttt_copy_out(grad->lr0 ? grad->lr0 + h * L : NULL, acc.l0, L);
+        ttt_copy_out(grad->lr1 ? grad->lr1 + h * L : NULL, acc.l1, L);
+        ttt_copy_out(grad->lr2 ? grad->lr2 + h * L : NULL, acc.l2, L);
+        if (has_mom) ttt_copy_out(grad->momentum ? grad->momentum + h * L : NULL, acc.mom, L);
+    }
+    free(acc.mem);
+    ttt_ws_free(&ws);
+    return LACT_OK;
+}

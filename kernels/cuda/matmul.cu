@@ -1,0 +1,291 @@
+/* Matrix products through cuBLASLt. Row-major C = op(A) op(B) is computed as
+ * the column-major Cᵀ = op(B)ᵀ op(A)ᵀ, i.e. with the operands swapped. Every
+ * distinct problem (shape, dtypes, transposes, strides, alignment) gets one
+ * plan — descriptors plus the heuristic's algorithm — built on first use and
+ * cached, so repeated calls only launch. */
+#include <mutex>
+#include <string.h>
+
+#include "kernels/cuda/common.cuh"
+
+typedef struct plan_key {
+    int ab_dtype, c_dtype, ta, tb;
+    int64_t M, N, K, batch, stride_a, stride_b, stride_c;
+    int align_a, align_b, align_c;
+    size_t workspace;
+} plan_key;
+
+typedef struct gemm_plan {
+    plan_key key;
+    bool used;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc; /* in cuBLASLt's order: A = our b, B = our a */
+    cublasLtMatmulAlgo_t algo;
+} gemm_plan;
+
+#define PLAN_SLOTS 1024
+
+static gemm_plan plans[PLAN_SLOTS];
+static std::mutex plans_lock;
+
+static uint64_t key_hash(const plan_key *k) {
+    const unsigned char *p = (const unsigned char *)k;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < sizeof *k; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+static cudaDataType_t cuda_type(lact_dtype dt) {
+    switch (dt) {
+    case LACT_BF16: return CUDA_R_16BF;
+    case LACT_F16: return CUDA_R_16F;
+    default: return CUDA_R_32F;
+    }
+}
+
+/* Largest power of two up to 256 dividing the address and the batch stride. */
+static int alignment_of(const void *p, int64_t stride_bytes, int64_t batch) {
+    uintptr_t v = (uintptr_t)p;
+    if (batch > 1) v |= (uintptr_t)stride_bytes;
+    int a = 256;
+    while (a > 1 && (v & (uintptr_t)(a - 1))) a >>= 1;
+    return a;
+}
+
+static lact_status layout_make(cublasLtMatrixLayout_t *l, lact_dtype dt, int64_t rows,
+                               int64_t cols, int64_t ld, int64_t batch, int64_t stride) {
+    LACT_CU(cublasLtMatrixLayoutCreate(l, cuda_type(dt), (uint64_t)rows, (uint64_t)cols, ld));
+    if (batch > 1) {
+        int32_t count = (int32_t)batch;
+        LACT_CU(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count,
+                                                 sizeof count));
+        LACT_CU(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                 &stride, sizeof stride));
+    }
+    return LACT_OK;
+}
+
+static void plan_destroy(gemm_plan *p) {
+    if (p->op) cublasLtMatmulDescDestroy(p->op);
+    if (p->la) cublasLtMatrixLayoutDestroy(p->la);
+    if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
+    if (p->lc) cublasLtMatrixLayoutDestroy(p->lc);
+    memset(p, 0, sizeof *p);
+}
+
+static lact_status plan_build(lact_ctx *ctx, const plan_key *k, gemm_plan *p) {
+    lact_dtype ab = (lact_dtype)k->ab_dtype, cd = (lact_dtype)k->c_dtype;
+    LACT_CU(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t opa = k->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opb = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    LACT_CU(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+    LACT_CU(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+    /* Our b, row-major [K, N] (or [N, K] when tb), is column-major N×K (K×N). */
+    LACT_TRY(layout_make(&p->la, ab, k->tb ? k->K : k->N, k->tb ? k->N : k->K,
+                         k->tb ? k->K : k->N, k->batch, k->stride_b));
+    LACT_TRY(layout_make(&p->lb, ab, k->ta ? k->M : k->K, k->ta ? k->K : k->M,
+                         k->ta ? k->M : k->K, k->batch, k->stride_a));
+    LACT_TRY(layout_make(&p->lc, cd, k->N, k->M, k->N, k->batch, k->stride_c));
+
+    cublasLtMatmulPreference_t pref;
+    LACT_CU(cublasLtMatmulPreferenceCreate(&pref));
+    uint64_t ws = k->workspace;
+    uint32_t al_a = (uint32_t)k->align_b, al_b = (uint32_t)k->align_a,
+             al_c = (uint32_t)k->align_c;
+    cublasStatus_t e = cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                                 &al_a, sizeof al_a);
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                                 &al_b, sizeof al_b);
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                                 &al_c, sizeof al_c);
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                                 &al_c, sizeof al_c);
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulAlgoGetHeuristic((cublasLtHandle_t)ctx->cublaslt, p->op, p->la, p->lb,
+                                           p->lc, p->lc, pref, 1, &res, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    LACT_CU(e);
+    if (found < 1)
+        return lact_fail(LACT_E_UNSUPPORTED,
+                         "cuBLASLt has no algorithm for matmul %s x %s -> %s, M=%lld N=%lld "
+                         "K=%lld batch=%lld",
+                         lact_dtype_name(ab), lact_dtype_name(ab), lact_dtype_name(cd),
+                         (long long)k->M, (long long)k->N, (long long)k->K, (long long)k->batch);
+    p->algo = res.algo;
+    return LACT_OK;
+}
+
+/* The cached plan for k, built on a miss. */
+static lact_status plan_get(lact_ctx *ctx, const plan_key *k, gemm_plan **out) {
+    std::lock_guard<std::mutex> guard(plans_lock);
+    uint64_t h = key_hash(k);
+    size_t i = (size_t)(h % PLAN_SLOTS);
+    for (size_t n = 0; n < PLAN_SLOTS; n++, i = (i + 1) % PLAN_SLOTS) {
+        if (!plans[i].used) break;
+        if (memcmp(&plans[i].key, k, sizeof *k) == 0) {
+            *out = &plans[i];
+            return LACT_OK;
+        }
+    }
+    if (plans[i].used) plan_destroy(&plans[i]); /* table full: take over a slot */
+    gemm_plan *p = &plans[i];
+    memset(p, 0, sizeof *p);
+    lact_status s = plan_build(ctx, k, p);
+    if (s != LACT_OK) {
+        plan_destroy(p);
+        return s;
+    }
+    p->key = *k;
+    p->used = true;
+    *out = p;
+    return LACT_OK;
+}
+
+lact_status lact_cuda_gemm(lact_ctx *ctx, const lact_gemm_desc *g) {
+    if (g->M == 0 || g->N == 0 || g->batch == 0) return LACT_OK;
+    if (g->K == 0) /* cuBLASLt rejects k = 0; the public op scales instead */
+        return lact_fail(LACT_E_UNSUPPORTED, "matmul: K = 0 reached the CUDA GEMM");
+    if (g->M > INT32_MAX || g->N > INT32_MAX || g->K > INT32_MAX || g->batch > INT32_MAX)
+        return lact_fail(LACT_E_UNSUPPORTED, "matmul: dimension beyond 2^31 (M=%lld N=%lld K=%lld)",
+                         (long long)g->M, (long long)g->N, (long long)g->K);
+    plan_key k;
+    memset(&k, 0, sizeof k); /* padding takes part in the hash */
+    k.ab_dtype = g->ab_dtype;
+    k.c_dtype = g->c_dtype;
+    k.ta = g->ta;
+    k.tb = g->tb;
+    k.M = g->M;
+    k.N = g->N;
+    k.K = g->K;
+    k.batch = g->batch;
+    k.stride_a = g->batch > 1 ? g->stride_a : 0;
+    k.stride_b = g->batch > 1 ? g->stride_b : 0;
+    k.stride_c = g->batch > 1 ? g->stride_c : 0;
+    size_t eab = lact_dtype_size(g->ab_dtype), ec = lact_dtype_size(g->c_dtype);
+    k.align_a = alignment_of(g->a, k.stride_a * (int64_t)eab, g->batch);
+    k.align_b = alignment_of(g->b, k.stride_b * (int64_t)eab, g->batch);
+    k.align_c = alignment_of(g->c, k.stride_c * (int64_t)ec, g->batch);
+    k.workspace = ctx->workspace_bytes;
+    gemm_plan *p = NULL;
+    LACT_TRY(plan_get(ctx, &k, &p));
+    float alpha = g->alpha, beta = g->beta;
+    LACT_CU(cublasLtMatmul((cublasLtHandle_t)ctx->cublaslt, p->op, &alpha, g->b, p->la, g->a,
+                           p->lb, &beta, g->c, p->lc, g->c, p->lc, &p->algo, ctx->workspace,
+                           ctx->workspace_bytes, lact_cuda_stream(ctx)));
+    return LACT_OK;
+}
+
+/* ---- the public op ---------------------------------------------------------- */
+
+typedef struct mm_shape {
+    int64_t M, N, K, batch;
+    bool b_broadcast;
+} mm_shape;
+
+static mm_shape mm_shape_of(const lact_tensor *a, const lact_tensor *b, bool ta, bool tb) {
+    mm_shape s;
+    int64_t ar = a->shape[a->ndim - 2], ac = a->shape[a->ndim - 1];
+    int64_t bc = b->shape[b->ndim - 1];
+    s.M = ta ? ac : ar;
+    s.K = ta ? ar : ac;
+    s.N = tb ? b->shape[b->ndim - 2] : bc;
+    s.batch = lact_tensor_numel(a) / (ar * ac > 0 ? ar * ac : 1);
+    int64_t b_items = lact_tensor_numel(b) / (s.K * s.N > 0 ? s.K * s.N : 1);
+    s.b_broadcast = s.batch > 1 && b_items == 1;
+    return s;
+}
+
+static lact_gemm_desc desc_make(const void *a, const void *b, void *c, lact_dtype ab,
+                                lact_dtype cd, bool ta, bool tb, int64_t M, int64_t N,
+                                int64_t K, int64_t batch, int64_t sa, int64_t sb, int64_t sc,
+                                float alpha, float beta) {
+    lact_gemm_desc g;
+    g.a = a;
+    g.b = b;
+    g.c = c;
+    g.ab_dtype = ab;
+    g.c_dtype = cd;
+    g.ta = ta;
+    g.tb = tb;
+    g.M = M;
+    g.N = N;
+    g.K = K;
+    g.batch = batch;
+    g.stride_a = sa;
+    g.stride_b = sb;
+    g.stride_c = sc;
+    g.alpha = alpha;
+    g.beta = beta;
+    return g;
+}
+
+extern "C" lact_status lact_cuda_matmul_forward(lact_ctx *ctx, lact_tensor *out,
+                                                const lact_tensor *a, const lact_tensor *b,
+                                                bool ta, bool tb, float alpha, float beta) {
+    mm_shape s = mm_shape_of(a, b, ta, tb);
+    if (s.K == 0) {
+        lact_tensor o = *out;
+        return lact_cuda_scale_forward(ctx, out, &o, beta);
+    }
+    lact_gemm_desc g = desc_make(a->data, b->data, out->data, a->dtype, out->dtype, ta, tb, s.M,
+                                 s.N, s.K, s.batch, s.M * s.K, s.b_broadcast ? 0 : s.K * s.N,
+                                 s.M * s.N, alpha, beta);
+    return lact_cuda_gemm(ctx, &g);
+}
+
+extern "C" lact_status lact_cuda_matmul_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
+                                                 const lact_tensor *dout, const lact_tensor *a,
+                                                 const lact_tensor *b, bool ta, bool tb,
+                                                 float alpha) {
+    mm_shape s = mm_shape_of(a, b, ta, tb);
+    int64_t M = s.M, N = s.N, K = s.K, B = s.batch;
+    lact_dtype dt = a->dtype;
+    int64_t sa = M * K, sd = M * N, sb = s.b_broadcast ? 0 : K * N;
+    if (da) {
+        lact_gemm_desc g;
+        if (!ta) /* da [M, K] = dout [M, N] · op(b)ᵀ */
+            g = desc_make(dout->data, b->data, da->data, dt, da->dtype, false, !tb, M, K, N, B,
+                          sd, sb, sa, alpha, 0.0f);
+        else /* da [K, M] = op(b) · doutᵀ */
+            g = desc_make(b->data, dout->data, da->data, dt, da->dtype, tb, true, K, M, N, B, sb,
+                          sd, sa, alpha, 0.0f);
+        LACT_TRY(lact_cuda_gemm(ctx, &g));
+    }
+    if (db) {
+        /* db [K, N] = op(a)ᵀ · dout; db [N, K] = doutᵀ · op(a) when tb. With b
+         * broadcast the batch sums: for an untransposed a the batch folds
+         * into the contraction ([B·M, K] and [B·M, N]); otherwise one product
+         * per batch item accumulates. */
+        int64_t Bg = B, fold = 1;
+        if (s.b_broadcast && !ta) {
+            fold = B;
+            Bg = 1;
+        }
+        int64_t loops = s.b_broadcast && ta ? B : 1;
+        if (loops > 1) Bg = 1;
+        size_t ea = lact_dtype_size(dt);
+        for (int64_t i = 0; i < loops; i++) {
+            const char *ap = (const char *)a->data + (size_t)(i * sa) * ea;
+            const char *dp = (const char *)dout->data + (size_t)(i * sd) * ea;
+            float beta = i == 0 ? 0.0f : 1.0f;
+            int64_t scb = s.b_broadcast ? 0 : K * N;
+            lact_gemm_desc g;
+            if (!tb)
+                g = desc_make(ap, dp, db->data, dt, db->dtype, !ta, false, K, N, M * fold, Bg, sa,
+                              sd, scb, alpha, beta);
+            else
+                g = desc_make(dp, ap, db->data, dt, db->dtype, true, ta, N, K, M * fold, Bg, sd,
+                              sa, scb, alpha, beta);
+            LACT_TRY(lact_cuda_gemm(ctx, &g));
+        }
+    }
+    return LACT_OK;
+}

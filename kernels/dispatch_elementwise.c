@@ -1,0 +1,135 @@
+/* lact_{add,mul,scale,silu,swiglu,cast}_*: argument checks, then the CPU or
+ * CUDA version. */
+#include "kernels/kcheck.h"
+#include "kernels/kernels.h"
+
+/* b broadcasts over a: numel(b) divides numel(a). */
+static lact_status check_broadcast(const char *op, const char *bname, const lact_tensor *b,
+                                   const char *aname, const lact_tensor *a) {
+    int64_t na = lact_tensor_numel(a), nb = lact_tensor_numel(b);
+    if ((nb == 0 && na == 0) || (nb > 0 && na % nb == 0)) return LACT_OK;
+    char sa[96], sb[96];
+    return lact_fail(LACT_E_ARG,
+                     "%s: %s %s (%lld elements) does not broadcast over %s %s (%lld elements)", op,
+                     bname, lact_kcheck_shape_str(b, sb, sizeof sb), (long long)nb, aname,
+                     lact_kcheck_shape_str(a, sa, sizeof sa), (long long)na);
+}
+
+/* out and a are activations of one shape and dtype; b has a's dtype or F32
+ * and broadcasts over a. */
+static lact_status check_binary(lact_ctx *ctx, const char *op, const char *out_name,
+                                const lact_tensor *out, const lact_tensor *a,
+                                const lact_tensor *b) {
+    LACT_TRY(lact_kcheck_ctx(ctx, op));
+    unsigned act = lact_kcheck_act_dtypes(ctx);
+    LACT_TRY(lact_kcheck_tensor(ctx, op, out_name, out, act));
+    LACT_TRY(lact_kcheck_tensor(ctx, op, "a", a, act));
+    LACT_TRY(lact_kcheck_tensor(ctx, op, "b", b, LACT_DT(a->dtype) | LACT_DT(LACT_F32)));
+    LACT_TRY(lact_kcheck_same_dtype(op, out_name, out, "a", a));
+    LACT_TRY(lact_kcheck_same_shape(op, out_name, out, "a", a));
+    return check_broadcast(op, "b", b, "a", a);
+}
+
+/* out and x are activations of one shape and dtype. */
+static lact_status check_unary(lact_ctx *ctx, const char *op, const char *out_name,
+                               const lact_tensor *out, const char *x_name, const lact_tensor *x) {
+    LACT_TRY(lact_kcheck_ctx(ctx, op));
+    unsigned act = lact_kcheck_act_dtypes(ctx);
+    LACT_TRY(lact_kcheck_tensor(ctx, op, out_name, out, act));
+    LACT_TRY(lact_kcheck_tensor(ctx, op, x_name, x, act));
+    LACT_TRY(lact_kcheck_same_dtype(op, out_name, out, x_name, x));
+    return lact_kcheck_same_shape(op, out_name, out, x_name, x);
+}
+
+lact_status lact_add_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
+                             const lact_tensor *b) {
+    LACT_TRY(check_binary(ctx, "add", "out", out, a, b));
+    return LACT_KDISPATCH(ctx, add_forward, out, a, b);
+}
+
+lact_status lact_add_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
+                              const lact_tensor *dout) {
+    const char *op = "add backward";
+    LACT_TRY(lact_kcheck_ctx(ctx, op));
+    LACT_TRY(lact_kcheck_tensor(ctx, op, "dout", dout, lact_kcheck_act_dtypes(ctx)));
+    if (da) LACT_TRY(check_unary(ctx, op, "da", da, "dout", dout));
+    if (db) {
+        LACT_TRY(lact_kcheck_tensor(ctx, op, "db", db, LACT_DT(dout->dtype) | LACT_DT(LACT_F32)));
+        LACT_TRY(check_broadcast(op, "db", db, "dout", dout));
+    }
+    if (!da && !db) return LACT_OK;
+    return LACT_KDISPATCH(ctx, add_backward, da, db, dout);
+}
+
+lact_status lact_mul_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
+                             const lact_tensor *b) {
+    LACT_TRY(check_binary(ctx, "mul", "out", out, a, b));
+    return LACT_KDISPATCH(ctx, mul_forward, out, a, b);
+}
+
+lact_status lact_mul_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
+                              const lact_tensor *dout, const lact_tensor *a, const lact_tensor *b) {
+    const char *op = "mul backward";
+    LACT_TRY(check_binary(ctx, op, "dout", dout, a, b));
+    if (da) LACT_TRY(check_unary(ctx, op, "da", da, "a", a));
+    if (db) {
+        LACT_TRY(lact_kcheck_tensor(ctx, op, "db", db, LACT_DT(b->dtype) | LACT_DT(LACT_F32)));
+        LACT_TRY(lact_kcheck_same_shape(op, "db", db, "b", b));
+    }
+    if (!da && !db) return LACT_OK;
+    return LACT_KDISPATCH(ctx, mul_backward, da, db, dout, a, b);
+}
+
+lact_status lact_scale_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a, float s) {
+    LACT_TRY(check_unary(ctx, "scale", "out", out, "a", a));
+    return LACT_KDISPATCH(ctx, scale_forward, out, a, s);
+}
+
+lact_status lact_scale_backward(lact_ctx *ctx, lact_tensor *da, const lact_tensor *dout, float s) {
+    if (!da) return lact_kcheck_ctx(ctx, "scale backward");
+    LACT_TRY(check_unary(ctx, "scale backward", "da", da, "dout", dout));
+    return LACT_KDISPATCH(ctx, scale_backward, da, dout, s);
+}
+
+lact_status lact_silu_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x) {
+    LACT_TRY(check_unary(ctx, "silu", "out", out, "x", x));
+    return LACT_KDISPATCH(ctx, silu_forward, out, x);
+}
+
+lact_status lact_silu_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout,
+                               const lact_tensor *x) {
+    const char *op = "silu backward";
+    LACT_TRY(check_unary(ctx, op, "dout", dout, "x", x));
+    if (!dx) return LACT_OK;
+    LACT_TRY(check_unary(ctx, op, "dx", dx, "x", x));
+    return LACT_KDISPATCH(ctx, silu_backward, dx, dout, x);
+}
+
+lact_status lact_swiglu_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
+                                const lact_tensor *b) {
+    const char *op = "swiglu";
+    LACT_TRY(check_unary(ctx, op, "out", out, "a", a));
+    LACT_TRY(check_unary(ctx, op, "b", b, "a", a));
+    return LACT_KDISPATCH(ctx, swiglu_forward, out, a, b);
+}
+
+lact_status lact_swiglu_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
+                                 const lact_tensor *dout, const lact_tensor *a,
+                                 const lact_tensor *b) {
+    const char *op = "swiglu backward";
+    LACT_TRY(check_unary(ctx, op, "dout", dout, "a", a));
+    LACT_TRY(check_unary(ctx, op, "b", b, "a", a));
+    if (da) LACT_TRY(check_unary(ctx, op, "da", da, "a", a));
+    if (db) LACT_TRY(check_unary(ctx, op, "db", db, "b", b));
+    if (!da && !db) return LACT_OK;
+    return LACT_KDISPATCH(ctx, swiglu_backward, da, db, dout, a, b);
+}
+
+lact_status lact_cast_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x) {
+    const char *op = "cast";
+    LACT_TRY(lact_kcheck_ctx(ctx, op));
+    LACT_TRY(lact_kcheck_tensor(ctx, op, "out", out, LACT_DT_FLOATS));
+    LACT_TRY(lact_kcheck_tensor(ctx, op, "x", x, LACT_DT_FLOATS));
+    LACT_TRY(lact_kcheck_same_shape(op, "out", out, "x", x));
+    return LACT_KDISPATCH(ctx, cast_forward, out, x);
+}

@@ -1,0 +1,206 @@
+/* The one interface every op is called through.
+ *
+ * Each op X has lact_X_forward and, where it has inputs to differentiate,
+ * lact_X_backward, with the same argument order: outputs first, then inputs,
+ * then sizes and options. The function checks shapes, dtypes and devices,
+ * then runs the CPU reference (kernels/cpu) or the CUDA version
+ * (kernels/cuda) according to the tensors' device; all tensors of one call
+ * live on ctx->device.
+ *
+ * Conventions
+ * - Tensors are contiguous. "rows" = product of all dims but the last.
+ * - Backward overwrites the gradients it is given; any gradient pointer may
+ *   be NULL to skip it.
+ * - Dtypes. Activations (x, out, dx, dout) share one dtype: F32 on the CPU,
+ *   F32 or BF16 on CUDA. Parameters (norm weights, biases), saved statistics
+ *   (rstd, mean, lse), losses and parameter gradients are F32. Index inputs
+ *   (ids, targets) are I32. All arithmetic accumulates in fp32.
+ * - The CPU reference is the definition; CUDA must agree with it to the
+ *   tolerance of its dtype. */
+#ifndef LACT_KERNELS_H
+#define LACT_KERNELS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/base/context.h"
+#include "core/base/status.h"
+#include "core/base/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- matrix products ---------------------------------------------------- */
+
+/* out = alpha * op(a) · op(b) + beta * out, batched.
+ * a: [..., M, K] ([..., K, M] when ta), b: [..., K, N] ([..., N, K] when tb),
+ * out: [..., M, N]. Leading (batch) dims of a and out are equal; b's are the
+ * same or absent (one matrix broadcast over the batch). 2-D is batch 1.
+ * CPU: F32 (OpenBLAS sgemm). CUDA: a, b both F32 (fp32 compute) or both BF16
+ * (fp32 accumulate, cuBLASLt); out F32 or BF16. beta != 0 reads out. */
+lact_status lact_matmul_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
+                                const lact_tensor *b, bool ta, bool tb, float alpha, float beta);
+/* da = alpha * dout · op(b)ᵀ (arranged for ta), db = alpha * op(a)ᵀ · dout
+ * (summed over the batch when b is broadcast). da, db may be F32 when a, b
+ * are BF16 on CUDA. */
+lact_status lact_matmul_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
+                                 const lact_tensor *dout, const lact_tensor *a,
+                                 const lact_tensor *b, bool ta, bool tb, float alpha);
+
+/* ---- elementwise -------------------------------------------------------- */
+
+/* out[i] = a[i] + b[i % nb]; nb = numel(b) divides numel(a) (bias broadcast).
+ * b has a's dtype, or F32. */
+lact_status lact_add_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
+                             const lact_tensor *b);
+/* da = dout; db[j] = sum over i ≡ j (mod nb) of dout[i]. */
+lact_status lact_add_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
+                              const lact_tensor *dout);
+/* out[i] = a[i] * b[i % nb], same broadcast rule as add. */
+lact_status lact_mul_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
+                             const lact_tensor *b);
+lact_status lact_mul_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
+                              const lact_tensor *dout, const lact_tensor *a,
+                              const lact_tensor *b);
+/* out = s * a */
+lact_status lact_scale_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a, float s);
+lact_status lact_scale_backward(lact_ctx *ctx, lact_tensor *da, const lact_tensor *dout, float s);
+/* out = silu(x) = x * sigmoid(x) */
+lact_status lact_silu_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);
+lact_status lact_silu_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout,
+                               const lact_tensor *x);
+/* out = silu(a) * b (the SwiGLU gate); a, b, out same shape. */
+lact_status lact_swiglu_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
+                                const lact_tensor *b);
+lact_status lact_swiglu_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
+                                 const lact_tensor *dout, const lact_tensor *a,
+                                 const lact_tensor *b);
+/* Dtype conversion (F32 <-> BF16 <-> F16), same shape and device. */
+lact_status lact_cast_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);
+
+/* ---- normalisation ------------------------------------------------------ */
+
+/* Per row of x [rows, C]: rstd = 1 / sqrt(mean(x²) + eps); out = x * rstd * w.
+ * w [C] F32 or NULL (no scale); rstd [rows] F32 (saved for backward). */
+lact_status lact_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd,
+                                 const lact_tensor *x, const lact_tensor *w, float eps);
+lact_status lact_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
+                                  const lact_tensor *dout, const lact_tensor *x,
+                                  const lact_tensor *w, const lact_tensor *rstd);
+/* Per row: mean, rstd = 1/sqrt(var + eps) (biased variance);
+ * out = (x - mean) * rstd * w + b. w, b [C] F32 or NULL; mean, rstd [rows] F32. */
+lact_status lact_layernorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *mean,
+                                   lact_tensor *rstd, const lact_tensor *x, const lact_tensor *w,
+                                   const lact_tensor *b, float eps);
+lact_status lact_layernorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
+                                    lact_tensor *db, const lact_tensor *dout,
+                                    const lact_tensor *x, const lact_tensor *w,
+                                    const lact_tensor *mean, const lact_tensor *rstd);
+/* Per row: out = x / (‖x‖₂ + eps)  (the LaCT convention, eps 1e-5). */
+lact_status lact_l2norm_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x, float eps);
+lact_status lact_l2norm_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout,
+                                 const lact_tensor *x, float eps);
+
+/* ---- positions ---------------------------------------------------------- */
+
+/* Rotary embedding, rotate-half (GPT-NeoX/LLaMA) convention.
+ * x [B, L, H, D] (or [B, L, D], read as H = 1), D even. Token l has position
+ * p = pos0 + l; pair (i, i + D/2), i < D/2, is rotated by p * theta^(-2i/D):
+ *   out_i = x_i cos - x_{i+D/2} sin,  out_{i+D/2} = x_{i+D/2} cos + x_i sin. */
+lact_status lact_rope_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x,
+                              int64_t pos0, float theta);
+/* dx = rotation by the opposite angle of dout. */
+lact_status lact_rope_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout,
+                               int64_t pos0, float theta);
+
+/* ---- softmax and loss --------------------------------------------------- */
+
+/* Softmax over the last dim of x [rows, C]. */
+lact_status lact_softmax_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);
+/* dx = y ⊙ (dy − Σ dy ⊙ y), y = the forward output. */
+lact_status lact_softmax_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout,
+                                  const lact_tensor *out);
+
+/* Cross-entropy fused with the output projection, chunked over the
+ * vocabulary so that no [N, V] logits tensor exists:
+ *   logits = h · wᵀ,  loss[n] = lse(logits[n]) − logits[n, target[n]].
+ * h [N, C], w [V, C] (same dtype as h), target [N] I32 (a negative target
+ * means "ignore": loss 0 and no gradient); loss [N] F32; lse [N] F32 saved.
+ * vocab_chunk: columns of the vocabulary per pass (0 = default 8192). */
+lact_status lact_xent_forward(lact_ctx *ctx, lact_tensor *loss, lact_tensor *lse,
+                              const lact_tensor *h, const lact_tensor *w,
+                              const lact_tensor *target, int64_t vocab_chunk);
+/* dh [N, C] (h's dtype), dw [V, C] F32, from dloss [N] F32:
+ *   dlogits[n, v] = dloss[n] * (softmax[n, v] − [v == target[n]]). */
+lact_status lact_xent_backward(lact_ctx *ctx, lact_tensor *dh, lact_tensor *dw,
+                               const lact_tensor *dloss, const lact_tensor *h,
+                               const lact_tensor *w, const lact_tensor *target,
+                               const lact_tensor *lse, int64_t vocab_chunk);
+
+/* ---- embedding ---------------------------------------------------------- */
+
+/* out[n, :] = table[ids[n], :]. table [V, C] F32 (or out's dtype), ids [N] I32
+ * in [0, V) (checked on the CPU; the CUDA kernel clamps and flags). */
+lact_status lact_embedding_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *table,
+                                   const lact_tensor *ids);
+/* dtable [V, C] F32 = scatter-add of dout rows by ids (zeroed first). */
+lact_status lact_embedding_backward(lact_ctx *ctx, lact_tensor *dtable, const lact_tensor *dout,
+                                    const lact_tensor *ids);
+
+/* ---- reductions --------------------------------------------------------- */
+
+/* out[r] = Σ_c x[r, c]  (x [rows, C], out [rows], x's dtype). */
+lact_status lact_sum_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);
+lact_status lact_sum_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout);
+/* out[0] = ‖x‖₂ over all elements, out [1] F32. */
+lact_status lact_norm_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);
+/* dx = dout[0] * x / ‖x‖₂ (0 where ‖x‖ = 0). */
+lact_status lact_norm_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout,
+                               const lact_tensor *x, const lact_tensor *out);
+
+/* ---- random fills (Philox; see core/base/philox.h) ----------------------- */
+
+/* x[i] = lo + (hi − lo) * uniform(seed, stream, i); F32 or BF16. */
+lact_status lact_fill_uniform(lact_ctx *ctx, lact_tensor *x, uint64_t seed, uint64_t stream,
+                              float lo, float hi);
+/* x[i] = mean + std * normal(seed, stream, i). */
+lact_status lact_fill_normal(lact_ctx *ctx, lact_tensor *x, uint64_t seed, uint64_t stream,
+                             float mean, float std);
+
+/* ---- optimizer steps (no backward) --------------------------------------- */
+
+typedef struct lact_adamw_args {
+    float lr, beta1, beta2, eps, weight_decay;
+    int64_t step; /* 1-based, for bias correction */
+} lact_adamw_args;
+
+/* Decoupled weight decay (AdamW), all tensors F32 and the same shape:
+ *   m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²;
+ *   p -= lr * ( (m / (1−β1^t)) / (sqrt(v / (1−β2^t)) + eps) + wd * p ). */
+lact_status lact_adamw_step(lact_ctx *ctx, lact_tensor *param, lact_tensor *m, lact_tensor *v,
+                            const lact_tensor *grad, const lact_adamw_args *args);
+
+typedef struct lact_muon_args {
+    float lr, momentum, weight_decay;
+    bool nesterov;
+    int ns_steps;   /* Newton–Schulz iterations, 5 */
+} lact_muon_args;
+
+/* Muon for a 2-D weight [R, C], F32:
+ *   m = μ m + g;  u = nesterov ? g + μ m : m;
+ *   o = NS(u) (quintic Newton–Schulz, (a,b,c) = (3.4445, −4.7750, 2.0315),
+ *       on u / (‖u‖_F + 1e-7), transposed when R > C);
+ *   p = p (1 − lr wd) − lr * sqrt(max(1, R / C)) * o.
+ * scratch: the CPU needs none; CUDA takes its buffers from the context's
+ * scratch or allocates once. */
+lact_status lact_muon_step(lact_ctx *ctx, lact_tensor *param, lact_tensor *m,
+                           const lact_tensor *grad, const lact_muon_args *args);
+/* The orthogonalisation alone: out = NS(g) as above (out, g [R, C] F32). */
+lact_status lact_newton_schulz(lact_ctx *ctx, lact_tensor *out, const lact_tensor *g,
+                               int steps);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,107 @@
+/* The LaCT fast-weight op (specs/lact.md): a SwiGLU fast network per head,
+ * trained on the sequence itself by large-chunk updates, and read out by
+ * apply steps, in the order a list of operations gives.
+ *
+ * Shapes, per "head-batch" n in [0, N):
+ *   q, k, v       [N, L, d]    F32 (CPU)
+ *   lr0, lr1, lr2 [N, L]       F32, per-token learning rates (already > 0)
+ *   momentum      [N, L]       F32 in (0, 1), optional (NULL = no momentum)
+ *   w0, w2        [N, dh, d]   F32, initial fast weights
+ *   w1            [N, d, dh]   F32
+ *   o             [N, L, d]    output; rows no apply op covers are zero
+ *   state         [N, S]       F32, S = lact_ttt_state_numel(...): the fast
+ *                              weights (and momentum) after each update,
+ *                              saved for the backward pass; may be NULL.
+ *
+ * The operations run in sequence. An operation {start, end, update, apply}
+ * covers tokens [start, end):
+ *   - apply:  o_t += f_W(q_t) = W1 (silu(W0 q_t) ⊙ W2 q_t) with the current W
+ *             (o accumulates when apply ranges overlap);
+ *   - update: one step on the whole range: G from k, v and the lrs of the
+ *             range, then momentum (M ← mean_t(β_t) M + G over the range's
+ *             tokens), Muon (Newton–Schulz, 5 steps), W ← W + G and the
+ *             row renorm to the initial rows' norms.
+ * When an operation has both, apply comes FIRST, with the weights before
+ * that operation's update. Each update operation is exactly one step, so
+ * the chunk size lives in the order (the order builders below split into chunks).
+ *
+ * Backward recomputes each update from the saved state, in reverse, and
+ * propagates through the renorm (including the initial norms, which depend
+ * on w0, w1, w2), Newton–Schulz and momentum. */
+#ifndef LACT_TTT_H
+#define LACT_TTT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/base/context.h"
+#include "core/base/status.h"
+#include "core/base/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lact_ttt_op {
+    int64_t start, end; /* token range [start, end), 0 <= start < end <= L */
+    bool update;
+    bool apply;
+} lact_ttt_op;
+
+typedef enum lact_ttt_muon {
+    LACT_TTT_MUON_OFF = 0,
+    /* five steps with the per-step (a, b, c) table of the spec */
+    LACT_TTT_MUON_TABLE = 1,
+    /* five steps of the fixed (3.4445, −4.7750, 2.0315) */
+    LACT_TTT_MUON_FIXED = 2,
+} lact_ttt_muon;
+
+typedef struct lact_ttt_args {
+    const lact_ttt_op *ops;
+    int64_t n_ops;
+    lact_ttt_muon muon;
+} lact_ttt_args;
+
+/* Shifted block-causal order: chunk c = [cC, min(L, (c+1)C)) is applied
+ * with the weights learnt from chunks < c, then updated on; the last chunk is
+ * apply-only. Writes up to cap ops (ops may be NULL) and returns how many the
+ * order has. */
+int64_t lact_ttt_order_causal(lact_ttt_op *ops, int64_t cap, int64_t len, int64_t chunk);
+/* Bidirectional order: updates on [0, n_ctx) in chunks of C (update-only),
+ * then one apply on [0, L). Same return convention. */
+int64_t lact_ttt_order_bidirectional(lact_ttt_op *ops, int64_t cap, int64_t len, int64_t n_ctx,
+                                     int64_t chunk);
+
+/* Checks the order against the sequence length (records why not). */
+lact_status lact_ttt_check_args(const lact_ttt_args *args, int64_t len);
+/* Number of update operations in the order. */
+int64_t lact_ttt_n_updates(const lact_ttt_args *args);
+/* Elements of the saved state per head: (updates + 1) snapshots of W0, W1,
+ * W2 (and M0, M1, M2 with momentum). */
+int64_t lact_ttt_state_numel(const lact_ttt_args *args, bool momentum, int64_t d, int64_t dh);
+
+/* o and state (state may be NULL) from the inputs; momentum may be NULL. */
+lact_status lact_ttt_forward(lact_ctx *ctx, lact_tensor *o, lact_tensor *state,
+                             const lact_tensor *q, const lact_tensor *k, const lact_tensor *v,
+                             const lact_tensor *lr0, const lact_tensor *lr1, const lact_tensor *lr2,
+                             const lact_tensor *momentum, const lact_tensor *w0,
+                             const lact_tensor *w1, const lact_tensor *w2,
+                             const lact_ttt_args *args);
+
+/* Gradients of Σ d_o ⊙ o. Every gradient may be NULL (skipped); d_momentum
+ * must be NULL when momentum is. state: what the forward saved, or NULL to
+ * recompute it here. Gradients are overwritten. */
+lact_status lact_ttt_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k, lact_tensor *d_v,
+                              lact_tensor *d_lr0, lact_tensor *d_lr1, lact_tensor *d_lr2,
+                              lact_tensor *d_momentum, lact_tensor *d_w0, lact_tensor *d_w1,
+                              lact_tensor *d_w2, const lact_tensor *d_o, const lact_tensor *state,
+                              const lact_tensor *q, const lact_tensor *k, const lact_tensor *v,
+                              const lact_tensor *lr0, const lact_tensor *lr1,
+                              const lact_tensor *lr2, const lact_tensor *momentum,
+                              const lact_tensor *w0, const lact_tensor *w1, const lact_tensor *w2,
+                              const lact_ttt_args *args);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
