@@ -210,7 +210,7 @@ static int op_run(const cli_command *cmd, const lact_op_def *op, const op_opts *
             for (int i = 0; i < n_in; i++) {
                 if (!(op->grad_inputs & (1u << i)) || !in[i].data) continue;
                 snprintf(grad_names[i], sizeof grad_names[i], "d_%s", lact_op_input_name(op, i));
-                if (!op_alloc_like(cmd, &d_in[i], lact_op_grad_dtype(op, i, &in[i]), dev, &in[i],
+                if (!op_alloc_like(cmd, &d_in[i], lact_op_grad_dtype(op, i, in), dev, &in[i],
                                    grad_names[i]))
                     goto done;
             }

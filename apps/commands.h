@@ -7,5 +7,6 @@ int cmd_version(int argc, char **argv);
 int cmd_op(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_lm(int argc, char **argv);
 
 #endif

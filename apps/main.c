@@ -13,6 +13,7 @@ typedef struct command_entry {
 
 static const command_entry commands[] = {
     {"demo", cmd_demo, "train a tiny character-level model on the shipped text"},
+    {"lm", cmd_lm, "language models: tokenizers, token shards"},
     {"op", cmd_op, "run one op forward (and backward) on tensors from a safetensors file"},
     {"bench", cmd_bench, "time GEMM and memory copies against the library ceilings"},
     {"version", cmd_version, "print the version and what this build links"},

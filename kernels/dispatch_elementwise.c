@@ -1,5 +1,5 @@
-/* lact_{add,mul,scale,silu,swiglu,cast}_*: argument checks, then the CPU or
- * CUDA version. */
+/* lact_{add,mul,scale,silu,swiglu,cast,softplus,sigmoid}_*: argument checks,
+ * then the CPU or CUDA version. */
 #include "kernels/kcheck.h"
 #include "kernels/kernels.h"
 
@@ -123,6 +123,35 @@ lact_status lact_swiglu_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db
     if (db) LACT_TRY(check_unary(ctx, op, "db", db, "b", b));
     if (!da && !db) return LACT_OK;
     return LACT_KDISPATCH(ctx, swiglu_backward, da, db, dout, a, b);
+}
+
+lact_status lact_softplus_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x,
+                                  float shift) {
+    LACT_TRY(check_unary(ctx, "softplus", "out", out, "x", x));
+    return LACT_KDISPATCH(ctx, softplus_forward, out, x, shift);
+}
+
+lact_status lact_softplus_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout,
+                                   const lact_tensor *x, float shift) {
+    const char *op = "softplus backward";
+    LACT_TRY(check_unary(ctx, op, "dout", dout, "x", x));
+    if (!dx) return LACT_OK;
+    LACT_TRY(check_unary(ctx, op, "dx", dx, "x", x));
+    return LACT_KDISPATCH(ctx, softplus_backward, dx, dout, x, shift);
+}
+
+lact_status lact_sigmoid_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x) {
+    LACT_TRY(check_unary(ctx, "sigmoid", "out", out, "x", x));
+    return LACT_KDISPATCH(ctx, sigmoid_forward, out, x);
+}
+
+lact_status lact_sigmoid_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout,
+                                  const lact_tensor *out) {
+    const char *op = "sigmoid backward";
+    LACT_TRY(check_unary(ctx, op, "dout", dout, "out", out));
+    if (!dx) return LACT_OK;
+    LACT_TRY(check_unary(ctx, op, "dx", dx, "out", out));
+    return LACT_KDISPATCH(ctx, sigmoid_backward, dx, dout, out);
 }
 
 lact_status lact_cast_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x) {

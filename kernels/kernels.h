@@ -78,6 +78,25 @@ lact_status lact_swiglu_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db
                                  const lact_tensor *b);
 /* Dtype conversion (F32 <-> BF16 <-> F16), same shape and device. */
 lact_status lact_cast_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);
+/* out = softplus(x + shift) = log(1 + exp(x + shift)), computed without
+ * overflow (≈ x + shift for large arguments, ≈ exp(x + shift) for very
+ * negative ones); x, out same shape. */
+lact_status lact_softplus_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x,
+                                  float shift);
+/* dx = dout * sigmoid(x + shift). */
+lact_status lact_softplus_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout,
+                                   const lact_tensor *x, float shift);
+/* out = sigmoid(x) = 1 / (1 + exp(−x)). */
+lact_status lact_sigmoid_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);
+/* dx = dout * y * (1 − y), y = the forward output. */
+lact_status lact_sigmoid_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout,
+                                  const lact_tensor *out);
+/* out[a, c, b, e] = x[a, b, c, e]: swaps dims 1 and 2 of a 4-D x [A, B, C, E]
+ * into out [A, C, B, E] (the [B, L, H, d] <-> [B, H, L, d] transpose; E may
+ * be 1). out must not overlap x. */
+lact_status lact_permute_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);
+/* dx [A, B, C, E] = the same swap of dout [A, C, B, E]. */
+lact_status lact_permute_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout);
 
 /* ---- normalisation ------------------------------------------------------ */
 

@@ -85,7 +85,8 @@ void lact_op_default_params(const lact_op_def *op, double *params);
 const char *lact_op_input_name(const lact_op_def *op, int i);
 bool lact_op_input_optional(const lact_op_def *op, int i);
 /* The dtype of the gradient of input i: F32 for parameters (param_inputs)
- * and for F32 inputs; otherwise the input's dtype. */
+ * and for F32 inputs; otherwise the input's dtype. in is the whole input
+ * array (in[0 .. n_inputs)), not input i alone. */
 lact_dtype lact_op_grad_dtype(const lact_op_def *op, int i, const lact_tensor *in);
 
 #ifdef __cplusplus

@@ -1,11 +1,14 @@
 /* lact_ttt_*: orders, argument checks, then the CPU reference or the CUDA
- * version (not yet written). */
+ * version (kernels/cuda/ttt.cu). */
 #include "kernels/ttt.h"
 
 #include <stddef.h>
 
 #include "kernels/cpu/ttt_ref.h"
 #include "kernels/kcheck.h"
+#if LACT_WITH_CUDA
+#include "kernels/cuda/ttt_cuda.h"
+#endif
 
 #define F32_ONLY LACT_DT(LACT_F32)
 
@@ -155,17 +158,18 @@ static lact_ttt_in_f32 make_in(const lact_tensor *q, const lact_tensor *k, const
                              w2->data};
 }
 
-#if 0
+#if LACT_WITH_CUDA
 static lact_ttt_cuda_in make_cuda_in(const lact_tensor *q, const lact_tensor *k,
                                      const lact_tensor *v, const lact_tensor *lr0,
                                      const lact_tensor *lr1, const lact_tensor *lr2,
                                      const lact_tensor *momentum, const lact_tensor *w0,
                                      const lact_tensor *w1, const lact_tensor *w2,
                                      const lact_ttt_dims *dims) {
-    return (lact_ttt_cuda_in){q->dtype,     dims->n,  dims->len, dims->d,  dims->dh,
-                              q->data,      k->data,  v->data,   lr0->data, lr1->data,
-                              lr2->data,    present(momentum) ? momentum->data : NULL,
-                              w0->data,     w1->data, w2->data};
+    return (lact_ttt_cuda_in){q->dtype,  dims->n,   dims->len,
+                              dims->d,   dims->dh,  q->data,
+                              k->data,   v->data,   lr0->data,
+                              lr1->data, lr2->data, present(momentum) ? momentum->data : NULL,
+                              w0->data,  w1->data,  w2->data};
 }
 #endif
 
@@ -183,13 +187,11 @@ lact_status lact_ttt_forward(lact_ctx *ctx, lact_tensor *o, lact_tensor *state,
                              const lact_tensor *w1, const lact_tensor *w2,
                              const lact_ttt_args *args) {
     const char *op = "ttt";
-    if (ctx && ctx->device == LACT_CUDA)
-        return lact_fail(LACT_E_UNSUPPORTED, "ttt: no CUDA implementation yet");
     lact_ttt_dims dims;
     LACT_TRY(check_inputs(ctx, op, q, k, v, lr0, lr1, lr2, momentum, w0, w1, w2, args, &dims));
     LACT_TRY(check_act(ctx, op, "o", o, q));
     if (state) LACT_TRY(check_state(ctx, op, state, &dims, args, present(momentum)));
-#if 0
+#if LACT_WITH_CUDA
     if (ctx->device == LACT_CUDA) {
         lact_ttt_cuda_in cin = make_cuda_in(q, k, v, lr0, lr1, lr2, momentum, w0, w1, w2, &dims);
         return lact_cuda_ttt_forward(ctx, o->data, state ? state->data : NULL, &cin, args);
@@ -209,8 +211,6 @@ lact_status lact_ttt_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k,
                               const lact_tensor *w0, const lact_tensor *w1, const lact_tensor *w2,
                               const lact_ttt_args *args) {
     const char *op = "ttt backward";
-    if (ctx && ctx->device == LACT_CUDA)
-        return lact_fail(LACT_E_UNSUPPORTED, "ttt: no CUDA implementation yet");
     lact_ttt_dims dims;
     LACT_TRY(check_inputs(ctx, op, q, k, v, lr0, lr1, lr2, momentum, w0, w1, w2, args, &dims));
     bool mom = present(momentum);
@@ -229,7 +229,7 @@ lact_status lact_ttt_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k,
     if (d_w1) LACT_TRY(check_shape(ctx, op, "d_w1", d_w1, 3, N, d, dh));
     if (d_w2) LACT_TRY(check_shape(ctx, op, "d_w2", d_w2, 3, N, dh, d));
     if (state) LACT_TRY(check_state(ctx, op, state, &dims, args, mom));
-#if 0
+#if LACT_WITH_CUDA
     if (ctx->device == LACT_CUDA) {
         lact_ttt_cuda_in cin = make_cuda_in(q, k, v, lr0, lr1, lr2, momentum, w0, w1, w2, &dims);
         lact_ttt_cuda_grad cg = {
@@ -245,8 +245,7 @@ lact_status lact_ttt_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k,
             d_w2 ? d_w2->data : NULL,
         };
         (void)L;
-        return lact_cuda_ttt_backward(ctx, &cg, d_o->data, state ? state->data : NULL, &cin,
-                                      args);
+        return lact_cuda_ttt_backward(ctx, &cg, d_o->data, state ? state->data : NULL, &cin, args);
     }
 #endif
 

@@ -1,5 +1,5 @@
 /* Elementwise ops on the CPU: add, mul (with b broadcast by repetition),
- * scale, silu, swiglu, and dtype casts. */
+ * scale, silu, swiglu, softplus, sigmoid, and dtype casts. */
 #include <math.h>
 #include <string.h>
 
@@ -133,6 +133,62 @@ lact_status lact_cpu_swiglu_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor
         if (pda) pda[i] = pd[i] * pb[i] * silu_grad(pa[i]);
         if (pdb) pdb[i] = pd[i] * pa[i] * sigmoid(pa[i]);
     }
+    return LACT_OK;
+}
+
+/* σ(z) without overflow for either sign: e^z / (1 + e^z) below zero. */
+static inline float sigmoid_stable(float z) {
+    if (z >= 0.0f) return 1.0f / (1.0f + expf(-z));
+    float e = expf(z);
+    return e / (1.0f + e);
+}
+
+/* log(1 + e^z) = max(z, 0) + log1p(e^−|z|): e^−|z| ≤ 1 never overflows, and
+ * log1p keeps the tiny values of very negative z. */
+static inline float softplus_stable(float z) {
+    return fmaxf(z, 0.0f) + log1pf(expf(-fabsf(z)));
+}
+
+lact_status lact_cpu_softplus_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x,
+                                      float shift) {
+    const float *px = x->data;
+    float *po = out->data;
+    int64_t n = lact_tensor_numel(x);
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++)
+        po[i] = softplus_stable(px[i] + shift);
+    return LACT_OK;
+}
+
+lact_status lact_cpu_softplus_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout,
+                                       const lact_tensor *x, float shift) {
+    const float *px = x->data, *pd = dout->data;
+    float *pdx = dx->data;
+    int64_t n = lact_tensor_numel(x);
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++)
+        pdx[i] = pd[i] * sigmoid_stable(px[i] + shift);
+    return LACT_OK;
+}
+
+lact_status lact_cpu_sigmoid_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x) {
+    const float *px = x->data;
+    float *po = out->data;
+    int64_t n = lact_tensor_numel(x);
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++)
+        po[i] = sigmoid_stable(px[i]);
+    return LACT_OK;
+}
+
+lact_status lact_cpu_sigmoid_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout,
+                                      const lact_tensor *out) {
+    const float *py = out->data, *pd = dout->data;
+    float *pdx = dx->data;
+    int64_t n = lact_tensor_numel(out);
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++)
+        pdx[i] = pd[i] * py[i] * (1.0f - py[i]);
     return LACT_OK;
 }
 

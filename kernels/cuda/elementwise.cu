@@ -1,5 +1,5 @@
 /* Elementwise ops: add/mul with a broadcast second operand, scale, silu,
- * swiglu and dtype casts. Grid-stride loops, fp32 arithmetic; the broadcast
+ * swiglu, softplus, sigmoid and dtype casts. Grid-stride loops, fp32 arithmetic; the broadcast
  * operand's gradient is a deterministic column reduction (common.cuh). */
 #include "kernels/cuda/common.cuh"
 
@@ -226,6 +226,92 @@ extern "C" lact_status lact_cuda_swiglu_backward(lact_ctx *ctx, lact_tensor *da,
             (const T *)a->data, (const T *)b->data, n);
     });
     LACT_CU_LAUNCH("swiglu_backward");
+    return LACT_OK;
+}
+
+/* ---- softplus, sigmoid ---------------------------------------------------------- */
+
+/* The CPU's stable forms (kernels/cpu/elementwise.c), in fp32. */
+__device__ __forceinline__ float sigmoid_stable_(float z) {
+    if (z >= 0.0f) return 1.0f / (1.0f + expf(-z));
+    float e = expf(z);
+    return e / (1.0f + e);
+}
+__device__ __forceinline__ float softplus_stable_(float z) {
+    return fmaxf(z, 0.0f) + log1pf(expf(-fabsf(z)));
+}
+
+template <class T>
+__global__ void softplus_kernel(T *out, const T *x, float shift, int64_t n) {
+    GRID_LOOP(i, n) st(out, i, softplus_stable_(ld(x, i) + shift));
+}
+
+template <class T>
+__global__ void softplus_backward_kernel(T *dx, const T *dout, const T *x, float shift,
+                                         int64_t n) {
+    GRID_LOOP(i, n) st(dx, i, ld(dout, i) * sigmoid_stable_(ld(x, i) + shift));
+}
+
+template <class T>
+__global__ void sigmoid_kernel(T *out, const T *x, int64_t n) {
+    GRID_LOOP(i, n) st(out, i, sigmoid_stable_(ld(x, i)));
+}
+
+template <class T>
+__global__ void sigmoid_backward_kernel(T *dx, const T *dout, const T *y, int64_t n) {
+    GRID_LOOP(i, n) {
+        float v = ld(y, i);
+        st(dx, i, ld(dout, i) * v * (1.0f - v));
+    }
+}
+
+extern "C" lact_status lact_cuda_softplus_forward(lact_ctx *ctx, lact_tensor *out,
+                                                  const lact_tensor *x, float shift) {
+    int64_t n = lact_tensor_numel(x);
+    if (!n) return LACT_OK;
+    LACT_DISPATCH_FLOAT(x->dtype, "softplus", {
+        softplus_kernel<T><<<lact_grid_1d(n, 256), 256, 0, lact_cuda_stream(ctx)>>>(
+            (T *)out->data, (const T *)x->data, shift, n);
+    });
+    LACT_CU_LAUNCH("softplus");
+    return LACT_OK;
+}
+
+extern "C" lact_status lact_cuda_softplus_backward(lact_ctx *ctx, lact_tensor *dx,
+                                                   const lact_tensor *dout, const lact_tensor *x,
+                                                   float shift) {
+    int64_t n = lact_tensor_numel(x);
+    if (!n || !dx) return LACT_OK;
+    LACT_DISPATCH_FLOAT(x->dtype, "softplus backward", {
+        softplus_backward_kernel<T><<<lact_grid_1d(n, 256), 256, 0, lact_cuda_stream(ctx)>>>(
+            (T *)dx->data, (const T *)dout->data, (const T *)x->data, shift, n);
+    });
+    LACT_CU_LAUNCH("softplus_backward");
+    return LACT_OK;
+}
+
+extern "C" lact_status lact_cuda_sigmoid_forward(lact_ctx *ctx, lact_tensor *out,
+                                                 const lact_tensor *x) {
+    int64_t n = lact_tensor_numel(x);
+    if (!n) return LACT_OK;
+    LACT_DISPATCH_FLOAT(x->dtype, "sigmoid", {
+        sigmoid_kernel<T><<<lact_grid_1d(n, 256), 256, 0, lact_cuda_stream(ctx)>>>(
+            (T *)out->data, (const T *)x->data, n);
+    });
+    LACT_CU_LAUNCH("sigmoid");
+    return LACT_OK;
+}
+
+extern "C" lact_status lact_cuda_sigmoid_backward(lact_ctx *ctx, lact_tensor *dx,
+                                                  const lact_tensor *dout,
+                                                  const lact_tensor *out) {
+    int64_t n = lact_tensor_numel(out);
+    if (!n || !dx) return LACT_OK;
+    LACT_DISPATCH_FLOAT(out->dtype, "sigmoid backward", {
+        sigmoid_backward_kernel<T><<<lact_grid_1d(n, 256), 256, 0, lact_cuda_stream(ctx)>>>(
+            (T *)dx->data, (const T *)dout->data, (const T *)out->data, n);
+    });
+    LACT_CU_LAUNCH("sigmoid_backward");
     return LACT_OK;
 }
 

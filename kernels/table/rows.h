@@ -18,6 +18,9 @@
     X(silu)                                                                                        \
     X(swiglu)                                                                                      \
     X(cast)                                                                                        \
+    X(softplus)                                                                                    \
+    X(sigmoid)                                                                                     \
+    X(permute)                                                                                     \
     X(rmsnorm)                                                                                     \
     X(layernorm)                                                                                   \
     X(l2norm)                                                                                      \
@@ -32,6 +35,9 @@
     X(adamw)                                                                                       \
     X(muon)                                                                                        \
     X(newton_schulz)                                                                               \
+    X(attention)                                                                                   \
+    X(mesa)                                                                                        \
+    X(ttt)
 
 #define LACT_OP_ROW_ID(name) LACT_OP_ID_##name,
 typedef enum lact_op_id { LACT_OP_ROWS(LACT_OP_ROW_ID) LACT_OP_ID_COUNT } lact_op_id;

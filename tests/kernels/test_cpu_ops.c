@@ -418,6 +418,108 @@ static void test_cast(void) {
     lact_tensor_free(&back);
 }
 
+/* ---- permute, softplus, sigmoid ------------------------------------------------------------ */
+
+/* Each permute element against direct indexing; twice is the identity. */
+static void check_permute_shape(int64_t A, int64_t B, int64_t C, int64_t E) {
+    int64_t xs[4] = {A, B, C, E}, ys[4] = {A, C, B, E};
+    lact_tensor x = rand_tensor(4, xs, 1.0f), y = zeros(4, ys, LACT_F32);
+    lact_tensor back = zeros(4, xs, LACT_F32);
+    CHECK_OK(lact_permute_forward(&ctx, &y, &x));
+    int64_t bad = 0;
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t e = 0; e < E; e++)
+                    bad += F(&y)[((a * C + c) * B + b) * E + e] !=
+                           F(&x)[((a * B + b) * C + c) * E + e];
+    CHECK_MSG(bad == 0, "permute [%lld, %lld, %lld, %lld]: %lld elements misplaced",
+              (long long)A, (long long)B, (long long)C, (long long)E, (long long)bad);
+    CHECK_OK(lact_permute_backward(&ctx, &back, &y));
+    CHECK(memcmp(back.data, x.data, lact_tensor_nbytes(&x)) == 0);
+    lact_tensor_free(&x);
+    lact_tensor_free(&y);
+    lact_tensor_free(&back);
+}
+
+static void test_permute(void) {
+    check_permute_shape(2, 5, 3, 4);
+    check_permute_shape(3, 7, 11, 1);
+    check_permute_shape(1, 1, 6, 2);
+    check_permute_shape(2, 4, 1, 9);
+    int64_t xs[4] = {2, 5, 3, 4}, wrong[4] = {2, 5, 3, 4};
+    lact_tensor x = rand_tensor(4, xs, 1.0f), y = zeros(4, wrong, LACT_F32);
+    CHECK_FAILS(lact_permute_forward(&ctx, &y, &x), LACT_E_ARG);
+    CHECK_MSG(strstr(lact_errmsg(), "expected [2, 3, 5, 4]") != NULL, "message was \"%s\"",
+              lact_errmsg());
+    int64_t flat[2] = {10, 12};
+    lact_tensor x2 = lact_tensor_view(x.data, LACT_F32, LACT_CPU, 2, flat);
+    CHECK_FAILS(lact_permute_forward(&ctx, &y, &x2), LACT_E_ARG);
+    /* In place would read what it already overwrote. */
+    int64_t sq[4] = {1, 3, 3, 1};
+    lact_tensor a = lact_tensor_view(x.data, LACT_F32, LACT_CPU, 4, sq);
+    CHECK_FAILS(lact_permute_forward(&ctx, &a, &a), LACT_E_ARG);
+    lact_tensor_free(&x);
+    lact_tensor_free(&y);
+}
+
+/* Saturated arguments stay finite and correct; the rest matches double. */
+static void test_softplus_sigmoid(void) {
+    static const float xv[] = {-100.0f, -30.0f, -5.0f, -0.5f, 0.0f, 0.5f, 5.0f, 30.0f, 100.0f};
+    int64_t n = (int64_t)(sizeof xv / sizeof xv[0]);
+    lact_tensor x = zeros(1, &n, LACT_F32), y = zeros(1, &n, LACT_F32);
+    lact_tensor d = zeros(1, &n, LACT_F32), dx = zeros(1, &n, LACT_F32);
+    lact_tensor xm = zeros(1, &n, LACT_F32), ym = zeros(1, &n, LACT_F32);
+    for (int64_t i = 0; i < n; i++) {
+        F(&x)[i] = xv[i];
+        F(&xm)[i] = -xv[i];
+        F(&d)[i] = 1.5f;
+    }
+    for (int k = 0; k < 2; k++) {
+        /* The shift moves the argument: x − 3 with shift 3 is x. */
+        float shift = k ? 3.0f : 0.0f;
+        for (int64_t i = 0; i < n; i++)
+            F(&x)[i] = xv[i] - shift;
+        CHECK_OK(lact_softplus_forward(&ctx, &y, &x, shift));
+        CHECK_OK(lact_softplus_backward(&ctx, &dx, &d, &x, shift));
+        for (int64_t i = 0; i < n; i++) {
+            double z = xv[i], want = z > 0 ? z + log1p(exp(-z)) : log1p(exp(z));
+            double g = 1.5 / (1.0 + exp(-z));
+            float got = F(&y)[i], gd = F(&dx)[i];
+            CHECK_MSG(isfinite(got) && got >= 0.0f && fabs(got - want) <= 1e-6 * want + 1e-37,
+                      "softplus(%g) shift %g = %g, expected %g", z, shift, got, want);
+            CHECK_MSG(isfinite(gd) && fabs(gd - g) <= 1e-6 * g + 1e-37,
+                      "softplus backward at %g = %g, expected %g", z, gd, g);
+        }
+    }
+    CHECK(F(&y)[n - 1] == 100.0f);
+    CHECK(F(&y)[0] > 0.0f && F(&y)[0] < 1e-40f);
+
+    for (int64_t i = 0; i < n; i++)
+        F(&x)[i] = xv[i];
+    CHECK_OK(lact_sigmoid_forward(&ctx, &y, &x));
+    CHECK_OK(lact_sigmoid_forward(&ctx, &ym, &xm));
+    CHECK_OK(lact_sigmoid_backward(&ctx, &dx, &d, &y));
+    for (int64_t i = 0; i < n; i++) {
+        double z = xv[i], want = 1.0 / (1.0 + exp(-z));
+        float got = F(&y)[i];
+        CHECK_MSG(isfinite(got) && fabs(got - want) <= 1e-6 * want + 1e-37,
+                  "sigmoid(%g) = %g, expected %g", z, got, want);
+        CHECK_MSG(fabsf(got + F(&ym)[i] - 1.0f) <= 1e-6f, "sigmoid(%g) + sigmoid(%g) = %g", z, -z,
+                  got + F(&ym)[i]);
+        double g = 1.5 * (double)got * (1.0 - (double)got);
+        CHECK_MSG(fabs(F(&dx)[i] - g) <= 1e-6 * g + 1e-37,
+                  "sigmoid backward at %g = %g, expected %g", z, F(&dx)[i], g);
+    }
+    CHECK(F(&y)[4] == 0.5f);
+    lact_tensor_free(&x);
+    lact_tensor_free(&y);
+    lact_tensor_free(&d);
+    lact_tensor_free(&dx);
+    lact_tensor_free(&xm);
+    lact_tensor_free(&ym);
+}
+
 /* ---- argument checks ------------------------------------------------------------------- */
 
 static void test_validation(void) {
@@ -566,6 +668,8 @@ int main(void) {
     test_muon();
     test_fill();
     test_cast();
+    test_permute();
+    test_softplus_sigmoid();
     test_validation();
     test_table_rows();
     lact_ctx_free(&ctx);

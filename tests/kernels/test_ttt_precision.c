@@ -169,11 +169,13 @@ static void check_errors(lact_ctx *ctx) {
                                   &o, NULL, &in[0], &in[1], &in[2], &in[3], &in[4], &in[5], NULL,
                                   &in[7], &in[8], &in[9], &c.args),
                 LACT_E_ARG);
+    /* CPU tensors under a CUDA context: a device mismatch with CUDA built
+     * in, "no CUDA" without it; never a silent run on the wrong device. */
     lact_ctx cuda = *ctx;
     cuda.device = LACT_CUDA;
     CHECK_FAILS(lact_ttt_forward(&cuda, &o, NULL, &in[0], &in[1], &in[2], &in[3], &in[4], &in[5],
                                  &in[6], &in[7], &in[8], &in[9], &c.args),
-                LACT_E_UNSUPPORTED);
+                LACT_WITH_CUDA ? LACT_E_ARG : LACT_E_UNSUPPORTED);
     lact_tensor_free(&o), lact_tensor_free(&bad);
     free_f32(&f);
     tc_free(&c);

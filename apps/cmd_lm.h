@@ -1,0 +1,8 @@
+/* The verbs of `lact lm`; same conventions as commands.h. */
+#ifndef LACT_APP_CMD_LM_H
+#define LACT_APP_CMD_LM_H
+
+int cmd_lm_tokenizer(int argc, char **argv); /* cmd_lm_tokenizer.c */
+int cmd_lm_prepare(int argc, char **argv);   /* cmd_lm_prepare.c */
+
+#endif

@@ -1,0 +1,43 @@
+#include "nn_ops.h"
+
+#include <math.h>
+
+#include "kernels/kernels.h"
+
+lact_tensor lact_nn_view(const lact_tensor *t, int ndim, const int64_t *shape) {
+    lact_tensor v = lact_tensor_view(t->data, t->dtype, t->device, ndim, shape);
+    if (ndim >= 0 && ndim <= LACT_MAX_DIMS && lact_tensor_is_contiguous(t) &&
+        lact_tensor_numel(&v) <= lact_tensor_numel(t))
+        return v;
+    /* A bad view is a bug in the caller: an empty tensor makes the next
+     * kernel's shape check name it. */
+    int64_t zero = 0;
+    return lact_tensor_view(NULL, t->dtype, t->device, 1, &zero);
+}
+
+lact_status lact_nn_alloc(lact_arena *arena, lact_tensor *t, int ndim, const int64_t *shape) {
+    return lact_arena_tensor(arena, t, LACT_F32, ndim, shape);
+}
+
+lact_status lact_nn_accumulate(lact_ctx *ctx, lact_tensor *acc, const lact_tensor *x) {
+    return lact_add_forward(ctx, acc, acc, x);
+}
+
+float lact_nn_inv_softplus(float y) {
+    return (float)log(expm1((double)y));
+}
+
+lact_status lact_nn_permute(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x, int64_t A,
+                            int64_t Bd, int64_t C, int64_t E) {
+    int64_t n = A * Bd * C * E;
+    if (A < 1 || Bd < 1 || C < 1 || E < 1 || !x || !out || lact_tensor_numel(x) != n ||
+        lact_tensor_numel(out) != n)
+        return lact_fail(LACT_E_ARG,
+                         "permute: dims [%lld, %lld, %lld, %lld] do not match x (%lld elements) "
+                         "and out (%lld elements)",
+                         (long long)A, (long long)Bd, (long long)C, (long long)E,
+                         (long long)(x ? lact_tensor_numel(x) : -1),
+                         (long long)(out ? lact_tensor_numel(out) : -1));
+    lact_tensor xv = LACT_NN_VIEW(x, A, Bd, C, E), ov = LACT_NN_VIEW(out, A, C, Bd, E);
+    return lact_permute_forward(ctx, &ov, &xv);
+}

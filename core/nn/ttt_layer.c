@@ -1,0 +1,293 @@
+/* The LaCT layer: configuration, parameters and the forward pass. */
+#include "ttt_layer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/nn/linear.h"
+#include "core/nn/nn_ops.h"
+#include "kernels/attention.h"
+#include "kernels/kernels.h"
+#include "ttt_layer_internal.h"
+
+lact_ttt_layer_cfg lact_ttt_layer_defaults(int64_t dim, int64_t heads) {
+    lact_ttt_layer_cfg c;
+    memset(&c, 0, sizeof c);
+    c.dim = dim;
+    c.heads = heads;
+    c.inter_multi = 2;
+    c.chunk = 2048;
+    c.base_lr = 1e-3f;
+    c.momentum = true;
+    c.muon = LACT_TTT_MUON_TABLE;
+    c.rope = true;
+    c.rope_theta = 10000.0f;
+    c.window_attn = true;
+    c.window = 2048;
+    c.init_std = 0.02f;
+    c.norm_eps = 1e-5f;
+    return c;
+}
+
+static lact_status check_cfg(const lact_ttt_layer_cfg *c, const char *prefix) {
+    if (c->dim < 1 || c->heads < 1 || c->dim % c->heads != 0)
+        return lact_fail(LACT_E_ARG, "%s: dim %lld is not a positive multiple of heads %lld",
+                         prefix, (long long)c->dim, (long long)c->heads);
+    if (c->inter_multi < 1 || c->chunk < 1)
+        return lact_fail(LACT_E_ARG, "%s: inter_multi %lld and chunk %lld must be positive",
+                         prefix, (long long)c->inter_multi, (long long)c->chunk);
+    if (!(c->base_lr > 0.0f) || !isfinite(lact_nn_inv_softplus(c->base_lr)))
+        return lact_fail(LACT_E_ARG, "%s: base_lr %g must be positive", prefix,
+                         (double)c->base_lr);
+    if (c->rope && ((c->dim / c->heads) % 2 != 0 || !(c->rope_theta > 0.0f)))
+        return lact_fail(LACT_E_ARG, "%s: RoPE needs an even head dim and theta > 0", prefix);
+    if (c->window_attn && c->window < c->chunk)
+        return lact_fail(LACT_E_ARG,
+                         "%s: the attention window %lld is shorter than the chunk %lld (tokens "
+                         "of a chunk would see each other through neither path)",
+                         prefix, (long long)c->window, (long long)c->chunk);
+    if (!(c->init_std >= 0.0f) || !(c->norm_eps > 0.0f))
+        return lact_fail(LACT_E_ARG, "%s: init_std must be ≥ 0 and norm_eps > 0", prefix);
+    return LACT_OK;
+}
+
+static lact_status declare(lact_params *p, const char *prefix, const char *name, int ndim,
+                           const int64_t *shape, lact_init init, int *id) {
+    char full[LACT_PARAM_NAME_MAX];
+    LACT_TRY(lact_params_join(full, sizeof full, prefix, name));
+    return lact_params_declare(p, full, ndim, shape, init, id);
+}
+#define DECL(name, init, id, ...)                                              \
+    LACT_TRY(declare(p, prefix, name, (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), \
+                     (int64_t[]){__VA_ARGS__}, init, id))
+
+lact_status lact_ttt_layer_declare(lact_ttt_layer *l, lact_params *p, const char *prefix,
+                                   const lact_ttt_layer_cfg *cfg) {
+    memset(l, 0, sizeof *l);
+    LACT_TRY(check_cfg(cfg, prefix));
+    l->cfg = *cfg;
+    l->params = p;
+    l->mom_w = l->mom_b = -1;
+    int64_t D = cfg->dim, H = cfg->heads, d = D / H, dh = d * cfg->inter_multi;
+    lact_init proj = lact_init_normal(cfg->init_std);
+    DECL("wq", proj, &l->wq, D, D);
+    DECL("wk", proj, &l->wk, D, D);
+    DECL("wv", proj, &l->wv, D, D);
+    DECL("q_scale", lact_init_ones(), &l->q_scale, D);
+    DECL("q_offset", lact_init_zeros(), &l->q_offset, D);
+    DECL("k_scale", lact_init_ones(), &l->k_scale, D);
+    DECL("k_offset", lact_init_zeros(), &l->k_offset, D);
+    DECL("lr_w", proj, &l->lr_w, 3 * H, D);
+    DECL("lr_b", lact_init_zeros(), &l->lr_b, 3 * H);
+    if (cfg->momentum) {
+        DECL("mom_w", proj, &l->mom_w, H, D);
+        DECL("mom_b", lact_init_zeros(), &l->mom_b, H);
+    }
+    /* The spec's N(0, 1/fan_in) for the initial fast weights. */
+    DECL("w0", lact_init_normal(1.0f / sqrtf((float)d)), &l->w0, H, dh, d);
+    DECL("w1", lact_init_normal(1.0f / sqrtf((float)dh)), &l->w1, H, d, dh);
+    DECL("w2", lact_init_normal(1.0f / sqrtf((float)d)), &l->w2, H, dh, d);
+    DECL("o_norm", lact_init_ones(), &l->o_norm, d);
+    DECL("wo", proj, &l->wo, D, D);
+    return LACT_OK;
+}
+
+void lact_ttt_layer_free(lact_ttt_layer *l) {
+    if (!l) return;
+    free(l->ops);
+    l->ops = NULL;
+    l->n_ops = l->ops_cap = l->ops_len = 0;
+}
+
+lact_status lact_ttt_layer_order(lact_ttt_layer *l, int64_t len, lact_ttt_args *args) {
+    if (l->ops_len != len) {
+        int64_t n = lact_ttt_order_causal(NULL, 0, len, l->cfg.chunk);
+        if (n > l->ops_cap) {
+            lact_ttt_op *ops = realloc(l->ops, (size_t)n * sizeof *ops);
+            if (!ops) return lact_fail(LACT_E_NOMEM, "ttt layer: order of %lld operations",
+                                       (long long)n);
+            l->ops = ops;
+            l->ops_cap = n;
+        }
+        l->n_ops = lact_ttt_order_causal(l->ops, l->ops_cap, len, l->cfg.chunk);
+        l->ops_len = len;
+    }
+    args->ops = l->ops;
+    args->n_ops = l->n_ops;
+    args->muon = l->cfg.muon;
+    return LACT_OK;
+}
+
+/* q (or k) through the fast path: scale/offset, per-head L2 norm, RoPE,
+ * then to [B·H, L, d]. */
+static lact_status fast_path_forward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
+                                     const lact_ttt_layer_saved *s, lact_tensor *xs,
+                                     lact_tensor *xf, const lact_tensor *x, int scale,
+                                     int offset) {
+    int64_t B = s->B, L = s->L, D = l->cfg.dim, H = l->cfg.heads, d = D / H;
+    lact_params *p = l->params;
+    LACT_TRY(LACT_NN_ALLOC(ar, xs, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC(ar, xf, B * H, L, d));
+    size_t mark = lact_arena_mark(ar);
+    lact_tensor n, r;
+    LACT_TRY(LACT_NN_ALLOC(ar, &n, B, L, H, d));
+    LACT_TRY(LACT_NN_ALLOC(ar, &r, B, L, H, d));
+    LACT_NN_RUN(ar, lact_mul_forward(ctx, xs, x, &p->items[scale].w));
+    LACT_NN_RUN(ar, lact_add_forward(ctx, xs, xs, &p->items[offset].w));
+    lact_tensor xs4 = LACT_NN_VIEW(xs, B, L, H, d);
+    LACT_NN_RUN(ar, lact_l2norm_forward(ctx, &n, &xs4, LACT_TTT_L2_EPS));
+    lact_tensor *src = &n;
+    if (l->cfg.rope) {
+        LACT_NN_RUN(ar, lact_rope_forward(ctx, &r, &n, 0, l->cfg.rope_theta));
+        src = &r;
+    }
+    LACT_NN_RUN(ar, lact_nn_permute(ctx, xf, src, B, L, H, d));
+    lact_arena_release(ar, mark);
+    return LACT_OK;
+}
+
+/* q (or k) for the attention branch: RoPE on the SiLU output, to [B, H, L, d]. */
+static lact_status attn_path_forward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
+                                     const lact_ttt_layer_saved *s, lact_tensor *xa,
+                                     const lact_tensor *x) {
+    int64_t B = s->B, L = s->L, H = l->cfg.heads, d = l->cfg.dim / H;
+    LACT_TRY(LACT_NN_ALLOC(ar, xa, B, H, L, d));
+    size_t mark = lact_arena_mark(ar);
+    lact_tensor r, x4 = LACT_NN_VIEW(x, B, L, H, d);
+    const lact_tensor *src = &x4;
+    if (l->cfg.rope) {
+        LACT_TRY(LACT_NN_ALLOC(ar, &r, B, L, H, d));
+        LACT_NN_RUN(ar, lact_rope_forward(ctx, &r, &x4, 0, l->cfg.rope_theta));
+        src = &r;
+    }
+    LACT_NN_RUN(ar, lact_nn_permute(ctx, xa, src, B, L, H, d));
+    lact_arena_release(ar, mark);
+    return LACT_OK;
+}
+
+/* The per-head learning rates and momentum gates, in [·, B·H, L]. */
+static lact_status gates_forward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
+                                 lact_ttt_layer_saved *s, const lact_tensor *x) {
+    int64_t B = s->B, L = s->L, H = l->cfg.heads;
+    lact_params *p = l->params;
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->zlr, 3, B * H, L));
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->lr, 3, B * H, L));
+    if (l->cfg.momentum) {
+        LACT_TRY(LACT_NN_ALLOC(ar, &s->zm, B * H, L));
+        LACT_TRY(LACT_NN_ALLOC(ar, &s->mom, B * H, L));
+    }
+    size_t mark = lact_arena_mark(ar);
+    lact_tensor z, t;
+    LACT_TRY(LACT_NN_ALLOC(ar, &z, B, L, 3 * H));
+    LACT_TRY(LACT_NN_ALLOC(ar, &t, B, 3 * H, L));
+    LACT_NN_RUN(ar, lact_linear_forward(ctx, &z, x, &p->items[l->lr_w].w, &p->items[l->lr_b].w));
+    /* [B, L, (i, h)] -> [B, (i, h), L] -> [i, (B, h), L] */
+    LACT_NN_RUN(ar, lact_nn_permute(ctx, &t, &z, B, L, 3 * H, 1));
+    LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->zlr, &t, 1, B, 3, H * L));
+    LACT_NN_RUN(ar, lact_softplus_forward(ctx, &s->lr, &s->zlr,
+                                          lact_nn_inv_softplus(l->cfg.base_lr)));
+    if (l->cfg.momentum) {
+        lact_tensor zm = LACT_NN_VIEW(&z, B, L, H);
+        LACT_NN_RUN(ar, lact_linear_forward(ctx, &zm, x, &p->items[l->mom_w].w,
+                                            &p->items[l->mom_b].w));
+        LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->zm, &zm, B, L, H, 1));
+        LACT_NN_RUN(ar, lact_sigmoid_forward(ctx, &s->mom, &s->zm));
+    }
+    lact_arena_release(ar, mark);
+    return LACT_OK;
+}
+
+lact_status lact_ttt_layer_forward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *ar,
+                                   lact_ttt_layer_saved *s, lact_tensor *y, const lact_tensor *x) {
+    const lact_ttt_layer_cfg *c = &l->cfg;
+    lact_params *p = l->params;
+    int64_t D = c->dim, H = c->heads, d = D / H, dh = d * c->inter_multi;
+    if (x->ndim != 3 || x->shape[2] != D || !lact_tensor_same_shape(x, y)) {
+        char bx[96], by[96];
+        return lact_fail(LACT_E_ARG, "ttt layer: x %s and y %s must both be [B, L, %lld]",
+                         lact_tensor_describe(x, bx, sizeof bx),
+                         lact_tensor_describe(y, by, sizeof by), (long long)D);
+    }
+    if (ar->device != ctx->device || !p->allocated)
+        return lact_fail(LACT_E_ARG, "ttt layer: arena on %s, context on %s, parameters %s",
+                         lact_device_name(ar->device), lact_device_name(ctx->device),
+                         p->allocated ? "allocated" : "not allocated");
+    memset(s, 0, sizeof *s);
+    int64_t B = x->shape[0], L = x->shape[1], N = B * H;
+    s->B = B;
+    s->L = L;
+    s->x = *x;
+    lact_ttt_args args;
+    LACT_TRY(lact_ttt_layer_order(l, L, &args));
+    LACT_TRY(lact_ttt_check_args(&args, L));
+
+    /* Projections: q, k, v = silu(x W{q,k,v}ᵀ). */
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->zq, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->zk, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->zv, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->q, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->k, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->v, N, L, d));
+    LACT_NN_RUN(ar, lact_linear_forward(ctx, &s->zq, x, &p->items[l->wq].w, NULL));
+    LACT_NN_RUN(ar, lact_linear_forward(ctx, &s->zk, x, &p->items[l->wk].w, NULL));
+    LACT_NN_RUN(ar, lact_linear_forward(ctx, &s->zv, x, &p->items[l->wv].w, NULL));
+    LACT_NN_RUN(ar, lact_silu_forward(ctx, &s->q, &s->zq));
+    LACT_NN_RUN(ar, lact_silu_forward(ctx, &s->k, &s->zk));
+    {
+        size_t mark = lact_arena_mark(ar);
+        lact_tensor vb;
+        LACT_TRY(LACT_NN_ALLOC(ar, &vb, B, L, D));
+        LACT_NN_RUN(ar, lact_silu_forward(ctx, &vb, &s->zv));
+        LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->v, &vb, B, L, H, d));
+        lact_arena_release(ar, mark);
+    }
+    LACT_TRY(fast_path_forward(ctx, ar, l, s, &s->qs, &s->qf, &s->q, l->q_scale, l->q_offset));
+    LACT_TRY(fast_path_forward(ctx, ar, l, s, &s->ks, &s->kf, &s->k, l->k_scale, l->k_offset));
+    if (c->window_attn) {
+        LACT_TRY(attn_path_forward(ctx, ar, l, s, &s->qa, &s->q));
+        LACT_TRY(attn_path_forward(ctx, ar, l, s, &s->ka, &s->k));
+    }
+    LACT_TRY(gates_forward(ctx, ar, l, s, x));
+
+    /* The initial fast weights, one copy per sequence of the batch. */
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->w0, N, dh, d));
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->w1, N, d, dh));
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->w2, N, dh, d));
+    LACT_NN_RUN(ar, lact_ttt_layer_replicate(ctx, &s->w0, &p->items[l->w0].w, B));
+    LACT_NN_RUN(ar, lact_ttt_layer_replicate(ctx, &s->w1, &p->items[l->w1].w, B));
+    LACT_NN_RUN(ar, lact_ttt_layer_replicate(ctx, &s->w2, &p->items[l->w2].w, B));
+
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->state, N, lact_ttt_state_numel(&args, c->momentum, d, dh)));
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->o, N, L, d));
+    lact_tensor lr[3];
+    lact_ttt_layer_split_lr(&s->lr, lr, N, L);
+    LACT_NN_RUN(ar, lact_ttt_forward(ctx, &s->o, &s->state, &s->qf, &s->kf, &s->v, &lr[0], &lr[1],
+                                     &lr[2], c->momentum ? &s->mom : NULL, &s->w0, &s->w1, &s->w2,
+                                     &args));
+
+    /* u = rmsnorm_head(o) [+ window attention], back to [B, L, D]. */
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->rstd, N * L));
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->u, B, L, D));
+    if (c->window_attn) {
+        LACT_TRY(LACT_NN_ALLOC(ar, &s->ya, B, H, L, d));
+        LACT_TRY(LACT_NN_ALLOC(ar, &s->lse, B, H, L));
+    }
+    size_t mark = lact_arena_mark(ar);
+    lact_tensor on;
+    LACT_TRY(LACT_NN_ALLOC(ar, &on, N, L, d));
+    LACT_NN_RUN(ar, lact_rmsnorm_forward(ctx, &on, &s->rstd, &s->o, &p->items[l->o_norm].w,
+                                         c->norm_eps));
+    if (c->window_attn) {
+        lact_attn_args aa = {LACT_ATTN_WINDOW, c->window, 0, 0.0f};
+        lact_tensor v4 = LACT_NN_VIEW(&s->v, B, H, L, d);
+        LACT_NN_RUN(ar, lact_attention_forward(ctx, &s->ya, &s->lse, &s->qa, &s->ka, &v4, NULL,
+                                               NULL, &aa));
+        lact_tensor ya3 = LACT_NN_VIEW(&s->ya, N, L, d);
+        LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &on, &ya3));
+    }
+    LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->u, &on, B, H, L, d));
+    lact_arena_release(ar, mark);
+    LACT_NN_RUN(ar, lact_linear_forward(ctx, y, &s->u, &p->items[l->wo].w, NULL));
+    return LACT_OK;
+}

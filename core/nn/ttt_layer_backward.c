@@ -1,0 +1,215 @@
+/* The LaCT layer: the backward pass (reverse of ttt_layer.c's forward). */
+#include <stdint.h>
+
+#include "core/nn/linear.h"
+#include "core/nn/nn_ops.h"
+#include "kernels/attention.h"
+#include "kernels/kernels.h"
+#include "ttt_layer_internal.h"
+
+static lact_tensor slice(const lact_tensor *t, int64_t offset, int ndim, const int64_t *shape) {
+    lact_tensor v = lact_tensor_view(NULL, t->dtype, t->device, ndim, shape);
+    if (t->data) v.data = (char *)t->data + (size_t)offset * lact_dtype_size(t->dtype);
+    return v;
+}
+
+void lact_ttt_layer_split_lr(const lact_tensor *lr, lact_tensor out[3], int64_t N, int64_t L) {
+    int64_t shape[2] = {N, L};
+    for (int i = 0; i < 3; i++)
+        out[i] = slice(lr, (int64_t)i * N * L, 2, shape);
+}
+
+lact_status lact_ttt_layer_replicate(lact_ctx *ctx, lact_tensor *dst, const lact_tensor *src,
+                                     int64_t B) {
+    int64_t n = lact_tensor_numel(src);
+    lact_tensor flat = LACT_NN_VIEW(src, n);
+    for (int64_t b = 0; b < B; b++) {
+        lact_tensor part = slice(dst, b * n, 1, &n);
+        /* A copy through a kernel, so it is ordered on the context's stream. */
+        LACT_TRY(lact_scale_forward(ctx, &part, &flat, 1.0f));
+    }
+    return LACT_OK;
+}
+
+lact_status lact_ttt_layer_reduce(lact_ctx *ctx, lact_tensor *grad, const lact_tensor *d,
+                                  int64_t B) {
+    int64_t n = lact_tensor_numel(grad);
+    lact_tensor flat = LACT_NN_VIEW(grad, n);
+    for (int64_t b = 0; b < B; b++) {
+        lact_tensor part = slice(d, b * n, 1, &n);
+        LACT_TRY(lact_nn_accumulate(ctx, &flat, &part));
+    }
+    return LACT_OK;
+}
+
+/* d_x [B, L, D] (overwritten) from the gradient of the fast-path tensor
+ * dxf [B·H, L, d]; the scale/offset gradients accumulate. */
+static lact_status fast_path_backward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
+                                      const lact_ttt_layer_saved *s, lact_tensor *d_x,
+                                      const lact_tensor *dxf, const lact_tensor *xs,
+                                      const lact_tensor *x, int scale, int offset) {
+    int64_t B = s->B, L = s->L, D = l->cfg.dim, H = l->cfg.heads, d = D / H;
+    lact_params *p = l->params;
+    size_t mark = lact_arena_mark(ar);
+    lact_tensor r, n, dxs, tmp;
+    LACT_TRY(LACT_NN_ALLOC(ar, &r, B, L, H, d));
+    LACT_TRY(LACT_NN_ALLOC(ar, &n, B, L, H, d));
+    LACT_TRY(LACT_NN_ALLOC(ar, &dxs, B, L, H, d));
+    LACT_TRY(LACT_NN_ALLOC(ar, &tmp, D));
+    LACT_NN_RUN(ar, lact_nn_permute(ctx, &r, dxf, B, H, L, d));
+    lact_tensor *dn = &r;
+    if (l->cfg.rope) {
+        LACT_NN_RUN(ar, lact_rope_backward(ctx, &n, &r, 0, l->cfg.rope_theta));
+        dn = &n;
+    }
+    lact_tensor xs4 = LACT_NN_VIEW(xs, B, L, H, d);
+    LACT_NN_RUN(ar, lact_l2norm_backward(ctx, &dxs, dn, &xs4, LACT_TTT_L2_EPS));
+    lact_tensor dxs3 = LACT_NN_VIEW(&dxs, B, L, D);
+    LACT_NN_RUN(ar, lact_add_backward(ctx, NULL, &tmp, &dxs3));
+    LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &p->items[offset].g, &tmp));
+    LACT_NN_RUN(ar, lact_mul_backward(ctx, d_x, &tmp, &dxs3, x, &p->items[scale].w));
+    LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &p->items[scale].g, &tmp));
+    lact_arena_release(ar, mark);
+    return LACT_OK;
+}
+
+/* d_x [B, L, D] += the attention branch's gradient dxa [B, H, L, d]. */
+static lact_status attn_path_backward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
+                                      const lact_ttt_layer_saved *s, lact_tensor *d_x,
+                                      const lact_tensor *dxa) {
+    int64_t B = s->B, L = s->L, H = l->cfg.heads, d = l->cfg.dim / H;
+    size_t mark = lact_arena_mark(ar);
+    lact_tensor r, n;
+    LACT_TRY(LACT_NN_ALLOC(ar, &r, B, L, H, d));
+    LACT_TRY(LACT_NN_ALLOC(ar, &n, B, L, H, d));
+    LACT_NN_RUN(ar, lact_nn_permute(ctx, &r, dxa, B, H, L, d));
+    lact_tensor *dn = &r;
+    if (l->cfg.rope) {
+        LACT_NN_RUN(ar, lact_rope_backward(ctx, &n, &r, 0, l->cfg.rope_theta));
+        dn = &n;
+    }
+    lact_tensor dn3 = LACT_NN_VIEW(dn, B, L, l->cfg.dim);
+    LACT_NN_RUN(ar, lact_nn_accumulate(ctx, d_x, &dn3));
+    lact_arena_release(ar, mark);
+    return LACT_OK;
+}
+
+/* Learning-rate and momentum gates: d_x += their projections' gradients. */
+static lact_status gates_backward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
+                                  const lact_ttt_layer_saved *s, lact_tensor *dx,
+                                  const lact_tensor *dlr, const lact_tensor *dmom) {
+    int64_t B = s->B, L = s->L, H = l->cfg.heads, N = B * H;
+    lact_params *p = l->params;
+    size_t mark = lact_arena_mark(ar);
+    lact_tensor dz, t, zb;
+    LACT_TRY(LACT_NN_ALLOC(ar, &dz, 3, N, L));
+    LACT_TRY(LACT_NN_ALLOC(ar, &t, B, 3 * H, L));
+    LACT_TRY(LACT_NN_ALLOC(ar, &zb, B, L, 3 * H));
+    LACT_NN_RUN(ar, lact_softplus_backward(ctx, &dz, dlr, &s->zlr,
+                                           lact_nn_inv_softplus(l->cfg.base_lr)));
+    LACT_NN_RUN(ar, lact_nn_permute(ctx, &t, &dz, 1, 3, B, H * L));
+    LACT_NN_RUN(ar, lact_nn_permute(ctx, &zb, &t, B, 3 * H, L, 1));
+    LACT_TRY(lact_linear_backward(ctx, ar, dx, true, &p->items[l->lr_w].g, &p->items[l->lr_b].g,
+                                  &zb, &s->x, &p->items[l->lr_w].w));
+    if (l->cfg.momentum) {
+        lact_tensor dzm = LACT_NN_VIEW(&t, N, L), zmb = LACT_NN_VIEW(&zb, B, L, H);
+        LACT_NN_RUN(ar, lact_sigmoid_backward(ctx, &dzm, dmom, &s->mom));
+        LACT_NN_RUN(ar, lact_nn_permute(ctx, &zmb, &dzm, B, H, L, 1));
+        LACT_TRY(lact_linear_backward(ctx, ar, dx, true, &p->items[l->mom_w].g,
+                                      &p->items[l->mom_b].g, &zmb, &s->x,
+                                      &p->items[l->mom_w].w));
+    }
+    lact_arena_release(ar, mark);
+    return LACT_OK;
+}
+
+lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *ar,
+                                    const lact_ttt_layer_saved *s, lact_tensor *dx,
+                                    const lact_tensor *dy) {
+    const lact_ttt_layer_cfg *c = &l->cfg;
+    lact_params *p = l->params;
+    int64_t B = s->B, L = s->L, D = c->dim, H = c->heads, d = D / H, dh = d * c->inter_multi;
+    int64_t N = B * H;
+    if (!lact_tensor_same_shape(dy, &s->x) || (dx && !lact_tensor_same_shape(dx, &s->x)))
+        return lact_fail(LACT_E_ARG, "ttt layer backward: dy and dx must have x's shape [%lld, "
+                         "%lld, %lld]", (long long)B, (long long)L, (long long)D);
+    lact_ttt_args args;
+    LACT_TRY(lact_ttt_layer_order(l, L, &args));
+    size_t mark = lact_arena_mark(ar);
+
+    /* Output projection, then back to the heads' layout. */
+    lact_tensor du, dsum, don, dnorm;
+    LACT_TRY(LACT_NN_ALLOC(ar, &du, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC(ar, &dsum, N, L, d));
+    LACT_TRY(LACT_NN_ALLOC(ar, &don, N, L, d));
+    LACT_TRY(LACT_NN_ALLOC(ar, &dnorm, d));
+    LACT_TRY(lact_linear_backward(ctx, ar, &du, false, &p->items[l->wo].g, NULL, dy, &s->u,
+                                  &p->items[l->wo].w));
+    LACT_NN_RUN(ar, lact_nn_permute(ctx, &dsum, &du, B, L, H, d));
+
+    lact_tensor dqa, dka, dva;
+    if (c->window_attn) {
+        LACT_TRY(LACT_NN_ALLOC(ar, &dqa, B, H, L, d));
+        LACT_TRY(LACT_NN_ALLOC(ar, &dka, B, H, L, d));
+        LACT_TRY(LACT_NN_ALLOC(ar, &dva, B, H, L, d));
+        lact_attn_args aa = {LACT_ATTN_WINDOW, c->window, 0, 0.0f};
+        lact_tensor v4 = LACT_NN_VIEW(&s->v, B, H, L, d), dy4 = LACT_NN_VIEW(&dsum, B, H, L, d);
+        LACT_NN_RUN(ar, lact_attention_backward(ctx, &dqa, &dka, &dva, NULL, &dy4, &s->qa, &s->ka,
+                                                &v4, NULL, NULL, &s->ya, &s->lse, &aa));
+    }
+    LACT_NN_RUN(ar, lact_rmsnorm_backward(ctx, &don, &dnorm, &dsum, &s->o,
+                                          &p->items[l->o_norm].w, &s->rstd));
+    LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &p->items[l->o_norm].g, &dnorm));
+
+    /* The fast-weight op. */
+    lact_tensor dqf, dkf, dvf, dlr, dmom, dw0, dw1, dw2, dlr3[3];
+    LACT_TRY(LACT_NN_ALLOC(ar, &dqf, N, L, d));
+    LACT_TRY(LACT_NN_ALLOC(ar, &dkf, N, L, d));
+    LACT_TRY(LACT_NN_ALLOC(ar, &dvf, N, L, d));
+    LACT_TRY(LACT_NN_ALLOC(ar, &dlr, 3, N, L));
+    LACT_TRY(LACT_NN_ALLOC(ar, &dmom, N, L));
+    LACT_TRY(LACT_NN_ALLOC(ar, &dw0, N, dh, d));
+    LACT_TRY(LACT_NN_ALLOC(ar, &dw1, N, d, dh));
+    LACT_TRY(LACT_NN_ALLOC(ar, &dw2, N, dh, d));
+    lact_tensor lr3[3];
+    lact_ttt_layer_split_lr(&s->lr, lr3, N, L);
+    lact_ttt_layer_split_lr(&dlr, dlr3, N, L);
+    const lact_tensor *mom = c->momentum ? &s->mom : NULL;
+    LACT_NN_RUN(ar, lact_ttt_backward(ctx, &dqf, &dkf, &dvf, &dlr3[0], &dlr3[1], &dlr3[2],
+                                      c->momentum ? &dmom : NULL, &dw0, &dw1, &dw2, &don,
+                                      &s->state, &s->qf, &s->kf, &s->v, &lr3[0], &lr3[1], &lr3[2],
+                                      mom, &s->w0, &s->w1, &s->w2, &args));
+    LACT_NN_RUN(ar, lact_ttt_layer_reduce(ctx, &p->items[l->w0].g, &dw0, B));
+    LACT_NN_RUN(ar, lact_ttt_layer_reduce(ctx, &p->items[l->w1].g, &dw1, B));
+    LACT_NN_RUN(ar, lact_ttt_layer_reduce(ctx, &p->items[l->w2].g, &dw2, B));
+
+    /* v: both paths read it; then SiLU and the projection (dx overwritten). */
+    lact_tensor dvb, dg, dz;
+    LACT_TRY(LACT_NN_ALLOC(ar, &dvb, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC(ar, &dg, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC(ar, &dz, B, L, D));
+    if (c->window_attn) {
+        lact_tensor dva3 = LACT_NN_VIEW(&dva, N, L, d);
+        LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &dvf, &dva3));
+    }
+    LACT_NN_RUN(ar, lact_nn_permute(ctx, &dvb, &dvf, B, H, L, d));
+    LACT_NN_RUN(ar, lact_silu_backward(ctx, &dz, &dvb, &s->zv));
+    LACT_TRY(lact_linear_backward(ctx, ar, dx, false, &p->items[l->wv].g, NULL, &dz, &s->x,
+                                  &p->items[l->wv].w));
+
+    /* q and k: fast path (+ attention path), SiLU, projection. */
+    LACT_TRY(fast_path_backward(ctx, ar, l, s, &dg, &dqf, &s->qs, &s->q, l->q_scale, l->q_offset));
+    if (c->window_attn) LACT_TRY(attn_path_backward(ctx, ar, l, s, &dg, &dqa));
+    LACT_NN_RUN(ar, lact_silu_backward(ctx, &dz, &dg, &s->zq));
+    LACT_TRY(lact_linear_backward(ctx, ar, dx, true, &p->items[l->wq].g, NULL, &dz, &s->x,
+                                  &p->items[l->wq].w));
+    LACT_TRY(fast_path_backward(ctx, ar, l, s, &dg, &dkf, &s->ks, &s->k, l->k_scale, l->k_offset));
+    if (c->window_attn) LACT_TRY(attn_path_backward(ctx, ar, l, s, &dg, &dka));
+    LACT_NN_RUN(ar, lact_silu_backward(ctx, &dz, &dg, &s->zk));
+    LACT_TRY(lact_linear_backward(ctx, ar, dx, true, &p->items[l->wk].g, NULL, &dz, &s->x,
+                                  &p->items[l->wk].w));
+
+    LACT_TRY(gates_backward(ctx, ar, l, s, dx, &dlr, &dmom));
+    lact_arena_release(ar, mark);
+    return LACT_OK;
+}

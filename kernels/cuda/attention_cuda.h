@@ -1,0 +1,27 @@
+/* The CUDA version of the attention op (kernels/attention.h): same
+ * arguments as the public functions, called after their checks. Head dims
+ * up to 128; decode has no CUDA version yet. */
+#ifndef LACT_CUDA_ATTENTION_CUDA_H
+#define LACT_CUDA_ATTENTION_CUDA_H
+
+#include "kernels/attention.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+lact_status lact_cuda_attention_forward(lact_ctx *ctx, lact_tensor *y, lact_tensor *lse,
+                                        const lact_tensor *q, const lact_tensor *k,
+                                        const lact_tensor *v, const lact_tensor *g,
+                                        const lact_tensor *cu_seqlens, const lact_attn_args *args);
+lact_status lact_cuda_attention_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k,
+                                         lact_tensor *d_v, lact_tensor *d_g, const lact_tensor *d_y,
+                                         const lact_tensor *q, const lact_tensor *k,
+                                         const lact_tensor *v, const lact_tensor *g,
+                                         const lact_tensor *cu_seqlens, const lact_tensor *y,
+                                         const lact_tensor *lse, const lact_attn_args *args);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,506 @@
+/* The ttt op on CUDA: the order of operations, each a few batched cuBLASLt
+ * products over the N heads plus fused element-wise kernels
+ * (ttt_kernels.cuh) and, with Muon, batched Newton–Schulz (ttt_ns.cuh).
+ * Long ranges run in tiles of at most TTT_TILE tokens, so temporaries are
+ * O(TTT_TILE · dh) per head whatever the order. All temporaries come from
+ * one cached device workspace; nothing is allocated per chunk.
+ *
+ * Backward walks the order in reverse from the saved state: per update it
+ * recomputes the step (G, momentum, Newton–Schulz, renorm) and propagates
+ * through it, then through the products that made G; per apply through
+ * the read-out. */
+#include <mutex>
+#include <string.h>
+
+#include "core/base/device.h"
+#include "kernels/cuda/ttt_cuda.h"
+#include "kernels/cuda/ttt_ns.cuh"
+
+#define TTT_TILE 4096
+#define TTT_THREADS 256
+
+/* Launches a row kernel (ttt_kernels.cuh) over rows token rows, with two
+ * columns per access when dh is even. */
+#define TTT_LAUNCH_ROWS(kernel, rows, ...)                                                         \
+    do {                                                                                           \
+        int v_ = g.dh % 2 == 0 ? 2 : 1;                                                            \
+        int th_ = lact_row_threads(g.dh / v_);                                                     \
+        if (th_ > TTT_THREADS) th_ = TTT_THREADS;                                                  \
+        unsigned bl_ = (unsigned)((rows) < 1048576 ? (rows) : 1048576);                            \
+        if (v_ == 2)                                                                               \
+            kernel<T, 2><<<bl_, th_, 0, st>>>(__VA_ARGS__);                                        \
+        else                                                                                       \
+            kernel<T, 1><<<bl_, th_, 0, st>>>(__VA_ARGS__);                                        \
+        LACT_CU_LAUNCH(#kernel);                                                                   \
+    } while (0)
+
+/* ---- the cached workspace ----------------------------------------------------- */
+
+typedef struct ttt_wsp {
+    void *stream, *p;
+    size_t bytes;
+} ttt_wsp;
+
+static ttt_wsp wsp_cache[8];
+static std::mutex wsp_lock;
+
+/* A device buffer of at least bytes for the context's stream, grown (after
+ * a sync) when too small and kept for later calls. */
+static lact_status ttt_workspace(lact_ctx *ctx, size_t bytes, void **out) {
+    std::lock_guard<std::mutex> guard(wsp_lock);
+    ttt_wsp *w = NULL;
+    for (int i = 0; i < 8 && !w; i++)
+        if (wsp_cache[i].p && wsp_cache[i].stream == ctx->stream) w = &wsp_cache[i];
+    for (int i = 0; i < 8 && !w; i++)
+        if (!wsp_cache[i].p) w = &wsp_cache[i];
+    if (!w) return lact_fail(LACT_E_UNSUPPORTED, "ttt: more than 8 CUDA streams in use");
+    if (w->bytes < bytes) {
+        if (w->p) {
+            LACT_CU(cudaStreamSynchronize(lact_cuda_stream(ctx)));
+            lact_mem_free(LACT_CUDA, w->p);
+            w->p = NULL;
+            w->bytes = 0;
+        }
+        LACT_TRY(lact_mem_alloc(LACT_CUDA, bytes, &w->p));
+        w->bytes = bytes;
+        w->stream = ctx->stream;
+    }
+    *out = w->p;
+    return LACT_OK;
+}
+
+/* Bump allocation in 256-byte steps; with base NULL it only measures. */
+static void *carve(char *base, size_t *off, size_t bytes) {
+    void *p = base ? base + *off : NULL;
+    *off += (bytes + 255) & ~(size_t)255;
+    return p;
+}
+
+/* ---- one call ----------------------------------------------------------------- */
+
+template <class T> struct ttt_run {
+    lact_ctx *ctx;
+    cudaStream_t st;
+    ttt_geom g;
+    const lact_ttt_cuda_in *in;
+    const lact_ttt_args *args;
+    bool mom, muon, bwd;
+    int64_t tile, per, S;
+    const T *q, *k, *v;
+
+    lact_ttt_op *ops;
+    float *beta, *dbeta;
+    float *W, *M, *G, *r0;
+    T *Wc;
+    float *dW, *dM, *U, *dr0;
+    T *dGc;
+    T *Zab, *Ze, *X02, *H1, *P1, *KG, *dAB, *dE;
+    ttt_ns<T> ns;
+
+    lact_dtype dt() const { return ttt_dt<T>::v; }
+
+    void layout(char *base, size_t *off) {
+        int64_t N = g.n, nel3 = 3 * g.nel, n_ops = args->n_ops, dh = g.dh;
+        int64_t tt = N * tile;
+        ops = (lact_ttt_op *)carve(base, off, (size_t)n_ops * sizeof(lact_ttt_op));
+        beta = (float *)carve(base, off, (size_t)(n_ops * N) * 4);
+        dbeta = (float *)carve(base, off, (size_t)(n_ops * N) * 4);
+        W = (float *)carve(base, off, (size_t)(N * nel3) * 4);
+        M = mom ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
+        G = (float *)carve(base, off, (size_t)(N * nel3) * 4);
+        r0 = (float *)carve(base, off, (size_t)(N * g.rows) * 4);
+        Wc = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
+        Zab = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
+        Ze = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
+        X02 = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
+        H1 = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
+        dW = dM = U = dr0 = NULL;
+        dGc = P1 = KG = dAB = dE = NULL;
+        if (bwd) {
+            dW = (float *)carve(base, off, (size_t)(N * nel3) * 4);
+            dM = mom ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
+            U = (float *)carve(base, off, (size_t)(N * nel3) * 4);
+            dr0 = (float *)carve(base, off, (size_t)(N * g.rows) * 4);
+            dGc = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
+            P1 = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
+            KG = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
+            dAB = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
+            dE = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
+        }
+        if (muon) {
+            int64_t sq = 3 * N * ns.p * ns.p;
+            for (int i = 0; i < 6; i++)
+                ns.X[i] = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
+            for (int i = 0; i < 5; i++) {
+                ns.A[i] = (T *)carve(base, off, (size_t)sq * sizeof(T));
+                ns.P[i] = (T *)carve(base, off, (size_t)sq * sizeof(T));
+            }
+            ns.Q = bwd ? (T *)carve(base, off, (size_t)sq * sizeof(T)) : NULL;
+            ns.R = bwd ? (T *)carve(base, off, (size_t)sq * sizeof(T)) : NULL;
+            for (int i = 0; i < 2; i++)
+                ns.dX[i] = bwd ? (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T)) : NULL;
+            ns.nnorm = (float *)carve(base, off, (size_t)(3 * N) * 4);
+            ns.acc = (float *)carve(base, off, (size_t)(3 * N) * 4);
+        }
+    }
+
+    lact_status setup(lact_ctx *c, const lact_ttt_cuda_in *i, const lact_ttt_args *a, bool b) {
+        ctx = c;
+        st = lact_cuda_stream(c);
+        in = i;
+        args = a;
+        bwd = b;
+        g.n = i->n, g.len = i->len, g.d = i->d, g.dh = i->dh;
+        g.nel = g.d * g.dh, g.rows = 2 * g.dh + g.d;
+        mom = i->momentum != NULL;
+        muon = a->muon != LACT_TTT_MUON_OFF;
+        q = (const T *)i->q, k = (const T *)i->k, v = (const T *)i->v;
+        per = (mom ? 6 : 3) * g.nel;
+        S = (lact_ttt_n_updates(a) + 1) * per;
+        int64_t longest = 1;
+        for (int64_t j = 0; j < a->n_ops; j++)
+            if (a->ops[j].end - a->ops[j].start > longest)
+                longest = a->ops[j].end - a->ops[j].start;
+        tile = longest < TTT_TILE ? longest : TTT_TILE;
+        ns.setup(c, g, a->muon);
+        size_t bytes = 0;
+        layout(NULL, &bytes);
+        void *base = NULL;
+        LACT_TRY(ttt_workspace(c, bytes, &base));
+        bytes = 0;
+        layout((char *)base, &bytes);
+        LACT_CU(cudaMemcpyAsync(ops, a->ops, (size_t)a->n_ops * sizeof(lact_ttt_op),
+                                cudaMemcpyHostToDevice, st));
+        ttt_init_kernel<T><<<dim3((unsigned)g.rows, (unsigned)g.n), TTT_THREADS, 0, st>>>(
+            g, i->w0, i->w1, i->w2, W, Wc, M, r0);
+        LACT_CU_LAUNCH("ttt_init");
+        if (mom) {
+            ttt_beta_kernel<<<dim3((unsigned)a->n_ops, (unsigned)g.n), TTT_THREADS, 0, st>>>(
+                g, i->momentum, ops, beta);
+            LACT_CU_LAUNCH("ttt_beta");
+        }
+        return LACT_OK;
+    }
+
+    unsigned grid(int64_t n) const { return lact_grid_1d(n, TTT_THREADS); }
+
+    /* ---- products of one tile of tokens [t0, t0 + Tt) ---- */
+
+    /* Zab = X [W0; W2]ᵀ for X = q or k rows. */
+    lact_status tile_ab(const T *x, int64_t t0, int64_t Tt) {
+        return ttt_gemm(ctx, dt(), dt(), false, true, Tt, 2 * g.dh, g.d, g.n, x + t0 * g.d,
+                        g.len * g.d, Wc, 3 * g.nel, Zab, Tt * 2 * g.dh, 1.0f, 0.0f);
+    }
+    /* Ze = V W1 (row form of W1ᵀ v_t). */
+    lact_status tile_e(int64_t t0, int64_t Tt) {
+        return ttt_gemm(ctx, dt(), dt(), false, false, Tt, g.dh, g.d, g.n, v + t0 * g.d,
+                        g.len * g.d, Wc + 2 * g.nel, 3 * g.nel, Ze, Tt * g.dh, 1.0f, 0.0f);
+    }
+
+    lact_status apply_fwd(const lact_ttt_op *op, T *o) {
+        for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
+            int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
+            LACT_TRY(tile_ab(q, t0, Tt));
+            TTT_LAUNCH_ROWS(ttt_apply_ew_kernel, g.n * Tt, g, Tt, Zab, H1);
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, g.d, g.dh, g.n, H1, Tt * g.dh,
+                              Wc + 2 * g.nel, 3 * g.nel, o + t0 * g.d, g.len * g.d, 1.0f, 1.0f));
+        }
+        return LACT_OK;
+    }
+
+    /* G of an update op (fp32, master layout). */
+    lact_status grad_fwd(const lact_ttt_op *op) {
+        for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
+            int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
+            float acc = t0 == op->start ? 0.0f : 1.0f;
+            LACT_TRY(tile_ab(k, t0, Tt));
+            LACT_TRY(tile_e(t0, Tt));
+            TTT_LAUNCH_ROWS(ttt_grad_ew_kernel, g.n * Tt, g, Tt, t0, Zab, Ze, in->lr0, in->lr1,
+                            in->lr2, X02, H1);
+            LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, 2 * g.dh, g.d, Tt, g.n, X02,
+                              Tt * 2 * g.dh, k + t0 * g.d, g.len * g.d, G, 3 * g.nel, 1.0f, acc));
+            LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, g.d, g.dh, Tt, g.n, v + t0 * g.d,
+                              g.len * g.d, H1, Tt * g.dh, G + 2 * g.nel, 3 * g.nel, 1.0f, acc));
+        }
+        return LACT_OK;
+    }
+
+    /* Snapshot u of the state: per head and weight one contiguous block
+     * of nel floats on both sides, so one strided copy per weight. */
+    lact_status save(float *state, int64_t u) {
+        static const int slot[3] = {0, 2, 1}; /* master W0, W2, W1 -> state W0, W1, W2 */
+        size_t w = (size_t)g.nel * 4, sp = (size_t)S * 4, mp = (size_t)(3 * g.nel) * 4;
+        for (int j = 0; j < 3; j++) {
+            float *dst = state + u * per + slot[j] * g.nel;
+            LACT_CU(cudaMemcpy2DAsync(dst, sp, W + j * g.nel, mp, w, (size_t)g.n,
+                                      cudaMemcpyDeviceToDevice, st));
+            if (mom)
+                LACT_CU(cudaMemcpy2DAsync(dst + 3 * g.nel, sp, M + j * g.nel, mp, w, (size_t)g.n,
+                                          cudaMemcpyDeviceToDevice, st));
+        }
+        return LACT_OK;
+    }
+
+    lact_status load(const float *state, int64_t u) {
+        static const int slot[3] = {0, 2, 1};
+        size_t w = (size_t)g.nel * 4, sp = (size_t)S * 4, mp = (size_t)(3 * g.nel) * 4;
+        for (int j = 0; j < 3; j++) {
+            const float *src = state + u * per + slot[j] * g.nel;
+            LACT_CU(cudaMemcpy2DAsync(W + j * g.nel, mp, src, sp, w, (size_t)g.n,
+                                      cudaMemcpyDeviceToDevice, st));
+            if (mom)
+                LACT_CU(cudaMemcpy2DAsync(M + j * g.nel, mp, src + 3 * g.nel, sp, w, (size_t)g.n,
+                                          cudaMemcpyDeviceToDevice, st));
+        }
+        int64_t n = g.n * 3 * g.nel;
+        ttt_cast_kernel<T><<<grid(n / 4 + 1), TTT_THREADS, 0, st>>>(n, W, Wc);
+        LACT_CU_LAUNCH("ttt_cast");
+        return LACT_OK;
+    }
+
+    /* The update of op j after G: momentum, Newton–Schulz, add, renorm. */
+    lact_status step_fwd(int64_t j) {
+        dim3 rows((unsigned)g.rows, (unsigned)g.n);
+        const float *bj = mom ? beta + j * g.n : NULL;
+        if (!muon) {
+            ttt_renorm_kernel<T>
+                <<<rows, TTT_THREADS, 0, st>>>(g, (const T *)NULL, bj, M, G, W, Wc, r0);
+            LACT_CU_LAUNCH("ttt_renorm");
+            return LACT_OK;
+        }
+        const float *u = G;
+        if (mom) {
+            ttt_mom_mix_kernel<<<grid(g.n * 3 * g.nel), TTT_THREADS, 0, st>>>(g, bj, M, G, M);
+            LACT_CU_LAUNCH("ttt_mom_mix");
+            u = M;
+        }
+        LACT_TRY(ns.prepare(u));
+        LACT_TRY(ns.forward());
+        ttt_renorm_kernel<T><<<rows, TTT_THREADS, 0, st>>>(g, ns.X[5], NULL, NULL, NULL, W, Wc, r0);
+        LACT_CU_LAUNCH("ttt_renorm");
+        return LACT_OK;
+    }
+
+    lact_status forward(T *o, float *state) {
+        LACT_CU(cudaMemsetAsync(o, 0, (size_t)(g.n * g.len * g.d) * sizeof(T), st));
+        int64_t u = 0;
+        if (state) LACT_TRY(save(state, u++));
+        for (int64_t j = 0; j < args->n_ops; j++) {
+            const lact_ttt_op *op = &args->ops[j];
+            if (op->apply) LACT_TRY(apply_fwd(op, o));
+            if (!op->update) continue;
+            LACT_TRY(grad_fwd(op));
+            LACT_TRY(step_fwd(j));
+            if (state) LACT_TRY(save(state, u++));
+        }
+        return LACT_OK;
+    }
+
+    /* ---- backward ---- */
+
+    /* dst (master layout) = the momentum of snapshot u. */
+    lact_status load_m(const float *state, int64_t u, float *dst) {
+        static const int slot[3] = {0, 2, 1};
+        size_t w = (size_t)g.nel * 4, sp = (size_t)S * 4, mp = (size_t)(3 * g.nel) * 4;
+        for (int j = 0; j < 3; j++)
+            LACT_CU(cudaMemcpy2DAsync(dst + j * g.nel, mp, state + u * per + (3 + slot[j]) * g.nel,
+                                      sp, w, (size_t)g.n, cudaMemcpyDeviceToDevice, st));
+        return LACT_OK;
+    }
+
+    /* Backward of the step of update op j, at W, M as before it and the
+     * step's input in U (with momentum: βM + G) or G (without): dW :=
+     * adjoint before the step, dM, dr0, dbeta; dGc = dG. */
+    lact_status step_bwd(int64_t j) {
+        dim3 rows((unsigned)g.rows, (unsigned)g.n);
+        const float *bj = mom ? beta + j * g.n : NULL;
+        const float *u = mom ? U : G;
+        const float *dun = dW;
+        if (muon) {
+            LACT_TRY(ns.prepare(u));
+            LACT_TRY(ns.forward());
+            ttt_renorm_bwd_kernel<T>
+                <<<rows, TTT_THREADS, 0, st>>>(g, ns.X[5], NULL, W, r0, dW, dr0, ns.dX[0]);
+            LACT_CU_LAUNCH("ttt_renorm_bwd");
+            T *dx0 = NULL;
+            LACT_TRY(ns.backward(&dx0));
+            /* U is free again once the prepare backward has read u */
+            float *du = mom ? G : U;
+            LACT_TRY(ns.prepare_bwd(u, dx0, du));
+            dun = du;
+        } else {
+            ttt_renorm_bwd_kernel<T>
+                <<<rows, TTT_THREADS, 0, st>>>(g, (const T *)NULL, u, W, r0, dW, dr0, (T *)NULL);
+            LACT_CU_LAUNCH("ttt_renorm_bwd");
+        }
+        int64_t blocks = (3 * g.nel + 4 * TTT_THREADS - 1) / (4 * TTT_THREADS);
+        if (blocks > 64) blocks = 64;
+        ttt_mom_bwd_kernel<T><<<dim3((unsigned)blocks, (unsigned)g.n), TTT_THREADS, 0, st>>>(
+            g, dun, bj, M, dM, dGc, dbeta + j * g.n);
+        LACT_CU_LAUNCH("ttt_mom_bwd");
+        return LACT_OK;
+    }
+
+    /* Backward through the products that made G (dGc given). */
+    lact_status grad_bwd(const lact_ttt_op *op, const lact_ttt_cuda_grad *gr, bool have_tile) {
+        int64_t Ld = g.len * g.d, nel3 = 3 * g.nel, dh = g.dh, d = g.d;
+        for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
+            int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
+            const T *kt = k + t0 * d, *vt = v + t0 * d;
+            if (!have_tile) {
+                LACT_TRY(tile_ab(k, t0, Tt));
+                LACT_TRY(tile_e(t0, Tt));
+            }
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, dh, d, g.n, vt, Ld,
+                              dGc + 2 * g.nel, nel3, P1, Tt * dh, 1.0f, 0.0f));
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, 2 * dh, d, g.n, kt, Ld, dGc, nel3,
+                              KG, Tt * 2 * dh, 1.0f, 0.0f));
+            TTT_LAUNCH_ROWS(ttt_grad_bwd_ew_kernel, g.n * Tt, g, Tt, t0, Zab, Ze, P1, KG, in->lr0,
+                            in->lr1, in->lr2, H1, X02, dAB, dE, gr->lr0, gr->lr1, gr->lr2);
+            /* Straight into the zeroed token gradients (beta 1): each
+             * token's rows get at most two products per op. */
+            if (gr->v) {
+                T *dvt = (T *)gr->v + t0 * d;
+                LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, d, dh, g.n, H1, Tt * dh,
+                                  dGc + 2 * g.nel, nel3, dvt, Ld, 1.0f, 1.0f));
+                LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, d, dh, g.n, dE, Tt * dh,
+                                  Wc + 2 * g.nel, nel3, dvt, Ld, 1.0f, 1.0f));
+            }
+            if (gr->k) {
+                T *dkt = (T *)gr->k + t0 * d;
+                LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 2 * dh, g.n, X02,
+                                  Tt * 2 * dh, dGc, nel3, dkt, Ld, 1.0f, 1.0f));
+                LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 2 * dh, g.n, dAB,
+                                  Tt * 2 * dh, Wc, nel3, dkt, Ld, 1.0f, 1.0f));
+            }
+            LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, d, dh, Tt, g.n, vt, Ld, dE, Tt * dh,
+                              dW + 2 * g.nel, nel3, 1.0f, 1.0f));
+            LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, 2 * dh, d, Tt, g.n, dAB,
+                              Tt * 2 * dh, kt, Ld, dW, nel3, 1.0f, 1.0f));
+        }
+        return LACT_OK;
+    }
+
+    lact_status apply_bwd(const lact_ttt_op *op, const T *d_o, const lact_ttt_cuda_grad *gr) {
+        int64_t Ld = g.len * g.d, nel3 = 3 * g.nel, dh = g.dh, d = g.d;
+        for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
+            int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
+            const T *qt = q + t0 * d, *dot = d_o + t0 * d;
+            LACT_TRY(tile_ab(q, t0, Tt));
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, dh, d, g.n, dot, Ld,
+                              Wc + 2 * g.nel, nel3, P1, Tt * dh, 1.0f, 0.0f));
+            TTT_LAUNCH_ROWS(ttt_apply_bwd_ew_kernel, g.n * Tt, g, Tt, Zab, P1, H1, dAB);
+            LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, d, dh, Tt, g.n, dot, Ld, H1,
+                              Tt * dh, dW + 2 * g.nel, nel3, 1.0f, 1.0f));
+            LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, 2 * dh, d, Tt, g.n, dAB,
+                              Tt * 2 * dh, qt, Ld, dW, nel3, 1.0f, 1.0f));
+            if (gr->q)
+                LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 2 * dh, g.n, dAB,
+                                  Tt * 2 * dh, Wc, nel3, (T *)gr->q + t0 * d, Ld, 1.0f, 1.0f));
+        }
+        return LACT_OK;
+    }
+
+    lact_status zero(void *p, size_t bytes) {
+        if (p) LACT_CU(cudaMemsetAsync(p, 0, bytes, st));
+        return LACT_OK;
+    }
+
+    lact_status backward(const lact_ttt_cuda_grad *gr, const T *d_o, const float *state) {
+        size_t act = (size_t)(g.n * g.len * g.d) * sizeof(T), tok = (size_t)(g.n * g.len) * 4;
+        size_t mst = (size_t)(g.n * 3 * g.nel) * 4;
+        LACT_TRY(zero(gr->q, act));
+        LACT_TRY(zero(gr->k, act));
+        LACT_TRY(zero(gr->v, act));
+        LACT_TRY(zero(gr->lr0, tok));
+        LACT_TRY(zero(gr->lr1, tok));
+        LACT_TRY(zero(gr->lr2, tok));
+        LACT_TRY(zero(dW, mst));
+        LACT_TRY(zero(dM, mst));
+        LACT_TRY(zero(dr0, (size_t)(g.n * g.rows) * 4));
+        LACT_TRY(zero(dbeta, (size_t)(args->n_ops * g.n) * 4));
+        int64_t u = lact_ttt_n_updates(args);
+        for (int64_t j = args->n_ops - 1; j >= 0; j--) {
+            const lact_ttt_op *op = &args->ops[j];
+            if (op->update) u--;
+            LACT_TRY(load(state, u));
+            if (op->update) {
+                /* With momentum the step's input M' = βM + G is the next
+                 * snapshot's M: no need to recompute G. */
+                if (mom)
+                    LACT_TRY(load_m(state, u + 1, U));
+                else
+                    LACT_TRY(grad_fwd(op));
+                LACT_TRY(step_bwd(j));
+                LACT_TRY(grad_bwd(op, gr, !mom && op->end - op->start <= tile));
+            }
+            if (op->apply) LACT_TRY(apply_bwd(op, d_o, gr));
+        }
+        if (gr->momentum) {
+            ttt_dmom_kernel<<<grid(g.n * g.len), TTT_THREADS, 0, st>>>(g, ops, args->n_ops, dbeta,
+                                                                       gr->momentum);
+            LACT_CU_LAUNCH("ttt_dmom");
+        }
+        ttt_dw_out_kernel<<<dim3((unsigned)g.rows, (unsigned)g.n), TTT_THREADS, 0, st>>>(
+            g, dW, dr0, r0, in->w0, in->w1, in->w2, gr->w0, gr->w1, gr->w2);
+        LACT_CU_LAUNCH("ttt_dw_out");
+        return LACT_OK;
+    }
+};
+
+/* ---- entry points ----------------------------------------------------------------- */
+
+extern "C" lact_status lact_cuda_ttt_forward(lact_ctx *ctx, void *o, float *state,
+                                             const lact_ttt_cuda_in *in,
+                                             const lact_ttt_args *args) {
+    if (in->act == LACT_BF16) {
+        ttt_run<bf16> r;
+        LACT_TRY(r.setup(ctx, in, args, false));
+        return r.forward((bf16 *)o, state);
+    }
+    ttt_run<float> r;
+    LACT_TRY(r.setup(ctx, in, args, false));
+    return r.forward((float *)o, state);
+}
+
+template <class T>
+static lact_status backward_t(lact_ctx *ctx, const lact_ttt_cuda_grad *grad, const void *d_o,
+                              const float *state, const lact_ttt_cuda_in *in,
+                              const lact_ttt_args *args) {
+    ttt_run<T> r;
+    LACT_TRY(r.setup(ctx, in, args, true));
+    return r.backward(grad, (const T *)d_o, state);
+}
+
+extern "C" lact_status lact_cuda_ttt_backward(lact_ctx *ctx, const lact_ttt_cuda_grad *grad,
+                                              const void *d_o, const float *state,
+                                              const lact_ttt_cuda_in *in,
+                                              const lact_ttt_args *args) {
+    void *tmp = NULL;
+    if (!state) {
+        /* No saved state: run the forward once more into a temporary. */
+        int64_t S = lact_ttt_state_numel(args, in->momentum != NULL, in->d, in->dh);
+        size_t sb = (size_t)(in->n * S) * 4;
+        size_t ob = (size_t)(in->n * in->len * in->d) * lact_dtype_size(in->act);
+        size_t sb_up = (sb + 255) & ~(size_t)255;
+        LACT_TRY(lact_mem_alloc(LACT_CUDA, sb_up + ob, &tmp));
+        float *st = (float *)tmp;
+        void *o = (char *)tmp + sb_up;
+        lact_status s = lact_cuda_ttt_forward(ctx, o, st, in, args);
+        if (s == LACT_OK)
+            state = st;
+        else {
+            lact_mem_free(LACT_CUDA, tmp);
+            return s;
+        }
+    }
+    lact_status s = in->act == LACT_BF16 ? backward_t<bf16>(ctx, grad, d_o, state, in, args)
+                                         : backward_t<float>(ctx, grad, d_o, state, in, args);
+    if (tmp) {
+        cudaError_t e = cudaStreamSynchronize(lact_cuda_stream(ctx));
+        lact_mem_free(LACT_CUDA, tmp);
+        if (s == LACT_OK && e != cudaSuccess)
+            return lact_fail(LACT_E_CUDA, "ttt backward: %s", cudaGetErrorString(e));
+    }
+    return s;
+}

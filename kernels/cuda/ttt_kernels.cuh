@@ -1,0 +1,472 @@
+/* The element-wise and row kernels of the CUDA ttt op, templated on the
+ * activation type T (float or bf16). Everything that is a matrix product
+ * lives in ttt.cu / ttt_ns.cu as batched cuBLASLt calls.
+ *
+ * Layouts, per head n of N:
+ *   master fast weights W, momentum M, G, dW, dM: fp32 [N][3·nel] holding
+ *     W0 [dh, d] at 0, W2 [dh, d] at nel, W1 [d, dh] at 2·nel, so that
+ *     W0 and W2 stacked are one [2dh, d] operand; Wc is the T copy.
+ *   rows: R = 2dh + d per head (W0 rows, W2 rows, W1 rows), r0 [N][R].
+ *   Newton–Schulz layout: 3N matrices of nel, W0/W2 of head n at 2n, 2n+1,
+ *     W1 of head n at 2N + n, so the W0/W2 group and the W1 group are each
+ *     one strided batch.
+ *   tile activations: [N][Tt][2dh] (a | b columns, or X0 | X2, or dA | dB)
+ *     and [N][Tt][dh], type T. */
+#ifndef LACT_CUDA_TTT_KERNELS_CUH
+#define LACT_CUDA_TTT_KERNELS_CUH
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/ttt.h"
+
+#define TTT_ROW_EPS 1e-5f
+#define TTT_NS_EPS 1e-7f
+
+typedef struct ttt_geom {
+    int64_t n, len, d, dh, nel, rows; /* rows = 2dh + d */
+} ttt_geom;
+
+__device__ __forceinline__ float ttt_sig(float x) {
+    return 1.0f / (1.0f + __expf(-x));
+}
+
+/* Offset and length in the master layout of row r of one head. */
+__device__ __forceinline__ int64_t ttt_row_off(const ttt_geom g, int64_t r) {
+    return r < 2 * g.dh ? r * g.d : 2 * g.nel + (r - 2 * g.dh) * g.dh;
+}
+__device__ __forceinline__ int64_t ttt_row_len(const ttt_geom g, int64_t r) {
+    return r < 2 * g.dh ? g.d : g.dh;
+}
+/* Newton–Schulz layout offset of master element e (in [0, 3nel)) of head n. */
+__device__ __forceinline__ int64_t ttt_ns_off(const ttt_geom g, int64_t n, int64_t e) {
+    int64_t j = e / g.nel, w = e - j * g.nel;
+    int64_t idx = j < 2 ? 2 * n + j : 2 * g.n + n;
+    return idx * g.nel + w;
+}
+
+/* ---- set-up, snapshots --------------------------------------------------- */
+
+/* W, Wc from the initial weights, M = 0, r0 = initial row norms.
+ * Grid (R, N), one block per row. */
+template <class T>
+__global__ void ttt_init_kernel(ttt_geom g, const float *w0, const float *w1, const float *w2,
+                                float *W, T *Wc, float *M, float *r0) {
+    __shared__ float sh[32];
+    int64_t r = blockIdx.x, n = blockIdx.y, len = ttt_row_len(g, r);
+    const float *src = r < g.dh       ? w0 + n * g.nel + r * g.d
+                       : r < 2 * g.dh ? w2 + n * g.nel + (r - g.dh) * g.d
+                                      : w1 + n * g.nel + (r - 2 * g.dh) * g.dh;
+    int64_t off = n * 3 * g.nel + ttt_row_off(g, r);
+    float ss = 0.0f;
+    for (int64_t c = threadIdx.x; c < len; c += blockDim.x) {
+        float x = src[c];
+        ss += x * x;
+        W[off + c] = x;
+        st(Wc, off + c, x);
+        if (M) M[off + c] = 0.0f;
+    }
+    ss = block_sum(ss, sh);
+    if (threadIdx.x == 0) r0[n * g.rows + r] = sqrtf(ss);
+}
+
+/* Wc = W in T (n a multiple of nothing in particular). */
+template <class T> __global__ void ttt_cast_kernel(int64_t n, const float *W, T *Wc) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        st(Wc, i, W[i]);
+}
+
+/* beta[j·N + n] = mean of momentum over update op j's range (0 otherwise).
+ * Grid (n_ops, N). */
+__global__ void ttt_beta_kernel(ttt_geom g, const float *mom, const lact_ttt_op *ops, float *beta) {
+    __shared__ float sh[32];
+    int64_t j = blockIdx.x, n = blockIdx.y;
+    lact_ttt_op op = ops[j];
+    float s = 0.0f;
+    if (op.update)
+        for (int64_t t = op.start + threadIdx.x; t < op.end; t += blockDim.x)
+            s += mom[n * g.len + t];
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) beta[j * g.n + n] = op.update ? s / (float)(op.end - op.start) : 0.0f;
+}
+
+/* ---- per-token element-wise parts ------------------------------------------ */
+
+/* V consecutive elements at p (V = 2: one 4- or 8-byte access; the caller
+ * guarantees alignment by launching V = 2 only for an even dh). */
+template <int V> __device__ __forceinline__ void ldv(float *x, const float *p) {
+    if (V == 2) {
+        float2 v = *(const float2 *)p;
+        x[0] = v.x, x[V - 1] = v.y;
+    } else {
+        x[0] = p[0];
+    }
+}
+template <int V> __device__ __forceinline__ void ldv(float *x, const bf16 *p) {
+    if (V == 2) {
+        float2 v = __bfloat1622float2(*(const __nv_bfloat162 *)p);
+        x[0] = v.x, x[V - 1] = v.y;
+    } else {
+        x[0] = __bfloat162float(p[0]);
+    }
+}
+template <int V> __device__ __forceinline__ void stv(float *p, const float *x) {
+    if (V == 2)
+        *(float2 *)p = make_float2(x[0], x[V - 1]);
+    else
+        p[0] = x[0];
+}
+template <int V> __device__ __forceinline__ void stv(bf16 *p, const float *x) {
+    if (V == 2)
+        *(__nv_bfloat162 *)p = __floats2bfloat162_rn(x[0], x[V - 1]);
+    else
+        p[0] = __float2bfloat16_rn(x[0]);
+}
+
+/* Every kernel below takes one token row per block (grid-stride over the
+ * N·Tt rows), threads over the dh columns, V columns per access. */
+#define TTT_ROWS_LOOP(rows)                                                                        \
+    for (int64_t row = blockIdx.x; row < (rows); row += gridDim.x)                                 \
+        for (int64_t j = (int64_t)threadIdx.x * V; j < dh; j += (int64_t)blockDim.x * V)
+
+/* From a, b (Zab) and e (Ze): X0 = l0 e b silu'(a), X2 = l2 e silu(a),
+ * H1 = l1 silu(a) b. Tokens t0 + [0, Tt) of each head. */
+template <class T, int V>
+__global__ void ttt_grad_ew_kernel(ttt_geom g, int64_t Tt, int64_t t0, const T *Zab, const T *Ze,
+                                   const float *l0, const float *l1, const float *l2, T *X02,
+                                   T *H1) {
+    int64_t dh = g.dh;
+    TTT_ROWS_LOOP(g.n * Tt) {
+        int64_t n = row / Tt, li = n * g.len + t0 + (row - n * Tt);
+        float L0 = l0[li], L1 = l1[li], L2 = l2[li];
+        float a[V], b[V], e[V], x0[V], x2[V], h[V];
+        ldv<V>(a, Zab + row * 2 * dh + j);
+        ldv<V>(b, Zab + row * 2 * dh + dh + j);
+        ldv<V>(e, Ze + row * dh + j);
+#pragma unroll
+        for (int u = 0; u < V; u++) {
+            float sg = ttt_sig(a[u]), s = a[u] * sg, sp = sg * (1.0f + a[u] * (1.0f - sg));
+            x0[u] = L0 * e[u] * b[u] * sp;
+            x2[u] = L2 * e[u] * s;
+            h[u] = L1 * s * b[u];
+        }
+        stv<V>(X02 + row * 2 * dh + j, x0);
+        stv<V>(X02 + row * 2 * dh + dh + j, x2);
+        stv<V>(H1 + row * dh + j, h);
+    }
+}
+
+/* H = silu(a) ⊙ b. */
+template <class T, int V>
+__global__ void ttt_apply_ew_kernel(ttt_geom g, int64_t Tt, const T *Zab, T *H) {
+    int64_t dh = g.dh;
+    TTT_ROWS_LOOP(g.n * Tt) {
+        float a[V], b[V], h[V];
+        ldv<V>(a, Zab + row * 2 * dh + j);
+        ldv<V>(b, Zab + row * 2 * dh + dh + j);
+#pragma unroll
+        for (int u = 0; u < V; u++)
+            h[u] = a[u] * ttt_sig(a[u]) * b[u];
+        stv<V>(H + row * dh + j, h);
+    }
+}
+
+/* Backward of the apply non-linearity: H = silu(a) b, dA = dH b silu'(a),
+ * dB = dH silu(a). */
+template <class T, int V>
+__global__ void ttt_apply_bwd_ew_kernel(ttt_geom g, int64_t Tt, const T *Zab, const T *dH, T *H,
+                                        T *dAB) {
+    int64_t dh = g.dh;
+    TTT_ROWS_LOOP(g.n * Tt) {
+        float a[V], b[V], dd[V], h[V], da[V], db[V];
+        ldv<V>(a, Zab + row * 2 * dh + j);
+        ldv<V>(b, Zab + row * 2 * dh + dh + j);
+        ldv<V>(dd, dH + row * dh + j);
+#pragma unroll
+        for (int u = 0; u < V; u++) {
+            float sg = ttt_sig(a[u]), s = a[u] * sg, sp = sg * (1.0f + a[u] * (1.0f - sg));
+            h[u] = s * b[u];
+            da[u] = dd[u] * b[u] * sp;
+            db[u] = dd[u] * s;
+        }
+        stv<V>(H + row * dh + j, h);
+        stv<V>(dAB + row * 2 * dh + j, da);
+        stv<V>(dAB + row * 2 * dh + dh + j, db);
+    }
+}
+
+/* Backward of ttt_grad_ew_kernel and of the products that feed it: from
+ * P1 = V dG1 and KG = K [dG0; dG2]ᵀ, writes H1, X02 (recomputed), dAB
+ * (adjoints of a, b), dE and adds the per-token lr gradients. One block
+ * per token row (blockDim a multiple of 32). */
+template <class T, int V>
+__global__ void ttt_grad_bwd_ew_kernel(ttt_geom g, int64_t Tt, int64_t t0, const T *Zab,
+                                       const T *Ze, const T *P1, const T *KG, const float *l0,
+                                       const float *l1, const float *l2, T *H1, T *X02, T *dAB,
+                                       T *dE, float *dl0, float *dl1, float *dl2) {
+    __shared__ float sh[32];
+    int64_t dh = g.dh, rows = g.n * Tt;
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        int64_t n = row / Tt, li = n * g.len + t0 + (row - n * Tt);
+        float L0 = l0[li], L1 = l1[li], L2 = l2[li];
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f;
+        const int64_t r2 = row * 2 * dh, r1 = row * dh;
+        for (int64_t j = (int64_t)threadIdx.x * V; j < dh; j += (int64_t)blockDim.x * V) {
+            float a[V], b[V], e[V], p1[V], kg0[V], kg2[V];
+            float h1[V], x0[V], x2[V], da[V], db[V], de[V];
+            ldv<V>(a, Zab + r2 + j);
+            ldv<V>(b, Zab + r2 + dh + j);
+            ldv<V>(e, Ze + r1 + j);
+            ldv<V>(p1, P1 + r1 + j);
+            ldv<V>(kg0, KG + r2 + j);
+            ldv<V>(kg2, KG + r2 + dh + j);
+#pragma unroll
+            for (int u = 0; u < V; u++) {
+                float sg = ttt_sig(a[u]), s = a[u] * sg, sp = sg * (1.0f + a[u] * (1.0f - sg));
+                float spp = sg * (1.0f - sg) * (2.0f + a[u] * (1.0f - 2.0f * sg));
+                s1 += p1[u] * s * b[u];
+                s2 += kg2[u] * e[u] * s;
+                s0 += kg0[u] * e[u] * b[u] * sp;
+                float dh1 = L1 * p1[u], gg2 = L2 * kg2[u], gg0 = L0 * kg0[u];
+                float ds = gg2 * e[u] + dh1 * b[u];
+                float dsp = gg0 * e[u] * b[u];
+                de[u] = gg2 * s + gg0 * b[u] * sp;
+                db[u] = gg0 * e[u] * sp + dh1 * s;
+                da[u] = ds * sp + dsp * spp;
+                h1[u] = L1 * s * b[u];
+                x0[u] = L0 * e[u] * b[u] * sp;
+                x2[u] = L2 * e[u] * s;
+            }
+            stv<V>(H1 + r1 + j, h1);
+            stv<V>(X02 + r2 + j, x0);
+            stv<V>(X02 + r2 + dh + j, x2);
+            stv<V>(dAB + r2 + j, da);
+            stv<V>(dAB + r2 + dh + j, db);
+            stv<V>(dE + r1 + j, de);
+        }
+        s0 = block_sum(s0, sh);
+        s1 = block_sum(s1, sh);
+        s2 = block_sum(s2, sh);
+        if (threadIdx.x == 0) {
+            if (dl0) dl0[li] += s0;
+            if (dl1) dl1[li] += s1;
+            if (dl2) dl2[li] += s2;
+        }
+    }
+}
+
+/* ---- the update of the fast weights ----------------------------------------- */
+
+/* out = beta[n] M + G over the master layout (out may be M). */
+__global__ void ttt_mom_mix_kernel(ttt_geom g, const float *beta, const float *M, const float *G,
+                                   float *out) {
+    int64_t total = g.n * 3 * g.nel;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = beta[i / (3 * g.nel)] * M[i] + G[i];
+}
+
+/* Per row: u = (NS output | beta M + G with M updated | G); p = W + u;
+ * W = p · r0 / (‖p‖ + eps); Wc = W in T. Grid (R, N). */
+template <class T>
+__global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, float *M,
+                                  const float *G, float *W, T *Wc, const float *r0) {
+    __shared__ float sh[32];
+    int64_t r = blockIdx.x, n = blockIdx.y, len = ttt_row_len(g, r);
+    int64_t rel = ttt_row_off(g, r), off = n * 3 * g.nel + rel;
+    float bn = beta ? beta[n] : 0.0f;
+    float ss = 0.0f;
+    for (int64_t c = threadIdx.x; c < len; c += blockDim.x) {
+        float u;
+        if (ns) {
+            u = ld(ns, ttt_ns_off(g, n, rel + c));
+        } else if (M) {
+            u = bn * M[off + c] + G[off + c];
+            M[off + c] = u;
+        } else {
+            u = G[off + c];
+        }
+        float p = W[off + c] + u;
+        W[off + c] = p;
+        ss += p * p;
+    }
+    ss = block_sum(ss, sh);
+    float s = r0[n * g.rows + r] / (sqrtf(ss) + TTT_ROW_EPS);
+    for (int64_t c = threadIdx.x; c < len; c += blockDim.x) {
+        float w = W[off + c] * s;
+        W[off + c] = w;
+        st(Wc, off + c, w);
+    }
+}
+
+/* Backward of the renorm of one row, W (before the step) and u given as in
+ * ttt_renorm_kernel (u from ns, else from U, master layout): dW := dp,
+ * dr0 += ∂/∂r0, dns (if given) = dp in the NS layout. Grid (R, N). */
+template <class T>
+__global__ void ttt_renorm_bwd_kernel(ttt_geom g, const T *ns, const float *U, const float *W,
+                                      const float *r0, float *dW, float *dr0, T *dns) {
+    __shared__ float sh[32];
+    int64_t r = blockIdx.x, n = blockIdx.y, len = ttt_row_len(g, r);
+    int64_t rel = ttt_row_off(g, r), off = n * 3 * g.nel + rel;
+    float ss = 0.0f, dot = 0.0f;
+    for (int64_t c = threadIdx.x; c < len; c += blockDim.x) {
+        float u = ns ? ld(ns, ttt_ns_off(g, n, rel + c)) : U[off + c];
+        float p = W[off + c] + u;
+        ss += p * p;
+        dot += dW[off + c] * p;
+    }
+    ss = block_sum(ss, sh);
+    dot = block_sum(dot, sh);
+    float nr = sqrtf(ss), ne = nr + TTT_ROW_EPS, rr = r0[n * g.rows + r];
+    float k = nr > 0.0f ? rr * dot / (ne * ne * nr) : 0.0f;
+    for (int64_t c = threadIdx.x; c < len; c += blockDim.x) {
+        float u = ns ? ld(ns, ttt_ns_off(g, n, rel + c)) : U[off + c];
+        float p = W[off + c] + u;
+        float dp = dW[off + c] * (rr / ne) - k * p;
+        dW[off + c] = dp;
+        if (dns) st(dns, ttt_ns_off(g, n, rel + c), dp);
+    }
+    if (threadIdx.x == 0) dr0[n * g.rows + r] += dot / ne;
+}
+
+/* Momentum backward: dmu = dun + dM; dG = dmu (T copy for the products);
+ * dM = beta dmu; dbeta[n] += Σ dmu ⊙ M. Without momentum dG = dun.
+ * Grid (blocks per head, N). */
+template <class T>
+__global__ void ttt_mom_bwd_kernel(ttt_geom g, const float *dun, const float *beta, const float *M,
+                                   float *dM, T *dGc, float *dbeta) {
+    __shared__ float sh[32];
+    int64_t n = blockIdx.y, per = 3 * g.nel;
+    float bn = M ? beta[n] : 0.0f, dot = 0.0f;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < per;
+         e += (int64_t)gridDim.x * blockDim.x) {
+        int64_t i = n * per + e;
+        float dmu = dun[i];
+        if (M) {
+            dmu += dM[i];
+            dot += dmu * M[i];
+            dM[i] = bn * dmu;
+        }
+        st(dGc, i, dmu);
+    }
+    if (!M) return;
+    dot = block_sum(dot, sh);
+    if (threadIdx.x == 0) atomicAdd(&dbeta[n], dot);
+}
+
+/* d_momentum[n][t] = Σ over update ops j covering t of dbeta[j][n] / len_j. */
+__global__ void ttt_dmom_kernel(ttt_geom g, const lact_ttt_op *ops, int64_t n_ops,
+                                const float *dbeta, float *dmom) {
+    int64_t total = g.n * g.len;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t n = i / g.len, t = i - n * g.len;
+        float s = 0.0f;
+        for (int64_t j = 0; j < n_ops; j++) {
+            lact_ttt_op op = ops[j];
+            if (op.update && t >= op.start && t < op.end)
+                s += dbeta[j * g.n + n] / (float)(op.end - op.start);
+        }
+        dmom[i] = s;
+    }
+}
+
+/* d_w{0,1,2} = dW + (dr0 / r0) · w_init, row by row. Grid (R, N). */
+__global__ void ttt_dw_out_kernel(ttt_geom g, const float *dW, const float *dr0, const float *r0,
+                                  const float *w0, const float *w1, const float *w2, float *d0,
+                                  float *d1, float *d2) {
+    int64_t r = blockIdx.x, n = blockIdx.y, len = ttt_row_len(g, r);
+    const float *src;
+    float *dst;
+    if (r < g.dh) {
+        src = w0 + n * g.nel + r * g.d;
+        dst = d0 ? d0 + n * g.nel + r * g.d : NULL;
+    } else if (r < 2 * g.dh) {
+        src = w2 + n * g.nel + (r - g.dh) * g.d;
+        dst = d2 ? d2 + n * g.nel + (r - g.dh) * g.d : NULL;
+    } else {
+        src = w1 + n * g.nel + (r - 2 * g.dh) * g.dh;
+        dst = d1 ? d1 + n * g.nel + (r - 2 * g.dh) * g.dh : NULL;
+    }
+    if (!dst) return;
+    float nr = r0[n * g.rows + r], f = nr > 0.0f ? dr0[n * g.rows + r] / nr : 0.0f;
+    int64_t off = n * 3 * g.nel + ttt_row_off(g, r);
+    for (int64_t c = threadIdx.x; c < len; c += blockDim.x)
+        dst[c] = dW[off + c] + f * src[c];
+}
+
+/* ---- Newton–Schulz helpers (NS layout) --------------------------------------- */
+
+/* The NS matrix idx of the master layout: head n, slot j. */
+__device__ __forceinline__ const float *ttt_ns_src(const ttt_geom g, const float *u, int64_t idx) {
+    int64_t n = idx < 2 * g.n ? idx / 2 : idx - 2 * g.n, j = idx < 2 * g.n ? idx % 2 : 2;
+    return u + n * 3 * g.nel + j * g.nel;
+}
+
+/* Newton–Schulz input: X0 = u / (‖u‖_F + eps) per matrix, u in the master
+ * layout. Two launches over grid (slices, 3N): sums of squares into acc
+ * (zeroed by the caller), then the scaling, which also stores ‖u‖_F. */
+__global__ void ttt_ns_sumsq_kernel(ttt_geom g, const float *u, float *acc) {
+    __shared__ float sh[32];
+    int64_t idx = blockIdx.y;
+    const float *src = ttt_ns_src(g, u, idx);
+    float ss = 0.0f;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < g.nel;
+         e += (int64_t)gridDim.x * blockDim.x)
+        ss += src[e] * src[e];
+    ss = block_sum(ss, sh);
+    if (threadIdx.x == 0) atomicAdd(&acc[idx], ss);
+}
+
+template <class T>
+__global__ void ttt_ns_scale_kernel(ttt_geom g, const float *u, const float *acc, T *X0,
+                                    float *nnorm) {
+    int64_t idx = blockIdx.y;
+    const float *src = ttt_ns_src(g, u, idx);
+    float nr = sqrtf(acc[idx]), inv = 1.0f / (nr + TTT_NS_EPS);
+    T *dst = X0 + idx * g.nel;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < g.nel;
+         e += (int64_t)gridDim.x * blockDim.x)
+        st(dst, e, src[e] * inv);
+    if (blockIdx.x == 0 && threadIdx.x == 0) nnorm[idx] = nr;
+}
+
+/* Backward of the normalisation: dots <dX0, u> into acc (zeroed), then
+ * dU = dX0 / ne − k u with k = dot / (ne² ‖u‖), into the master layout. */
+template <class T>
+__global__ void ttt_ns_dot_kernel(ttt_geom g, const float *u, const T *dX0, float *acc) {
+    __shared__ float sh[32];
+    int64_t idx = blockIdx.y;
+    const float *src = ttt_ns_src(g, u, idx);
+    const T *dx = dX0 + idx * g.nel;
+    float dot = 0.0f;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < g.nel;
+         e += (int64_t)gridDim.x * blockDim.x)
+        dot += ld(dx, e) * src[e];
+    dot = block_sum(dot, sh);
+    if (threadIdx.x == 0) atomicAdd(&acc[idx], dot);
+}
+
+template <class T>
+__global__ void ttt_ns_unscale_kernel(ttt_geom g, const float *u, const T *dX0, const float *acc,
+                                      const float *nnorm, float *dU) {
+    int64_t idx = blockIdx.y;
+    const float *src = ttt_ns_src(g, u, idx);
+    float *dst = dU + (src - u);
+    const T *dx = dX0 + idx * g.nel;
+    float nr = nnorm[idx], ne = nr + TTT_NS_EPS, k = nr > 0.0f ? acc[idx] / (ne * ne * nr) : 0.0f;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < g.nel;
+         e += (int64_t)gridDim.x * blockDim.x)
+        dst[e] = ld(dx, e) / ne - k * src[e];
+}
+
+/* P = b A + a I over a batch of p×p matrices. */
+template <class T>
+__global__ void ttt_ns_poly_kernel(int64_t total, int64_t p, const T *A, T *P, float a, float b) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t w = i % (p * p), r = w / p, c = w - r * p;
+        st(P, i, b * ld(A, i) + (r == c ? a : 0.0f));
+    }
+}
+
+#endif

@@ -1,0 +1,184 @@
+/* Newton–Schulz of the ttt update as batched products over the 3N matrices
+ * of one step (NS layout, ttt_kernels.cuh), forward and backward.
+ *
+ * Each matrix is kept in its stored orientation Y [rows, cols]. A wide one
+ * (rows <= cols) is X = Y; a tall one is X = Yᵀ, and the step
+ * X' = P X with A = X Xᵀ, P = aI + bA + cA² becomes Y' = Y P with A = Yᵀ Y,
+ * so no transposes are materialised. With d == dh all 3N matrices share
+ * one orientation and every product is one call. */
+#ifndef LACT_CUDA_TTT_NS_CUH
+#define LACT_CUDA_TTT_NS_CUH
+
+#include "kernels/cuda/ttt_kernels.cuh"
+
+static inline lact_status ttt_gemm(lact_ctx *ctx, lact_dtype ab, lact_dtype cd, bool ta, bool tb,
+                                   int64_t M, int64_t N, int64_t K, int64_t batch, const void *a,
+                                   int64_t sa, const void *b, int64_t sb, void *c, int64_t sc,
+                                   float alpha, float beta) {
+    lact_gemm_desc g;
+    g.a = a;
+    g.b = b;
+    g.c = c;
+    g.ab_dtype = ab;
+    g.c_dtype = cd;
+    g.ta = ta;
+    g.tb = tb;
+    g.M = M;
+    g.N = N;
+    g.K = K;
+    g.batch = batch;
+    g.stride_a = sa;
+    g.stride_b = sb;
+    g.stride_c = sc;
+    g.alpha = alpha;
+    g.beta = beta;
+    return lact_cuda_gemm(ctx, &g);
+}
+
+template <class T> struct ttt_dt;
+template <> struct ttt_dt<float> { static const lact_dtype v = LACT_F32; };
+template <> struct ttt_dt<bf16> { static const lact_dtype v = LACT_BF16; };
+
+static const float ttt_ns_table[5][3] = {
+    {4.0848f, -6.8946f, 2.9270f}, {3.9505f, -6.3029f, 2.6377f}, {3.7418f, -5.5913f, 2.3037f},
+    {2.8769f, -3.1427f, 1.2046f}, {2.8366f, -3.0525f, 1.2012f},
+};
+static const float ttt_ns_fixed[3] = {3.4445f, -4.7750f, 2.0315f};
+
+static inline const float *ttt_ns_coef(lact_ttt_muon muon, int step) {
+    return muon == LACT_TTT_MUON_FIXED ? ttt_ns_fixed : ttt_ns_table[step];
+}
+
+template <class T> struct ttt_ns {
+    lact_ctx *ctx;
+    ttt_geom g;
+    lact_ttt_muon muon;
+    int64_t p, q; /* p = min(d, dh), q = max(d, dh) */
+    int n_groups;
+    int64_t first[2], count[2];
+    bool tall[2];
+    T *X[6];        /* iterates, 3N·nel each */
+    T *A[5], *P[5]; /* per step, kept for the backward; 3N·p² each */
+    T *Q, *R;
+    T *dX[2];
+    float *nnorm, *acc; /* 3N each */
+
+    void setup(lact_ctx *c, ttt_geom geom, lact_ttt_muon m) {
+        ctx = c;
+        g = geom;
+        muon = m;
+        p = g.d < g.dh ? g.d : g.dh;
+        q = g.d < g.dh ? g.dh : g.d;
+        if (g.d == g.dh) {
+            n_groups = 1;
+            first[0] = 0, count[0] = 3 * g.n, tall[0] = false;
+        } else {
+            n_groups = 2;
+            first[0] = 0, count[0] = 2 * g.n, tall[0] = g.dh > g.d;   /* W0, W2 [dh, d] */
+            first[1] = 2 * g.n, count[1] = g.n, tall[1] = g.d > g.dh; /* W1 [d, dh] */
+        }
+    }
+
+    lact_dtype dt() const { return ttt_dt<T>::v; }
+    const T *mat(const T *base, int k) const { return base + first[k] * g.nel; }
+    T *mat(T *base, int k) const { return base + first[k] * g.nel; }
+    T *sq(T *base, int k) const { return base + first[k] * p * p; }
+
+    /* A[s] = X Xᵀ (wide) or Yᵀ Y (tall), then P[s] = aI + bA + cA². */
+    lact_status poly(const T *Xs, int s) {
+        const float *k = ttt_ns_coef(muon, s);
+        T *As = A[s], *Ps = P[s];
+        for (int j = 0; j < n_groups; j++)
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), tall[j], !tall[j], p, p, q, count[j], mat(Xs, j),
+                              g.nel, mat(Xs, j), g.nel, sq(As, j), p * p, 1.0f, 0.0f));
+        int64_t total = 3 * g.n * p * p;
+        ttt_ns_poly_kernel<T><<<lact_grid_1d(total, 256), 256, 0, lact_cuda_stream(ctx)>>>(
+            total, p, As, Ps, k[0], k[1]);
+        LACT_CU_LAUNCH("ttt_ns_poly");
+        return ttt_gemm(ctx, dt(), dt(), false, false, p, p, p, 3 * g.n, As, p * p, As, p * p, Ps,
+                        p * p, k[2], 1.0f);
+    }
+
+    /* X[0] from u (master layout, fp32); ‖u‖_F into nnorm. */
+    lact_status prepare(const float *u) {
+        cudaStream_t st = lact_cuda_stream(ctx);
+        dim3 grid(16, (unsigned)(3 * g.n));
+        LACT_CU(cudaMemsetAsync(acc, 0, (size_t)(3 * g.n) * 4, st));
+        ttt_ns_sumsq_kernel<<<grid, 256, 0, st>>>(g, u, acc);
+        LACT_CU_LAUNCH("ttt_ns_sumsq");
+        ttt_ns_scale_kernel<T><<<grid, 256, 0, st>>>(g, u, acc, X[0], nnorm);
+        LACT_CU_LAUNCH("ttt_ns_scale");
+        return LACT_OK;
+    }
+
+    /* dU (master layout) from the adjoint of X[0], u as given to prepare. */
+    lact_status prepare_bwd(const float *u, const T *dx0, float *dU) {
+        cudaStream_t st = lact_cuda_stream(ctx);
+        dim3 grid(16, (unsigned)(3 * g.n));
+        LACT_CU(cudaMemsetAsync(acc, 0, (size_t)(3 * g.n) * 4, st));
+        ttt_ns_dot_kernel<T><<<grid, 256, 0, st>>>(g, u, dx0, acc);
+        LACT_CU_LAUNCH("ttt_ns_dot");
+        ttt_ns_unscale_kernel<T><<<grid, 256, 0, st>>>(g, u, dx0, acc, nnorm, dU);
+        LACT_CU_LAUNCH("ttt_ns_unscale");
+        return LACT_OK;
+    }
+
+    /* out = P·X (wide) or Y·P (tall), plus beta·out. */
+    lact_status times(const T *Pm, const T *Xs, T *out, float beta) {
+        for (int k = 0; k < n_groups; k++) {
+            if (!tall[k])
+                LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, p, q, p, count[k], sq((T *)Pm, k),
+                                  p * p, mat(Xs, k), g.nel, mat(out, k), g.nel, 1.0f, beta));
+            else
+                LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, q, p, p, count[k], mat(Xs, k),
+                                  g.nel, sq((T *)Pm, k), p * p, mat(out, k), g.nel, 1.0f, beta));
+        }
+        return LACT_OK;
+    }
+
+    /* X[1..5] from X[0] (written by prepare()). */
+    lact_status forward() {
+        for (int s = 0; s < 5; s++) {
+            LACT_TRY(poly(X[s], s));
+            LACT_TRY(times(P[s], X[s], X[s + 1], 0.0f));
+        }
+        return LACT_OK;
+    }
+
+    /* From dX[0] = adjoint of X[5], right after forward() (which left A[s],
+     * P[s]); returns the adjoint of X[0] (one of the dX buffers). */
+    lact_status backward(T **dx0) {
+        int cur = 0;
+        int64_t sq_total = 3 * g.n * p * p;
+        cudaStream_t st = lact_cuda_stream(ctx);
+        for (int s = 4; s >= 0; s--) {
+            const float *k = ttt_ns_coef(muon, s);
+            const T *Xs = X[s];
+            T *dXo = dX[cur], *dXn = dX[1 - cur], *As = A[s], *Ps = P[s];
+            /* Q = dP + dPᵀ with dP = dX' Xᵀ (wide; dY'ᵀ Y tall): two
+             * products instead of a transposed read */
+            for (int j = 0; j < n_groups; j++) {
+                bool t = tall[j];
+                LACT_TRY(ttt_gemm(ctx, dt(), dt(), t, !t, p, p, q, count[j], mat(dXo, j), g.nel,
+                                  mat(Xs, j), g.nel, sq(Q, j), p * p, 1.0f, 0.0f));
+                LACT_TRY(ttt_gemm(ctx, dt(), dt(), t, !t, p, p, q, count[j], mat(Xs, j), g.nel,
+                                  mat(dXo, j), g.nel, sq(Q, j), p * p, 1.0f, 1.0f));
+            }
+            /* R = b Q + c (QA + AQ): the symmetrised adjoint of A */
+            ttt_ns_poly_kernel<T>
+                <<<lact_grid_1d(sq_total, 256), 256, 0, st>>>(sq_total, p, Q, R, 0.0f, k[1]);
+            LACT_CU_LAUNCH("ttt_ns_poly");
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, p, p, p, 3 * g.n, Q, p * p, As, p * p,
+                              R, p * p, k[2], 1.0f));
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, p, p, p, 3 * g.n, As, p * p, Q, p * p,
+                              R, p * p, k[2], 1.0f));
+            LACT_TRY(times(Ps, dXo, dXn, 0.0f));
+            LACT_TRY(times(R, Xs, dXn, 1.0f));
+            cur = 1 - cur;
+        }
+        *dx0 = dX[cur];
+        return LACT_OK;
+    }
+};
+
+#endif

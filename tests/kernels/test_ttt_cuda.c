@@ -1,0 +1,296 @@
+/* The CUDA ttt op against the CPU reference: forward output and every
+ * gradient, on fresh random inputs, in F32 (true fp32 products) and BF16
+ * (bf16 operands, fp32 accumulation and fast weights), at head dims 64,
+ * 128 and 512, inter_multi 1 and 2, lengths that are not a multiple of the
+ * chunk, Muon and momentum on and off, causal, bidirectional and a long
+ * update that spans several tiles. The forward saves the state and the
+ * backward reads it. Device outputs are poisoned with NaN first. Skips
+ * without a GPU.
+ *
+ * F32 with Muon: Newton–Schulz magnifies rounding by the inverse of G's
+ * smallest singular values, so two fp32 summation orders differ by up to
+ * 3e-4 there (the CPU float reference itself is that far from double at
+ * d = 512). Those cases compare the CUDA result with the CPU reference in
+ * double and require it within max(2e-4, 4× the CPU float run's error). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/context.h"
+#include "core/base/device.h"
+#include "core/base/philox.h"
+#include "kernels/cpu/ttt_ref.h"
+#include "kernels/ttt.h"
+#include "tests/support/check.h"
+
+#define NT 10 /* q k v lr0 lr1 lr2 momentum w0 w1 w2 */
+
+typedef struct cuda_case {
+    int64_t n, len, d, mult, chunk;
+    bool mom;
+    lact_ttt_muon muon;
+    int64_t n_ctx; /* 0: causal order; else bidirectional, updates on [0, n_ctx) */
+} cuda_case;
+
+/* With Muon every update chunk has at least dh tokens, as in the layer
+ * (chunk >= dh): a G of lower rank has near-zero singular values that
+ * Newton–Schulz amplifies about a thousandfold, and then even two fp32
+ * summation orders differ by 1e-3. */
+static const cuda_case cases[] = {
+    {2, 200, 64, 1, 64, true, LACT_TTT_MUON_OFF, 0},
+    {2, 300, 64, 2, 128, false, LACT_TTT_MUON_TABLE, 0},
+    {1, 700, 128, 1, 160, true, LACT_TTT_MUON_TABLE, 480},
+    {1, 700, 128, 2, 256, true, LACT_TTT_MUON_FIXED, 0},
+    {1, 1300, 512, 1, 512, true, LACT_TTT_MUON_TABLE, 0},
+    {1, 100, 512, 2, 48, false, LACT_TTT_MUON_OFF, 0},
+    {1, 4500, 16, 2, 4500, true, LACT_TTT_MUON_TABLE, 4500},
+};
+
+static const char *const names[NT] = {"q",   "k",        "v",  "lr0", "lr1",
+                                      "lr2", "momentum", "w0", "w1",  "w2"};
+
+static bool is_act(int i) {
+    return i <= 2;
+}
+
+static void fill(lact_tensor *t, lact_rng *rng, int i, int64_t d, int64_t dh) {
+    float *x = t->data;
+    int64_t n = lact_tensor_numel(t);
+    if (is_act(i)) {
+        for (int64_t j = 0; j < n; j++) {
+            float a = lact_rng_normal(rng);
+            x[j] = a / (1.0f + expf(-a));
+        }
+        if (i < 2)
+            for (int64_t r = 0; r < n / d; r++) {
+                double ss = 0;
+                for (int64_t j = 0; j < d; j++)
+                    ss += (double)x[r * d + j] * x[r * d + j];
+                for (int64_t j = 0; j < d; j++)
+                    x[r * d + j] /= (float)(sqrt(ss) + 1e-5);
+            }
+    } else if (i <= 5) {
+        for (int64_t j = 0; j < n; j++)
+            x[j] = 0.05f + 0.35f * lact_rng_uniform(rng);
+    } else if (i == 6) {
+        for (int64_t j = 0; j < n; j++)
+            x[j] = 0.3f + 0.65f * lact_rng_uniform(rng);
+    } else {
+        float s = 1.0f / sqrtf((float)(i == 8 ? dh : d));
+        for (int64_t j = 0; j < n; j++)
+            x[j] = s * lact_rng_normal(rng);
+    }
+}
+
+static void round_bf16(lact_tensor *t) {
+    float *p = t->data;
+    for (int64_t i = 0; i < lact_tensor_numel(t); i++)
+        p[i] = lact_bf16_to_f32(lact_f32_to_bf16(p[i]));
+}
+
+static lact_status poison(lact_tensor *t) {
+    size_t n = lact_tensor_nbytes(t);
+    void *h = malloc(n);
+    if (!h) return lact_fail(LACT_E_NOMEM, "poison: out of host memory");
+    memset(h, 0xFF, n);
+    lact_status s = lact_mem_copy(t->data, LACT_CUDA, h, LACT_CPU, n);
+    free(h);
+    return s;
+}
+
+static double rel_err(const lact_tensor *got, const lact_tensor *ref) {
+    lact_tensor g = {0};
+    if (lact_tensor_clone(&g, got, LACT_F32, LACT_CPU) != LACT_OK) return INFINITY;
+    const float *a = g.data, *b = ref->data;
+    double num = 0, den = 0;
+    bool bad = false;
+    for (int64_t i = 0; i < lact_tensor_numel(ref); i++) {
+        if (!isfinite(a[i])) bad = true;
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    lact_tensor_free(&g);
+    return bad ? INFINITY : sqrt(num / (den > 0 ? den : 1));
+}
+
+/* ‖got − ref‖ / ‖ref‖ against a double array. */
+static double rel_err_f64(const lact_tensor *got, const double *ref) {
+    lact_tensor g = {0};
+    if (lact_tensor_clone(&g, got, LACT_F32, LACT_CPU) != LACT_OK) return INFINITY;
+    const float *a = g.data;
+    double num = 0, den = 0;
+    bool bad = false;
+    for (int64_t i = 0; i < lact_tensor_numel(&g); i++) {
+        if (!isfinite(a[i])) bad = true;
+        num += (a[i] - ref[i]) * (a[i] - ref[i]);
+        den += ref[i] * ref[i];
+    }
+    lact_tensor_free(&g);
+    return bad ? INFINITY : sqrt(num / (den > 0 ? den : 1));
+}
+
+/* The double reference of a case: out[0] = o, out[1 + i] = gradient of
+ * input i (NULL when absent). Returns false on allocation failure. */
+static bool reference_f64(const lact_tensor *h, const lact_tensor *hdo, int64_t N, int64_t L,
+                          int64_t d, int64_t dh, const lact_ttt_args *args, double **out) {
+    double *x[NT + 1] = {0};
+    bool ok = true;
+    for (int i = 0; i < NT && ok; i++) {
+        if (!h[i].data) continue;
+        int64_t n = lact_tensor_numel(&h[i]);
+        x[i] = malloc((size_t)n * sizeof(double));
+        out[1 + i] = calloc((size_t)n, sizeof(double));
+        ok = x[i] && out[1 + i];
+        for (int64_t j = 0; ok && j < n; j++)
+            x[i][j] = ((const float *)h[i].data)[j];
+    }
+    int64_t nact = N * L * d, S = lact_ttt_state_numel(args, h[6].data != NULL, d, dh);
+    double *dO = malloc((size_t)nact * sizeof(double)),
+           *st = malloc((size_t)(N * S) * sizeof(double));
+    out[0] = malloc((size_t)nact * sizeof(double));
+    ok = ok && dO && st && out[0];
+    for (int64_t j = 0; ok && j < nact; j++)
+        dO[j] = ((const float *)hdo->data)[j];
+    lact_ttt_dims dims = {N, L, d, dh};
+    lact_ttt_in_f64 in = {x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9]};
+    lact_ttt_grad_f64 gr = {out[1], out[2], out[3], out[4], out[5],
+                            out[6], out[7], out[8], out[9], out[10]};
+    ok = ok && lact_cpu_ttt_forward_f64(out[0], st, &in, &dims, args) == LACT_OK &&
+         lact_cpu_ttt_backward_f64(&gr, dO, st, &in, &dims, args) == LACT_OK;
+    for (int i = 0; i < NT; i++)
+        free(x[i]);
+    free(dO);
+    free(st);
+    return ok;
+}
+
+static void run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci, lact_dtype act) {
+    int64_t N = cc->n, L = cc->len, d = cc->d, dh = d * cc->mult;
+    int64_t shapes[NT][3] = {{N, L, d}, {N, L, d}, {N, L, d},  {N, L, 0},  {N, L, 0},
+                             {N, L, 0}, {N, L, 0}, {N, dh, d}, {N, d, dh}, {N, dh, d}};
+    lact_ttt_op ops[256];
+    int64_t n_ops = cc->n_ctx == 0
+                        ? lact_ttt_order_causal(ops, 256, L, cc->chunk)
+                        : lact_ttt_order_bidirectional(ops, 256, L, cc->n_ctx, cc->chunk);
+    lact_ttt_args args = {ops, n_ops, cc->muon};
+    lact_tensor h[NT], dv[NT], hg[NT], dg[NT];
+    lact_tensor ho = {0}, dov = {0}, hdo = {0}, ddo = {0}, hst = {0}, dst = {0};
+    memset(h, 0, sizeof h), memset(dv, 0, sizeof dv), memset(hg, 0, sizeof hg);
+    memset(dg, 0, sizeof dg);
+    lact_rng rng = lact_rng_make(777 + (uint64_t)ci, act == LACT_BF16 ? 2 : 1);
+    lact_status s = LACT_OK;
+    for (int i = 0; i < NT && s == LACT_OK; i++) {
+        if (i == 6 && !cc->mom) continue;
+        int nd = shapes[i][2] ? 3 : 2;
+        s = lact_tensor_alloc(&h[i], LACT_F32, LACT_CPU, nd, shapes[i]);
+        if (s != LACT_OK) break;
+        fill(&h[i], &rng, i, d, dh);
+        bool low = act == LACT_BF16 && is_act(i);
+        if (low) round_bf16(&h[i]);
+        s = lact_tensor_clone(&dv[i], &h[i], low ? LACT_BF16 : LACT_F32, LACT_CUDA);
+        if (s == LACT_OK) s = lact_tensor_alloc(&hg[i], LACT_F32, LACT_CPU, nd, shapes[i]);
+        if (s == LACT_OK)
+            s = lact_tensor_alloc(&dg[i], low ? LACT_BF16 : LACT_F32, LACT_CUDA, nd, shapes[i]);
+        if (s == LACT_OK) s = poison(&dg[i]);
+    }
+    int64_t S = lact_ttt_state_numel(&args, cc->mom, d, dh);
+    if (s == LACT_OK) s = lact_tensor_alloc(&ho, LACT_F32, LACT_CPU, 3, shapes[0]);
+    if (s == LACT_OK) s = lact_tensor_alloc(&dov, act, LACT_CUDA, 3, shapes[0]);
+    if (s == LACT_OK) s = poison(&dov);
+    if (s == LACT_OK) s = lact_tensor_alloc(&hst, LACT_F32, LACT_CPU, 2, (int64_t[]){N, S});
+    if (s == LACT_OK) s = lact_tensor_alloc(&dst, LACT_F32, LACT_CUDA, 2, (int64_t[]){N, S});
+    if (s == LACT_OK) s = poison(&dst);
+    if (s == LACT_OK) s = lact_tensor_alloc(&hdo, LACT_F32, LACT_CPU, 3, shapes[0]);
+    if (s == LACT_OK) {
+        float *g = hdo.data;
+        for (int64_t i = 0; i < lact_tensor_numel(&hdo); i++)
+            g[i] = lact_rng_normal(&rng);
+        if (act == LACT_BF16) round_bf16(&hdo);
+        s = lact_tensor_clone(&ddo, &hdo, act, LACT_CUDA);
+    }
+    const lact_tensor *hm = cc->mom ? &h[6] : NULL, *dm = cc->mom ? &dv[6] : NULL;
+    if (s == LACT_OK)
+        s = lact_ttt_forward(cpu, &ho, &hst, &h[0], &h[1], &h[2], &h[3], &h[4], &h[5], hm, &h[7],
+                             &h[8], &h[9], &args);
+    if (s == LACT_OK)
+        s = lact_ttt_backward(cpu, &hg[0], &hg[1], &hg[2], &hg[3], &hg[4], &hg[5],
+                              cc->mom ? &hg[6] : NULL, &hg[7], &hg[8], &hg[9], &hdo, &hst, &h[0],
+                              &h[1], &h[2], &h[3], &h[4], &h[5], hm, &h[7], &h[8], &h[9], &args);
+    CHECK_MSG(s == LACT_OK, "case %d: CPU: %s", ci, lact_errmsg());
+    if (s == LACT_OK)
+        s = lact_ttt_forward(gpu, &dov, &dst, &dv[0], &dv[1], &dv[2], &dv[3], &dv[4], &dv[5], dm,
+                             &dv[7], &dv[8], &dv[9], &args);
+    if (s == LACT_OK)
+        s = lact_ttt_backward(gpu, &dg[0], &dg[1], &dg[2], &dg[3], &dg[4], &dg[5],
+                              cc->mom ? &dg[6] : NULL, &dg[7], &dg[8], &dg[9], &ddo, &dst, &dv[0],
+                              &dv[1], &dv[2], &dv[3], &dv[4], &dv[5], dm, &dv[7], &dv[8], &dv[9],
+                              &args);
+    if (s == LACT_OK) s = lact_ctx_sync(gpu);
+    CHECK_MSG(s == LACT_OK, "case %d: CUDA: %s", ci, lact_errmsg());
+    double *ref[NT + 1] = {0};
+    bool vs_f64 = s == LACT_OK && act == LACT_F32 && cc->muon != LACT_TTT_MUON_OFF;
+    if (vs_f64) {
+        bool ok = reference_f64(h, &hdo, N, L, d, dh, &args, ref);
+        CHECK_MSG(ok, "case %d: the double reference failed", ci);
+        if (!ok) s = LACT_E_NOMEM;
+    }
+    if (s == LACT_OK) {
+        /* BF16 with Muon: Newton–Schulz runs on bf16 operands (as the
+         * public implementation runs it), whose rounding the quintic
+         * iteration amplifies; the F32 run of the same case checks the
+         * algorithm. */
+        double tol = act == LACT_F32 ? 1e-5 : cc->muon ? 1e-1 : 1e-2;
+        const char *dn = act == LACT_BF16 ? "bf16" : "f32";
+        double worst = 0, worst_tol = tol;
+        const char *wn = "-";
+        for (int i = -1; i < NT; i++) {
+            const lact_tensor *got = i < 0 ? &dov : &dg[i], *host = i < 0 ? &ho : &hg[i];
+            const char *nm = i < 0 ? "o" : names[i];
+            if (!host->data) continue;
+            double e, t = tol;
+            if (vs_f64) {
+                e = rel_err_f64(got, ref[1 + i]);
+                t = fmax(2e-4, 4 * rel_err_f64(host, ref[1 + i]));
+            } else {
+                e = rel_err(got, host);
+            }
+            CHECK_MSG(e <= t, "case %d %s: %s%s rel err %.3g > %.3g", ci, dn, i < 0 ? "" : "d_", nm,
+                      e, t);
+            if (!(e / t <= worst / worst_tol)) worst = e, worst_tol = t, wn = nm;
+        }
+        if (!vs_f64) {
+            double e = rel_err(&dst, &hst);
+            CHECK_MSG(e <= tol, "case %d %s: state rel err %.3g > %.3g", ci, dn, e, tol);
+        }
+        printf("case %d %-4s N=%lld L=%lld d=%lld dh=%lld C=%lld mom=%d muon=%d n_ctx=%lld: "
+               "worst %.2e of bound %.2e (%s)%s\n",
+               ci, dn, (long long)N, (long long)L, (long long)d, (long long)dh,
+               (long long)cc->chunk, cc->mom, (int)cc->muon, (long long)cc->n_ctx, worst, worst_tol,
+               wn, vs_f64 ? ", against float64" : "");
+    }
+    for (int i = 0; i <= NT; i++)
+        free(ref[i]);
+    for (int i = 0; i < NT; i++) {
+        lact_tensor_free(&h[i]), lact_tensor_free(&dv[i]);
+        lact_tensor_free(&hg[i]), lact_tensor_free(&dg[i]);
+    }
+    lact_tensor_free(&ho), lact_tensor_free(&dov), lact_tensor_free(&hdo);
+    lact_tensor_free(&ddo), lact_tensor_free(&hst), lact_tensor_free(&dst);
+}
+
+int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (!lact_cuda_available())
+        return check_skip("ttt_cuda", "no CUDA device: runs on the GPU machine");
+    lact_ctx cpu, gpu;
+    CHECK_OK(lact_ctx_init(&cpu, LACT_CPU, 0));
+    CHECK_OK(lact_ctx_init(&gpu, LACT_CUDA, 0));
+    for (int c = 0; c < (int)(sizeof cases / sizeof cases[0]); c++) {
+        run_case(&cpu, &gpu, &cases[c], c, LACT_F32);
+        run_case(&cpu, &gpu, &cases[c], c, LACT_BF16);
+    }
+    lact_ctx_free(&gpu);
+    lact_ctx_free(&cpu);
+    return check_summary("ttt_cuda");
+}
