@@ -1,5 +1,7 @@
-/* Attention on CUDA, a first flash-style version on CUDA cores (fp32 FMAs,
- * no tensor cores yet). A block holds WARPS query rows of one (batch, head),
+/* Attention on CUDA: the entry points, and the flash-style kernels on CUDA
+ * cores (fp32 FMAs) that serve F32, F16 and the head dims the tensor-core
+ * kernels do not take (BF16 with d 64 or 128 goes to attention_tc_fwd.cu
+ * and attention_tc_bwd.cu). A block holds WARPS query rows of one (batch, head),
  * one warp per row; it streams the K/V tiles of BK keys that cover the union
  * of its rows' key ranges through shared memory (tiles outside every range
  * are never read), with an online softmax in fp32. Inside a tile, lanes own
@@ -10,69 +12,12 @@
 #include <math.h>
 
 #include "kernels/cuda/attention_cuda.h"
+#include "kernels/cuda/attention_geom.cuh"
 #include "kernels/cuda/common.cuh"
 
 #define WARPS 8
 #define BK 32 /* keys (or queries) per shared tile: one per lane */
 #define FULL 0xffffffffu
-
-typedef struct attn_geom {
-    int64_t nh, lq, nkv, lk, d, gd, group, n_seq;
-    const int32_t *cu; /* device, or NULL */
-    int mask;
-    int64_t window, block;
-    float scale;
-} attn_geom;
-
-/* Rows [q0, q0 + nq) of q and [k0, k0 + nk) of k of the sequence that holds
- * row `row` (a query row, or a key row: packed sequences share offsets). */
-__device__ void seq_of(const attn_geom &G, int64_t row, int64_t *q0, int64_t *nq, int64_t *k0,
-                       int64_t *nk) {
-    if (!G.cu) {
-        *q0 = 0, *nq = G.lq, *k0 = 0, *nk = G.lk;
-        return;
-    }
-    int64_t lo = 0, hi = G.n_seq; /* largest s with cu[s] <= row */
-    while (hi - lo > 1) {
-        int64_t mid = (lo + hi) / 2;
-        if (G.cu[mid] <= row)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    *q0 = *k0 = G.cu[lo];
-    *nq = *nk = (int64_t)G.cu[lo + 1] - G.cu[lo];
-}
-
-/* Keys [lo, hi) seen by the query at position p of a sequence of n keys
- * (lact_attention_key_range). */
-__device__ void key_range(const attn_geom &G, int64_t p, int64_t n, int64_t *lo, int64_t *hi) {
-    *lo = 0, *hi = p + 1;
-    if (G.mask == LACT_ATTN_FULL) *hi = n;
-    if (G.mask == LACT_ATTN_WINDOW) *lo = p - G.window + 1 > 0 ? p - G.window + 1 : 0;
-    if (G.mask == LACT_ATTN_BLOCK_CAUSAL) {
-        int64_t end = (p / G.block + 1) * G.block;
-        *hi = end < n ? end : n;
-    }
-}
-
-/* The inverse: local query rows [lo, hi) that see key t, with queries at
- * positions off + i (off = nk − nq). */
-__device__ void query_range(const attn_geom &G, int64_t t, int64_t nq, int64_t off, int64_t *lo,
-                            int64_t *hi) {
-    int64_t first = t, last = INT64_MAX; /* positions */
-    if (G.mask == LACT_ATTN_FULL) first = 0;
-    if (G.mask == LACT_ATTN_WINDOW) last = t + G.window;
-    if (G.mask == LACT_ATTN_BLOCK_CAUSAL) first = t / G.block * G.block;
-    int64_t a = first - off, b = last == INT64_MAX ? nq : last - off;
-    *lo = a > 0 ? a : 0;
-    *hi = b < nq ? b : nq;
-    if (*hi < *lo) *hi = *lo;
-}
-
-__device__ __forceinline__ float sigmoidf_(float x) {
-    return 1.0f / (1.0f + expf(-x));
-}
 
 /* Min of lo and max of hi over the block's warps (empty ranges ignored). */
 __device__ void block_hull(int64_t lo, int64_t hi, int64_t *hlo, int64_t *hhi) {
@@ -171,10 +116,11 @@ __global__ void __launch_bounds__(WARPS * 32)
 
 /* ---- backward ----------------------------------------------------------------- */
 
-/* Per row: D = Σ_c d_y y; d_g = d_y ⊙ y ⊙ (1 − σ(g)) (summed for a per-head gate). */
+/* Per row: D = Σ_c d_y y; d_g = d_y ⊙ y ⊙ (1 − σ(g)) (summed for a per-head gate);
+ * and, for the tensor-core kernels of a gated op, dO = d_y ⊙ σ(g). */
 template <class T>
-__global__ void attn_bwd_rows_kernel(float *dsum, T *dg, const T *dy, const T *y, const T *g,
-                                     int64_t rows, int64_t d, int64_t gd) {
+__global__ void attn_bwd_rows_kernel(float *dsum, T *dg, T *dout, const T *dy, const T *y,
+                                     const T *g, int64_t rows, int64_t d, int64_t gd) {
     const int lane = threadIdx.x & 31;
     const int64_t step = ((int64_t)gridDim.x * blockDim.x) >> 5;
     for (int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < rows;
@@ -184,6 +130,9 @@ __global__ void attn_bwd_rows_kernel(float *dsum, T *dg, const T *dy, const T *y
             const float dyy = ld(dy, row * d + c) * ld(y, row * d + c);
             s += dyy;
             if (dg && gd != 1) st(dg, row * d + c, dyy * (1.0f - sigmoidf_(ld(g, row * d + c))));
+            if (dout)
+                st(dout, row * d + c,
+                   ld(dy, row * d + c) * sigmoidf_(ld(g, row * gd + (gd == 1 ? 0 : c))));
         }
         s = warp_sum(s);
         if (lane == 0) {
@@ -352,19 +301,6 @@ __global__ void __launch_bounds__(WARPS * 32)
 
 /* ---- launchers ------------------------------------------------------------------ */
 
-static attn_geom make_geom(const lact_tensor *q, const lact_tensor *k, const lact_tensor *g,
-                           const lact_tensor *cu, const lact_attn_args *a) {
-    attn_geom G;
-    G.nh = q->shape[1], G.lq = q->shape[2], G.d = q->shape[3];
-    G.nkv = k->shape[1], G.lk = k->shape[2], G.group = G.nh / G.nkv;
-    G.gd = g ? g->shape[3] : 0;
-    G.cu = cu ? (const int32_t *)cu->data : NULL;
-    G.n_seq = cu ? cu->shape[0] - 1 : 1;
-    G.mask = (int)a->mask, G.window = a->window, G.block = a->block;
-    G.scale = lact_attention_scale(a, G.d);
-    return G;
-}
-
 static lact_status check_head_dim(const char *op, int64_t d, int *dpl) {
     if (d > 128)
         return lact_fail(LACT_E_UNSUPPORTED, "%s: head dim %lld > 128 has no CUDA kernel yet", op,
@@ -402,11 +338,16 @@ extern "C" lact_status lact_cuda_attention_forward(lact_ctx *ctx, lact_tensor *y
     const char *op = "attention";
     int dpl = 1;
     LACT_TRY(check_head_dim(op, q->shape[3], &dpl));
-    attn_geom G = make_geom(q, k, g, cu_seqlens, args);
+    attn_geom G = attn_make_geom(q, k, g, cu_seqlens, args);
     if (!G.lq || !q->shape[0] || !G.nh) return LACT_OK;
     dim3 grid((unsigned)((G.lq + WARPS - 1) / WARPS), (unsigned)G.nh, (unsigned)q->shape[0]);
     size_t sm = smem_bytes(G.d, 0);
     float *pl = lse ? (float *)lse->data : NULL;
+    if (attn_tc_eligible(q, k, v) && ((uintptr_t)y->data & 3) == 0 &&
+        (!g || ((uintptr_t)g->data & 3) == 0))
+        return attn_tc_forward(ctx, G, q->shape[0], (bf16 *)y->data, pl, (const bf16 *)q->data,
+                               (const bf16 *)k->data, (const bf16 *)v->data,
+                               g ? (const bf16 *)g->data : NULL);
     LACT_DISPATCH_FLOAT(q->dtype, op, {
         ATTN_DPL(dpl, {
             attn_fwd_kernel<T, P><<<grid, WARPS * 32, sm, lact_cuda_stream(ctx)>>>(
@@ -427,23 +368,43 @@ lact_cuda_attention_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k, 
     const char *op = "attention backward";
     int dpl = 1;
     LACT_TRY(check_head_dim(op, q->shape[3], &dpl));
-    attn_geom G = make_geom(q, k, g, cu_seqlens, args);
+    attn_geom G = attn_make_geom(q, k, g, cu_seqlens, args);
     const int64_t nb = q->shape[0], rows = nb * G.nh * G.lq;
     cudaStream_t st = lact_cuda_stream(ctx);
+    const bool tc = attn_tc_eligible(q, k, v) && ((uintptr_t)d_y->data & 15) == 0 &&
+                    (!d_q || ((uintptr_t)d_q->data & 3) == 0) &&
+                    (!d_k || ((uintptr_t)d_k->data & 3) == 0) &&
+                    (!d_v || ((uintptr_t)d_v->data & 3) == 0);
     /* D per query row: the context scratch when it fits, else a buffer
-     * for this call. */
+     * for this call; the tensor-core kernels of a gated op also need
+     * dO = d_y ⊙ σ(g) in memory. */
     float *dsum = (float *)ctx->scratch;
     bool own = (size_t)rows * sizeof(float) > ctx->scratch_bytes;
     if (own) LACT_CU(cudaMallocAsync((void **)&dsum, (size_t)rows * sizeof(float), st));
+    void *dout = NULL;
     lact_status s = LACT_OK;
+    if (tc && g && rows > 0)
+        s = lact_cuda_status(cudaMallocAsync(&dout, (size_t)rows * G.d * sizeof(bf16), st),
+                             "cudaMallocAsync (attention dO)", __FILE__, __LINE__);
     LACT_DISPATCH_FLOAT(q->dtype, op, {
         const T *tq = (const T *)q->data, *tk = (const T *)k->data, *tv = (const T *)v->data;
         const T *tg = g ? (const T *)g->data : NULL, *tdy = (const T *)d_y->data;
-        if (rows > 0) {
+        if (s == LACT_OK && rows > 0) {
             attn_bwd_rows_kernel<T><<<lact_grid_1d(rows * 32, 256), 256, 0, st>>>(
-                dsum, d_g ? (T *)d_g->data : NULL, tdy, (const T *)y->data, tg, rows, G.d, G.gd);
+                dsum, d_g ? (T *)d_g->data : NULL, (T *)dout, tdy, (const T *)y->data, tg, rows,
+                G.d, G.gd);
             s = lact_cuda_status(cudaPeekAtLastError(), "attention backward rows", __FILE__,
                                  __LINE__);
+        }
+        if (tc) {
+            if (s == LACT_OK && rows > 0 && G.lk > 0)
+                s = attn_tc_backward(ctx, G, nb, d_q ? (bf16 *)d_q->data : NULL,
+                                     d_k ? (bf16 *)d_k->data : NULL,
+                                     d_v ? (bf16 *)d_v->data : NULL, (const bf16 *)tq,
+                                     (const bf16 *)tk, (const bf16 *)tv,
+                                     dout ? (const bf16 *)dout : (const bf16 *)tdy,
+                                     (const float *)lse->data, dsum);
+            break;
         }
         if (s == LACT_OK && d_q && rows > 0) {
             dim3 grid((unsigned)((G.lq + WARPS - 1) / WARPS), (unsigned)G.nh, (unsigned)nb);
@@ -465,6 +426,11 @@ lact_cuda_attention_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k, 
                                  __LINE__);
         }
     });
+    if (dout) {
+        lact_status f =
+            lact_cuda_status(cudaFreeAsync(dout, st), "cudaFreeAsync", __FILE__, __LINE__);
+        if (s == LACT_OK) s = f;
+    }
     if (own) {
         lact_status f =
             lact_cuda_status(cudaFreeAsync(dsum, st), "cudaFreeAsync", __FILE__, __LINE__);

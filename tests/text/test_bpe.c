@@ -20,7 +20,7 @@ static const char *const eot[] = {"<|endoftext|>"};
 static bool same_encoding(lact_bpe *a, lact_bpe *b, const void *text, size_t n) {
     lact_ids x = {0}, y = {0};
     bool ok = lact_bpe_encode(a, text, n, &x) == LACT_OK && lact_bpe_encode(b, text, n, &y) == LACT_OK &&
-              x.n == y.n && !memcmp(x.v, y.v, x.n * sizeof *x.v);
+              x.n == y.n && (x.n == 0 || !memcmp(x.v, y.v, x.n * sizeof *x.v));
     lact_ids_free(&x);
     lact_ids_free(&y);
     return ok;
