@@ -15,6 +15,8 @@ typedef struct lm_verb {
 static const lm_verb verbs[] = {
     {"tokenizer", cmd_lm_tokenizer, "train a byte-level BPE tokenizer, encode or decode text"},
     {"prepare", cmd_lm_prepare, "tokenise text or JSON-lines files into token shards"},
+    {"train", cmd_lm_train, "train the language model, with checkpoints and --resume"},
+    {"eval", cmd_lm_eval, "perplexity or bits per byte of a checkpoint on held-out shards"},
 };
 #define N_VERBS ((int)(sizeof verbs / sizeof verbs[0]))
 

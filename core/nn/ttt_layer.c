@@ -42,7 +42,29 @@ static lact_status check_cfg(const lact_ttt_layer_cfg *c, const char *prefix) {
                          (double)c->base_lr);
     if (c->rope && ((c->dim / c->heads) % 2 != 0 || !(c->rope_theta > 0.0f)))
         return lact_fail(LACT_E_ARG, "%s: RoPE needs an even head dim and theta > 0", prefix);
-    if (c->window_attn && c->window < c->chunk)
+    if (c->order == LACT_TTT_LAYER_CUSTOM) {
+        if (!c->ops || c->n_ops < 1)
+            return lact_fail(LACT_E_ARG, "%s: the custom order has no operations", prefix);
+        for (int64_t j = 0; j < c->n_ops; j++) {
+            const lact_ttt_op *op = &c->ops[j];
+            if (op->start < 0 || op->end <= op->start || (!op->update && !op->apply))
+                return lact_fail(LACT_E_ARG,
+                                 "%s: custom operation %lld covers [%lld, %lld) with update %d "
+                                 "apply %d: it needs a non-empty range and something to do",
+                                 prefix, (long long)j, (long long)op->start, (long long)op->end,
+                                 (int)op->update, (int)op->apply);
+        }
+    } else if (c->order == LACT_TTT_LAYER_BIDIRECTIONAL) {
+        if (c->n_ctx < 0)
+            return lact_fail(LACT_E_ARG, "%s: n_ctx %lld must be ≥ 0 (0: every token)", prefix,
+                             (long long)c->n_ctx);
+    } else if (c->order != LACT_TTT_LAYER_CAUSAL) {
+        return lact_fail(LACT_E_ARG, "%s: order %d is not causal (0), bidirectional (1) or "
+                         "custom (2)", prefix, (int)c->order);
+    }
+    /* Only the causal order pairs the fast path with a window; the others
+     * use full attention (lact_ttt_layer_attn_args). */
+    if (c->order == LACT_TTT_LAYER_CAUSAL && c->window_attn && c->window < c->chunk)
         return lact_fail(LACT_E_ARG,
                          "%s: the attention window %lld is shorter than the chunk %lld (tokens "
                          "of a chunk would see each other through neither path)",
@@ -69,6 +91,18 @@ lact_status lact_ttt_layer_declare(lact_ttt_layer *l, lact_params *p, const char
     l->cfg = *cfg;
     l->params = p;
     l->mom_w = l->mom_b = -1;
+    if (cfg->order == LACT_TTT_LAYER_CUSTOM) {
+        /* The layer owns its copy: the caller's list may be temporary. */
+        l->custom = malloc((size_t)cfg->n_ops * sizeof *l->custom);
+        if (!l->custom)
+            return lact_fail(LACT_E_NOMEM, "%s: custom order of %lld operations", prefix,
+                             (long long)cfg->n_ops);
+        memcpy(l->custom, cfg->ops, (size_t)cfg->n_ops * sizeof *l->custom);
+        l->cfg.ops = l->custom;
+    } else {
+        l->cfg.ops = NULL;
+        l->cfg.n_ops = 0;
+    }
     int64_t D = cfg->dim, H = cfg->heads, d = D / H, dh = d * cfg->inter_multi;
     lact_init proj = lact_init_normal(cfg->init_std);
     DECL("wq", proj, &l->wq, D, D);
@@ -96,13 +130,33 @@ lact_status lact_ttt_layer_declare(lact_ttt_layer *l, lact_params *p, const char
 void lact_ttt_layer_free(lact_ttt_layer *l) {
     if (!l) return;
     free(l->ops);
-    l->ops = NULL;
+    free(l->custom);
+    l->ops = l->custom = NULL;
+    l->cfg.ops = NULL;
     l->n_ops = l->ops_cap = l->ops_len = 0;
 }
 
+/* Writes the order for len into ops (NULL: count only); returns how many. */
+static int64_t build_order(const lact_ttt_layer_cfg *c, lact_ttt_op *ops, int64_t cap,
+                           int64_t len) {
+    if (c->order == LACT_TTT_LAYER_BIDIRECTIONAL)
+        return lact_ttt_order_bidirectional(ops, cap, len, c->n_ctx ? c->n_ctx : len, c->chunk);
+    return lact_ttt_order_causal(ops, cap, len, c->chunk);
+}
+
 lact_status lact_ttt_layer_order(lact_ttt_layer *l, int64_t len, lact_ttt_args *args) {
+    const lact_ttt_layer_cfg *c = &l->cfg;
+    args->muon = c->muon;
+    if (c->order == LACT_TTT_LAYER_CUSTOM) {
+        args->ops = l->custom;
+        args->n_ops = c->n_ops;
+        return lact_ttt_check_args(args, len);
+    }
+    if (c->order == LACT_TTT_LAYER_BIDIRECTIONAL && c->n_ctx > len)
+        return lact_fail(LACT_E_ARG, "ttt layer: %lld context tokens to update on, but the "
+                         "sequence has only %lld", (long long)c->n_ctx, (long long)len);
     if (l->ops_len != len) {
-        int64_t n = lact_ttt_order_causal(NULL, 0, len, l->cfg.chunk);
+        int64_t n = build_order(c, NULL, 0, len);
         if (n > l->ops_cap) {
             lact_ttt_op *ops = realloc(l->ops, (size_t)n * sizeof *ops);
             if (!ops) return lact_fail(LACT_E_NOMEM, "ttt layer: order of %lld operations",
@@ -110,21 +164,26 @@ lact_status lact_ttt_layer_order(lact_ttt_layer *l, int64_t len, lact_ttt_args *
             l->ops = ops;
             l->ops_cap = n;
         }
-        l->n_ops = lact_ttt_order_causal(l->ops, l->ops_cap, len, l->cfg.chunk);
+        l->n_ops = build_order(c, l->ops, l->ops_cap, len);
         l->ops_len = len;
     }
     args->ops = l->ops;
     args->n_ops = l->n_ops;
-    args->muon = l->cfg.muon;
     return LACT_OK;
+}
+
+lact_attn_args lact_ttt_layer_attn_args(const lact_ttt_layer *l) {
+    if (l->cfg.order == LACT_TTT_LAYER_CAUSAL)
+        return (lact_attn_args){LACT_ATTN_WINDOW, l->cfg.window, 0, 0.0f};
+    return (lact_attn_args){LACT_ATTN_FULL, 0, 0, 0.0f};
 }
 
 /* q (or k) through the fast path: scale/offset, per-head L2 norm, RoPE,
  * then to [B·H, L, d]. */
 static lact_status fast_path_forward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
                                      const lact_ttt_layer_saved *s, lact_tensor *xs,
-                                     lact_tensor *xf, const lact_tensor *x, int scale,
-                                     int offset) {
+                                     lact_tensor *xf, const lact_tensor *x, int scale, int offset,
+                                     int64_t pos0) {
     int64_t B = s->B, L = s->L, D = l->cfg.dim, H = l->cfg.heads, d = D / H;
     lact_params *p = l->params;
     LACT_TRY(LACT_NN_ALLOC(ar, xs, B, L, D));
@@ -139,7 +198,7 @@ static lact_status fast_path_forward(lact_ctx *ctx, lact_arena *ar, const lact_t
     LACT_NN_RUN(ar, lact_l2norm_forward(ctx, &n, &xs4, LACT_TTT_L2_EPS));
     lact_tensor *src = &n;
     if (l->cfg.rope) {
-        LACT_NN_RUN(ar, lact_rope_forward(ctx, &r, &n, 0, l->cfg.rope_theta));
+        LACT_NN_RUN(ar, lact_rope_forward(ctx, &r, &n, pos0, l->cfg.rope_theta));
         src = &r;
     }
     LACT_NN_RUN(ar, lact_nn_permute(ctx, xf, src, B, L, H, d));
@@ -150,7 +209,7 @@ static lact_status fast_path_forward(lact_ctx *ctx, lact_arena *ar, const lact_t
 /* q (or k) for the attention branch: RoPE on the SiLU output, to [B, H, L, d]. */
 static lact_status attn_path_forward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
                                      const lact_ttt_layer_saved *s, lact_tensor *xa,
-                                     const lact_tensor *x) {
+                                     const lact_tensor *x, int64_t pos0) {
     int64_t B = s->B, L = s->L, H = l->cfg.heads, d = l->cfg.dim / H;
     LACT_TRY(LACT_NN_ALLOC(ar, xa, B, H, L, d));
     size_t mark = lact_arena_mark(ar);
@@ -158,7 +217,7 @@ static lact_status attn_path_forward(lact_ctx *ctx, lact_arena *ar, const lact_t
     const lact_tensor *src = &x4;
     if (l->cfg.rope) {
         LACT_TRY(LACT_NN_ALLOC(ar, &r, B, L, H, d));
-        LACT_NN_RUN(ar, lact_rope_forward(ctx, &r, &x4, 0, l->cfg.rope_theta));
+        LACT_NN_RUN(ar, lact_rope_forward(ctx, &r, &x4, pos0, l->cfg.rope_theta));
         src = &r;
     }
     LACT_NN_RUN(ar, lact_nn_permute(ctx, xa, src, B, L, H, d));
@@ -198,29 +257,11 @@ static lact_status gates_forward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_l
     return LACT_OK;
 }
 
-lact_status lact_ttt_layer_forward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *ar,
-                                   lact_ttt_layer_saved *s, lact_tensor *y, const lact_tensor *x) {
+lact_status lact_ttt_layer_inputs(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *ar,
+                                  lact_ttt_layer_saved *s, const lact_tensor *x, int64_t pos0) {
     const lact_ttt_layer_cfg *c = &l->cfg;
     lact_params *p = l->params;
-    int64_t D = c->dim, H = c->heads, d = D / H, dh = d * c->inter_multi;
-    if (x->ndim != 3 || x->shape[2] != D || !lact_tensor_same_shape(x, y)) {
-        char bx[96], by[96];
-        return lact_fail(LACT_E_ARG, "ttt layer: x %s and y %s must both be [B, L, %lld]",
-                         lact_tensor_describe(x, bx, sizeof bx),
-                         lact_tensor_describe(y, by, sizeof by), (long long)D);
-    }
-    if (ar->device != ctx->device || !p->allocated)
-        return lact_fail(LACT_E_ARG, "ttt layer: arena on %s, context on %s, parameters %s",
-                         lact_device_name(ar->device), lact_device_name(ctx->device),
-                         p->allocated ? "allocated" : "not allocated");
-    memset(s, 0, sizeof *s);
-    int64_t B = x->shape[0], L = x->shape[1], N = B * H;
-    s->B = B;
-    s->L = L;
-    s->x = *x;
-    lact_ttt_args args;
-    LACT_TRY(lact_ttt_layer_order(l, L, &args));
-    LACT_TRY(lact_ttt_check_args(&args, L));
+    int64_t D = c->dim, H = c->heads, d = D / H, B = s->B, L = s->L, N = B * H;
 
     /* Projections: q, k, v = silu(x W{q,k,v}ᵀ). */
     LACT_TRY(LACT_NN_ALLOC(ar, &s->zq, B, L, D));
@@ -242,13 +283,54 @@ lact_status lact_ttt_layer_forward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena 
         LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->v, &vb, B, L, H, d));
         lact_arena_release(ar, mark);
     }
-    LACT_TRY(fast_path_forward(ctx, ar, l, s, &s->qs, &s->qf, &s->q, l->q_scale, l->q_offset));
-    LACT_TRY(fast_path_forward(ctx, ar, l, s, &s->ks, &s->kf, &s->k, l->k_scale, l->k_offset));
+    LACT_TRY(fast_path_forward(ctx, ar, l, s, &s->qs, &s->qf, &s->q, l->q_scale, l->q_offset,
+                               pos0));
+    LACT_TRY(fast_path_forward(ctx, ar, l, s, &s->ks, &s->kf, &s->k, l->k_scale, l->k_offset,
+                               pos0));
     if (c->window_attn) {
-        LACT_TRY(attn_path_forward(ctx, ar, l, s, &s->qa, &s->q));
-        LACT_TRY(attn_path_forward(ctx, ar, l, s, &s->ka, &s->k));
+        LACT_TRY(attn_path_forward(ctx, ar, l, s, &s->qa, &s->q, pos0));
+        LACT_TRY(attn_path_forward(ctx, ar, l, s, &s->ka, &s->k, pos0));
     }
-    LACT_TRY(gates_forward(ctx, ar, l, s, x));
+    return gates_forward(ctx, ar, l, s, x);
+}
+
+lact_status lact_ttt_layer_output(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *ar,
+                                  lact_ttt_layer_saved *s, lact_tensor *y) {
+    const lact_ttt_layer_cfg *c = &l->cfg;
+    lact_params *p = l->params;
+    int64_t D = c->dim, H = c->heads, d = D / H, B = s->B, L = s->L, N = B * H;
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->rstd, N * L));
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->u, B, L, D));
+    size_t mark = lact_arena_mark(ar);
+    lact_tensor on;
+    LACT_TRY(LACT_NN_ALLOC(ar, &on, N, L, d));
+    LACT_NN_RUN(ar, lact_rmsnorm_forward(ctx, &on, &s->rstd, &s->o, &p->items[l->o_norm].w,
+                                         c->norm_eps));
+    if (c->window_attn) {
+        lact_tensor ya3 = LACT_NN_VIEW(&s->ya, N, L, d);
+        LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &on, &ya3));
+    }
+    LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->u, &on, B, H, L, d));
+    lact_arena_release(ar, mark);
+    LACT_NN_RUN(ar, lact_linear_forward(ctx, y, &s->u, &p->items[l->wo].w, NULL));
+    return LACT_OK;
+}
+
+lact_status lact_ttt_layer_forward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *ar,
+                                   lact_ttt_layer_saved *s, lact_tensor *y, const lact_tensor *x) {
+    const lact_ttt_layer_cfg *c = &l->cfg;
+    lact_params *p = l->params;
+    int64_t D = c->dim, H = c->heads, d = D / H, dh = d * c->inter_multi;
+    LACT_TRY(lact_ttt_layer_check_io(l, ar, ctx, "ttt layer", x, y));
+    memset(s, 0, sizeof *s);
+    int64_t B = x->shape[0], L = x->shape[1], N = B * H;
+    s->B = B;
+    s->L = L;
+    s->x = *x;
+    lact_ttt_args args;
+    LACT_TRY(lact_ttt_layer_order(l, L, &args));
+    LACT_TRY(lact_ttt_check_args(&args, L));
+    LACT_TRY(lact_ttt_layer_inputs(ctx, l, ar, s, x, 0));
 
     /* The initial fast weights, one copy per sequence of the batch. */
     LACT_TRY(LACT_NN_ALLOC(ar, &s->w0, N, dh, d));
@@ -265,29 +347,30 @@ lact_status lact_ttt_layer_forward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena 
     LACT_NN_RUN(ar, lact_ttt_forward(ctx, &s->o, &s->state, &s->qf, &s->kf, &s->v, &lr[0], &lr[1],
                                      &lr[2], c->momentum ? &s->mom : NULL, &s->w0, &s->w1, &s->w2,
                                      &args));
-
-    /* u = rmsnorm_head(o) [+ window attention], back to [B, L, D]. */
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->rstd, N * L));
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->u, B, L, D));
     if (c->window_attn) {
         LACT_TRY(LACT_NN_ALLOC(ar, &s->ya, B, H, L, d));
         LACT_TRY(LACT_NN_ALLOC(ar, &s->lse, B, H, L));
-    }
-    size_t mark = lact_arena_mark(ar);
-    lact_tensor on;
-    LACT_TRY(LACT_NN_ALLOC(ar, &on, N, L, d));
-    LACT_NN_RUN(ar, lact_rmsnorm_forward(ctx, &on, &s->rstd, &s->o, &p->items[l->o_norm].w,
-                                         c->norm_eps));
-    if (c->window_attn) {
-        lact_attn_args aa = {LACT_ATTN_WINDOW, c->window, 0, 0.0f};
+        lact_attn_args aa = lact_ttt_layer_attn_args(l);
         lact_tensor v4 = LACT_NN_VIEW(&s->v, B, H, L, d);
         LACT_NN_RUN(ar, lact_attention_forward(ctx, &s->ya, &s->lse, &s->qa, &s->ka, &v4, NULL,
                                                NULL, &aa));
-        lact_tensor ya3 = LACT_NN_VIEW(&s->ya, N, L, d);
-        LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &on, &ya3));
     }
-    LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->u, &on, B, H, L, d));
-    lact_arena_release(ar, mark);
-    LACT_NN_RUN(ar, lact_linear_forward(ctx, y, &s->u, &p->items[l->wo].w, NULL));
+    return lact_ttt_layer_output(ctx, l, ar, s, y);
+}
+
+lact_status lact_ttt_layer_check_io(const lact_ttt_layer *l, const lact_arena *ar,
+                                    const lact_ctx *ctx, const char *what, const lact_tensor *x,
+                                    const lact_tensor *y) {
+    int64_t D = l->cfg.dim;
+    if (x->ndim != 3 || x->shape[2] != D || !lact_tensor_same_shape(x, y)) {
+        char bx[96], by[96];
+        return lact_fail(LACT_E_ARG, "%s: x %s and y %s must both be [B, L, %lld]", what,
+                         lact_tensor_describe(x, bx, sizeof bx),
+                         lact_tensor_describe(y, by, sizeof by), (long long)D);
+    }
+    if (ar->device != ctx->device || !l->params->allocated)
+        return lact_fail(LACT_E_ARG, "%s: arena on %s, context on %s, parameters %s", what,
+                         lact_device_name(ar->device), lact_device_name(ctx->device),
+                         l->params->allocated ? "allocated" : "not allocated");
     return LACT_OK;
 }

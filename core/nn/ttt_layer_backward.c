@@ -152,7 +152,7 @@ lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena
         LACT_TRY(LACT_NN_ALLOC(ar, &dqa, B, H, L, d));
         LACT_TRY(LACT_NN_ALLOC(ar, &dka, B, H, L, d));
         LACT_TRY(LACT_NN_ALLOC(ar, &dva, B, H, L, d));
-        lact_attn_args aa = {LACT_ATTN_WINDOW, c->window, 0, 0.0f};
+        lact_attn_args aa = lact_ttt_layer_attn_args(l);
         lact_tensor v4 = LACT_NN_VIEW(&s->v, B, H, L, d), dy4 = LACT_NN_VIEW(&dsum, B, H, L, d);
         LACT_NN_RUN(ar, lact_attention_backward(ctx, &dqa, &dka, &dva, NULL, &dy4, &s->qa, &s->ka,
                                                 &v4, NULL, NULL, &s->ya, &s->lse, &aa));

@@ -3,11 +3,13 @@
 #define LACT_NN_TTT_LAYER_INTERNAL_H
 
 #include "core/nn/ttt_layer.h"
+#include "kernels/attention.h"
 
 /* The spec's L2 normalisation x / (‖x‖ + 1e-5). */
 #define LACT_TTT_L2_EPS 1e-5f
 
-/* The causal order for length len (cached in the layer) into args. */
+/* The layer's order for length len (built orders are cached in the layer)
+ * into args; fails when the order does not fit len. */
 lact_status lact_ttt_layer_order(lact_ttt_layer *l, int64_t len, lact_ttt_args *args);
 /* dst [B·H, ...] = B copies of src [H, ...]. */
 lact_status lact_ttt_layer_replicate(lact_ctx *ctx, lact_tensor *dst, const lact_tensor *src,
@@ -17,5 +19,22 @@ lact_status lact_ttt_layer_reduce(lact_ctx *ctx, lact_tensor *grad, const lact_t
                                   int64_t B);
 /* The three [N, L] views of lr [3, N, L]. */
 void lact_ttt_layer_split_lr(const lact_tensor *lr, lact_tensor out[3], int64_t N, int64_t L);
+
+/* The attention branch's mask: a window in the causal order, full
+ * attention in the others. */
+lact_attn_args lact_ttt_layer_attn_args(const lact_ttt_layer *l);
+/* x [B, L, D] and y agree with the layer; arena, context and parameters are
+ * usable. what names the caller in the message. */
+lact_status lact_ttt_layer_check_io(const lact_ttt_layer *l, const lact_arena *ar,
+                                    const lact_ctx *ctx, const char *what, const lact_tensor *x,
+                                    const lact_tensor *y);
+/* Stage 1 of the forward, for tokens at positions pos0.. (RoPE): s->zq … s->mom
+ * (and qa, ka with the attention branch) from x; s->B, s->L set. */
+lact_status lact_ttt_layer_inputs(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *ar,
+                                  lact_ttt_layer_saved *s, const lact_tensor *x, int64_t pos0);
+/* Last stage: s->rstd, s->u and y from s->o (+ s->ya with the attention
+ * branch). */
+lact_status lact_ttt_layer_output(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *ar,
+                                  lact_ttt_layer_saved *s, lact_tensor *y);
 
 #endif

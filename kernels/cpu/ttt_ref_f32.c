@@ -7,3 +7,4 @@
 #include "kernels/cpu/ttt_ref_tile.inc.h"
 #include "kernels/cpu/ttt_ref_step.inc.h"
 #include "kernels/cpu/ttt_ref_driver.inc.h"
+#include "kernels/cpu/ttt_ref_decode.inc.h"

@@ -1,0 +1,156 @@
+/* The LaCT layer: streaming decode (the ttt op's decode state and the
+ * attention branch's ring buffers) on the forward's own stages. */
+#include <string.h>
+
+#include "core/nn/nn_ops.h"
+#include "kernels/attention.h"
+#include "ttt_layer_internal.h"
+
+/* One step's work on T tokens; with a measuring arena it only walks the
+ * allocations (init sizes the arena with it). */
+static lact_status step_body(lact_ctx *ctx, lact_ttt_layer_decode *st, lact_arena *ar,
+                             lact_tensor *y, const lact_tensor *x) {
+    lact_ttt_layer *l = st->layer;
+    const lact_ttt_layer_cfg *c = &l->cfg;
+    int64_t H = c->heads, d = c->dim / H, B = st->batch, T = x->shape[1], N = B * H;
+    lact_ttt_layer_saved *s = &st->saved;
+    memset(s, 0, sizeof *s);
+    s->B = B;
+    s->L = T;
+    s->x = *x;
+    LACT_TRY(lact_ttt_layer_inputs(ctx, l, ar, s, x, st->pos));
+    LACT_TRY(LACT_NN_ALLOC(ar, &s->o, N, T, d));
+    lact_tensor lr[3];
+    lact_ttt_layer_split_lr(&s->lr, lr, N, T);
+    LACT_NN_RUN(ar, lact_ttt_decode_prefill(ctx, &st->op, &s->o, &s->qf, &s->kf, &s->v, &lr[0],
+                                            &lr[1], &lr[2], c->momentum ? &s->mom : NULL));
+    if (c->window_attn) {
+        LACT_TRY(LACT_NN_ALLOC(ar, &s->ya, B, H, T, d));
+        if (!ar->measuring) {
+            int64_t W = c->window;
+            size_t row = (size_t)d * sizeof(float);
+            lact_attn_args aa = lact_ttt_layer_attn_args(l);
+            float *kc = st->k_cache.data, *vc = st->v_cache.data, *q1 = st->q1.data;
+            const float *ka = s->ka.data, *qa = s->qa.data, *v = s->v.data, *y1 = st->y1.data;
+            float *ya = s->ya.data;
+            int32_t *lens = st->lens.data;
+            for (int64_t t = 0; t < T; t++) {
+                int64_t slot = (st->pos + t) % W;
+                for (int64_t n = 0; n < N; n++) {
+                    int64_t src = (n * T + t) * d;
+                    memcpy(kc + (n * W + slot) * d, ka + src, row);
+                    memcpy(vc + (n * W + slot) * d, v + src, row);
+                    memcpy(q1 + n * d, qa + src, row);
+                }
+                for (int64_t b = 0; b < B; b++)
+                    lens[b] = (int32_t)(st->pos + t + 1);
+                LACT_TRY(lact_attention_decode(ctx, &st->y1, NULL, &st->q1, &st->k_cache,
+                                               &st->v_cache, NULL, &st->lens, &aa));
+                for (int64_t n = 0; n < N; n++)
+                    memcpy(ya + (n * T + t) * d, y1 + n * d, row);
+            }
+        }
+    }
+    return lact_ttt_layer_output(ctx, l, ar, s, y);
+}
+
+/* The initial fast weights replicated over the batch, into a fresh op state. */
+static lact_status init_op(lact_ctx *ctx, lact_ttt_layer_decode *st) {
+    const lact_ttt_layer *l = st->layer;
+    const lact_ttt_layer_cfg *c = &l->cfg;
+    int64_t H = c->heads, d = c->dim / H, dh = d * c->inter_multi, N = st->batch * H;
+    lact_tensor w[3] = {{0}, {0}, {0}};
+    const int ids[3] = {l->w0, l->w1, l->w2};
+    lact_status s = LACT_OK;
+    for (int i = 0; i < 3 && s == LACT_OK; i++) {
+        int64_t shape[3] = {N, i == 1 ? d : dh, i == 1 ? dh : d};
+        s = lact_tensor_alloc(&w[i], LACT_F32, LACT_CPU, 3, shape);
+        if (s == LACT_OK)
+            s = lact_ttt_layer_replicate(ctx, &w[i], &l->params->items[ids[i]].w, st->batch);
+    }
+    if (s == LACT_OK)
+        s = lact_ttt_decode_init(ctx, &st->op, &w[0], &w[1], &w[2], c->chunk, c->momentum, c->muon);
+    for (int i = 0; i < 3; i++)
+        lact_tensor_free(&w[i]);
+    return s;
+}
+
+static lact_status init_all(lact_ctx *ctx, lact_ttt_layer_decode *st) {
+    const lact_ttt_layer_cfg *c = &st->layer->cfg;
+    int64_t B = st->batch, H = c->heads, d = c->dim / H;
+    LACT_TRY(init_op(ctx, st));
+    if (c->window_attn) {
+        int64_t cache[4] = {B, H, c->window, d}, one[4] = {B, H, 1, d};
+        LACT_TRY(lact_tensor_alloc(&st->k_cache, LACT_F32, LACT_CPU, 4, cache));
+        LACT_TRY(lact_tensor_alloc(&st->v_cache, LACT_F32, LACT_CPU, 4, cache));
+        LACT_TRY(lact_tensor_alloc(&st->q1, LACT_F32, LACT_CPU, 4, one));
+        LACT_TRY(lact_tensor_alloc(&st->y1, LACT_F32, LACT_CPU, 4, one));
+        LACT_TRY(lact_tensor_alloc(&st->lens, LACT_I32, LACT_CPU, 1, &B));
+    }
+    /* Size the arena for the largest step. */
+    int64_t shape[3] = {B, st->max_tokens, c->dim};
+    lact_tensor x = lact_tensor_view(NULL, LACT_F32, LACT_CPU, 3, shape);
+    lact_tensor y = lact_tensor_view(NULL, LACT_F32, LACT_CPU, 3, shape);
+    lact_arena m;
+    lact_arena_init_measure(&m, LACT_CPU);
+    LACT_TRY(step_body(ctx, st, &m, &y, &x));
+    return lact_arena_init(&st->arena, LACT_CPU, m.peak);
+}
+
+lact_status lact_ttt_layer_decode_init(lact_ctx *ctx, lact_ttt_layer *l, lact_ttt_layer_decode *st,
+                                       int64_t batch, int64_t max_tokens) {
+    memset(st, 0, sizeof *st);
+    if (ctx->device != LACT_CPU)
+        return lact_fail(LACT_E_UNSUPPORTED,
+                         "ttt layer decode: runs on the CPU only (the "
+                         "context is on %s)",
+                         lact_device_name(ctx->device));
+    if (l->cfg.order != LACT_TTT_LAYER_CAUSAL)
+        return lact_fail(LACT_E_UNSUPPORTED,
+                         "ttt layer decode: needs the causal order (the "
+                         "layer's order is %d): later tokens would change earlier outputs",
+                         (int)l->cfg.order);
+    if (batch < 1 || max_tokens < 1)
+        return lact_fail(LACT_E_ARG,
+                         "ttt layer decode: batch %lld and max_tokens %lld must be "
+                         "positive",
+                         (long long)batch, (long long)max_tokens);
+    if (!l->params->allocated || l->params->device != LACT_CPU)
+        return lact_fail(LACT_E_ARG, "ttt layer decode: the parameters must be allocated on the "
+                                     "CPU");
+    st->layer = l;
+    st->batch = batch;
+    st->max_tokens = max_tokens;
+    lact_status s = init_all(ctx, st);
+    if (s != LACT_OK) lact_ttt_layer_decode_free(st);
+    return s;
+}
+
+void lact_ttt_layer_decode_free(lact_ttt_layer_decode *st) {
+    if (!st) return;
+    lact_ttt_decode_free(&st->op);
+    lact_tensor_free(&st->k_cache);
+    lact_tensor_free(&st->v_cache);
+    lact_tensor_free(&st->q1);
+    lact_tensor_free(&st->y1);
+    lact_tensor_free(&st->lens);
+    lact_arena_free(&st->arena);
+    memset(st, 0, sizeof *st);
+}
+
+lact_status lact_ttt_layer_decode_step(lact_ctx *ctx, lact_ttt_layer_decode *st, lact_tensor *y,
+                                       const lact_tensor *x) {
+    const char *what = "ttt layer decode";
+    if (!st || !st->layer) return lact_fail(LACT_E_ARG, "%s: the state is not initialised", what);
+    LACT_TRY(lact_ttt_layer_check_io(st->layer, &st->arena, ctx, what, x, y));
+    if (x->shape[0] != st->batch || x->shape[1] < 1 || x->shape[1] > st->max_tokens)
+        return lact_fail(LACT_E_ARG,
+                         "%s: x has %lld sequences of %lld tokens; the state holds "
+                         "%lld sequences and steps of 1 to %lld tokens",
+                         what, (long long)x->shape[0], (long long)x->shape[1], (long long)st->batch,
+                         (long long)st->max_tokens);
+    lact_arena_reset(&st->arena);
+    LACT_TRY(step_body(ctx, st, &st->arena, y, x));
+    st->pos += x->shape[1];
+    return LACT_OK;
+}

@@ -1,0 +1,41 @@
+#include "core/train/optim.h"
+
+#include <string.h>
+
+#include "core/base/device.h"
+#include "kernels/kernels.h"
+
+lact_status lact_adamw_init(lact_adamw *o, lact_params *p, float beta1, float beta2, float eps,
+                            float weight_decay) {
+    memset(o, 0, sizeof *o);
+    o->params = p;
+    o->beta1 = beta1, o->beta2 = beta2, o->eps = eps, o->weight_decay = weight_decay;
+    if (!p->allocated) return lact_fail(LACT_E_ARG, "adamw: the parameter store is not allocated");
+    if (p->n_state < 2) LACT_TRY(lact_params_alloc_state(p, 2));
+    int64_t one[1] = {1}, all[1] = {p->padded};
+    o->all_grads = lact_tensor_view(p->grads, LACT_F32, p->device, 1, all);
+    return lact_tensor_alloc(&o->norm, LACT_F32, p->device, 1, one);
+}
+
+void lact_adamw_free(lact_adamw *o) {
+    lact_tensor_free(&o->norm);
+}
+
+lact_status lact_adamw_clip(lact_ctx *ctx, lact_adamw *o, float max_norm, float *norm) {
+    LACT_TRY(lact_norm_forward(ctx, &o->norm, &o->all_grads));
+    LACT_TRY(lact_mem_copy(norm, LACT_CPU, o->norm.data, o->norm.device, sizeof(float)));
+    if (max_norm > 0 && *norm > max_norm)
+        LACT_TRY(lact_scale_forward(ctx, &o->all_grads, &o->all_grads, max_norm / *norm));
+    return LACT_OK;
+}
+
+lact_status lact_adamw_update(lact_ctx *ctx, lact_adamw *o, float lr, int64_t step) {
+    lact_params *p = o->params;
+    for (int i = 0; i < lact_params_count(p); i++) {
+        lact_param *it = lact_params_at(p, i);
+        lact_adamw_args a = {lr, o->beta1, o->beta2, o->eps, it->ndim >= 2 ? o->weight_decay : 0,
+                             step};
+        LACT_TRY(lact_adamw_step(ctx, &it->w, &it->state[0], &it->state[1], &it->g, &a));
+    }
+    return LACT_OK;
+}
