@@ -201,6 +201,32 @@ typedef struct lact_gemm_desc {
 
 lact_status lact_cuda_gemm(lact_ctx *ctx, const lact_gemm_desc *g);
 
+/* The descriptor from its fields, in the order the struct declares them. */
+static inline lact_gemm_desc lact_gemm_desc_make(const void *a, const void *b, void *c,
+                                                 lact_dtype ab, lact_dtype cd, bool ta, bool tb,
+                                                 int64_t M, int64_t N, int64_t K, int64_t batch,
+                                                 int64_t sa, int64_t sb, int64_t sc, float alpha,
+                                                 float beta) {
+    lact_gemm_desc g;
+    g.a = a;
+    g.b = b;
+    g.c = c;
+    g.ab_dtype = ab;
+    g.c_dtype = cd;
+    g.ta = ta;
+    g.tb = tb;
+    g.M = M;
+    g.N = N;
+    g.K = K;
+    g.batch = batch;
+    g.stride_a = sa;
+    g.stride_b = sb;
+    g.stride_c = sc;
+    g.alpha = alpha;
+    g.beta = beta;
+    return g;
+}
+
 /* ---- small shared launchers ------------------------------------------------ */
 
 /* out[0] = ‖x‖₂ (F32 device scalar), deterministic two-stage (reduce.cu). */

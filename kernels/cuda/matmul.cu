@@ -203,30 +203,6 @@ static mm_shape mm_shape_of(const lact_tensor *a, const lact_tensor *b, bool ta,
     return s;
 }
 
-static lact_gemm_desc desc_make(const void *a, const void *b, void *c, lact_dtype ab,
-                                lact_dtype cd, bool ta, bool tb, int64_t M, int64_t N,
-                                int64_t K, int64_t batch, int64_t sa, int64_t sb, int64_t sc,
-                                float alpha, float beta) {
-    lact_gemm_desc g;
-    g.a = a;
-    g.b = b;
-    g.c = c;
-    g.ab_dtype = ab;
-    g.c_dtype = cd;
-    g.ta = ta;
-    g.tb = tb;
-    g.M = M;
-    g.N = N;
-    g.K = K;
-    g.batch = batch;
-    g.stride_a = sa;
-    g.stride_b = sb;
-    g.stride_c = sc;
-    g.alpha = alpha;
-    g.beta = beta;
-    return g;
-}
-
 extern "C" lact_status lact_cuda_matmul_forward(lact_ctx *ctx, lact_tensor *out,
                                                 const lact_tensor *a, const lact_tensor *b,
                                                 bool ta, bool tb, float alpha, float beta) {
@@ -235,9 +211,9 @@ extern "C" lact_status lact_cuda_matmul_forward(lact_ctx *ctx, lact_tensor *out,
         lact_tensor o = *out;
         return lact_cuda_scale_forward(ctx, out, &o, beta);
     }
-    lact_gemm_desc g = desc_make(a->data, b->data, out->data, a->dtype, out->dtype, ta, tb, s.M,
-                                 s.N, s.K, s.batch, s.M * s.K, s.b_broadcast ? 0 : s.K * s.N,
-                                 s.M * s.N, alpha, beta);
+    lact_gemm_desc g = lact_gemm_desc_make(a->data, b->data, out->data, a->dtype, out->dtype, ta,
+                                           tb, s.M, s.N, s.K, s.batch, s.M * s.K,
+                                           s.b_broadcast ? 0 : s.K * s.N, s.M * s.N, alpha, beta);
     return lact_cuda_gemm(ctx, &g);
 }
 
@@ -252,11 +228,11 @@ extern "C" lact_status lact_cuda_matmul_backward(lact_ctx *ctx, lact_tensor *da,
     if (da) {
         lact_gemm_desc g;
         if (!ta) /* da [M, K] = dout [M, N] · op(b)ᵀ */
-            g = desc_make(dout->data, b->data, da->data, dt, da->dtype, false, !tb, M, K, N, B,
-                          sd, sb, sa, alpha, 0.0f);
+            g = lact_gemm_desc_make(dout->data, b->data, da->data, dt, da->dtype, false, !tb, M, K,
+                                    N, B, sd, sb, sa, alpha, 0.0f);
         else /* da [K, M] = op(b) · doutᵀ */
-            g = desc_make(b->data, dout->data, da->data, dt, da->dtype, tb, true, K, M, N, B, sb,
-                          sd, sa, alpha, 0.0f);
+            g = lact_gemm_desc_make(b->data, dout->data, da->data, dt, da->dtype, tb, true, K, M, N,
+                                    B, sb, sd, sa, alpha, 0.0f);
         LACT_TRY(lact_cuda_gemm(ctx, &g));
     }
     if (db) {
@@ -279,11 +255,11 @@ extern "C" lact_status lact_cuda_matmul_backward(lact_ctx *ctx, lact_tensor *da,
             int64_t scb = s.b_broadcast ? 0 : K * N;
             lact_gemm_desc g;
             if (!tb)
-                g = desc_make(ap, dp, db->data, dt, db->dtype, !ta, false, K, N, M * fold, Bg, sa,
-                              sd, scb, alpha, beta);
+                g = lact_gemm_desc_make(ap, dp, db->data, dt, db->dtype, !ta, false, K, N, M * fold,
+                                        Bg, sa, sd, scb, alpha, beta);
             else
-                g = desc_make(dp, ap, db->data, dt, db->dtype, true, ta, N, K, M * fold, Bg, sd,
-                              sa, scb, alpha, beta);
+                g = lact_gemm_desc_make(dp, ap, db->data, dt, db->dtype, true, ta, N, K, M * fold,
+                                        Bg, sd, sa, scb, alpha, beta);
             LACT_TRY(lact_cuda_gemm(ctx, &g));
         }
     }

@@ -15,23 +15,8 @@ static inline lact_status ttt_gemm(lact_ctx *ctx, lact_dtype ab, lact_dtype cd, 
                                    int64_t M, int64_t N, int64_t K, int64_t batch, const void *a,
                                    int64_t sa, const void *b, int64_t sb, void *c, int64_t sc,
                                    float alpha, float beta) {
-    lact_gemm_desc g;
-    g.a = a;
-    g.b = b;
-    g.c = c;
-    g.ab_dtype = ab;
-    g.c_dtype = cd;
-    g.ta = ta;
-    g.tb = tb;
-    g.M = M;
-    g.N = N;
-    g.K = K;
-    g.batch = batch;
-    g.stride_a = sa;
-    g.stride_b = sb;
-    g.stride_c = sc;
-    g.alpha = alpha;
-    g.beta = beta;
+    lact_gemm_desc g = lact_gemm_desc_make(a, b, c, ab, cd, ta, tb, M, N, K, batch, sa, sb, sc,
+                                           alpha, beta);
     return lact_cuda_gemm(ctx, &g);
 }
 
