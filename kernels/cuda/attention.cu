@@ -375,17 +375,17 @@ lact_cuda_attention_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k, 
                     (!d_q || ((uintptr_t)d_q->data & 3) == 0) &&
                     (!d_k || ((uintptr_t)d_k->data & 3) == 0) &&
                     (!d_v || ((uintptr_t)d_v->data & 3) == 0);
-    /* D per query row: the context scratch when it fits, else a buffer
-     * for this call; the tensor-core kernels of a gated op also need
-     * dO = d_y ⊙ σ(g) in memory. */
+    /* D per query row, and for the tensor-core kernels of a gated op
+     * dO = d_y ⊙ σ(g): per-stream buffers kept across calls, so a training
+     * step allocates nothing once they have grown to the largest shape. */
     float *dsum = (float *)ctx->scratch;
-    bool own = (size_t)rows * sizeof(float) > ctx->scratch_bytes;
-    if (own) LACT_CU(cudaMallocAsync((void **)&dsum, (size_t)rows * sizeof(float), st));
+    if ((size_t)rows * sizeof(float) > ctx->scratch_bytes)
+        LACT_TRY(lact_cuda_buffer(ctx, LACT_BUF_ATTN_DSUM, (size_t)rows * sizeof(float),
+                                  (void **)&dsum));
     void *dout = NULL;
     lact_status s = LACT_OK;
     if (tc && g && rows > 0)
-        s = lact_cuda_status(cudaMallocAsync(&dout, (size_t)rows * G.d * sizeof(bf16), st),
-                             "cudaMallocAsync (attention dO)", __FILE__, __LINE__);
+        s = lact_cuda_buffer(ctx, LACT_BUF_ATTN_DOUT, (size_t)rows * G.d * sizeof(bf16), &dout);
     LACT_DISPATCH_FLOAT(q->dtype, op, {
         const T *tq = (const T *)q->data, *tk = (const T *)k->data, *tv = (const T *)v->data;
         const T *tg = g ? (const T *)g->data : NULL, *tdy = (const T *)d_y->data;
@@ -426,15 +426,5 @@ lact_cuda_attention_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k, 
                                  __LINE__);
         }
     });
-    if (dout) {
-        lact_status f =
-            lact_cuda_status(cudaFreeAsync(dout, st), "cudaFreeAsync", __FILE__, __LINE__);
-        if (s == LACT_OK) s = f;
-    }
-    if (own) {
-        lact_status f =
-            lact_cuda_status(cudaFreeAsync(dsum, st), "cudaFreeAsync", __FILE__, __LINE__);
-        if (s == LACT_OK) s = f;
-    }
     return s;
 }
