@@ -17,6 +17,7 @@ static const lm_verb verbs[] = {
     {"prepare", cmd_lm_prepare, "tokenise text or JSON-lines files into token shards"},
     {"train", cmd_lm_train, "train the language model, with checkpoints and --resume"},
     {"eval", cmd_lm_eval, "perplexity or bits per byte of a checkpoint on held-out shards"},
+    {"sample", cmd_lm_sample, "continue a prompt with a checkpoint, streaming the tokens"},
 };
 #define N_VERBS ((int)(sizeof verbs / sizeof verbs[0]))
 

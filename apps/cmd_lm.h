@@ -6,5 +6,6 @@ int cmd_lm_tokenizer(int argc, char **argv); /* cmd_lm_tokenizer.c */
 int cmd_lm_prepare(int argc, char **argv);   /* cmd_lm_prepare.c */
 int cmd_lm_train(int argc, char **argv);     /* cmd_lm_train.c */
 int cmd_lm_eval(int argc, char **argv);      /* cmd_lm_eval.c */
+int cmd_lm_sample(int argc, char **argv);    /* cmd_lm_sample.c */
 
 #endif

@@ -80,6 +80,31 @@ lact_status lact_attn_layer_backward(lact_ctx *ctx, lact_attn_layer *l, lact_are
                                      const lact_attn_layer_saved *s, lact_tensor *dx,
                                      const lact_tensor *dy);
 
+/* Streaming decode: the key/value cache of every sequence, [B, Hkv, C, d].
+ * With the window mask the cache is a ring buffer of C = min(window,
+ * max_context) slots; with the causal mask C = max_context, the most tokens
+ * a sequence may reach. Each step takes the next T ≥ 1 tokens of every
+ * sequence (up to max_tokens) and gives what lact_attn_layer_forward gives at
+ * those positions of the whole sequence (RoPE at the right positions). CPU
+ * only (lact_attention_decode); the full and block-causal masks cannot
+ * stream. Everything is allocated by init, nothing per step. */
+typedef struct lact_attn_layer_decode {
+    lact_attn_layer *layer;
+    int64_t batch, max_tokens, max_context, capacity, pos;
+    lact_tensor k_cache, v_cache; /* [B, Hkv, C, d] */
+    lact_tensor lens;             /* [B] I32 */
+    lact_tensor q1, g1, y1;       /* [B, H, 1, d | gd] one query per sequence */
+    lact_arena arena;             /* the step's activations, sized for max_tokens */
+} lact_attn_layer_decode;
+
+lact_status lact_attn_layer_decode_init(lact_ctx *ctx, lact_attn_layer *l,
+                                        lact_attn_layer_decode *st, int64_t batch,
+                                        int64_t max_tokens, int64_t max_context);
+void lact_attn_layer_decode_free(lact_attn_layer_decode *st);
+/* y [B, T, D] from x [B, T, D], 1 ≤ T ≤ max_tokens: the next T tokens. */
+lact_status lact_attn_layer_decode_step(lact_ctx *ctx, lact_attn_layer_decode *st, lact_tensor *y,
+                                        const lact_tensor *x);
+
 #ifdef __cplusplus
 }
 #endif
