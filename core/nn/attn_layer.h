@@ -23,6 +23,7 @@
 #include "core/base/context.h"
 #include "core/base/status.h"
 #include "core/base/tensor.h"
+#include "core/nn/kv_cache.h"
 #include "core/nn/params.h"
 #include "kernels/attention.h"
 
@@ -90,10 +91,8 @@ lact_status lact_attn_layer_backward(lact_ctx *ctx, lact_attn_layer *l, lact_are
  * stream. Everything is allocated by init, nothing per step. */
 typedef struct lact_attn_layer_decode {
     lact_attn_layer *layer;
-    int64_t batch, max_tokens, max_context, capacity, pos;
-    lact_tensor k_cache, v_cache; /* [B, Hkv, C, d] */
-    lact_tensor lens;             /* [B] I32 */
-    lact_tensor q1, g1, y1;       /* [B, H, 1, d | gd] one query per sequence */
+    int64_t batch, max_tokens, max_context, pos;
+    lact_kv_cache cache;          /* [B, Hkv, C, d] keys and values */
     lact_arena arena;             /* the step's activations, sized for max_tokens */
 } lact_attn_layer_decode;
 

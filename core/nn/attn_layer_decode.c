@@ -39,42 +39,6 @@ static lact_status qk_step(lact_ctx *ctx, lact_arena *ar, const lact_attn_layer 
     return LACT_OK;
 }
 
-/* Writes token t's keys and values into the cache, attends with its query,
- * and puts the result into u [B, T, H, d]. */
-static lact_status attend_token(lact_ctx *ctx, lact_attn_layer_decode *st, const lact_tensor *q,
-                                const lact_tensor *k, const lact_tensor *v, const lact_tensor *g,
-                                lact_tensor *u, int64_t T, int64_t t) {
-    const lact_attn_layer_cfg *c = &st->layer->cfg;
-    int64_t B = st->batch, H = c->heads, Hk = c->kv_heads, d = c->head_dim, gd = gate_dim(c);
-    int64_t C = st->capacity, slot = (st->pos + t) % C;
-    size_t row = (size_t)d * sizeof(float);
-    float *kc = st->k_cache.data, *vc = st->v_cache.data, *q1 = st->q1.data;
-    const float *kp = k->data, *vp = v->data, *qp = q->data, *y1 = st->y1.data;
-    float *up = u->data;
-    int32_t *lens = st->lens.data;
-    for (int64_t b = 0; b < B; b++) {
-        for (int64_t h = 0; h < Hk; h++) {
-            int64_t src = ((b * T + t) * Hk + h) * d, dst = ((b * Hk + h) * C + slot) * d;
-            memcpy(kc + dst, kp + src, row);
-            memcpy(vc + dst, vp + src, row);
-        }
-        for (int64_t h = 0; h < H; h++) {
-            memcpy(q1 + (b * H + h) * d, qp + ((b * T + t) * H + h) * d, row);
-            if (g)
-                memcpy((float *)st->g1.data + (b * H + h) * gd,
-                       (const float *)g->data + ((b * T + t) * H + h) * gd,
-                       (size_t)gd * sizeof(float));
-        }
-        lens[b] = (int32_t)(st->pos + t + 1);
-    }
-    LACT_TRY(lact_attention_decode(ctx, &st->y1, NULL, &st->q1, &st->k_cache, &st->v_cache,
-                                   g ? &st->g1 : NULL, &st->lens, &c->mask));
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++)
-            memcpy(up + ((b * T + t) * H + h) * d, y1 + (b * H + h) * d, row);
-    return LACT_OK;
-}
-
 static lact_status step_body(lact_ctx *ctx, lact_attn_layer_decode *st, lact_arena *ar,
                              lact_tensor *y, const lact_tensor *x) {
     lact_attn_layer *l = st->layer;
@@ -96,25 +60,27 @@ static lact_status step_body(lact_ctx *ctx, lact_attn_layer_decode *st, lact_are
         LACT_NN_RUN(ar, lact_linear_forward(ctx, &g, x, &p->items[l->wg].w, &p->items[l->bg].w));
     LACT_TRY(qk_step(ctx, ar, l, &q, &q0, B, T, H, l->q_norm, st->pos));
     LACT_TRY(qk_step(ctx, ar, l, &k, &k0, B, T, Hk, l->k_norm, st->pos));
-    if (!ar->measuring)
+    if (!ar->measuring) {
+        /* Rows of [B, T, heads, d] tensors. */
+        lact_kv_rows rq = {q.data, T * H * d, d, H * d}, rk = {k.data, T * Hk * d, d, Hk * d};
+        lact_kv_rows rv = {v.data, T * Hk * d, d, Hk * d}, ru = {u.data, T * H * d, d, H * d};
+        lact_kv_rows rg = {gated ? g.data : NULL, T * H * gd, gd, H * gd};
         for (int64_t t = 0; t < T; t++)
-            LACT_TRY(attend_token(ctx, st, &q, &k, &v, gated ? &g : NULL, &u, T, t));
+            LACT_TRY(lact_kv_cache_attend(ctx, &st->cache, st->pos + t, t, rq, rk, rv, rg, ru,
+                                          &c->mask));
+    }
     LACT_NN_RUN(ar, lact_linear_forward(ctx, y, &u, &p->items[l->wo].w, NULL));
     return LACT_OK;
 }
 
 static lact_status init_all(lact_ctx *ctx, lact_attn_layer_decode *st) {
     const lact_attn_layer_cfg *c = &st->layer->cfg;
-    int64_t B = st->batch, H = c->heads, d = c->head_dim;
-    int64_t cache[4] = {B, c->kv_heads, st->capacity, d}, one[4] = {B, H, 1, d};
-    int64_t gone[4] = {B, H, 1, gate_dim(c)};
-    LACT_TRY(lact_tensor_alloc(&st->k_cache, LACT_F32, LACT_CPU, 4, cache));
-    LACT_TRY(lact_tensor_alloc(&st->v_cache, LACT_F32, LACT_CPU, 4, cache));
-    LACT_TRY(lact_tensor_alloc(&st->q1, LACT_F32, LACT_CPU, 4, one));
-    LACT_TRY(lact_tensor_alloc(&st->y1, LACT_F32, LACT_CPU, 4, one));
-    if (c->gate != LACT_ATTN_GATE_NONE)
-        LACT_TRY(lact_tensor_alloc(&st->g1, LACT_F32, LACT_CPU, 4, gone));
-    LACT_TRY(lact_tensor_alloc(&st->lens, LACT_I32, LACT_CPU, 1, &B));
+    int64_t B = st->batch;
+    /* With the window mask the cache is a ring of the window's slots. */
+    int64_t capacity = st->max_context;
+    if (c->mask.mask == LACT_ATTN_WINDOW && c->mask.window < capacity) capacity = c->mask.window;
+    LACT_TRY(lact_kv_cache_init(&st->cache, B, c->heads, c->kv_heads, capacity, c->head_dim,
+                                c->gate != LACT_ATTN_GATE_NONE ? gate_dim(c) : 0));
     int64_t shape[3] = {B, st->max_tokens, c->dim};
     lact_tensor x = lact_tensor_view(NULL, LACT_F32, LACT_CPU, 3, shape);
     lact_tensor y = lact_tensor_view(NULL, LACT_F32, LACT_CPU, 3, shape);
@@ -148,8 +114,6 @@ lact_status lact_attn_layer_decode_init(lact_ctx *ctx, lact_attn_layer *l,
     st->batch = batch;
     st->max_tokens = max_tokens;
     st->max_context = max_context;
-    st->capacity = max_context;
-    if (mask->mask == LACT_ATTN_WINDOW && mask->window < max_context) st->capacity = mask->window;
     lact_status s = init_all(ctx, st);
     if (s != LACT_OK) lact_attn_layer_decode_free(st);
     return s;
@@ -157,12 +121,7 @@ lact_status lact_attn_layer_decode_init(lact_ctx *ctx, lact_attn_layer *l,
 
 void lact_attn_layer_decode_free(lact_attn_layer_decode *st) {
     if (!st) return;
-    lact_tensor_free(&st->k_cache);
-    lact_tensor_free(&st->v_cache);
-    lact_tensor_free(&st->q1);
-    lact_tensor_free(&st->g1);
-    lact_tensor_free(&st->y1);
-    lact_tensor_free(&st->lens);
+    lact_kv_cache_free(&st->cache);
     lact_arena_free(&st->arena);
     memset(st, 0, sizeof *st);
 }

@@ -46,6 +46,7 @@
 #include "core/base/context.h"
 #include "core/base/status.h"
 #include "core/base/tensor.h"
+#include "core/nn/kv_cache.h"
 #include "core/nn/params.h"
 #include "kernels/ttt.h"
 #include "kernels/ttt_decode.h"
@@ -138,9 +139,7 @@ typedef struct lact_ttt_layer_decode {
     lact_ttt_layer *layer;
     int64_t batch, max_tokens, pos; /* pos: tokens seen per sequence */
     lact_ttt_decode op;
-    lact_tensor k_cache, v_cache; /* [B, H, window, d] */
-    lact_tensor lens;             /* [B] I32 */
-    lact_tensor q1, y1;           /* [B, H, 1, d] one query's attention */
+    lact_kv_cache cache;          /* the window branch: [B, H, window, d] */
     lact_arena arena;
     lact_ttt_layer_saved saved;   /* the last step's activations */
 } lact_ttt_layer_decode;

@@ -27,28 +27,15 @@ static lact_status step_body(lact_ctx *ctx, lact_ttt_layer_decode *st, lact_aren
     if (c->window_attn) {
         LACT_TRY(LACT_NN_ALLOC(ar, &s->ya, B, H, T, d));
         if (!ar->measuring) {
-            int64_t W = c->window;
-            size_t row = (size_t)d * sizeof(float);
+            /* Rows of [B·H, T, d] tensors. */
+            lact_kv_rows rq = {s->qa.data, H * T * d, T * d, d};
+            lact_kv_rows rk = {s->ka.data, H * T * d, T * d, d};
+            lact_kv_rows rv = {s->v.data, H * T * d, T * d, d};
+            lact_kv_rows ry = {s->ya.data, H * T * d, T * d, d}, none = {NULL, 0, 0, 0};
             lact_attn_args aa = lact_ttt_layer_attn_args(l);
-            float *kc = st->k_cache.data, *vc = st->v_cache.data, *q1 = st->q1.data;
-            const float *ka = s->ka.data, *qa = s->qa.data, *v = s->v.data, *y1 = st->y1.data;
-            float *ya = s->ya.data;
-            int32_t *lens = st->lens.data;
-            for (int64_t t = 0; t < T; t++) {
-                int64_t slot = (st->pos + t) % W;
-                for (int64_t n = 0; n < N; n++) {
-                    int64_t src = (n * T + t) * d;
-                    memcpy(kc + (n * W + slot) * d, ka + src, row);
-                    memcpy(vc + (n * W + slot) * d, v + src, row);
-                    memcpy(q1 + n * d, qa + src, row);
-                }
-                for (int64_t b = 0; b < B; b++)
-                    lens[b] = (int32_t)(st->pos + t + 1);
-                LACT_TRY(lact_attention_decode(ctx, &st->y1, NULL, &st->q1, &st->k_cache,
-                                               &st->v_cache, NULL, &st->lens, &aa));
-                for (int64_t n = 0; n < N; n++)
-                    memcpy(ya + (n * T + t) * d, y1 + n * d, row);
-            }
+            for (int64_t t = 0; t < T; t++)
+                LACT_TRY(lact_kv_cache_attend(ctx, &st->cache, st->pos + t, t, rq, rk, rv, none,
+                                              ry, &aa));
         }
     }
     return lact_ttt_layer_output(ctx, l, ar, s, y);
@@ -80,12 +67,7 @@ static lact_status init_all(lact_ctx *ctx, lact_ttt_layer_decode *st) {
     int64_t B = st->batch, H = c->heads, d = c->dim / H;
     LACT_TRY(init_op(ctx, st));
     if (c->window_attn) {
-        int64_t cache[4] = {B, H, c->window, d}, one[4] = {B, H, 1, d};
-        LACT_TRY(lact_tensor_alloc(&st->k_cache, LACT_F32, LACT_CPU, 4, cache));
-        LACT_TRY(lact_tensor_alloc(&st->v_cache, LACT_F32, LACT_CPU, 4, cache));
-        LACT_TRY(lact_tensor_alloc(&st->q1, LACT_F32, LACT_CPU, 4, one));
-        LACT_TRY(lact_tensor_alloc(&st->y1, LACT_F32, LACT_CPU, 4, one));
-        LACT_TRY(lact_tensor_alloc(&st->lens, LACT_I32, LACT_CPU, 1, &B));
+        LACT_TRY(lact_kv_cache_init(&st->cache, B, H, H, c->window, d, 0));
     }
     /* Size the arena for the largest step. */
     int64_t shape[3] = {B, st->max_tokens, c->dim};
@@ -129,11 +111,7 @@ lact_status lact_ttt_layer_decode_init(lact_ctx *ctx, lact_ttt_layer *l, lact_tt
 void lact_ttt_layer_decode_free(lact_ttt_layer_decode *st) {
     if (!st) return;
     lact_ttt_decode_free(&st->op);
-    lact_tensor_free(&st->k_cache);
-    lact_tensor_free(&st->v_cache);
-    lact_tensor_free(&st->q1);
-    lact_tensor_free(&st->y1);
-    lact_tensor_free(&st->lens);
+    lact_kv_cache_free(&st->cache);
     lact_arena_free(&st->arena);
     memset(st, 0, sizeof *st);
 }

@@ -176,7 +176,7 @@ static void test_attn_window(lact_ctx *ctx) {
 
     lact_attn_layer_decode st;
     CHECK_OK(lact_attn_layer_decode_init(ctx, &l, &st, B, 4, 100));
-    CHECK(st.capacity == 3);
+    CHECK(st.cache.capacity == 3);
     float xs[B * 4 * D], ys[B * 4 * D];
     const int64_t seg[4] = {1, 4, 2, 4};
     double worst = 0;
