@@ -1,387 +1,452 @@
-/* `lact demo`: trains the byte-level demo model (apps/demo_model.h) on a small
- * text, evaluates on a held-out tail, and prints a sample. It exercises the
- * whole CPU/GPU op set end to end in about a minute on two cores. */
-#define _POSIX_C_SOURCE 200809L
+/* `lact demo`: the `lact lm` pipeline on a shipped text, in one command and
+ * one process. It learns a small byte-level BPE tokenizer from the text,
+ * prepares token shards with it, trains the LaCT model of
+ * configs/lm-demo.json on them, evaluates it (perplexity and bits per byte
+ * on the held-out documents) and samples from it. Each step calls the verb's
+ * own entry point with the arguments it prints, so the output folder is an
+ * ordinary `lact lm` run that can be sampled, evaluated or trained further
+ * by hand, and what the demo does is exactly what those commands do. */
+#define _XOPEN_SOURCE 700
 
-#include <math.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "cmd_lm.h"
 #include "commands.h"
-#include "core/base/device.h"
 #include "core/base/log.h"
-#include "core/base/philox.h"
 #include "core/base/progress.h"
-#include "core/io/file.h"
-#include "demo_model.h"
+#include "modalities/text/tokenizer.h"
+
+#define DEMO_DATA "data/demo/kjv.txt"
+#define DEMO_CONFIG "configs/lm-demo.json"
+/* One document in twenty is held out: the demo text's documents are
+ * chapters of a few KB, so this is some 15,000 val tokens. */
+#define DEMO_VAL_FRACTION "0.05"
+#define DEMO_STAGES 4
+/* BPE ids: 256 bytes, the merges and end-of-text. A small vocabulary keeps
+ * the embedding and head cheap; on the demo text its tokens average over
+ * three bytes, so the model sees three times the text a byte model would. */
+#define DEMO_VOCAB "1024"
+
+#define DEMO_MAX_ARGS (24 + 2 * CLI_LIST_MAX)
 
 typedef struct demo_opts {
-    const char *data, *prompt;
-    int64_t steps, batch, dim, blocks, eval_every, sample;
-    double lr, weight_decay, temperature;
+    const char *data, *config, *out, *prompt;
+    int64_t steps, tokens;
+    double temperature;
+    cli_list set;
     cli_common c;
 } demo_opts;
 
-/* The run's data and host-side staging buffers, allocated once. */
+/* The words after `lact lm <verb>`, owned. */
+typedef struct demo_args {
+    char *v[DEMO_MAX_ARGS];
+    int n;
+    bool oom;
+} demo_args;
+
+static void args_add(demo_args *a, const char *s) {
+    char *copy = a->n < DEMO_MAX_ARGS ? strdup(s) : NULL;
+    if (!copy) {
+        a->oom = true;
+        return;
+    }
+    a->v[a->n++] = copy;
+}
+
+static void args_addf(demo_args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void args_addf(demo_args *a, const char *fmt, ...) {
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    args_add(a, buf);
+}
+
+static void args_free(demo_args *a) {
+    for (int i = 0; i < a->n; i++)
+        free(a->v[i]);
+    a->n = 0;
+}
+
+/* Prints a word so that a shell reads it back unchanged. */
+static void print_word(const char *w) {
+    bool plain = *w != '\0';
+    for (const char *p = w; *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:,+-", *p))
+            plain = false;
+    if (plain) {
+        fputs(w, stdout);
+        return;
+    }
+    putchar('\'');
+    for (const char *p = w; *p; p++) {
+        if (*p == '\'')
+            fputs("'\\''", stdout);
+        else
+            putchar(*p);
+    }
+    putchar('\'');
+}
+
 typedef struct demo_run {
-    const uint8_t *text;    /* train blocks, then the held-out blocks */
-    uint8_t *split;         /* owns text */
-    int64_t n_train, n_val; /* train = text[0, n_train), val = the rest */
-    int32_t *ids, *target;  /* [B*K], [B] */
-    float *loss;            /* [B] */
-    float *row;             /* [V] */
+    const demo_opts *o;
+    const char *data, *config, *device;
+    char data_dir[4096], ckpt[4096], tokenizer[4096];
+    int64_t vocab; /* the tokenizer's, which the model takes */
+    double seconds[DEMO_STAGES];
 } demo_run;
 
-/* The shipped text: --data, then $LACT_SOURCE_DIR, the working directory and
- * the source tree above the binary (BUILD/bin/lact). */
-static char *demo_find_data(void) {
-    const char *rel = "data/demo/tiny.txt";
+static void print_command(const char *verb, const demo_args *a) {
+    printf("$ lact lm %s", verb);
+    for (int i = 0; i < a->n; i++) {
+        putchar(' ');
+        print_word(a->v[i]);
+    }
+    putchar('\n');
+}
+
+/* Runs `lact lm <verb> <args>` in-process after printing it (and `lead`, when
+ * not NULL, right before the verb's own output); returns the verb's exit
+ * code. */
+static int run_verb(demo_run *r, int stage, const char *verb, int (*fn)(int, char **), demo_args *a,
+                    const char *lead) {
+    if (a->oom) {
+        fprintf(stderr, "lact demo: out of memory\n");
+        return 1;
+    }
+    print_command(verb, a);
+    if (lead) fputs(lead, stdout);
+    fflush(stdout);
+    double t0 = lact_now();
+    int rc = fn(a->n, a->v);
+    fflush(stdout);
+    r->seconds[stage] += lact_now() - t0;
+    return rc;
+}
+
+static void stage_header(int stage, const char *what) {
+    printf("\n[%d/%d] %s\n", stage + 1, DEMO_STAGES, what);
+}
+
+static void add_device(const demo_run *r, demo_args *a) {
+    args_add(a, "--device");
+    args_add(a, r->device);
+    args_add(a, "--threads");
+    args_addf(a, "%lld", (long long)r->o->c.threads);
+}
+
+static lact_status make_dirs(const char *path) {
     char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) return lact_fail(LACT_E_ARG, "--out: bad folder '%s'", path);
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return lact_fail(LACT_E_IO, "%s: cannot create: %s", buf, strerror(errno));
+        buf[i] = c;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return lact_fail(LACT_E_IO, "%s: not a folder", path);
+    return LACT_OK;
+}
+
+static int stage_tokenizer(demo_run *r) {
+    demo_args a = {0};
+    args_add(&a, "train");
+    args_add(&a, "--vocab");
+    args_add(&a, DEMO_VOCAB);
+    args_add(&a, "--out");
+    args_add(&a, r->tokenizer);
+    args_add(&a, r->data);
+    int rc = run_verb(r, 0, "tokenizer", cmd_lm_tokenizer, &a, NULL);
+    args_free(&a);
+    lact_tokenizer tok;
+    if (rc == 0 && lact_tokenizer_load(&tok, r->tokenizer) != LACT_OK) {
+        fprintf(stderr, "lact demo: %s\n", lact_errmsg());
+        rc = 1;
+    } else if (rc == 0) {
+        r->vocab = lact_tokenizer_vocab_size(&tok);
+        lact_tokenizer_free(&tok);
+    }
+    return rc;
+}
+
+static int stage_prepare(demo_run *r) {
+    stage_header(0, "prepare: a byte-level BPE tokenizer learnt from the text, then token shards");
+    lact_status s = make_dirs(r->o->out);
+    if (s != LACT_OK) {
+        fprintf(stderr, "lact demo: %s\n", lact_errmsg());
+        return 1;
+    }
+    int rc = stage_tokenizer(r);
+    if (rc != 0) return rc;
+    /* A val shard left by an earlier run must not pass for this one's. */
+    char val[4200];
+    snprintf(val, sizeof val, "%s/demo_val_000000.bin", r->data_dir);
+    if (unlink(val) != 0 && errno != ENOENT) {
+        fprintf(stderr, "lact demo: %s: cannot remove: %s\n", val, strerror(errno));
+        return 1;
+    }
+    demo_args a = {0};
+    args_add(&a, "--tokenizer");
+    args_add(&a, r->tokenizer);
+    args_add(&a, "--out");
+    args_add(&a, r->data_dir);
+    args_add(&a, "--name");
+    args_add(&a, "demo");
+    args_add(&a, "--docs");
+    args_add(&a, "paragraph");
+    args_add(&a, "--val-fraction");
+    args_add(&a, DEMO_VAL_FRACTION);
+    args_add(&a, r->data);
+    rc = run_verb(r, 0, "prepare", cmd_lm_prepare, &a, NULL);
+    args_free(&a);
+    if (rc == 0 && access(val, R_OK) != 0) {
+        fprintf(stderr,
+                "lact demo: %s has too few paragraphs to hold some out for validation "
+                "(separate documents with blank lines)\n",
+                r->data);
+        rc = 1;
+    }
+    return rc;
+}
+
+static int stage_train(demo_run *r) {
+    const demo_opts *o = r->o;
+    stage_header(1, "train: a LaCT language model from scratch (Ctrl-C stops with a checkpoint)");
+    demo_args a = {0};
+    args_add(&a, "--config");
+    args_add(&a, r->config);
+    args_add(&a, "--data");
+    args_add(&a, r->data_dir);
+    args_add(&a, "--out");
+    args_add(&a, o->out);
+    if (o->steps > 0) {
+        args_add(&a, "--steps");
+        args_addf(&a, "%lld", (long long)o->steps);
+    }
+    args_add(&a, "--set");
+    args_addf(&a, "vocab=%lld", (long long)r->vocab);
+    args_add(&a, "--set");
+    args_addf(&a, "seed=%lld", (long long)o->c.seed);
+    for (int i = 0; i < o->set.n; i++) {
+        args_add(&a, "--set");
+        args_add(&a, o->set.items[i]);
+    }
+    add_device(r, &a);
+    int rc = run_verb(r, 1, "train", cmd_lm_train, &a, NULL);
+    args_free(&a);
+    if (rc == 130)
+        fprintf(stderr,
+                "lact demo: stopped; continue the run with\n  lact lm train --data %s "
+                "--out %s --resume\n",
+                r->data_dir, o->out);
+    return rc;
+}
+
+static int stage_eval(demo_run *r) {
+    char what[160];
+    snprintf(what, sizeof what,
+             "eval: loss on the held-out documents (guessing uniformly: perplexity %lld)",
+             (long long)r->vocab);
+    stage_header(2, what);
+    int rc = 0;
+    const char *tasks[2] = {"ppl", "bpb"};
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        demo_args a = {0};
+        args_add(&a, "--checkpoint");
+        args_add(&a, r->ckpt);
+        args_add(&a, "--data");
+        args_add(&a, r->data_dir);
+        args_add(&a, "--task");
+        args_add(&a, tasks[k]);
+        if (k == 1) {
+            args_add(&a, "--tokenizer");
+            args_add(&a, r->tokenizer);
+        }
+        add_device(r, &a);
+        rc = run_verb(r, 2, "eval", cmd_lm_eval, &a, NULL);
+        args_free(&a);
+    }
+    return rc;
+}
+
+static int stage_sample(demo_run *r) {
+    const demo_opts *o = r->o;
+    stage_header(3, "sample: the model continues a prompt, one token at a time");
+    demo_args a = {0};
+    args_add(&a, "--checkpoint");
+    args_add(&a, r->ckpt);
+    args_add(&a, "--tokenizer");
+    args_add(&a, r->tokenizer);
+    args_add(&a, "--prompt");
+    args_add(&a, o->prompt);
+    args_add(&a, "--tokens");
+    args_addf(&a, "%lld", (long long)o->tokens);
+    args_add(&a, "--temperature");
+    args_addf(&a, "%g", o->temperature);
+    args_add(&a, "--top-p");
+    args_add(&a, "0.9");
+    args_add(&a, "--seed");
+    args_addf(&a, "%lld", (long long)o->c.seed);
+    args_add(&a, "--threads");
+    args_addf(&a, "%lld", (long long)o->c.threads);
+    /* The verb prints only what it draws; the prompt goes first so that the
+     * text reads on. */
+    int rc = run_verb(r, 3, "sample", cmd_lm_sample, &a, o->prompt);
+    args_free(&a);
+    return rc;
+}
+
+/* A shipped file: as given when it exists, else under $LACT_SOURCE_DIR or
+ * the source tree above the binary (BUILD/bin/lact or BUILD/<preset>/bin/lact). */
+static char *find_shipped(const char *rel) {
+    if (access(rel, R_OK) == 0) return strdup(rel);
+    if (rel[0] == '/') return NULL;
+    char buf[PATH_MAX + 64], real[PATH_MAX];
     const char *src = getenv("LACT_SOURCE_DIR");
     if (src) {
         snprintf(buf, sizeof buf, "%s/%s", src, rel);
-        if (access(buf, R_OK) == 0) return strdup(buf);
+        if (access(buf, R_OK) == 0 && realpath(buf, real)) return strdup(real);
     }
-    if (access(rel, R_OK) == 0) return strdup(rel);
-    char exe[2048];
+    char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = '\0';
-        for (int up = 2; up <= 3; up++) {
-            int len = snprintf(buf, sizeof buf, "%s", exe);
-            for (int k = 0; k < up; k++)
-                len += snprintf(buf + len, sizeof buf - (size_t)len, "/..");
-            snprintf(buf + len, sizeof buf - (size_t)len, "/%s", rel);
-            if (access(buf, R_OK) == 0) return strdup(buf);
-        }
+    if (n <= 0) return NULL;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';
+    for (int up = 2; up <= 3; up++) {
+        int len = snprintf(buf, sizeof buf, "%s", exe);
+        for (int k = 0; k < up; k++)
+            len += snprintf(buf + len, sizeof buf - (size_t)len, "/..");
+        snprintf(buf + len, sizeof buf - (size_t)len, "/%s", rel);
+        if (access(buf, R_OK) == 0 && realpath(buf, real)) return strdup(real);
     }
     return NULL;
 }
 
-/* Every tenth block of the text (1 KiB, smaller for short texts) is held out,
- * so that the validation text is spread over the whole file rather than being
- * its last genre. */
-#define DEMO_SPLIT_BLOCK 1024
-#define DEMO_MIN_TEXT 2560
-
-static void demo_split(demo_run *r, const uint8_t *text, int64_t size) {
-    int64_t block = size / 40 < DEMO_SPLIT_BLOCK ? size / 40 : DEMO_SPLIT_BLOCK;
-    int64_t nt = 0, nv = 0, n_blocks = (size + block - 1) / block;
-    for (int64_t b = 0; b < n_blocks; b++) {
-        int64_t lo = b * block, len = size - lo < block ? size - lo : block;
-        if (b % 10 != 9) {
-            memcpy(r->split + nt, text + lo, (size_t)len);
-            nt += len;
-        }
-    }
-    for (int64_t b = 9; b < n_blocks; b += 10) {
-        int64_t lo = b * block, len = size - lo < block ? size - lo : block;
-        memcpy(r->split + nt + nv, text + lo, (size_t)len);
-        nv += len;
-    }
-    r->text = r->split;
-    r->n_train = nt;
-    r->n_val = nv;
+static void print_summary(const demo_run *r, double total) {
+    static const char *const names[DEMO_STAGES] = {"prepare", "train", "eval", "sample"};
+    char buf[32];
+    printf("\ndemo: done in %s (", lact_format_duration(total, buf, sizeof buf));
+    for (int k = 0; k < DEMO_STAGES; k++)
+        printf("%s%s %s", k ? ", " : "", names[k],
+               lact_format_duration(r->seconds[k], buf, sizeof buf));
+    printf("). The run is in ");
+    print_word(r->o->out);
+    printf("; go on with\n  lact lm sample --checkpoint ");
+    print_word(r->ckpt);
+    printf(" --tokenizer ");
+    print_word(r->tokenizer);
+    printf(" --prompt 'And Jesus' --tokens 300\n  lact lm train --data ");
+    print_word(r->data_dir);
+    printf(" --out ");
+    print_word(r->o->out);
+    printf(" --resume --steps 2000   # train on\n");
 }
 
-/* B random windows from text[lo, hi): K context bytes and the next byte. */
-static void demo_sample_batch(demo_run *r, const demo_config *c, lact_rng *rng, int64_t lo,
-                              int64_t hi) {
-    int64_t K = c->context, span = hi - lo - K;
-    for (int64_t i = 0; i < c->batch; i++) {
-        int64_t t = lo + K + (int64_t)(lact_rng_uniform(rng) * (float)span);
-        if (t >= hi) t = hi - 1;
-        for (int64_t k = 0; k < K; k++)
-            r->ids[i * K + k] = r->text[t - K + k];
-        r->target[i] = r->text[t];
-    }
-}
-
-static lact_status demo_upload(const demo_run *r, demo_acts *a, lact_device dev) {
-    LACT_TRY(lact_mem_copy(a->ids.data, dev, r->ids, LACT_CPU, lact_tensor_nbytes(&a->ids)));
-    return lact_mem_copy(a->target.data, dev, r->target, LACT_CPU, lact_tensor_nbytes(&a->target));
-}
-
-/* Mean loss of the batch now in the activations. */
-static lact_status demo_batch_loss(lact_ctx *ctx, const demo_model *md, demo_run *r, demo_acts *a,
-                                   double *mean) {
-    LACT_TRY(demo_forward(ctx, md, a));
-    LACT_TRY(
-        lact_mem_copy(r->loss, LACT_CPU, a->loss.data, ctx->device, lact_tensor_nbytes(&a->loss)));
-    double s = 0;
-    for (int64_t i = 0; i < md->cfg.batch; i++)
-        s += r->loss[i];
-    *mean = s / (double)md->cfg.batch;
-    return LACT_OK;
-}
-
-/* The same fixed batches of the held-out text every time, so that val losses
- * are comparable across steps. */
-static lact_status demo_eval(lact_ctx *ctx, const demo_model *md, demo_run *r, demo_acts *a,
-                             uint64_t seed, double *val) {
-    lact_rng rng = lact_rng_make(seed, 7);
-    const int n_batches = 8;
-    double sum = 0, one;
-    for (int k = 0; k < n_batches; k++) {
-        demo_sample_batch(r, &md->cfg, &rng, r->n_train, r->n_train + r->n_val);
-        LACT_TRY(demo_upload(r, a, ctx->device));
-        LACT_TRY(demo_batch_loss(ctx, md, r, a, &one));
-        sum += one;
-    }
-    *val = sum / n_batches;
-    return LACT_OK;
-}
-
-/* Linear warm-up, then cosine decay to a tenth of the peak. */
-static float demo_lr(const demo_opts *o, int64_t step) {
-    int64_t warm = o->steps / 20 < 100 ? o->steps / 20 : 100;
-    if (warm < 1) warm = 1;
-    if (step <= warm) return (float)(o->lr * (double)step / (double)warm);
-    double t = (double)(step - warm) / (double)(o->steps - warm > 0 ? o->steps - warm : 1);
-    return (float)(o->lr * (0.1 + 0.9 * 0.5 * (1.0 + cos(3.14159265358979 * t))));
-}
-
-/* Continues the prompt by n bytes: every row of the batch holds the same
- * context and row 0's logits are sampled (temperature 0 is greedy). */
-static lact_status demo_generate(lact_ctx *ctx, const demo_model *md, demo_run *r, demo_acts *a,
-                                 const demo_opts *o, FILE *out) {
-    const demo_config *c = &md->cfg;
-    int64_t K = c->context, V = c->vocab;
-    uint8_t win[64];
-    size_t plen = strlen(o->prompt);
-    for (int64_t k = 0; k < K; k++) {
-        int64_t from = (int64_t)plen - K + k;
-        win[k] = from >= 0 ? (uint8_t)o->prompt[from] : ' ';
-    }
-    fprintf(out, "%s", o->prompt);
-    lact_rng rng = lact_rng_make((uint64_t)o->c.seed, 9);
-    for (int64_t step = 0; step < o->sample; step++) {
-        for (int64_t i = 0; i < c->batch; i++) {
-            for (int64_t k = 0; k < K; k++)
-                r->ids[i * K + k] = win[k];
-            r->target[i] = 0;
-        }
-        LACT_TRY(demo_upload(r, a, ctx->device));
-        LACT_TRY(demo_forward(ctx, md, a));
-        LACT_TRY(demo_logits(ctx, md, a));
-        LACT_TRY(lact_mem_copy(r->row, LACT_CPU, a->logits.data, ctx->device,
-                               (size_t)V * sizeof(float)));
-        int best = 0;
-        for (int v = 1; v < V; v++)
-            if (r->row[v] > r->row[best]) best = v;
-        int pick = best;
-        if (o->temperature > 0) {
-            double z = 0, u = lact_rng_uniform(&rng), acc = 0;
-            for (int v = 0; v < V; v++)
-                z += exp((r->row[v] - r->row[best]) / o->temperature);
-            for (pick = 0; pick < V - 1; pick++) {
-                acc += exp((r->row[pick] - r->row[best]) / o->temperature) / z;
-                if (acc >= u) break;
-            }
-        }
-        fputc(pick == '\n' || (pick >= 32 && pick < 127) ? pick : '?', out);
-        memmove(win, win + 1, (size_t)(K - 1));
-        win[K - 1] = (uint8_t)pick;
-    }
-    fputc('\n', out);
-    return LACT_OK;
-}
-
-static void demo_report(const demo_opts *o, int64_t step, double loss, double val, double tok_s,
-                        lact_progress *bar) {
-    if (o->c.quiet) return;
-    if (bar->tty) fprintf(bar->out, "\r\033[K");
-    if (o->c.json)
-        printf(
-            "{\"step\": %lld, \"steps\": %lld, \"loss\": %.4f, \"val\": %.4f, \"tok_s\": %.0f}\n",
-            (long long)step, (long long)o->steps, loss, val, tok_s);
-    else
-        printf("step %lld/%lld | loss %.3f | val %.3f | %.0f tok/s\n", (long long)step,
-               (long long)o->steps, loss, val, tok_s);
-    fflush(stdout);
-}
-
-static lact_status demo_train(lact_ctx *ctx, demo_model *md, demo_run *r, demo_acts *a,
-                              const demo_opts *o) {
-    const demo_config *c = &md->cfg;
-    lact_rng rng = lact_rng_make((uint64_t)o->c.seed, 5);
-    lact_progress bar;
-    lact_progress_init(&bar, stderr, "train", "step", o->steps);
-    if (o->c.quiet || o->c.json) bar.tty = false, bar.plain_every = 1e30;
-    double sum = 0, t_train = 0, first_val = 0, val = 0;
-    int64_t since = 0;
-    LACT_TRY(demo_eval(ctx, md, r, a, (uint64_t)o->c.seed, &first_val));
-    for (int64_t step = 1; step <= o->steps; step++) {
-        double t0 = lact_now(), loss;
-        demo_sample_batch(r, c, &rng, 0, r->n_train);
-        LACT_TRY(demo_upload(r, a, ctx->device));
-        LACT_TRY(demo_batch_loss(ctx, md, r, a, &loss));
-        if (!isfinite(loss))
-            return lact_fail(LACT_E_ARG, "demo: loss is %g at step %lld (try a smaller --lr)", loss,
-                             (long long)step);
-        LACT_TRY(demo_backward(ctx, md, a));
-        LACT_TRY(demo_adamw(ctx, md, demo_lr(o, step), (float)o->weight_decay, step));
-        t_train += lact_now() - t0;
-        sum += loss;
-        since++;
-        char extra[48];
-        snprintf(extra, sizeof extra, "loss %.3f", loss);
-        lact_progress_update(&bar, step, extra);
-        if (step % o->eval_every == 0 || step == o->steps) {
-            LACT_TRY(demo_eval(ctx, md, r, a, (uint64_t)o->c.seed, &val));
-            double tok_s = t_train > 0 ? (double)(since * c->batch) / t_train : 0;
-            demo_report(o, step, sum / (double)since, val, tok_s, &bar);
-            sum = 0;
-            since = 0;
-            t_train = 0;
-        }
-    }
-    if (!o->c.quiet && !o->c.json) lact_progress_finish(&bar);
-    if (!o->c.json)
-        printf("val loss %.3f -> %.3f (%.2f bits per byte)\n", first_val, val, val / log(2.0));
-    return LACT_OK;
-}
-
-static lact_status demo_main(const demo_opts *o, lact_device dev, const char *path) {
-    char *text = NULL;
-    size_t size = 0;
-    demo_config cfg = {256, o->dim, 4 * o->dim, 8, o->blocks, o->batch};
+static int demo_main(const demo_opts *o, lact_device dev, const char *data, const char *config) {
     demo_run r;
     memset(&r, 0, sizeof r);
-    lact_ctx ctx;
-    demo_model md;
-    demo_acts acts;
-    lact_arena arena;
-    bool ctx_ok = false, md_ok = false, arena_ok = false;
-    lact_status s = lact_file_read(path, &text, &size);
-    if (s != LACT_OK) return s;
-    if ((int64_t)size < DEMO_MIN_TEXT) {
-        s = lact_fail(LACT_E_ARG, "%s: %zu bytes is too little text (need at least %d)", path, size,
-                      DEMO_MIN_TEXT);
-        goto done;
-    }
-    if (!(r.split = malloc(size))) {
-        s = lact_fail(LACT_E_NOMEM, "demo: out of host memory for %zu bytes of text", size);
-        goto done;
-    }
-    demo_split(&r, (const uint8_t *)text, (int64_t)size);
-    r.ids = malloc(sizeof(int32_t) * (size_t)(cfg.batch * cfg.context));
-    r.target = malloc(sizeof(int32_t) * (size_t)cfg.batch);
-    r.loss = malloc(sizeof(float) * (size_t)cfg.batch);
-    r.row = malloc(sizeof(float) * (size_t)cfg.vocab);
-    if (!r.ids || !r.target || !r.loss || !r.row) {
-        s = lact_fail(LACT_E_NOMEM, "demo: out of host memory");
-        goto done;
-    }
-    if ((s = lact_ctx_init(&ctx, dev, (int)o->c.threads)) != LACT_OK) goto done;
-    ctx_ok = true;
-    if ((s = demo_model_init(&md, &ctx, &cfg, (uint64_t)o->c.seed)) != LACT_OK) goto done;
-    md_ok = true;
-    /* Measure the activations once, then make the arena exactly that size. */
-    lact_arena_init_measure(&arena, dev);
-    s = demo_acts_plan(&acts, &arena, &cfg);
-    size_t need = arena.peak;
-    lact_arena_free(&arena);
-    if (s != LACT_OK || (s = lact_arena_init(&arena, dev, need)) != LACT_OK) goto done;
-    arena_ok = true;
-    if ((s = demo_acts_plan(&acts, &arena, &cfg)) != LACT_OK) goto done;
-    for (int64_t i = 0; i < cfg.batch; i++)
-        r.loss[i] = 1.0f / (float)cfg.batch;
-    s = lact_mem_copy(acts.dloss.data, dev, r.loss, LACT_CPU, lact_tensor_nbytes(&acts.dloss));
-    if (s != LACT_OK) goto done;
-    if (!o->c.quiet && !o->c.json) {
-        printf("demo: %s, %lld train / %lld val bytes, on %s\n", path, (long long)r.n_train,
-               (long long)r.n_val, lact_device_name(dev));
-        printf("model: %lld params (%.1f KiB with grads and AdamW state), activations %.1f KiB, "
-               "batch %lld x %lld bytes\n",
-               (long long)md.n_values, (double)demo_model_bytes(&md) / 1024.0,
-               (double)need / 1024.0, (long long)cfg.batch, (long long)cfg.context + 1);
-    }
-    if ((s = demo_train(&ctx, &md, &r, &acts, o)) != LACT_OK) goto done;
-    if (o->sample > 0 && !o->c.json) {
-        printf("sample:\n");
-        s = demo_generate(&ctx, &md, &r, &acts, o, stdout);
-    }
-done:
-    if (arena_ok) lact_arena_free(&arena);
-    if (md_ok) demo_model_free(&md);
-    if (ctx_ok) lact_ctx_free(&ctx);
-    free(r.ids);
-    free(r.target);
-    free(r.loss);
-    free(r.row);
-    free(r.split);
-    free(text);
-    return s;
+    r.o = o;
+    r.data = data;
+    r.config = config;
+    r.device = lact_device_name(dev);
+    snprintf(r.data_dir, sizeof r.data_dir, "%s/data", o->out);
+    snprintf(r.ckpt, sizeof r.ckpt, "%s/ckpt.safetensors", o->out);
+    snprintf(r.tokenizer, sizeof r.tokenizer, "%s/tokenizer.json", o->out);
+    struct stat st;
+    printf("lact demo: a small LaCT language model trained from scratch, start to end\n"
+           "  text    %s (%.0f KB)\n  model   %s\n  output  %s\n",
+           data, stat(data, &st) == 0 ? (double)st.st_size / 1000.0 : 0.0, config, o->out);
+    double t0 = lact_now();
+    int rc = stage_prepare(&r);
+    if (rc == 0) rc = stage_train(&r);
+    if (rc == 0) rc = stage_eval(&r);
+    if (rc == 0) rc = stage_sample(&r);
+    if (rc == 0) print_summary(&r, lact_now() - t0);
+    return rc;
 }
 
 int cmd_demo(int argc, char **argv) {
     demo_opts o;
     const cli_opt opts[] = {
-        {"--steps", CLI_INT, "N", "training steps", "1500", &o.steps},
-        {"--data", CLI_STRING, "FILE", "text to train on (default: data/demo/tiny.txt)", NULL,
-         &o.data},
-        {"--batch", CLI_INT, "B", "windows per step", "128", &o.batch},
-        {"--dim", CLI_INT, "C", "model width (the MLP is 4C wide)", "64", &o.dim},
-        {"--blocks", CLI_INT, "L", "residual MLP blocks", "2", &o.blocks},
-        {"--lr", CLI_FLOAT, "X", "peak AdamW learning rate", "0.005", &o.lr},
-        {"--weight-decay", CLI_FLOAT, "X", "AdamW weight decay on matrices", "0.1",
-         &o.weight_decay},
-        {"--eval-every", CLI_INT, "N", "report train and val loss every N steps (0: steps/10)", "0",
-         &o.eval_every},
-        {"--sample", CLI_INT, "N", "bytes to generate at the end", "200", &o.sample},
+        {"--steps", CLI_INT, "N", "training steps (0: the config's)", "0", &o.steps},
+        {"--data", CLI_STRING, "FILE", "text to train on, documents separated by blank lines",
+         DEMO_DATA, &o.data},
+        {"--config", CLI_STRING, "FILE", "model and training config", DEMO_CONFIG, &o.config},
+        {"--set", CLI_LIST, "KEY=VALUE", "override a config key (see docs/lm.md)", NULL, &o.set},
+        {"--out", CLI_STRING, "DIR", "run folder: data/, config.json, metrics.jsonl, checkpoint",
+         "runs/demo", &o.out},
+        {"--prompt", CLI_STRING, "TEXT", "text the sample continues", "And the LORD said",
+         &o.prompt},
+        {"--tokens", CLI_INT, "N", "tokens to sample (about 3 bytes each)", "150", &o.tokens},
         {"--temperature", CLI_FLOAT, "T", "sampling temperature (0: greedy)", "0.7",
          &o.temperature},
-        {"--prompt", CLI_STRING, "TEXT", "text the sample continues", "The ", &o.prompt},
         CLI_OPT_SEED(&o.c),
         CLI_OPT_DEVICE(&o.c),
-        /* The demo's matrices are small enough that extra threads cost more
-         * in synchronisation than they give. */
+        /* The demo's matrices are small, so its steps are short: threads
+         * that wait for a core another process holds make every step several
+         * times slower. One thread is the steady default. */
         {"--threads", CLI_INT, "N", "CPU threads (0 = all cores)", "1", &o.c.threads},
-        CLI_OPT_JSON(&o.c),
-        CLI_OPT_QUIET(&o.c),
         CLI_OPT_END,
     };
     const cli_command cmd = {
         "lact demo",
         "[options]",
-        "Trains a small byte-level model built from the base ops on a short text and prints\n"
-        "the falling train and held-out (every tenth KiB) loss, then a sample of generated text.",
-        NULL,
+        "Trains a small LaCT language model on a shipped text, showing each stage of the\n"
+        "`lact lm` pipeline: prepare (a BPE tokenizer and token shards), train, eval\n"
+        "(perplexity, bits per byte) and sample. Each stage prints the `lact lm` commands it\n"
+        "runs, in this process.",
+        "The default text is the King James Bible's Genesis, Exodus, Ruth and the four\n"
+        "Gospels (data/demo/README.md); the model is configs/lm-demo.json (a LaCT layer with\n"
+        "sliding-window attention, then a softmax attention layer). Everything lands in\n"
+        "--out, so `lact lm sample --checkpoint OUT/ckpt.safetensors` works afterwards.\n",
         opts,
         0};
     cli_result res = cli_parse(&cmd, argc, argv, NULL, NULL);
     if (res != CLI_PARSED) return res == CLI_HELP ? 0 : 2;
-    if (o.steps < 1 || o.batch < 1 || o.dim < 1 || o.blocks < 1 || o.blocks > DEMO_MAX_BLOCKS ||
-        o.sample < 0 || o.eval_every < 0 || !(o.lr > 0) || o.temperature < 0) {
-        cli_error(&cmd,
-                  "--steps, --batch, --dim must be positive, --blocks 1..%d, --lr > 0 "
-                  "(see lact demo --help)",
-                  DEMO_MAX_BLOCKS);
+    const char *bad = o.steps < 0             ? "--steps must be >= 0"
+                      : o.tokens < 1          ? "--tokens must be >= 1"
+                      : !(o.temperature >= 0) ? "--temperature must be >= 0"
+                      : o.c.seed < 0          ? "--seed must be >= 0"
+                      : o.c.threads < 0       ? "--threads must be >= 0"
+                      : !*o.out               ? "--out must name a folder"
+                                              : NULL;
+    if (bad) {
+        cli_error(&cmd, "%s", bad);
         return 2;
     }
-    if (o.eval_every == 0) o.eval_every = o.steps >= 10 ? o.steps / 10 : 1;
     lact_device dev;
     if (!cli_resolve_device(&cmd, &o.c, &dev)) return 2;
-    char *found = NULL;
-    if (!o.data) {
-        found = demo_find_data();
-        if (!found) {
-            cli_error(&cmd, "cannot find data/demo/tiny.txt (run from the source tree or pass "
-                            "--data FILE)");
-            return 2;
-        }
+    char *data = find_shipped(o.data), *config = find_shipped(o.config);
+    int rc = 0;
+    if (!data || !config) {
+        const char *flag = !data ? "--data" : "--config", *name = !data ? o.data : o.config;
+        if (!strcmp(name, !data ? DEMO_DATA : DEMO_CONFIG))
+            cli_error(&cmd,
+                      "cannot find %s (run from the source tree, set LACT_SOURCE_DIR or "
+                      "pass %s FILE)",
+                      name, flag);
+        else
+            cli_error(&cmd, "%s %s: cannot find the file", flag, name);
+        rc = 2;
     }
-    lact_status s = demo_main(&o, dev, o.data ? o.data : found);
-    free(found);
-    if (s != LACT_OK) {
-        cli_error(&cmd, "%s", lact_errmsg());
-        return 1;
-    }
-    return 0;
+    if (rc == 0) rc = demo_main(&o, dev, data, config);
+    free(data);
+    free(config);
+    return rc;
 }

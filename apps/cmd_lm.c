@@ -18,6 +18,9 @@ static const lm_verb verbs[] = {
     {"train", cmd_lm_train, "train the language model, with checkpoints and --resume"},
     {"eval", cmd_lm_eval, "perplexity or bits per byte of a checkpoint on held-out shards"},
     {"sample", cmd_lm_sample, "continue a prompt with a checkpoint, streaming the tokens"},
+    {"import", cmd_lm_import, "a PyTorch state dict (safetensors) to a lact checkpoint"},
+    {"export", cmd_lm_export, "a checkpoint's weights as a PyTorch state dict"},
+    {"loss", cmd_lm_loss, "loss and gradients of a checkpoint on one token batch"},
 };
 #define N_VERBS ((int)(sizeof verbs / sizeof verbs[0]))
 

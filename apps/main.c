@@ -12,7 +12,7 @@ typedef struct command_entry {
 } command_entry;
 
 static const command_entry commands[] = {
-    {"demo", cmd_demo, "train a tiny character-level model on the shipped text"},
+    {"demo", cmd_demo, "train, evaluate and sample a small LaCT language model"},
     {"lm", cmd_lm, "language models: tokenizers, token shards"},
     {"op", cmd_op, "run one op forward (and backward) on tensors from a safetensors file"},
     {"bench", cmd_bench, "time GEMM and memory copies against the library ceilings"},

@@ -69,6 +69,25 @@ lact_status lact_mesa_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k
                                const lact_tensor *v, const lact_tensor *g, const lact_tensor *beta,
                                const lact_tensor *lambda, const lact_mesa_args *args);
 
+/* For a training step: lact_mesa_forward that also writes the solutions
+ * x_t ≈ A_t⁻¹ q_t into x [B, H, L, d] (the dtype of q), and the backward
+ * that takes them instead of solving for them again, so that a forward
+ * and a backward make two CG solves per token instead of three. x must
+ * come from lact_mesa_forward_x on the same inputs and args. (The CPU
+ * reference's backward solves again either way; its result is the same.) */
+lact_status lact_mesa_forward_x(lact_ctx *ctx, lact_tensor *o, lact_tensor *x, lact_tensor *h_last,
+                                lact_tensor *g_last, float *residual, const lact_tensor *q,
+                                const lact_tensor *k, const lact_tensor *v, const lact_tensor *g,
+                                const lact_tensor *beta, const lact_tensor *lambda,
+                                const lact_mesa_args *args);
+lact_status lact_mesa_backward_x(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k,
+                                 lact_tensor *d_v, lact_tensor *d_g, lact_tensor *d_beta,
+                                 lact_tensor *d_lambda, const lact_tensor *d_o,
+                                 const lact_tensor *x, const lact_tensor *q, const lact_tensor *k,
+                                 const lact_tensor *v, const lact_tensor *g,
+                                 const lact_tensor *beta, const lact_tensor *lambda,
+                                 const lact_mesa_args *args);
+
 /* One token of decoding. q, k, v, o [B, H, d]; g, beta [B, H]; lambda [H, d];
  * h_state, g_state [B, H, d, d] hold H_{t−1}, G_{t−1} on entry (zeros before
  * the first token) and H_t, G_t on return. x_t by args->cg_steps CG steps

@@ -79,19 +79,20 @@ static lact_status qk_forward(lact_ctx *ctx, lact_arena *ar, const lact_attn_lay
                               const lact_tensor *x0, int64_t h, int norm) {
     const lact_attn_layer_cfg *c = &l->cfg;
     int64_t B = s->B, L = s->L, d = c->head_dim;
-    LACT_TRY(LACT_NN_ALLOC(ar, out, B, h, L, d));
+    lact_dtype act = x0->dtype;
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, out, B, h, L, d));
     if (c->qk_norm) LACT_TRY(LACT_NN_ALLOC(ar, rstd, B * L * h));
     size_t mark = lact_arena_mark(ar);
     lact_tensor n, r, x4 = LACT_NN_VIEW(x0, B, L, h, d);
     const lact_tensor *src = &x4;
     if (c->qk_norm) {
-        LACT_TRY(LACT_NN_ALLOC(ar, &n, B, L, h, d));
+        LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &n, B, L, h, d));
         LACT_NN_RUN(ar, lact_rmsnorm_forward(ctx, &n, rstd, &x4, &l->params->items[norm].w,
                                              c->norm_eps));
         src = &n;
     }
     if (c->rope) {
-        LACT_TRY(LACT_NN_ALLOC(ar, &r, B, L, h, d));
+        LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &r, B, L, h, d));
         LACT_NN_RUN(ar, lact_rope_forward(ctx, &r, src, 0, c->rope_theta));
         src = &r;
     }
@@ -116,31 +117,39 @@ lact_status lact_attn_layer_forward(lact_ctx *ctx, lact_attn_layer *l, lact_aren
         return lact_fail(LACT_E_ARG, "attention layer: arena on %s, context on %s, parameters %s",
                          lact_device_name(ar->device), lact_device_name(ctx->device),
                          p->allocated ? "allocated" : "not allocated");
+    if (x->dtype != y->dtype)
+        return lact_fail(LACT_E_ARG, "attention layer: x is %s, y %s (one activation dtype)",
+                         lact_dtype_name(x->dtype), lact_dtype_name(y->dtype));
+    LACT_TRY(lact_nn_check_act(p, x, "attention layer"));
+    lact_dtype act = x->dtype;
     memset(s, 0, sizeof *s);
     int64_t B = x->shape[0], L = x->shape[1];
     s->B = B;
     s->L = L;
     s->x = *x;
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->q0, B, L, H * d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->k0, B, L, Hk * d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->v, B, Hk, L, d));
-    LACT_NN_RUN(ar, lact_linear_forward(ctx, &s->q0, x, &p->items[l->wq].w, NULL));
-    LACT_NN_RUN(ar, lact_linear_forward(ctx, &s->k0, x, &p->items[l->wk].w, NULL));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->q0, B, L, H * d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->k0, B, L, Hk * d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->v, B, Hk, L, d));
+    LACT_NN_RUN(ar,
+                lact_linear_forward(ctx, &s->q0, x, lact_param_mm(&p->items[l->wq], act), NULL));
+    LACT_NN_RUN(ar,
+                lact_linear_forward(ctx, &s->k0, x, lact_param_mm(&p->items[l->wk], act), NULL));
     LACT_TRY(qk_forward(ctx, ar, l, s, &s->q, &s->rstd_q, &s->q0, H, l->q_norm));
     LACT_TRY(qk_forward(ctx, ar, l, s, &s->k, &s->rstd_k, &s->k0, Hk, l->k_norm));
-    if (c->gate != LACT_ATTN_GATE_NONE) LACT_TRY(LACT_NN_ALLOC(ar, &s->g, B, H, L, gd));
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->y, B, H, L, d));
+    if (c->gate != LACT_ATTN_GATE_NONE) LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->g, B, H, L, gd));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->y, B, H, L, d));
     LACT_TRY(LACT_NN_ALLOC(ar, &s->lse, B, H, L));
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->u, B, L, H * d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->u, B, L, H * d));
     size_t mark = lact_arena_mark(ar);
     lact_tensor t;
-    LACT_TRY(LACT_NN_ALLOC(ar, &t, B, L, (H * gd > Hk * d ? H * gd : Hk * d)));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &t, B, L, (H * gd > Hk * d ? H * gd : Hk * d)));
     lact_tensor tv = LACT_NN_VIEW(&t, B, L, Hk * d);
-    LACT_NN_RUN(ar, lact_linear_forward(ctx, &tv, x, &p->items[l->wv].w, NULL));
+    LACT_NN_RUN(ar, lact_linear_forward(ctx, &tv, x, lact_param_mm(&p->items[l->wv], act), NULL));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->v, &tv, B, L, Hk, d));
     if (c->gate != LACT_ATTN_GATE_NONE) {
         lact_tensor tg = LACT_NN_VIEW(&t, B, L, H * gd);
-        LACT_NN_RUN(ar, lact_linear_forward(ctx, &tg, x, &p->items[l->wg].w, &p->items[l->bg].w));
+        LACT_NN_RUN(ar, lact_linear_forward(ctx, &tg, x, lact_param_mm(&p->items[l->wg], act),
+                                            &p->items[l->bg].w));
         LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->g, &tg, B, L, H, gd));
     }
     lact_arena_release(ar, mark);
@@ -148,7 +157,7 @@ lact_status lact_attn_layer_forward(lact_ctx *ctx, lact_attn_layer *l, lact_aren
     LACT_NN_RUN(ar, lact_attention_forward(ctx, &s->y, &s->lse, &s->q, &s->k, &s->v, g, NULL,
                                            &c->mask));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->u, &s->y, B, H, L, d));
-    LACT_NN_RUN(ar, lact_linear_forward(ctx, y, &s->u, &p->items[l->wo].w, NULL));
+    LACT_NN_RUN(ar, lact_linear_forward(ctx, y, &s->u, lact_param_mm(&p->items[l->wo], act), NULL));
     return LACT_OK;
 }
 
@@ -160,11 +169,12 @@ static lact_status qk_backward(lact_ctx *ctx, lact_arena *ar, const lact_attn_la
     const lact_attn_layer_cfg *c = &l->cfg;
     lact_params *p = l->params;
     int64_t B = s->B, L = s->L, d = c->head_dim;
+    lact_dtype act = s->x.dtype;
     size_t mark = lact_arena_mark(ar);
     lact_tensor r, n, dx0, dnorm;
-    LACT_TRY(LACT_NN_ALLOC(ar, &r, B, L, h, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &n, B, L, h, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dx0, B, L, h, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &r, B, L, h, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &n, B, L, h, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dx0, B, L, h, d));
     LACT_TRY(LACT_NN_ALLOC(ar, &dnorm, d));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &r, dq, B, h, L, d));
     lact_tensor *cur = &r;
@@ -181,7 +191,7 @@ static lact_status qk_backward(lact_ctx *ctx, lact_arena *ar, const lact_attn_la
     }
     lact_tensor d3 = LACT_NN_VIEW(cur, B, L, h * d);
     LACT_TRY(lact_linear_backward(ctx, ar, dx, dx_acc, &p->items[w].g, NULL, &d3, &s->x,
-                                  &p->items[w].w));
+                                  lact_param_mm(&p->items[w], act)));
     lact_arena_release(ar, mark);
     return LACT_OK;
 }
@@ -194,19 +204,20 @@ lact_status lact_attn_layer_backward(lact_ctx *ctx, lact_attn_layer *l, lact_are
     int64_t B = s->B, L = s->L, H = c->heads, Hk = c->kv_heads, d = c->head_dim;
     int64_t gd = gate_dim(c);
     bool gated = c->gate != LACT_ATTN_GATE_NONE;
+    lact_dtype act = s->x.dtype;
     if (!lact_tensor_same_shape(dy, &s->x) || (dx && !lact_tensor_same_shape(dx, &s->x)))
         return lact_fail(LACT_E_ARG, "attention layer backward: dy and dx must have x's shape");
     size_t mark = lact_arena_mark(ar);
     lact_tensor du, dyh, dq, dk, dv, dg, t;
-    LACT_TRY(LACT_NN_ALLOC(ar, &du, B, L, H * d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dyh, B, H, L, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dq, B, H, L, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dk, B, Hk, L, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dv, B, Hk, L, d));
-    if (gated) LACT_TRY(LACT_NN_ALLOC(ar, &dg, B, H, L, gd));
-    LACT_TRY(LACT_NN_ALLOC(ar, &t, B, L, (H * gd > Hk * d ? H * gd : Hk * d)));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &du, B, L, H * d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dyh, B, H, L, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dq, B, H, L, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dk, B, Hk, L, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dv, B, Hk, L, d));
+    if (gated) LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dg, B, H, L, gd));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &t, B, L, (H * gd > Hk * d ? H * gd : Hk * d)));
     LACT_TRY(lact_linear_backward(ctx, ar, &du, false, &p->items[l->wo].g, NULL, dy, &s->u,
-                                  &p->items[l->wo].w));
+                                  lact_param_mm(&p->items[l->wo], act)));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &dyh, &du, B, L, H, d));
     LACT_NN_RUN(ar, lact_attention_backward(ctx, &dq, &dk, &dv, gated ? &dg : NULL, &dyh, &s->q,
                                             &s->k, &s->v, gated ? &s->g : NULL, NULL, &s->y,
@@ -214,12 +225,12 @@ lact_status lact_attn_layer_backward(lact_ctx *ctx, lact_attn_layer *l, lact_are
     lact_tensor tv = LACT_NN_VIEW(&t, B, L, Hk * d);
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &tv, &dv, B, Hk, L, d));
     LACT_TRY(lact_linear_backward(ctx, ar, dx, false, &p->items[l->wv].g, NULL, &tv, &s->x,
-                                  &p->items[l->wv].w));
+                                  lact_param_mm(&p->items[l->wv], act)));
     if (gated) {
         lact_tensor tg = LACT_NN_VIEW(&t, B, L, H * gd);
         LACT_NN_RUN(ar, lact_nn_permute(ctx, &tg, &dg, B, H, L, gd));
         LACT_TRY(lact_linear_backward(ctx, ar, dx, true, &p->items[l->wg].g, &p->items[l->bg].g,
-                                      &tg, &s->x, &p->items[l->wg].w));
+                                      &tg, &s->x, lact_param_mm(&p->items[l->wg], act)));
     }
     LACT_TRY(qk_backward(ctx, ar, l, s, dx, true, &dq, &s->q0, &s->rstd_q, H, l->q_norm, l->wq));
     LACT_TRY(qk_backward(ctx, ar, l, s, dx, true, &dk, &s->k0, &s->rstd_k, Hk, l->k_norm, l->wk));

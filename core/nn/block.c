@@ -6,15 +6,22 @@
 #include "kernels/kernels.h"
 
 bool lact_mixer_parse(const char *name, lact_mixer *out) {
-    if (!strcmp(name, "lact")) *out = LACT_MIXER_LACT;
-    else if (!strcmp(name, "attention") || !strcmp(name, "attn")) *out = LACT_MIXER_ATTENTION;
-    else if (!strcmp(name, "mesa")) *out = LACT_MIXER_MESA;
-    else return false;
+    if (!strcmp(name, "lact"))
+        *out = LACT_MIXER_LACT;
+    else if (!strcmp(name, "attention") || !strcmp(name, "attn"))
+        *out = LACT_MIXER_ATTENTION;
+    else if (!strcmp(name, "mesa"))
+        *out = LACT_MIXER_MESA;
+    else
+        return false;
     return true;
 }
 
 const char *lact_mixer_name(lact_mixer m) {
-    return m == LACT_MIXER_LACT ? "lact" : m == LACT_MIXER_ATTENTION ? "attention" : "mesa";
+    return m == LACT_MIXER_LACT        ? "lact"
+           : m == LACT_MIXER_ATTENTION ? "attention"
+           : m == LACT_MIXER_MESA      ? "mesa"
+                                       : "unknown";
 }
 
 lact_status lact_block_declare(lact_block *b, lact_params *p, const char *prefix,
@@ -35,9 +42,13 @@ lact_status lact_block_declare(lact_block *b, lact_params *p, const char *prefix
         LACT_TRY(lact_params_join(name, sizeof name, prefix, "attn"));
         LACT_TRY(lact_attn_layer_declare(&b->attn, p, name, &cfg->attn));
         break;
+    case LACT_MIXER_MESA:
+        LACT_TRY(lact_params_join(name, sizeof name, prefix, "mesa"));
+        LACT_TRY(lact_mesa_layer_declare(&b->mesa, p, name, &cfg->mesa));
+        break;
     default:
-        return lact_fail(LACT_E_UNSUPPORTED, "%s: mixer '%s' is not available yet", prefix,
-                         lact_mixer_name(cfg->mixer));
+        return lact_fail(LACT_E_ARG, "%s: mixer %d is not lact, attention or mesa", prefix,
+                         (int)cfg->mixer);
     }
     LACT_TRY(lact_params_join(name, sizeof name, prefix, "norm2"));
     LACT_TRY(lact_params_declare(p, name, 1, shape, lact_init_ones(), &b->norm2));
@@ -54,6 +65,8 @@ static lact_status mixer_forward(lact_ctx *ctx, lact_block *b, lact_arena *arena
                                  lact_block_saved *s, lact_tensor *y, const lact_tensor *x) {
     if (b->cfg.mixer == LACT_MIXER_LACT)
         return lact_ttt_layer_forward(ctx, &b->lact, arena, &s->lact, y, x);
+    if (b->cfg.mixer == LACT_MIXER_MESA)
+        return lact_mesa_layer_forward(ctx, &b->mesa, arena, &s->mesa, y, x);
     return lact_attn_layer_forward(ctx, &b->attn, arena, &s->attn, y, x);
 }
 
@@ -62,30 +75,36 @@ static lact_status mixer_backward(lact_ctx *ctx, lact_block *b, lact_arena *aren
                                   const lact_tensor *dy) {
     if (b->cfg.mixer == LACT_MIXER_LACT)
         return lact_ttt_layer_backward(ctx, &b->lact, arena, &s->lact, dx, dy);
+    if (b->cfg.mixer == LACT_MIXER_MESA)
+        return lact_mesa_layer_backward(ctx, &b->mesa, arena, &s->mesa, dx, dy);
     return lact_attn_layer_backward(ctx, &b->attn, arena, &s->attn, dx, dy);
 }
 
-lact_status lact_block_forward(lact_ctx *ctx, lact_block *b, lact_arena *arena,
-                               lact_block_saved *s, lact_tensor *out, const lact_tensor *x) {
+lact_status lact_block_forward(lact_ctx *ctx, lact_block *b, lact_arena *arena, lact_block_saved *s,
+                               lact_tensor *out, const lact_tensor *x) {
     int64_t B = x->shape[0], L = x->shape[1], D = b->cfg.dim;
     if (x->ndim != 3 || x->shape[2] != D || !lact_tensor_same_shape(x, out))
         return lact_fail(LACT_E_ARG, "block: x and out must both be [B, L, %lld]", (long long)D);
+    if (x->dtype != out->dtype)
+        return lact_fail(LACT_E_ARG, "block: x is %s, out %s (one activation dtype)",
+                         lact_dtype_name(x->dtype), lact_dtype_name(out->dtype));
     lact_param *it = b->params->items;
+    lact_dtype act = x->dtype;
     s->x = *x;
-    LACT_TRY(LACT_NN_ALLOC(arena, &s->n1, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &s->n1, B, L, D));
     LACT_TRY(LACT_NN_ALLOC(arena, &s->rstd1, B * L));
-    LACT_TRY(LACT_NN_ALLOC(arena, &s->h, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC(arena, &s->n2, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &s->h, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &s->n2, B, L, D));
     LACT_TRY(LACT_NN_ALLOC(arena, &s->rstd2, B * L));
     lact_tensor x2 = LACT_NN_VIEW(x, B * L, D), n1 = LACT_NN_VIEW(&s->n1, B * L, D);
     lact_tensor h2 = LACT_NN_VIEW(&s->h, B * L, D), n2 = LACT_NN_VIEW(&s->n2, B * L, D);
-    LACT_NN_RUN(arena, lact_rmsnorm_forward(ctx, &n1, &s->rstd1, &x2, &it[b->norm1].w,
-                                            b->cfg.norm_eps));
+    LACT_NN_RUN(arena,
+                lact_rmsnorm_forward(ctx, &n1, &s->rstd1, &x2, &it[b->norm1].w, b->cfg.norm_eps));
     /* The mixer writes into out, which then serves as scratch. */
     LACT_TRY(mixer_forward(ctx, b, arena, s, out, &s->n1));
     LACT_NN_RUN(arena, lact_add_forward(ctx, &s->h, x, out));
-    LACT_NN_RUN(arena, lact_rmsnorm_forward(ctx, &n2, &s->rstd2, &h2, &it[b->norm2].w,
-                                            b->cfg.norm_eps));
+    LACT_NN_RUN(arena,
+                lact_rmsnorm_forward(ctx, &n2, &s->rstd2, &h2, &it[b->norm2].w, b->cfg.norm_eps));
     LACT_TRY(lact_mlp_forward(ctx, &b->mlp, arena, &s->mlp, out, &s->n2));
     LACT_NN_RUN(arena, lact_add_forward(ctx, out, out, &s->h));
     return LACT_OK;
@@ -113,19 +132,19 @@ lact_status lact_block_backward(lact_ctx *ctx, lact_block *b, lact_arena *arena,
                                 const lact_tensor *dout) {
     int64_t B = s->x.shape[0], L = s->x.shape[1], D = b->cfg.dim;
     lact_param *it = b->params->items;
+    lact_dtype act = s->x.dtype;
     size_t mark = lact_arena_mark(arena);
     lact_tensor dh, dn, tmp;
-    LACT_TRY(LACT_NN_ALLOC(arena, &dh, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC(arena, &dn, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC(arena, &tmp, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &dh, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &dn, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &tmp, B, L, D));
     /* out = h + mlp(norm2(h)): dh = dout + norm2ᵀ(mlpᵀ(dout)). */
     LACT_TRY(lact_mlp_backward(ctx, &b->mlp, arena, &s->mlp, &dn, dout));
-    LACT_TRY(norm_backward_add(ctx, arena, &dh, dout, &it[b->norm2], &dn, &s->h, &s->rstd2, &tmp,
-                               D));
+    LACT_TRY(
+        norm_backward_add(ctx, arena, &dh, dout, &it[b->norm2], &dn, &s->h, &s->rstd2, &tmp, D));
     /* h = x + mixer(norm1(x)): dx = dh + norm1ᵀ(mixerᵀ(dh)). */
     LACT_TRY(mixer_backward(ctx, b, arena, s, &dn, &dh));
-    LACT_TRY(norm_backward_add(ctx, arena, dx, &dh, &it[b->norm1], &dn, &s->x, &s->rstd1, &tmp,
-                               D));
+    LACT_TRY(norm_backward_add(ctx, arena, dx, &dh, &it[b->norm1], &dn, &s->x, &s->rstd1, &tmp, D));
     lact_arena_release(arena, mark);
     return LACT_OK;
 }

@@ -20,23 +20,32 @@ lact_status lact_linear_backward(lact_ctx *ctx, lact_arena *scratch, lact_tensor
                                  bool dx_accumulate, lact_tensor *dw, lact_tensor *db,
                                  const lact_tensor *dy, const lact_tensor *x, const lact_tensor *w) {
     lact_tensor x2 = rows_view(x), dy2 = rows_view(dy);
-    if (dx) {
+    size_t mark = lact_arena_mark(scratch);
+    lact_status s = LACT_OK;
+    /* A projection with an F32 output (the LaCT layer's rate and momentum
+     * gates) from BF16 operands: the products read its gradient in BF16,
+     * the bias gradient sums the F32 values. */
+    lact_tensor dyp = dy2;
+    if (dy->dtype != w->dtype) {
+        s = lact_arena_tensor(scratch, &dyp, w->dtype, 2, dy2.shape);
+        if (s == LACT_OK && !scratch->measuring) s = lact_cast_forward(ctx, &dyp, &dy2);
+    }
+    if (s == LACT_OK && dx && !scratch->measuring) {
         lact_tensor dx2 = rows_view(dx);
-        LACT_NN_RUN(scratch, lact_matmul_forward(ctx, &dx2, &dy2, w, false, false, 1.0f,
-                                                 dx_accumulate ? 1.0f : 0.0f));
+        s = lact_matmul_forward(ctx, &dx2, &dyp, w, false, false, 1.0f,
+                                dx_accumulate ? 1.0f : 0.0f);
     }
     /* dW [out, in] += dyᵀ [out, rows] · x [rows, in] */
-    if (dw) LACT_NN_RUN(scratch, lact_matmul_forward(ctx, dw, &dy2, &x2, true, false, 1.0f, 1.0f));
-    if (db) {
-        size_t mark = lact_arena_mark(scratch);
+    if (s == LACT_OK && dw && !scratch->measuring)
+        s = lact_matmul_forward(ctx, dw, &dyp, &x2, true, false, 1.0f, 1.0f);
+    if (s == LACT_OK && db) {
         lact_tensor tmp;
-        lact_status s = lact_arena_tensor(scratch, &tmp, LACT_F32, db->ndim, db->shape);
+        s = lact_arena_tensor(scratch, &tmp, LACT_F32, db->ndim, db->shape);
         if (s == LACT_OK && !scratch->measuring) {
             s = lact_add_backward(ctx, NULL, &tmp, &dy2);
             if (s == LACT_OK) s = lact_nn_accumulate(ctx, db, &tmp);
         }
-        lact_arena_release(scratch, mark);
-        LACT_TRY(s);
     }
-    return LACT_OK;
+    lact_arena_release(scratch, mark);
+    return s;
 }

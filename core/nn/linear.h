@@ -20,13 +20,17 @@
 extern "C" {
 #endif
 
-/* b may be NULL (no bias). */
+/* b may be NULL (no bias). x and w share a dtype (w is the BF16 shadow for
+ * BF16 x: params.h lact_param_mm); y may be F32 with BF16 operands (CUDA),
+ * b is F32. */
 lact_status lact_linear_forward(lact_ctx *ctx, lact_tensor *y, const lact_tensor *x,
                                 const lact_tensor *w, const lact_tensor *b);
 
 /* dx = dy W (or dx += dy W with dx_accumulate), dw += dyᵀ x, db += Σ_rows dy.
- * Any of dx, dw, db may be NULL. db needs an [out] scratch from the arena
- * (released before returning). A measuring arena computes nothing. */
+ * Any of dx, dw, db may be NULL; dw and db are F32. db needs an [out]
+ * scratch from the arena, and a dy whose dtype is not w's (an F32 output of
+ * BF16 operands) a copy in w's dtype (both released before returning). A
+ * measuring arena computes nothing. */
 lact_status lact_linear_backward(lact_ctx *ctx, lact_arena *scratch, lact_tensor *dx,
                                  bool dx_accumulate, lact_tensor *dw, lact_tensor *db,
                                  const lact_tensor *dy, const lact_tensor *x, const lact_tensor *w);

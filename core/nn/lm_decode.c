@@ -13,6 +13,7 @@
 static lact_status mixer_step(lact_ctx *ctx, lact_lm_decode_layer *l, lact_tensor *y,
                               const lact_tensor *x) {
     if (l->mixer == LACT_MIXER_LACT) return lact_ttt_layer_decode_step(ctx, &l->lact, y, x);
+    if (l->mixer == LACT_MIXER_MESA) return lact_mesa_layer_decode_step(ctx, &l->mesa, y, x);
     return lact_attn_layer_decode_step(ctx, &l->attn, y, x);
 }
 
@@ -74,6 +75,8 @@ static lact_status init_all(lact_ctx *ctx, lact_lm_decode *st) {
         else if (l->mixer == LACT_MIXER_ATTENTION)
             LACT_TRY(lact_attn_layer_decode_init(ctx, &b->attn, &l->attn, B, st->max_tokens,
                                                  st->max_context));
+        else if (l->mixer == LACT_MIXER_MESA)
+            LACT_TRY(lact_mesa_layer_decode_init(ctx, &b->mesa, &l->mesa, B, st->max_tokens));
         else
             return lact_fail(LACT_E_UNSUPPORTED, "lm decode: layer %d's mixer '%s' cannot decode",
                              i, lact_mixer_name(l->mixer));
@@ -116,6 +119,8 @@ void lact_lm_decode_free(lact_lm_decode *st) {
         for (int i = 0; i < st->model->n_layers; i++) {
             if (st->layers[i].mixer == LACT_MIXER_LACT)
                 lact_ttt_layer_decode_free(&st->layers[i].lact);
+            else if (st->layers[i].mixer == LACT_MIXER_MESA)
+                lact_mesa_layer_decode_free(&st->layers[i].mesa);
             else
                 lact_attn_layer_decode_free(&st->layers[i].attn);
         }

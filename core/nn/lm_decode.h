@@ -2,9 +2,10 @@
  *
  * The decode state holds, per layer, the mixer's own decode state: the LaCT
  * layer's (fast weights and the window branch's ring buffers,
- * lact_ttt_layer_decode) or the attention layer's key/value cache
+ * lact_ttt_layer_decode), the attention layer's key/value cache
  * (lact_attn_layer_decode: a ring buffer for the window mask, else
- * max_context slots). A step takes the next T tokens of every sequence
+ * max_context slots) or the Mesa layer's states H, G (lact_mesa_layer_decode,
+ * d×d per head). A step takes the next T tokens of every sequence
  * (1 ≤ T ≤ max_tokens: one when generating, a piece of the prompt when
  * prefilling) and runs embedding → blocks → final norm → head on them only,
  * so its logits equal the full-sequence model's at those positions.
@@ -26,6 +27,7 @@ typedef struct lact_lm_decode_layer {
     lact_mixer mixer;
     lact_ttt_layer_decode lact;  /* mixer LACT */
     lact_attn_layer_decode attn; /* mixer ATTENTION */
+    lact_mesa_layer_decode mesa; /* mixer MESA */
 } lact_lm_decode_layer;
 
 typedef struct lact_lm_decode {

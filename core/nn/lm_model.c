@@ -17,8 +17,23 @@ lact_lm_cfg lact_lm_defaults(void) {
     c.chunk = 32, c.window = 32, c.inter_multi = 2;
     c.base_lr = 1e-3;
     c.muon = true, c.momentum = true, c.tie_embeddings = true;
+    c.mesa_chunk = LACT_MESA_CHUNK, c.mesa_cg_steps = LACT_MESA_CG_STEPS;
     c.init_std = 0.02, c.rope_theta = 10000.0, c.norm_eps = 1e-6;
+    strcpy(c.dtype, "f32");
     return c;
+}
+
+static bool is_bf16(const lact_lm_cfg *c) {
+    return !strcmp(c->dtype, "bf16");
+}
+
+lact_status lact_lm_check_device(const lact_lm_cfg *cfg, lact_device dev) {
+    if (strcmp(cfg->dtype, "f32") != 0 && !is_bf16(cfg))
+        return lact_fail(LACT_E_ARG, "dtype '%s': expected f32 or bf16", cfg->dtype);
+    if (is_bf16(cfg) && dev != LACT_CUDA)
+        return lact_fail(LACT_E_ARG, "dtype bf16 needs a CUDA device: the CPU kernels compute "
+                                     "in F32 only (set dtype to f32)");
+    return LACT_OK;
 }
 
 lact_status lact_lm_parse_mixers(const lact_lm_cfg *cfg, lact_mixer *out) {
@@ -39,8 +54,6 @@ lact_status lact_lm_parse_mixers(const lact_lm_cfg *cfg, lact_mixer *out) {
         if (!lact_mixer_parse(word, &list[n]))
             return lact_fail(LACT_E_ARG, "mixers: unknown mixer '%s' (lact, attention, mesa)",
                              word);
-        if (list[n] == LACT_MIXER_MESA)
-            return lact_fail(LACT_E_UNSUPPORTED, "mixer 'mesa' is not available yet");
         n++;
         if (!end) break;
         p = end + 1;
@@ -66,6 +79,11 @@ static lact_status check_cfg(const lact_lm_cfg *c) {
     if (c->window < 0) return lact_fail(LACT_E_ARG, "window %lld must be ≥ 0", (long long)c->window);
     if (!(c->init_std >= 0) || !(c->norm_eps > 0))
         return lact_fail(LACT_E_ARG, "init_std must be ≥ 0 and norm_eps > 0");
+    if (c->mesa_chunk < 1 || c->mesa_cg_steps < 1 || c->mesa_cg_steps > 100000)
+        return lact_fail(LACT_E_ARG, "mesa_chunk %lld must be ≥ 1 and mesa_cg_steps %lld in %s",
+                         (long long)c->mesa_chunk, (long long)c->mesa_cg_steps, "[1, 100000]");
+    if (strcmp(c->dtype, "f32") != 0 && !is_bf16(c))
+        return lact_fail(LACT_E_ARG, "dtype '%s': expected f32 or bf16", c->dtype);
     return LACT_OK;
 }
 
@@ -90,6 +108,11 @@ static lact_block_cfg block_cfg(const lact_lm_cfg *c, lact_mixer mixer) {
     b.attn.rope_theta = (float)c->rope_theta;
     b.attn.init_std = (float)c->init_std;
     b.attn.norm_eps = (float)c->norm_eps;
+    b.mesa = lact_mesa_layer_defaults(c->d_model, c->n_heads);
+    b.mesa.op.chunk = c->mesa_chunk;
+    b.mesa.op.cg_steps = (int)c->mesa_cg_steps;
+    b.mesa.init_std = (float)c->init_std;
+    b.mesa.norm_eps = (float)c->norm_eps;
     b.mlp_hidden = (int64_t)llround(c->mlp_mult * (double)c->d_model);
     b.init_std = (float)c->init_std;
     b.out_std = out_std;
@@ -135,6 +158,9 @@ lact_status lact_lm_init(lact_lm *m, const lact_lm_cfg *cfg, lact_device dev) {
     if (!m->blocks || !m->saved || !m->xs) s = lact_fail(LACT_E_NOMEM, "lm: out of memory");
     if (s == LACT_OK) s = lm_declare(m, cfg);
     if (s == LACT_OK) s = lact_params_alloc(&m->params);
+    /* BF16 where the kernels have it; the CPU model computes in F32. */
+    m->act = is_bf16(cfg) && dev == LACT_CUDA ? LACT_BF16 : LACT_F32;
+    if (s == LACT_OK && m->act == LACT_BF16) s = lact_params_alloc_shadow(&m->params);
     if (s != LACT_OK) lact_lm_free(m);
     return s;
 }
@@ -165,12 +191,14 @@ lact_status lact_lm_forward(lact_ctx *ctx, lact_lm *m, lact_arena *arena, lact_t
         return lact_fail(LACT_E_ARG, "lm: ids and targets must be [B, L] I32 and loss [B·L]");
     int64_t B = ids->shape[0], L = ids->shape[1], D = m->cfg.d_model, N = B * L;
     lact_param *it = m->params.items;
+    lact_dtype act = m->act;
+    if (!arena->measuring) LACT_TRY(lact_params_refresh_shadow(ctx, &m->params));
     m->B = B, m->L = L;
     m->ids = LACT_NN_VIEW(ids, N);
     m->targets = LACT_NN_VIEW(targets, N);
     for (int i = 0; i <= m->n_layers; i++)
-        LACT_TRY(LACT_NN_ALLOC(arena, &m->xs[i], B, L, D));
-    LACT_TRY(LACT_NN_ALLOC(arena, &m->hf, N, D));
+        LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &m->xs[i], B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &m->hf, N, D));
     LACT_TRY(LACT_NN_ALLOC(arena, &m->rstd_f, N));
     LACT_TRY(LACT_NN_ALLOC(arena, &m->lse, N));
     lact_tensor x0 = LACT_NN_VIEW(&m->xs[0], N, D);
@@ -181,8 +209,9 @@ lact_status lact_lm_forward(lact_ctx *ctx, lact_lm *m, lact_arena *arena, lact_t
     lact_tensor xl = LACT_NN_VIEW(&m->xs[m->n_layers], N, D), loss1 = LACT_NN_VIEW(loss, N);
     LACT_NN_RUN(arena, lact_rmsnorm_forward(ctx, &m->hf, &m->rstd_f, &xl, &it[m->norm_f].w,
                                             (float)m->cfg.norm_eps));
-    LACT_NN_RUN(arena, lact_xent_forward(ctx, &loss1, &m->lse, &m->hf, &it[m->head].w,
-                                         &m->targets, 0));
+    /* The head is a product: BF16 hidden states read the BF16 shadow. */
+    LACT_NN_RUN(arena, lact_xent_forward(ctx, &loss1, &m->lse, &m->hf,
+                                         lact_param_mm(&it[m->head], act), &m->targets, 0));
     return LACT_OK;
 }
 
@@ -190,16 +219,18 @@ lact_status lact_lm_backward(lact_ctx *ctx, lact_lm *m, lact_arena *arena,
                              const lact_tensor *dloss) {
     int64_t B = m->B, L = m->L, D = m->cfg.d_model, V = m->cfg.vocab, N = B * L;
     lact_param *it = m->params.items;
+    lact_dtype act = m->act;
     size_t mark = lact_arena_mark(arena);
     lact_tensor dtable, dhf, dnf, dx[2];
     LACT_TRY(LACT_NN_ALLOC(arena, &dtable, V, D));
-    LACT_TRY(LACT_NN_ALLOC(arena, &dhf, N, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &dhf, N, D));
     LACT_TRY(LACT_NN_ALLOC(arena, &dnf, D));
-    LACT_TRY(LACT_NN_ALLOC(arena, &dx[0], B, L, D));
-    LACT_TRY(LACT_NN_ALLOC(arena, &dx[1], B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &dx[0], B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &dx[1], B, L, D));
     lact_tensor dl = LACT_NN_VIEW(dloss, N);
-    LACT_NN_RUN(arena, lact_xent_backward(ctx, &dhf, &dtable, &dl, &m->hf, &it[m->head].w,
-                                          &m->targets, &m->lse, 0));
+    LACT_NN_RUN(arena,
+                lact_xent_backward(ctx, &dhf, &dtable, &dl, &m->hf,
+                                   lact_param_mm(&it[m->head], act), &m->targets, &m->lse, 0));
     LACT_NN_RUN(arena, lact_nn_accumulate(ctx, &it[m->head].g, &dtable));
     lact_tensor xl = LACT_NN_VIEW(&m->xs[m->n_layers], N, D);
     lact_tensor d0 = LACT_NN_VIEW(&dx[0], N, D);

@@ -25,16 +25,21 @@ lact_status lact_mlp_forward(lact_ctx *ctx, lact_mlp *m, lact_arena *arena, lact
     int64_t n = lact_tensor_numel(x) / m->dim, F = m->hidden;
     if (lact_tensor_numel(x) != n * m->dim || lact_tensor_numel(y) != n * m->dim)
         return lact_fail(LACT_E_ARG, "mlp: x and y must hold rows of %lld", (long long)m->dim);
+    LACT_TRY(lact_nn_check_act(m->params, x, "mlp"));
     lact_param *it = m->params->items;
+    lact_dtype act = x->dtype;
     s->x = LACT_NN_VIEW(x, n, m->dim);
     lact_tensor y2 = LACT_NN_VIEW(y, n, m->dim);
-    LACT_TRY(LACT_NN_ALLOC(arena, &s->a, n, F));
-    LACT_TRY(LACT_NN_ALLOC(arena, &s->b, n, F));
-    LACT_TRY(LACT_NN_ALLOC(arena, &s->s, n, F));
-    LACT_NN_RUN(arena, lact_linear_forward(ctx, &s->a, &s->x, &it[m->w_gate].w, NULL));
-    LACT_NN_RUN(arena, lact_linear_forward(ctx, &s->b, &s->x, &it[m->w_up].w, NULL));
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &s->a, n, F));
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &s->b, n, F));
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &s->s, n, F));
+    LACT_NN_RUN(arena,
+                lact_linear_forward(ctx, &s->a, &s->x, lact_param_mm(&it[m->w_gate], act), NULL));
+    LACT_NN_RUN(arena,
+                lact_linear_forward(ctx, &s->b, &s->x, lact_param_mm(&it[m->w_up], act), NULL));
     LACT_NN_RUN(arena, lact_swiglu_forward(ctx, &s->s, &s->a, &s->b));
-    LACT_NN_RUN(arena, lact_linear_forward(ctx, &y2, &s->s, &it[m->w_down].w, NULL));
+    LACT_NN_RUN(arena,
+                lact_linear_forward(ctx, &y2, &s->s, lact_param_mm(&it[m->w_down], act), NULL));
     return LACT_OK;
 }
 
@@ -42,14 +47,15 @@ lact_status lact_mlp_backward(lact_ctx *ctx, lact_mlp *m, lact_arena *arena,
                               const lact_mlp_saved *s, lact_tensor *dx, const lact_tensor *dy) {
     int64_t n = lact_tensor_rows(&s->x), F = m->hidden;
     lact_param *it = m->params->items;
+    lact_dtype act = s->x.dtype;
     size_t mark = lact_arena_mark(arena);
     lact_tensor ds, da, db;
-    LACT_TRY(LACT_NN_ALLOC(arena, &ds, n, F));
-    LACT_TRY(LACT_NN_ALLOC(arena, &da, n, F));
-    LACT_TRY(LACT_NN_ALLOC(arena, &db, n, F));
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &ds, n, F));
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &da, n, F));
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &db, n, F));
     lact_tensor dy2 = LACT_NN_VIEW(dy, n, m->dim);
     LACT_NN_RUN(arena, lact_linear_backward(ctx, arena, &ds, false, &it[m->w_down].g, NULL, &dy2,
-                                            &s->s, &it[m->w_down].w));
+                                            &s->s, lact_param_mm(&it[m->w_down], act)));
     LACT_NN_RUN(arena, lact_swiglu_backward(ctx, &da, &db, &ds, &s->a, &s->b));
     lact_tensor dx2, *dxp = NULL;
     if (dx) {
@@ -57,9 +63,9 @@ lact_status lact_mlp_backward(lact_ctx *ctx, lact_mlp *m, lact_arena *arena,
         dxp = &dx2;
     }
     LACT_NN_RUN(arena, lact_linear_backward(ctx, arena, dxp, false, &it[m->w_gate].g, NULL, &da,
-                                            &s->x, &it[m->w_gate].w));
-    LACT_NN_RUN(arena, lact_linear_backward(ctx, arena, dxp, true, &it[m->w_up].g, NULL, &db,
-                                            &s->x, &it[m->w_up].w));
+                                            &s->x, lact_param_mm(&it[m->w_gate], act)));
+    LACT_NN_RUN(arena, lact_linear_backward(ctx, arena, dxp, true, &it[m->w_up].g, NULL, &db, &s->x,
+                                            lact_param_mm(&it[m->w_up], act)));
     lact_arena_release(arena, mark);
     return LACT_OK;
 }

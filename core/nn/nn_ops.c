@@ -2,6 +2,7 @@
 
 #include <math.h>
 
+#include "core/nn/params.h"
 #include "kernels/kernels.h"
 
 lact_tensor lact_nn_view(const lact_tensor *t, int ndim, const int64_t *shape) {
@@ -17,6 +18,19 @@ lact_tensor lact_nn_view(const lact_tensor *t, int ndim, const int64_t *shape) {
 
 lact_status lact_nn_alloc(lact_arena *arena, lact_tensor *t, int ndim, const int64_t *shape) {
     return lact_arena_tensor(arena, t, LACT_F32, ndim, shape);
+}
+
+lact_status lact_nn_check_act(const struct lact_params *p, const lact_tensor *x, const char *what) {
+    if (x->dtype == LACT_F32) return LACT_OK;
+    if (x->dtype != LACT_BF16)
+        return lact_fail(LACT_E_ARG, "%s: activations of dtype %s (F32 or BF16)", what,
+                         lact_dtype_name(x->dtype));
+    if (!p->shadow)
+        return lact_fail(LACT_E_ARG,
+                         "%s: BF16 activations need the parameters' BF16 shadow "
+                         "(lact_params_alloc_shadow)",
+                         what);
+    return LACT_OK;
 }
 
 lact_status lact_nn_accumulate(lact_ctx *ctx, lact_tensor *acc, const lact_tensor *x) {

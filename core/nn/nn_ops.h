@@ -45,11 +45,24 @@ lact_tensor lact_nn_view(const lact_tensor *t, int ndim, const int64_t *shape);
     lact_nn_view((t), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), \
                  (int64_t[]){__VA_ARGS__})
 
-/* An arena tensor of F32 (the layers' activations), variadic shape. */
+/* An arena tensor of F32 (statistics, rates, gates, fast weights: what the
+ * ops keep in F32 whatever the activations are), variadic shape. */
 lact_status lact_nn_alloc(lact_arena *arena, lact_tensor *t, int ndim, const int64_t *shape);
 #define LACT_NN_ALLOC(arena, t, ...)                                           \
     lact_nn_alloc((arena), (t), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), \
                   (int64_t[]){__VA_ARGS__})
+/* An arena tensor of dtype dt: the layers' activations and their gradients
+ * take the dtype of the layer's input (F32, or BF16 on CUDA). */
+#define LACT_NN_ALLOC_AS(arena, dt, t, ...)                                                        \
+    lact_arena_tensor((arena), (t), (dt),                                                          \
+                      (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),                   \
+                      (int64_t[]){__VA_ARGS__})
+
+struct lact_params;
+/* x's dtype can be a layer's activation dtype: F32, or BF16 with the
+ * store's BF16 shadow allocated (the products read it). what names the
+ * layer. */
+lact_status lact_nn_check_act(const struct lact_params *p, const lact_tensor *x, const char *what);
 
 #ifdef __cplusplus
 }

@@ -22,6 +22,7 @@ void lact_params_free(lact_params *p) {
     lact_mem_free(p->device, p->weights);
     lact_mem_free(p->device, p->grads);
     lact_mem_free(p->device, p->state);
+    lact_mem_free(p->device, p->shadow);
     free(p->items);
     lact_device dev = p->device;
     memset(p, 0, sizeof *p);
@@ -118,11 +119,51 @@ lact_status lact_params_alloc(lact_params *p) {
         return s;
     }
     for (int i = 0; i < p->n; i++) {
-        p->items[i].w = block_view(p, p->weights, &p->items[i]);
-        p->items[i].g = block_view(p, p->grads, &p->items[i]);
+        lact_param *it = &p->items[i];
+        it->w = block_view(p, p->weights, it);
+        it->g = block_view(p, p->grads, it);
+        it->wb = lact_tensor_view(NULL, LACT_BF16, p->device, it->ndim, it->shape);
     }
     p->allocated = true;
     return LACT_OK;
+}
+
+lact_status lact_params_alloc_shadow(lact_params *p) {
+    if (!p->allocated) return lact_fail(LACT_E_ARG, "BF16 shadow before the parameters");
+    if (p->shadow) return lact_fail(LACT_E_ARG, "BF16 shadow allocated twice");
+    size_t bytes = (size_t)(p->padded > 0 ? p->padded : 1) * sizeof(uint16_t);
+    void *mem = NULL;
+    lact_status s = lact_mem_alloc(p->device, bytes, &mem);
+    if (s != LACT_OK)
+        return lact_fail_context(s, "parameter BF16 shadow (%zu bytes on %s)", bytes,
+                                 lact_device_name(p->device));
+    p->shadow = mem;
+    for (int i = 0; i < p->n; i++) {
+        lact_param *it = &p->items[i];
+        it->wb =
+            lact_tensor_view(p->shadow + it->offset, LACT_BF16, p->device, it->ndim, it->shape);
+    }
+    p->shadow_stale = true;
+    return LACT_OK;
+}
+
+lact_status lact_params_sync_shadow(lact_ctx *ctx, lact_params *p) {
+    if (!p->shadow) return LACT_OK;
+    /* The whole block at once: the padding is zero in both. */
+    int64_t n[1] = {p->padded > 0 ? p->padded : 1};
+    lact_tensor src = lact_tensor_view(p->weights, LACT_F32, p->device, 1, n);
+    lact_tensor dst = lact_tensor_view(p->shadow, LACT_BF16, p->device, 1, n);
+    LACT_TRY(lact_cast_forward(ctx, &dst, &src));
+    p->shadow_stale = false;
+    return LACT_OK;
+}
+
+lact_status lact_params_refresh_shadow(lact_ctx *ctx, lact_params *p) {
+    return p->shadow && p->shadow_stale ? lact_params_sync_shadow(ctx, p) : LACT_OK;
+}
+
+void lact_params_weights_changed(lact_params *p) {
+    p->shadow_stale = true;
 }
 
 lact_status lact_params_alloc_state(lact_params *p, int k) {
@@ -173,7 +214,7 @@ lact_status lact_params_init_values(lact_ctx *ctx, lact_params *p, uint64_t seed
         }
         if (s != LACT_OK) return lact_fail_context(s, "init of parameter %s", it->name);
     }
-    return LACT_OK;
+    return lact_params_sync_shadow(ctx, p);
 }
 
 lact_status lact_params_zero_grad(lact_params *p) {
@@ -190,7 +231,8 @@ lact_param *lact_params_at(lact_params *p, int i) {
 }
 
 size_t lact_params_bytes(const lact_params *p) {
-    return (size_t)p->padded * sizeof(float) * (size_t)(2 + p->n_state);
+    return (size_t)p->padded * sizeof(float) * (size_t)(2 + p->n_state) +
+           (p->shadow ? (size_t)p->padded * sizeof(uint16_t) : 0);
 }
 
 lact_status lact_params_save(const lact_params *p, const char *path, int n_meta,
@@ -224,6 +266,7 @@ lact_status lact_params_load(lact_params *p, const char *path, bool strict) {
     if (!p->allocated) return lact_fail(LACT_E_ARG, "%s: parameters loaded before allocation", path);
     lact_st_file f;
     LACT_TRY(lact_st_open(&f, path));
+    lact_params_weights_changed(p);
     lact_status s = LACT_OK;
     for (int i = 0; i < p->n && s == LACT_OK; i++) {
         lact_param *it = &p->items[i];

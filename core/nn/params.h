@@ -4,9 +4,18 @@
  * (k slots of the same size: AdamW's m and v, Muon's momentum). Each
  * parameter is a view into those blocks.
  *
+ * BF16 compute (CUDA) adds one more block: a BF16 shadow of the weights
+ * with the F32 block's layout, so that products with BF16 activations read
+ * BF16 operands while the optimizer keeps updating the F32 masters. It is
+ * refreshed by one cast of the whole block (lact_params_sync_shadow): after
+ * every optimizer step, after init, and before the first forward that
+ * follows a load (the store marks itself stale; code that writes weights
+ * directly calls lact_params_weights_changed).
+ *
  * Life cycle:
  *   lact_params_init -> lact_params_declare ... (layers' declare functions)
- *   -> lact_params_alloc -> lact_params_init_values (or lact_params_load)
+ *   -> lact_params_alloc -> [lact_params_alloc_shadow]
+ *   -> lact_params_init_values (or lact_params_load)
  *   -> [lact_params_alloc_state] -> steps -> lact_params_free.
  *
  * Init is deterministic and independent of the declaration order: a
@@ -66,8 +75,9 @@ typedef struct lact_param {
     int64_t shape[LACT_MAX_DIMS];
     lact_init init;
     int64_t offset; /* elements from the start of each block */
-    /* Views, valid after lact_params_alloc (state after alloc_state). */
-    lact_tensor w, g;
+    /* Views, valid after lact_params_alloc (state after alloc_state, wb
+     * after alloc_shadow: BF16, w's shape; data NULL without a shadow). */
+    lact_tensor w, g, wb;
     lact_tensor state[LACT_PARAM_STATE_MAX];
 } lact_param;
 
@@ -81,6 +91,8 @@ typedef struct lact_params {
     float *grads;
     float *state;    /* n_state blocks back to back, or NULL */
     int n_state;
+    uint16_t *shadow;  /* BF16 copy of the weight block, or NULL */
+    bool shadow_stale; /* the weights changed since the last sync */
     bool allocated;
 } lact_params;
 
@@ -101,8 +113,26 @@ lact_status lact_params_alloc(lact_params *p);
  * zeroed (param.state[0..k)). */
 lact_status lact_params_alloc_state(lact_params *p, int k);
 
+/* One BF16 allocation shadowing the weight block (param.wb), marked stale
+ * until the first lact_params_sync_shadow. */
+lact_status lact_params_alloc_shadow(lact_params *p);
+/* shadow = bf16(weights): one cast over the whole block on ctx's stream
+ * (nothing without a shadow). */
+lact_status lact_params_sync_shadow(lact_ctx *ctx, lact_params *p);
+/* The sync, only when the weights changed since the last one. */
+lact_status lact_params_refresh_shadow(lact_ctx *ctx, lact_params *p);
+/* Marks the shadow stale, for code that writes weights directly. */
+void lact_params_weights_changed(lact_params *p);
+/* The weight a matrix product with activations of dtype act reads: the
+ * BF16 shadow for BF16 activations, the F32 master otherwise. Parameters
+ * that ops read elementwise (norm weights, scales, biases, the fast
+ * weights' initial values) always take the F32 w. */
+static inline const lact_tensor *lact_param_mm(const lact_param *it, lact_dtype act) {
+    return act == LACT_BF16 ? &it->wb : &it->w;
+}
+
 /* Fills every weight from its init kind; normals draw Philox stream
- * lact_params_stream(name) under seed. */
+ * lact_params_stream(name) under seed (and syncs the shadow). */
 lact_status lact_params_init_values(lact_ctx *ctx, lact_params *p, uint64_t seed);
 /* The random stream of a parameter: 64-bit FNV-1a of its name. */
 uint64_t lact_params_stream(const char *name);
@@ -114,14 +144,15 @@ int lact_params_count(const lact_params *p);
 lact_param *lact_params_at(lact_params *p, int i);
 /* Index of name, or -1. */
 int lact_params_find(const lact_params *p, const char *name);
-/* Total bytes of the weight, gradient and state blocks. */
+/* Total bytes of the weight, gradient, state and shadow blocks. */
 size_t lact_params_bytes(const lact_params *p);
 
 /* Writes every weight under its name (atomic; optional metadata pairs). */
 lact_status lact_params_save(const lact_params *p, const char *path, int n_meta,
                              const char *const *meta_keys, const char *const *meta_values);
 /* Reads every parameter by name (F32, BF16, F16 or F64 in the file; the
- * shape must match). strict: the file may hold no other tensors. */
+ * shape must match). strict: the file may hold no other tensors. Marks the
+ * shadow stale. */
 lact_status lact_params_load(lact_params *p, const char *path, bool strict);
 
 #ifdef __cplusplus

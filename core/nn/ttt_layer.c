@@ -186,12 +186,13 @@ static lact_status fast_path_forward(lact_ctx *ctx, lact_arena *ar, const lact_t
                                      int64_t pos0) {
     int64_t B = s->B, L = s->L, D = l->cfg.dim, H = l->cfg.heads, d = D / H;
     lact_params *p = l->params;
-    LACT_TRY(LACT_NN_ALLOC(ar, xs, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC(ar, xf, B * H, L, d));
+    lact_dtype act = x->dtype;
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, xs, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, xf, B * H, L, d));
     size_t mark = lact_arena_mark(ar);
     lact_tensor n, r;
-    LACT_TRY(LACT_NN_ALLOC(ar, &n, B, L, H, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &r, B, L, H, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &n, B, L, H, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &r, B, L, H, d));
     LACT_NN_RUN(ar, lact_mul_forward(ctx, xs, x, &p->items[scale].w));
     LACT_NN_RUN(ar, lact_add_forward(ctx, xs, xs, &p->items[offset].w));
     lact_tensor xs4 = LACT_NN_VIEW(xs, B, L, H, d);
@@ -211,12 +212,12 @@ static lact_status attn_path_forward(lact_ctx *ctx, lact_arena *ar, const lact_t
                                      const lact_ttt_layer_saved *s, lact_tensor *xa,
                                      const lact_tensor *x, int64_t pos0) {
     int64_t B = s->B, L = s->L, H = l->cfg.heads, d = l->cfg.dim / H;
-    LACT_TRY(LACT_NN_ALLOC(ar, xa, B, H, L, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, x->dtype, xa, B, H, L, d));
     size_t mark = lact_arena_mark(ar);
     lact_tensor r, x4 = LACT_NN_VIEW(x, B, L, H, d);
     const lact_tensor *src = &x4;
     if (l->cfg.rope) {
-        LACT_TRY(LACT_NN_ALLOC(ar, &r, B, L, H, d));
+        LACT_TRY(LACT_NN_ALLOC_AS(ar, x->dtype, &r, B, L, H, d));
         LACT_NN_RUN(ar, lact_rope_forward(ctx, &r, &x4, pos0, l->cfg.rope_theta));
         src = &r;
     }
@@ -225,7 +226,8 @@ static lact_status attn_path_forward(lact_ctx *ctx, lact_arena *ar, const lact_t
     return LACT_OK;
 }
 
-/* The per-head learning rates and momentum gates, in [·, B·H, L]. */
+/* The per-head learning rates and momentum gates, in [·, B·H, L], F32 (the
+ * ttt op's rule; with BF16 activations the projections write F32). */
 static lact_status gates_forward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
                                  lact_ttt_layer_saved *s, const lact_tensor *x) {
     int64_t B = s->B, L = s->L, H = l->cfg.heads;
@@ -240,7 +242,8 @@ static lact_status gates_forward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_l
     lact_tensor z, t;
     LACT_TRY(LACT_NN_ALLOC(ar, &z, B, L, 3 * H));
     LACT_TRY(LACT_NN_ALLOC(ar, &t, B, 3 * H, L));
-    LACT_NN_RUN(ar, lact_linear_forward(ctx, &z, x, &p->items[l->lr_w].w, &p->items[l->lr_b].w));
+    LACT_NN_RUN(ar, lact_linear_forward(ctx, &z, x, lact_param_mm(&p->items[l->lr_w], x->dtype),
+                                        &p->items[l->lr_b].w));
     /* [B, L, (i, h)] -> [B, (i, h), L] -> [i, (B, h), L] */
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &t, &z, B, L, 3 * H, 1));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->zlr, &t, 1, B, 3, H * L));
@@ -248,8 +251,9 @@ static lact_status gates_forward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_l
                                           lact_nn_inv_softplus(l->cfg.base_lr)));
     if (l->cfg.momentum) {
         lact_tensor zm = LACT_NN_VIEW(&z, B, L, H);
-        LACT_NN_RUN(ar, lact_linear_forward(ctx, &zm, x, &p->items[l->mom_w].w,
-                                            &p->items[l->mom_b].w));
+        LACT_NN_RUN(ar,
+                    lact_linear_forward(ctx, &zm, x, lact_param_mm(&p->items[l->mom_w], x->dtype),
+                                        &p->items[l->mom_b].w));
         LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->zm, &zm, B, L, H, 1));
         LACT_NN_RUN(ar, lact_sigmoid_forward(ctx, &s->mom, &s->zm));
     }
@@ -262,23 +266,27 @@ lact_status lact_ttt_layer_inputs(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *
     const lact_ttt_layer_cfg *c = &l->cfg;
     lact_params *p = l->params;
     int64_t D = c->dim, H = c->heads, d = D / H, B = s->B, L = s->L, N = B * H;
+    lact_dtype act = x->dtype;
 
     /* Projections: q, k, v = silu(x W{q,k,v}ᵀ). */
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->zq, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->zk, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->zv, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->q, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->k, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->v, N, L, d));
-    LACT_NN_RUN(ar, lact_linear_forward(ctx, &s->zq, x, &p->items[l->wq].w, NULL));
-    LACT_NN_RUN(ar, lact_linear_forward(ctx, &s->zk, x, &p->items[l->wk].w, NULL));
-    LACT_NN_RUN(ar, lact_linear_forward(ctx, &s->zv, x, &p->items[l->wv].w, NULL));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->zq, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->zk, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->zv, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->q, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->k, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->v, N, L, d));
+    LACT_NN_RUN(ar,
+                lact_linear_forward(ctx, &s->zq, x, lact_param_mm(&p->items[l->wq], act), NULL));
+    LACT_NN_RUN(ar,
+                lact_linear_forward(ctx, &s->zk, x, lact_param_mm(&p->items[l->wk], act), NULL));
+    LACT_NN_RUN(ar,
+                lact_linear_forward(ctx, &s->zv, x, lact_param_mm(&p->items[l->wv], act), NULL));
     LACT_NN_RUN(ar, lact_silu_forward(ctx, &s->q, &s->zq));
     LACT_NN_RUN(ar, lact_silu_forward(ctx, &s->k, &s->zk));
     {
         size_t mark = lact_arena_mark(ar);
         lact_tensor vb;
-        LACT_TRY(LACT_NN_ALLOC(ar, &vb, B, L, D));
+        LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &vb, B, L, D));
         LACT_NN_RUN(ar, lact_silu_forward(ctx, &vb, &s->zv));
         LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->v, &vb, B, L, H, d));
         lact_arena_release(ar, mark);
@@ -299,11 +307,12 @@ lact_status lact_ttt_layer_output(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *
     const lact_ttt_layer_cfg *c = &l->cfg;
     lact_params *p = l->params;
     int64_t D = c->dim, H = c->heads, d = D / H, B = s->B, L = s->L, N = B * H;
+    lact_dtype act = s->o.dtype;
     LACT_TRY(LACT_NN_ALLOC(ar, &s->rstd, N * L));
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->u, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->u, B, L, D));
     size_t mark = lact_arena_mark(ar);
     lact_tensor on;
-    LACT_TRY(LACT_NN_ALLOC(ar, &on, N, L, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &on, N, L, d));
     LACT_NN_RUN(ar, lact_rmsnorm_forward(ctx, &on, &s->rstd, &s->o, &p->items[l->o_norm].w,
                                          c->norm_eps));
     if (c->window_attn) {
@@ -312,7 +321,7 @@ lact_status lact_ttt_layer_output(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *
     }
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->u, &on, B, H, L, d));
     lact_arena_release(ar, mark);
-    LACT_NN_RUN(ar, lact_linear_forward(ctx, y, &s->u, &p->items[l->wo].w, NULL));
+    LACT_NN_RUN(ar, lact_linear_forward(ctx, y, &s->u, lact_param_mm(&p->items[l->wo], act), NULL));
     return LACT_OK;
 }
 
@@ -341,14 +350,14 @@ lact_status lact_ttt_layer_forward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena 
     LACT_NN_RUN(ar, lact_ttt_layer_replicate(ctx, &s->w2, &p->items[l->w2].w, B));
 
     LACT_TRY(LACT_NN_ALLOC(ar, &s->state, N, lact_ttt_state_numel(&args, c->momentum, d, dh)));
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->o, N, L, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, x->dtype, &s->o, N, L, d));
     lact_tensor lr[3];
     lact_ttt_layer_split_lr(&s->lr, lr, N, L);
     LACT_NN_RUN(ar, lact_ttt_forward(ctx, &s->o, &s->state, &s->qf, &s->kf, &s->v, &lr[0], &lr[1],
                                      &lr[2], c->momentum ? &s->mom : NULL, &s->w0, &s->w1, &s->w2,
                                      &args));
     if (c->window_attn) {
-        LACT_TRY(LACT_NN_ALLOC(ar, &s->ya, B, H, L, d));
+        LACT_TRY(LACT_NN_ALLOC_AS(ar, x->dtype, &s->ya, B, H, L, d));
         LACT_TRY(LACT_NN_ALLOC(ar, &s->lse, B, H, L));
         lact_attn_args aa = lact_ttt_layer_attn_args(l);
         lact_tensor v4 = LACT_NN_VIEW(&s->v, B, H, L, d);
@@ -372,5 +381,8 @@ lact_status lact_ttt_layer_check_io(const lact_ttt_layer *l, const lact_arena *a
         return lact_fail(LACT_E_ARG, "%s: arena on %s, context on %s, parameters %s", what,
                          lact_device_name(ar->device), lact_device_name(ctx->device),
                          l->params->allocated ? "allocated" : "not allocated");
-    return LACT_OK;
+    if (x->dtype != y->dtype)
+        return lact_fail(LACT_E_ARG, "%s: x is %s, y %s (one activation dtype)", what,
+                         lact_dtype_name(x->dtype), lact_dtype_name(y->dtype));
+    return lact_nn_check_act(l->params, x, what);
 }

@@ -50,11 +50,12 @@ static lact_status fast_path_backward(lact_ctx *ctx, lact_arena *ar, const lact_
                                       const lact_tensor *x, int scale, int offset) {
     int64_t B = s->B, L = s->L, D = l->cfg.dim, H = l->cfg.heads, d = D / H;
     lact_params *p = l->params;
+    lact_dtype act = s->x.dtype;
     size_t mark = lact_arena_mark(ar);
     lact_tensor r, n, dxs, tmp;
-    LACT_TRY(LACT_NN_ALLOC(ar, &r, B, L, H, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &n, B, L, H, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dxs, B, L, H, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &r, B, L, H, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &n, B, L, H, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dxs, B, L, H, d));
     LACT_TRY(LACT_NN_ALLOC(ar, &tmp, D));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &r, dxf, B, H, L, d));
     lact_tensor *dn = &r;
@@ -80,8 +81,8 @@ static lact_status attn_path_backward(lact_ctx *ctx, lact_arena *ar, const lact_
     int64_t B = s->B, L = s->L, H = l->cfg.heads, d = l->cfg.dim / H;
     size_t mark = lact_arena_mark(ar);
     lact_tensor r, n;
-    LACT_TRY(LACT_NN_ALLOC(ar, &r, B, L, H, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &n, B, L, H, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, s->x.dtype, &r, B, L, H, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, s->x.dtype, &n, B, L, H, d));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &r, dxa, B, H, L, d));
     lact_tensor *dn = &r;
     if (l->cfg.rope) {
@@ -94,7 +95,9 @@ static lact_status attn_path_backward(lact_ctx *ctx, lact_arena *ar, const lact_
     return LACT_OK;
 }
 
-/* Learning-rate and momentum gates: d_x += their projections' gradients. */
+/* Learning-rate and momentum gates: d_x += their projections' gradients
+ * (F32 like the gates; the projections' backward reads them in the
+ * activations' dtype). */
 static lact_status gates_backward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
                                   const lact_ttt_layer_saved *s, lact_tensor *dx,
                                   const lact_tensor *dlr, const lact_tensor *dmom) {
@@ -110,14 +113,14 @@ static lact_status gates_backward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &t, &dz, 1, 3, B, H * L));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &zb, &t, B, 3 * H, L, 1));
     LACT_TRY(lact_linear_backward(ctx, ar, dx, true, &p->items[l->lr_w].g, &p->items[l->lr_b].g,
-                                  &zb, &s->x, &p->items[l->lr_w].w));
+                                  &zb, &s->x, lact_param_mm(&p->items[l->lr_w], s->x.dtype)));
     if (l->cfg.momentum) {
         lact_tensor dzm = LACT_NN_VIEW(&t, N, L), zmb = LACT_NN_VIEW(&zb, B, L, H);
         LACT_NN_RUN(ar, lact_sigmoid_backward(ctx, &dzm, dmom, &s->mom));
         LACT_NN_RUN(ar, lact_nn_permute(ctx, &zmb, &dzm, B, H, L, 1));
         LACT_TRY(lact_linear_backward(ctx, ar, dx, true, &p->items[l->mom_w].g,
                                       &p->items[l->mom_b].g, &zmb, &s->x,
-                                      &p->items[l->mom_w].w));
+                                      lact_param_mm(&p->items[l->mom_w], s->x.dtype)));
     }
     lact_arena_release(ar, mark);
     return LACT_OK;
@@ -130,6 +133,7 @@ lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena
     lact_params *p = l->params;
     int64_t B = s->B, L = s->L, D = c->dim, H = c->heads, d = D / H, dh = d * c->inter_multi;
     int64_t N = B * H;
+    lact_dtype act = s->x.dtype;
     if (!lact_tensor_same_shape(dy, &s->x) || (dx && !lact_tensor_same_shape(dx, &s->x)))
         return lact_fail(LACT_E_ARG, "ttt layer backward: dy and dx must have x's shape [%lld, "
                          "%lld, %lld]", (long long)B, (long long)L, (long long)D);
@@ -139,19 +143,19 @@ lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena
 
     /* Output projection, then back to the heads' layout. */
     lact_tensor du, dsum, don, dnorm;
-    LACT_TRY(LACT_NN_ALLOC(ar, &du, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dsum, N, L, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &don, N, L, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &du, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dsum, N, L, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &don, N, L, d));
     LACT_TRY(LACT_NN_ALLOC(ar, &dnorm, d));
     LACT_TRY(lact_linear_backward(ctx, ar, &du, false, &p->items[l->wo].g, NULL, dy, &s->u,
-                                  &p->items[l->wo].w));
+                                  lact_param_mm(&p->items[l->wo], act)));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &dsum, &du, B, L, H, d));
 
     lact_tensor dqa, dka, dva;
     if (c->window_attn) {
-        LACT_TRY(LACT_NN_ALLOC(ar, &dqa, B, H, L, d));
-        LACT_TRY(LACT_NN_ALLOC(ar, &dka, B, H, L, d));
-        LACT_TRY(LACT_NN_ALLOC(ar, &dva, B, H, L, d));
+        LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dqa, B, H, L, d));
+        LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dka, B, H, L, d));
+        LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dva, B, H, L, d));
         lact_attn_args aa = lact_ttt_layer_attn_args(l);
         lact_tensor v4 = LACT_NN_VIEW(&s->v, B, H, L, d), dy4 = LACT_NN_VIEW(&dsum, B, H, L, d);
         LACT_NN_RUN(ar, lact_attention_backward(ctx, &dqa, &dka, &dva, NULL, &dy4, &s->qa, &s->ka,
@@ -163,9 +167,9 @@ lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena
 
     /* The fast-weight op. */
     lact_tensor dqf, dkf, dvf, dlr, dmom, dw0, dw1, dw2, dlr3[3];
-    LACT_TRY(LACT_NN_ALLOC(ar, &dqf, N, L, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dkf, N, L, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dvf, N, L, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dqf, N, L, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dkf, N, L, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dvf, N, L, d));
     LACT_TRY(LACT_NN_ALLOC(ar, &dlr, 3, N, L));
     LACT_TRY(LACT_NN_ALLOC(ar, &dmom, N, L));
     LACT_TRY(LACT_NN_ALLOC(ar, &dw0, N, dh, d));
@@ -185,9 +189,9 @@ lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena
 
     /* v: both paths read it; then SiLU and the projection (dx overwritten). */
     lact_tensor dvb, dg, dz;
-    LACT_TRY(LACT_NN_ALLOC(ar, &dvb, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dg, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dz, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dvb, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dg, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dz, B, L, D));
     if (c->window_attn) {
         lact_tensor dva3 = LACT_NN_VIEW(&dva, N, L, d);
         LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &dvf, &dva3));
@@ -195,19 +199,19 @@ lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &dvb, &dvf, B, H, L, d));
     LACT_NN_RUN(ar, lact_silu_backward(ctx, &dz, &dvb, &s->zv));
     LACT_TRY(lact_linear_backward(ctx, ar, dx, false, &p->items[l->wv].g, NULL, &dz, &s->x,
-                                  &p->items[l->wv].w));
+                                  lact_param_mm(&p->items[l->wv], act)));
 
     /* q and k: fast path (+ attention path), SiLU, projection. */
     LACT_TRY(fast_path_backward(ctx, ar, l, s, &dg, &dqf, &s->qs, &s->q, l->q_scale, l->q_offset));
     if (c->window_attn) LACT_TRY(attn_path_backward(ctx, ar, l, s, &dg, &dqa));
     LACT_NN_RUN(ar, lact_silu_backward(ctx, &dz, &dg, &s->zq));
     LACT_TRY(lact_linear_backward(ctx, ar, dx, true, &p->items[l->wq].g, NULL, &dz, &s->x,
-                                  &p->items[l->wq].w));
+                                  lact_param_mm(&p->items[l->wq], act)));
     LACT_TRY(fast_path_backward(ctx, ar, l, s, &dg, &dkf, &s->ks, &s->k, l->k_scale, l->k_offset));
     if (c->window_attn) LACT_TRY(attn_path_backward(ctx, ar, l, s, &dg, &dka));
     LACT_NN_RUN(ar, lact_silu_backward(ctx, &dz, &dg, &s->zk));
     LACT_TRY(lact_linear_backward(ctx, ar, dx, true, &p->items[l->wk].g, NULL, &dz, &s->x,
-                                  &p->items[l->wk].w));
+                                  lact_param_mm(&p->items[l->wk], act)));
 
     LACT_TRY(gates_backward(ctx, ar, l, s, dx, &dlr, &dmom));
     lact_arena_release(ar, mark);

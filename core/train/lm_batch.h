@@ -26,7 +26,7 @@ typedef struct lact_lm_batch {
 } lact_lm_batch;
 
 /* Allocates everything and sizes the arena with a measuring forward +
- * backward of m at (B, T). */
+ * backward of m at (B, T), in the model's activation dtype (m->act). */
 lact_status lact_lm_batch_init(lact_lm_batch *b, lact_lm *m, int64_t B, int64_t T);
 void lact_lm_batch_free(lact_lm_batch *b);
 /* Uploads rows windows of b->window (rows ≤ B; missing rows are ignored

@@ -26,7 +26,7 @@ static const lact_cfg_field fields[] = {
     {"n_layers", LACT_CFG_INT, M(n_layers), 0, "number of blocks"},
     {"n_heads", LACT_CFG_INT, M(n_heads), 0, "heads of every mixer (D % n_heads == 0)"},
     {"mixers", LACT_CFG_STRING, M(mixers), LACT_LM_MIXERS_MAX,
-     "comma-separated mixers repeated over the layers: lact, attention"},
+     "comma-separated mixers repeated over the layers: lact, attention, mesa"},
     {"mlp_mult", LACT_CFG_FLOAT, M(mlp_mult), 0, "SwiGLU hidden size = mlp_mult * d_model"},
     {"chunk", LACT_CFG_INT, M(chunk), 0, "LaCT tokens per fast-weight update"},
     {"window", LACT_CFG_INT, M(window), 0, "LaCT sliding-window attention (0: none; >= chunk)"},
@@ -34,10 +34,14 @@ static const lact_cfg_field fields[] = {
     {"base_lr", LACT_CFG_FLOAT, M(base_lr), 0, "LaCT fast-weight learning rate"},
     {"muon", LACT_CFG_BOOL, M(muon), 0, "LaCT Newton-Schulz on fast-weight updates"},
     {"momentum", LACT_CFG_BOOL, M(momentum), 0, "LaCT momentum on fast-weight updates"},
+    {"mesa_chunk", LACT_CFG_INT, M(mesa_chunk), 0, "Mesa tokens per chunk of the parallel form"},
+    {"mesa_cg_steps", LACT_CFG_INT, M(mesa_cg_steps), 0, "Mesa conjugate-gradient steps per solve"},
     {"tie_embeddings", LACT_CFG_BOOL, M(tie_embeddings), 0, "the head is the embedding"},
     {"init_std", LACT_CFG_FLOAT, M(init_std), 0, "std of the initial projections"},
     {"rope_theta", LACT_CFG_FLOAT, M(rope_theta), 0, "RoPE base"},
     {"norm_eps", LACT_CFG_FLOAT, M(norm_eps), 0, "RMSNorm epsilon"},
+    {"dtype", LACT_CFG_STRING, M(dtype), sizeof(((lact_lm_cfg *)0)->dtype),
+     "compute dtype: f32, or bf16 (CUDA; parameters stay F32)"},
     {"seq_len", LACT_CFG_INT, R(seq_len), 0, "tokens per sequence"},
     {"batch", LACT_CFG_INT, R(batch), 0, "sequences per micro-batch"},
     {"accum", LACT_CFG_INT, R(accum), 0, "micro-batches per optimizer step"},
@@ -86,5 +90,10 @@ lact_status lact_lm_run_check(const lact_lm_run_cfg *c) {
                          (long long)c->model.window, (long long)c->model.chunk);
     if (c->model.chunk < 1 || c->model.inter_multi < 1 || !(c->model.base_lr > 0))
         return lact_fail(LACT_E_ARG, "chunk, inter_multi and base_lr must be positive");
+    if (c->model.mesa_chunk < 1 || c->model.mesa_cg_steps < 1 || c->model.mesa_cg_steps > 100000)
+        return lact_fail(LACT_E_ARG,
+                         "mesa_chunk must be positive and mesa_cg_steps in [1, 100000]");
+    if (strcmp(c->model.dtype, "f32") != 0 && strcmp(c->model.dtype, "bf16") != 0)
+        return lact_fail(LACT_E_ARG, "dtype '%s': expected f32 or bf16", c->model.dtype);
     return LACT_OK;
 }

@@ -64,12 +64,13 @@ lact_status lact_lm_trainer_init(lact_lm_trainer *t, lact_ctx *ctx, const lact_l
     t->cfg = *cfg;
     t->ctx = ctx;
     LACT_TRY(lact_lm_run_check(cfg));
+    LACT_TRY(lact_lm_check_device(&cfg->model, ctx->device));
     t->sched.steps = cfg->steps, t->sched.warmup = cfg->warmup;
     t->sched.peak = cfg->lr, t->sched.floor = cfg->lr * cfg->min_lr;
     t->sched.decay_frac = cfg->decay_frac;
     LACT_TRY(lact_schedule_parse(cfg->schedule, &t->sched.kind));
     bool has_val = false;
-    LACT_TRY(check_data(data_dir, &cfg->model, &has_val));
+    if (data_dir) LACT_TRY(check_data(data_dir, &cfg->model, &has_val));
     lact_status s = lact_lm_init(&t->model, &cfg->model, ctx->device);
     if (s != LACT_OK) return s;
     t->parts |= PART_MODEL;
@@ -79,12 +80,13 @@ lact_status lact_lm_trainer_init(lact_lm_trainer *t, lact_ctx *ctx, const lact_l
                             (float)cfg->eps, (float)cfg->weight_decay);
     if (s == LACT_OK) t->parts |= PART_OPT;
     char pattern[4096];
-    snprintf(pattern, sizeof pattern, "%s/*_train_*.bin", data_dir);
-    const char *paths[1] = {pattern};
-    if (s == LACT_OK)
+    if (s == LACT_OK && data_dir) {
+        snprintf(pattern, sizeof pattern, "%s/*_train_*.bin", data_dir);
+        const char *paths[1] = {pattern};
         s = lact_loader_init(&t->train, paths, 1, cfg->batch, cfg->seq_len, (uint64_t)cfg->seed,
                              true, true);
-    if (s == LACT_OK) t->parts |= PART_LOADER;
+        if (s == LACT_OK) t->parts |= PART_LOADER;
+    }
     if (s == LACT_OK) s = lact_lm_batch_init(&t->batch, &t->model, cfg->batch, cfg->seq_len);
     if (s == LACT_OK) t->parts |= PART_BATCH;
     if (s == LACT_OK && has_val) {
@@ -106,7 +108,18 @@ void lact_lm_trainer_free(lact_lm_trainer *t) {
     t->parts = 0;
 }
 
+static lact_status loader_windows(void *arg, int32_t *window, int64_t *rows) {
+    return lact_loader_next(arg, window, rows);
+}
+
 lact_status lact_lm_trainer_step(lact_lm_trainer *t, lact_lm_step_stats *st) {
+    if (!(t->parts & PART_LOADER))
+        return lact_fail(LACT_E_ARG, "lm trainer: made without data, nothing to step on");
+    return lact_lm_trainer_step_from(t, loader_windows, &t->train, st);
+}
+
+lact_status lact_lm_trainer_step_from(lact_lm_trainer *t, lact_lm_windows_fn next, void *arg,
+                                      lact_lm_step_stats *st) {
     const lact_lm_run_cfg *c = &t->cfg;
     int64_t step = t->step + 1;
     float weight = 1.0f / (float)(c->batch * c->seq_len * c->accum);
@@ -116,7 +129,7 @@ lact_status lact_lm_trainer_step(lact_lm_trainer *t, lact_lm_step_stats *st) {
     for (int64_t k = 0; k < c->accum; k++) {
         int64_t rows, n;
         double part;
-        LACT_TRY(lact_loader_next(&t->train, t->batch.window, &rows));
+        LACT_TRY(next(arg, t->batch.window, &rows));
         LACT_TRY(lact_lm_batch_upload(&t->batch, rows, weight, &n));
         LACT_TRY(lact_lm_batch_forward(t->ctx, &t->model, &t->batch, &part));
         LACT_TRY(lact_lm_backward(t->ctx, &t->model, &t->batch.arena, &t->batch.dloss));
@@ -286,7 +299,10 @@ lact_status lact_lm_trainer_restore(lact_lm_trainer *t, const char *path) {
     int64_t step = 0, tokens = 0;
     lact_loader_pos pos;
     if (s == LACT_OK) s = parse_state(path, json, &saved, &step, &tokens, &pos);
-    if (s == LACT_OK) s = lact_loader_seek(&t->train, pos);
+    /* The checkpoint wrote the masters directly: the BF16 shadow follows. */
+    lact_params_weights_changed(&t->model.params);
+    if (s == LACT_OK) s = lact_params_sync_shadow(t->ctx, &t->model.params);
+    if (s == LACT_OK && (t->parts & PART_LOADER)) s = lact_loader_seek(&t->train, pos);
     if (s == LACT_OK) t->step = step, t->tokens = tokens;
     free(json);
     free_names(names, ts, n);

@@ -39,22 +39,33 @@ typedef struct lact_lm_step_stats {
     int64_t tokens;
 } lact_lm_step_stats;
 
-/* Builds the run on ctx's device for the shards in data_dir
+/* Builds the run on ctx's device (dtype bf16 needs a CUDA context) for the
+ * shards in data_dir
  * (<name>_train_*.bin, optional <name>_val_*.bin and <name>_meta.json, as
- * `lact lm prepare` writes them). Weights from cfg->seed. */
+ * `lact lm prepare` writes them). Weights from cfg->seed. A NULL data_dir
+ * makes the run without a loader: its steps then come from
+ * lact_lm_trainer_step_from (`lact bench lm` feeds random ids that way). */
 lact_status lact_lm_trainer_init(lact_lm_trainer *t, lact_ctx *ctx, const lact_lm_run_cfg *cfg,
                                  const char *data_dir);
 void lact_lm_trainer_free(lact_lm_trainer *t);
-/* One optimizer step. */
+/* One optimizer step on the loader's next batches. */
 lact_status lact_lm_trainer_step(lact_lm_trainer *t, lact_lm_step_stats *st);
+
+/* Fills window [batch][seq_len + 1] with a micro-batch's token windows, as
+ * lact_loader_next does; *rows ≤ batch (missing rows are ignored targets). */
+typedef lact_status (*lact_lm_windows_fn)(void *arg, int32_t *window, int64_t *rows);
+/* One optimizer step whose `accum` micro-batches come from next(arg). */
+lact_status lact_lm_trainer_step_from(lact_lm_trainer *t, lact_lm_windows_fn next, void *arg,
+                                      lact_lm_step_stats *st);
 /* Mean val loss over cfg.eval_batches batches from the start of the val
  * shards (the same batches every time). */
 lact_status lact_lm_trainer_eval(lact_lm_trainer *t, double *val_loss);
 
 /* Writes the checkpoint atomically. */
 lact_status lact_lm_trainer_save(lact_lm_trainer *t, const char *path);
-/* Restores weights, moments, step, tokens and the loader position. The
- * model's shapes must equal the checkpoint's. */
+/* Restores weights, moments, step, tokens and the loader position, and
+ * refreshes the BF16 shadow. The model's shapes must equal the
+ * checkpoint's. */
 lact_status lact_lm_trainer_restore(lact_lm_trainer *t, const char *path);
 
 /* The run config stored in a checkpoint (for eval and resume), and the

@@ -37,5 +37,6 @@ lact_status lact_adamw_update(lact_ctx *ctx, lact_adamw *o, float lr, int64_t st
                              step};
         LACT_TRY(lact_adamw_step(ctx, &it->w, &it->state[0], &it->state[1], &it->g, &a));
     }
-    return LACT_OK;
+    /* The next forward's BF16 operands: one cast of the whole block. */
+    return lact_params_sync_shadow(ctx, p);
 }

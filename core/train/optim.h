@@ -28,7 +28,8 @@ void lact_adamw_free(lact_adamw *o);
 /* ‖g‖ over every gradient; when max_norm > 0 and ‖g‖ > max_norm the
  * gradients are scaled by max_norm / ‖g‖. *norm is the norm before. */
 lact_status lact_adamw_clip(lact_ctx *ctx, lact_adamw *o, float max_norm, float *norm);
-/* One step (1-based step for the bias correction) at rate lr. */
+/* One step (1-based step for the bias correction) at rate lr, then the
+ * store's BF16 shadow (when it has one) from the new weights. */
 lact_status lact_adamw_update(lact_ctx *ctx, lact_adamw *o, float lr, int64_t step);
 
 #ifdef __cplusplus

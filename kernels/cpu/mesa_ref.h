@@ -33,6 +33,10 @@ typedef struct lact_mesa_dims {
     lact_status lact_cpu_mesa_forward_##sfx(real *o, real *h_last, real *g_last, double *residual, \
                                             const lact_mesa_in_##sfx *in,                          \
                                             const lact_mesa_dims *dims);                           \
+    /* The same, also writing the solutions x [B, H, L, d]. */                                     \
+    lact_status lact_cpu_mesa_forward_x_##sfx(real *o, real *x, real *h_last, real *g_last,        \
+                                              double *residual, const lact_mesa_in_##sfx *in,      \
+                                              const lact_mesa_dims *dims);                         \
     lact_status lact_cpu_mesa_backward_##sfx(const lact_mesa_grad_##sfx *grad, const real *d_o,    \
                                              const lact_mesa_in_##sfx *in,                         \
                                              const lact_mesa_dims *dims);                          \

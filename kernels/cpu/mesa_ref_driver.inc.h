@@ -28,6 +28,12 @@ static int64_t mesa_min(int64_t a, int64_t b) {
 
 lact_status MESA_NAME(lact_cpu_mesa_forward)(real *o, real *h_last, real *g_last, double *residual,
                                              const mesa_in *in, const lact_mesa_dims *dims) {
+    return MESA_NAME(lact_cpu_mesa_forward_x)(o, NULL, h_last, g_last, residual, in, dims);
+}
+
+lact_status MESA_NAME(lact_cpu_mesa_forward_x)(real *o, real *x, real *h_last, real *g_last,
+                                               double *residual, const mesa_in *in,
+                                               const lact_mesa_dims *dims) {
     int64_t L = dims->len, d = dims->d, C = mesa_min(dims->chunk, L);
     mesa_ws ws;
     LACT_TRY(mesa_ws_init(&ws, d, C));
@@ -42,6 +48,7 @@ lact_status MESA_NAME(lact_cpu_mesa_forward)(real *o, real *h_last, real *g_last
             int64_t T = mesa_min(C, L - s);
             mesa_decay(&ws, g + s, beta + s, T);
             mesa_cg(&ws, k + s * d, lam, q + s * d, T, dims->cg_steps, ws.x);
+            if (x) memcpy(x + (bh * L + s) * d, ws.x, (size_t)(T * d) * sizeof(real));
             mesa_output(&ws, k + s * d, v + s * d, ws.x, T, o + (bh * L + s) * d);
             if (residual) {
                 double e = mesa_residual(&ws, k + s * d, lam, q + s * d, ws.x, T);

@@ -302,10 +302,20 @@ __global__ void __launch_bounds__(WARPS * 32)
 /* ---- launchers ------------------------------------------------------------------ */
 
 static lact_status check_head_dim(const char *op, int64_t d, int *dpl) {
-    if (d > 128)
-        return lact_fail(LACT_E_UNSUPPORTED, "%s: head dim %lld > 128 has no CUDA kernel yet", op,
+    if (d > 256)
+        return lact_fail(LACT_E_UNSUPPORTED, "%s: head dim %lld > 256 has no CUDA kernel", op,
                          (long long)d);
-    *dpl = d <= 32 ? 1 : d <= 64 ? 2 : 4;
+    *dpl = d <= 32 ? 1 : d <= 64 ? 2 : d <= 128 ? 4 : 8;
+    return LACT_OK;
+}
+
+/* Head dims above 128 need more than the default 48 KiB of dynamic shared
+ * memory (d = 256: 82 KiB for the d_k/d_v pass); raising a kernel's limit
+ * is one attribute call, made before each such launch. */
+template <class K> static lact_status allow_smem(K *kernel, size_t bytes) {
+    if (bytes <= 48 * 1024) return LACT_OK;
+    LACT_CU(cudaFuncSetAttribute((const void *)kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)bytes));
     return LACT_OK;
 }
 
@@ -324,8 +334,11 @@ static size_t smem_bytes(int64_t d, int kind) {
         } else if (dpl == 2) {                                                                     \
             constexpr int P = 2;                                                                   \
             __VA_ARGS__;                                                                           \
-        } else {                                                                                   \
+        } else if (dpl == 4) {                                                                     \
             constexpr int P = 4;                                                                   \
+            __VA_ARGS__;                                                                           \
+        } else {                                                                                   \
+            constexpr int P = 8;                                                                   \
             __VA_ARGS__;                                                                           \
         }                                                                                          \
     } while (0)
@@ -350,6 +363,7 @@ extern "C" lact_status lact_cuda_attention_forward(lact_ctx *ctx, lact_tensor *y
                                g ? (const bf16 *)g->data : NULL);
     LACT_DISPATCH_FLOAT(q->dtype, op, {
         ATTN_DPL(dpl, {
+            LACT_TRY(allow_smem(attn_fwd_kernel<T, P>, sm));
             attn_fwd_kernel<T, P><<<grid, WARPS * 32, sm, lact_cuda_stream(ctx)>>>(
                 (T *)y->data, pl, (const T *)q->data, (const T *)k->data, (const T *)v->data,
                 g ? (const T *)g->data : NULL, G);
@@ -409,21 +423,27 @@ lact_cuda_attention_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k, 
         if (s == LACT_OK && d_q && rows > 0) {
             dim3 grid((unsigned)((G.lq + WARPS - 1) / WARPS), (unsigned)G.nh, (unsigned)nb);
             ATTN_DPL(dpl, {
-                attn_bwd_dq_kernel<T, P><<<grid, WARPS * 32, smem_bytes(G.d, 1), st>>>(
+                s = allow_smem(attn_bwd_dq_kernel<T, P>, smem_bytes(G.d, 1));
+                if (s == LACT_OK)
+                    attn_bwd_dq_kernel<T, P><<<grid, WARPS * 32, smem_bytes(G.d, 1), st>>>(
                     (T *)d_q->data, tq, tk, tv, tg, tdy, (const float *)lse->data, dsum, G);
             });
-            s = lact_cuda_status(cudaPeekAtLastError(), "attention backward dq", __FILE__,
-                                 __LINE__);
+            if (s == LACT_OK)
+                s = lact_cuda_status(cudaPeekAtLastError(), "attention backward dq", __FILE__,
+                                     __LINE__);
         }
         if (s == LACT_OK && (d_k || d_v) && G.lk > 0 && nb > 0) {
             dim3 grid((unsigned)((G.lk + WARPS - 1) / WARPS), (unsigned)G.nkv, (unsigned)nb);
             ATTN_DPL(dpl, {
-                attn_bwd_dkv_kernel<T, P><<<grid, WARPS * 32, smem_bytes(G.d, 2), st>>>(
+                s = allow_smem(attn_bwd_dkv_kernel<T, P>, smem_bytes(G.d, 2));
+                if (s == LACT_OK)
+                    attn_bwd_dkv_kernel<T, P><<<grid, WARPS * 32, smem_bytes(G.d, 2), st>>>(
                     d_k ? (T *)d_k->data : NULL, d_v ? (T *)d_v->data : NULL, tq, tk, tv, tg, tdy,
                     (const float *)lse->data, dsum, G);
             });
-            s = lact_cuda_status(cudaPeekAtLastError(), "attention backward dk/dv", __FILE__,
-                                 __LINE__);
+            if (s == LACT_OK)
+                s = lact_cuda_status(cudaPeekAtLastError(), "attention backward dk/dv",
+                                     __FILE__, __LINE__);
         }
     });
     return s;

@@ -1,6 +1,6 @@
 /* The CUDA version of the attention op (kernels/attention.h): same
  * arguments as the public functions, called after their checks. Head dims
- * up to 128; decode has no CUDA version yet. */
+ * up to 256; decode has no CUDA version yet. */
 #ifndef LACT_CUDA_ATTENTION_CUDA_H
 #define LACT_CUDA_ATTENTION_CUDA_H
 

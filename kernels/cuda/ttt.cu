@@ -9,7 +9,6 @@
  * recomputes the step (G, momentum, Newton–Schulz, renorm) and propagates
  * through it, then through the products that made G; per apply through
  * the read-out. */
-#include <mutex>
 #include <string.h>
 
 #include "core/base/device.h"
@@ -33,41 +32,6 @@
             kernel<T, 1><<<bl_, th_, 0, st>>>(__VA_ARGS__);                                        \
         LACT_CU_LAUNCH(#kernel);                                                                   \
     } while (0)
-
-/* ---- the cached workspace ----------------------------------------------------- */
-
-typedef struct ttt_wsp {
-    void *stream, *p;
-    size_t bytes;
-} ttt_wsp;
-
-static ttt_wsp wsp_cache[8];
-static std::mutex wsp_lock;
-
-/* A device buffer of at least bytes for the context's stream, grown (after
- * a sync) when too small and kept for later calls. */
-static lact_status ttt_workspace(lact_ctx *ctx, size_t bytes, void **out) {
-    std::lock_guard<std::mutex> guard(wsp_lock);
-    ttt_wsp *w = NULL;
-    for (int i = 0; i < 8 && !w; i++)
-        if (wsp_cache[i].p && wsp_cache[i].stream == ctx->stream) w = &wsp_cache[i];
-    for (int i = 0; i < 8 && !w; i++)
-        if (!wsp_cache[i].p) w = &wsp_cache[i];
-    if (!w) return lact_fail(LACT_E_UNSUPPORTED, "ttt: more than 8 CUDA streams in use");
-    if (w->bytes < bytes) {
-        if (w->p) {
-            LACT_CU(cudaStreamSynchronize(lact_cuda_stream(ctx)));
-            lact_mem_free(LACT_CUDA, w->p);
-            w->p = NULL;
-            w->bytes = 0;
-        }
-        LACT_TRY(lact_mem_alloc(LACT_CUDA, bytes, &w->p));
-        w->bytes = bytes;
-        w->stream = ctx->stream;
-    }
-    *out = w->p;
-    return LACT_OK;
-}
 
 /* Bump allocation in 256-byte steps; with base NULL it only measures. */
 static void *carve(char *base, size_t *off, size_t bytes) {
@@ -166,7 +130,7 @@ template <class T> struct ttt_run {
         size_t bytes = 0;
         layout(NULL, &bytes);
         void *base = NULL;
-        LACT_TRY(ttt_workspace(c, bytes, &base));
+        LACT_TRY(lact_cuda_buffer(c, LACT_BUF_TTT, bytes, &base));
         bytes = 0;
         layout((char *)base, &bytes);
         LACT_CU(cudaMemcpyAsync(ops, a->ops, (size_t)a->n_ops * sizeof(lact_ttt_op),

@@ -459,13 +459,20 @@ __global__ void ttt_ns_unscale_kernel(ttt_geom g, const float *u, const T *dX0, 
         dst[e] = ld(dx, e) / ne - k * src[e];
 }
 
-/* P = b A + a I over a batch of p×p matrices. */
-template <class T>
-__global__ void ttt_ns_poly_kernel(int64_t total, int64_t p, const T *A, T *P, float a, float b) {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t w = i % (p * p), r = w / p, c = w - r * p;
-        st(P, i, b * ld(A, i) + (r == c ? a : 0.0f));
+/* P = b A + a I over a batch of p×p matrices; grid (slices, matrices), V
+ * elements per access (V = 2 needs p even). The diagonal is every (p+1)-th
+ * element, so no row/column division is needed. */
+template <class T, int V>
+__global__ void ttt_ns_poly_kernel(int pp, int p, const T *A, T *P, float a, float b) {
+    size_t base = (size_t)blockIdx.y * (size_t)pp;
+    for (int w = (int)(blockIdx.x * blockDim.x + threadIdx.x) * V; w < pp;
+         w += (int)(gridDim.x * blockDim.x) * V) {
+        float x[V];
+        ldv<V>(x, A + base + w);
+#pragma unroll
+        for (int v = 0; v < V; v++)
+            x[v] = b * x[v] + ((w + v) % (p + 1) == 0 ? a : 0.0f);
+        stv<V>(P + base + w, x);
     }
 }
 

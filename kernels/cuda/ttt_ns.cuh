@@ -15,8 +15,8 @@ static inline lact_status ttt_gemm(lact_ctx *ctx, lact_dtype ab, lact_dtype cd, 
                                    int64_t M, int64_t N, int64_t K, int64_t batch, const void *a,
                                    int64_t sa, const void *b, int64_t sb, void *c, int64_t sc,
                                    float alpha, float beta) {
-    lact_gemm_desc g = lact_gemm_desc_make(a, b, c, ab, cd, ta, tb, M, N, K, batch, sa, sb, sc,
-                                           alpha, beta);
+    lact_gemm_desc g =
+        lact_gemm_desc_make(a, b, c, ab, cd, ta, tb, M, N, K, batch, sa, sb, sc, alpha, beta);
     return lact_cuda_gemm(ctx, &g);
 }
 
@@ -65,23 +65,41 @@ template <class T> struct ttt_ns {
     }
 
     lact_dtype dt() const { return ttt_dt<T>::v; }
+    lact_status gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t batch, const T *a,
+                     int64_t sa, const T *b, int64_t sb, T *c, int64_t sc, float alpha,
+                     float beta) const {
+        return ttt_gemm(ctx, dt(), dt(), ta, tb, M, N, K, batch, a, sa, b, sb, c, sc, alpha, beta);
+    }
     const T *mat(const T *base, int k) const { return base + first[k] * g.nel; }
     T *mat(T *base, int k) const { return base + first[k] * g.nel; }
     T *sq(T *base, int k) const { return base + first[k] * p * p; }
+
+    /* out = b·in + a·I on each of the 3N p×p matrices. */
+    lact_status poly_ew(const T *in, T *out, float a, float b) {
+        if (3 * g.n > 65535)
+            return lact_fail(LACT_E_UNSUPPORTED, "ttt: Muon on more than 21845 head-batches");
+        int pp = (int)(p * p), v = p % 2 == 0 ? 2 : 1;
+        int64_t bx = (pp / v + 255) / 256;
+        dim3 grid((unsigned)(bx < 65535 ? bx : 65535), (unsigned)(3 * g.n));
+        if (v == 2)
+            ttt_ns_poly_kernel<T, 2>
+                <<<grid, 256, 0, lact_cuda_stream(ctx)>>>(pp, (int)p, in, out, a, b);
+        else
+            ttt_ns_poly_kernel<T, 1>
+                <<<grid, 256, 0, lact_cuda_stream(ctx)>>>(pp, (int)p, in, out, a, b);
+        LACT_CU_LAUNCH("ttt_ns_poly");
+        return LACT_OK;
+    }
 
     /* A[s] = X Xᵀ (wide) or Yᵀ Y (tall), then P[s] = aI + bA + cA². */
     lact_status poly(const T *Xs, int s) {
         const float *k = ttt_ns_coef(muon, s);
         T *As = A[s], *Ps = P[s];
         for (int j = 0; j < n_groups; j++)
-            LACT_TRY(ttt_gemm(ctx, dt(), dt(), tall[j], !tall[j], p, p, q, count[j], mat(Xs, j),
-                              g.nel, mat(Xs, j), g.nel, sq(As, j), p * p, 1.0f, 0.0f));
-        int64_t total = 3 * g.n * p * p;
-        ttt_ns_poly_kernel<T><<<lact_grid_1d(total, 256), 256, 0, lact_cuda_stream(ctx)>>>(
-            total, p, As, Ps, k[0], k[1]);
-        LACT_CU_LAUNCH("ttt_ns_poly");
-        return ttt_gemm(ctx, dt(), dt(), false, false, p, p, p, 3 * g.n, As, p * p, As, p * p, Ps,
-                        p * p, k[2], 1.0f);
+            LACT_TRY(gemm(tall[j], !tall[j], p, p, q, count[j], mat(Xs, j), g.nel, mat(Xs, j),
+                          g.nel, sq(As, j), p * p, 1.0f, 0.0f));
+        LACT_TRY(poly_ew(As, Ps, k[0], k[1]));
+        return gemm(false, false, p, p, p, 3 * g.n, As, p * p, As, p * p, Ps, p * p, k[2], 1.0f);
     }
 
     /* X[0] from u (master layout, fp32); ‖u‖_F into nnorm. */
@@ -112,11 +130,11 @@ template <class T> struct ttt_ns {
     lact_status times(const T *Pm, const T *Xs, T *out, float beta) {
         for (int k = 0; k < n_groups; k++) {
             if (!tall[k])
-                LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, p, q, p, count[k], sq((T *)Pm, k),
-                                  p * p, mat(Xs, k), g.nel, mat(out, k), g.nel, 1.0f, beta));
+                LACT_TRY(gemm(false, false, p, q, p, count[k], sq((T *)Pm, k), p * p, mat(Xs, k),
+                              g.nel, mat(out, k), g.nel, 1.0f, beta));
             else
-                LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, q, p, p, count[k], mat(Xs, k),
-                                  g.nel, sq((T *)Pm, k), p * p, mat(out, k), g.nel, 1.0f, beta));
+                LACT_TRY(gemm(false, false, q, p, p, count[k], mat(Xs, k), g.nel, sq((T *)Pm, k),
+                              p * p, mat(out, k), g.nel, 1.0f, beta));
         }
         return LACT_OK;
     }
@@ -134,8 +152,6 @@ template <class T> struct ttt_ns {
      * P[s]); returns the adjoint of X[0] (one of the dX buffers). */
     lact_status backward(T **dx0) {
         int cur = 0;
-        int64_t sq_total = 3 * g.n * p * p;
-        cudaStream_t st = lact_cuda_stream(ctx);
         for (int s = 4; s >= 0; s--) {
             const float *k = ttt_ns_coef(muon, s);
             const T *Xs = X[s];
@@ -144,19 +160,17 @@ template <class T> struct ttt_ns {
              * products instead of a transposed read */
             for (int j = 0; j < n_groups; j++) {
                 bool t = tall[j];
-                LACT_TRY(ttt_gemm(ctx, dt(), dt(), t, !t, p, p, q, count[j], mat(dXo, j), g.nel,
-                                  mat(Xs, j), g.nel, sq(Q, j), p * p, 1.0f, 0.0f));
-                LACT_TRY(ttt_gemm(ctx, dt(), dt(), t, !t, p, p, q, count[j], mat(Xs, j), g.nel,
-                                  mat(dXo, j), g.nel, sq(Q, j), p * p, 1.0f, 1.0f));
+                LACT_TRY(gemm(t, !t, p, p, q, count[j], mat(dXo, j), g.nel, mat(Xs, j), g.nel,
+                              sq(Q, j), p * p, 1.0f, 0.0f));
+                LACT_TRY(gemm(t, !t, p, p, q, count[j], mat(Xs, j), g.nel, mat(dXo, j), g.nel,
+                              sq(Q, j), p * p, 1.0f, 1.0f));
             }
             /* R = b Q + c (QA + AQ): the symmetrised adjoint of A */
-            ttt_ns_poly_kernel<T>
-                <<<lact_grid_1d(sq_total, 256), 256, 0, st>>>(sq_total, p, Q, R, 0.0f, k[1]);
-            LACT_CU_LAUNCH("ttt_ns_poly");
-            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, p, p, p, 3 * g.n, Q, p * p, As, p * p,
-                              R, p * p, k[2], 1.0f));
-            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, p, p, p, 3 * g.n, As, p * p, Q, p * p,
-                              R, p * p, k[2], 1.0f));
+            LACT_TRY(poly_ew(Q, R, 0.0f, k[1]));
+            LACT_TRY(
+                gemm(false, false, p, p, p, 3 * g.n, Q, p * p, As, p * p, R, p * p, k[2], 1.0f));
+            LACT_TRY(
+                gemm(false, false, p, p, p, 3 * g.n, As, p * p, Q, p * p, R, p * p, k[2], 1.0f));
             LACT_TRY(times(Ps, dXo, dXn, 0.0f));
             LACT_TRY(times(R, Xs, dXn, 1.0f));
             cur = 1 - cur;

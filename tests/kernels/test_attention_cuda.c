@@ -1,5 +1,5 @@
 /* The CUDA attention against the CPU reference on cases larger than the
- * table's (several key tiles, head dims 64, 96 and 128, packed sequences,
+ * table's (several key tiles, head dims 64, 96, 128 and 256, packed sequences,
  * GQA, both gates, every mask, Lq < Lk), in F32 (CUDA-core kernels) and
  * BF16 (tensor-core kernels for d 64 and 128), forward and backward, with
  * the outputs poisoned before each run; then a timing table of long BF16
@@ -28,6 +28,8 @@ static const big bigs[] = {
     {1, 4, 1, 0, 0, 128, 1, {LACT_ATTN_BLOCK_CAUSAL, 0, 16, 0}, {100, 37, 190, 0}},
     {2, 2, 2, 33, 200, 64, 0, {LACT_ATTN_FULL, 0, 0, 0}, {0}},
     {1, 2, 1, 1, 513, 96, 2, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}},
+    {1, 4, 2, 150, 150, 256, 1, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}},
+    {1, 2, 2, 0, 0, 256, 0, {LACT_ATTN_BLOCK_CAUSAL, 0, 32, 0}, {70, 90, 0}},
 };
 
 /* BF16 only: lengths of the tensor-core kernels' many tiles. */

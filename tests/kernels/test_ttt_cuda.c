@@ -244,6 +244,9 @@ static void run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci, 
         const char *dn = act == LACT_BF16 ? "bf16" : "f32";
         double worst = 0, worst_tol = tol;
         const char *wn = "-";
+        char each[512]; /* every tensor's error, for the log */
+        size_t used = 0;
+        each[0] = 0;
         for (int i = -1; i < NT; i++) {
             const lact_tensor *got = i < 0 ? &dov : &dg[i], *host = i < 0 ? &ho : &hg[i];
             const char *nm = i < 0 ? "o" : names[i];
@@ -257,6 +260,9 @@ static void run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci, 
             }
             CHECK_MSG(e <= t, "case %d %s: %s%s rel err %.3g > %.3g", ci, dn, i < 0 ? "" : "d_", nm,
                       e, t);
+            if (used < sizeof each - 40)
+                used += (size_t)snprintf(each + used, sizeof each - used, " %s%s %.1e",
+                                         i < 0 ? "" : "d_", nm, e);
             if (!(e / t <= worst / worst_tol)) worst = e, worst_tol = t, wn = nm;
         }
         if (!vs_f64) {
@@ -264,10 +270,10 @@ static void run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci, 
             CHECK_MSG(e <= tol, "case %d %s: state rel err %.3g > %.3g", ci, dn, e, tol);
         }
         printf("case %d %-4s N=%lld L=%lld d=%lld dh=%lld C=%lld mom=%d muon=%d n_ctx=%lld: "
-               "worst %.2e of bound %.2e (%s)%s\n",
+               "worst %.2e of bound %.2e (%s)%s\n   %s\n",
                ci, dn, (long long)N, (long long)L, (long long)d, (long long)dh,
                (long long)cc->chunk, cc->mom, (int)cc->muon, (long long)cc->n_ctx, worst, worst_tol,
-               wn, vs_f64 ? ", against float64" : "");
+               wn, vs_f64 ? ", against float64" : "", each);
     }
     for (int i = 0; i <= NT; i++)
         free(ref[i]);

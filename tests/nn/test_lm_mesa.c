@@ -1,0 +1,310 @@
+/* The language model with Mesa mixers: float central differences on sampled
+ * elements of every parameter (Mesa with attention, untied; LaCT with Mesa,
+ * tied), streaming decode against the full forward at every position (token
+ * by token, in uneven stretches, prompt + steps), the config keys reaching
+ * the layer (the chunk changes nothing, one CG step does), and errors. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/philox.h"
+#include "core/nn/lm_decode.h"
+#include "kernels/kernels.h"
+#include "tests/support/check.h"
+
+/* Heads of d = 8 (D 16): with d = 4 the per-head RMSNorm of a nearly
+ * cancelled output bends the loss more than central differences of step
+ * 4e-3 can follow, in the LaCT layer as in the Mesa layer. */
+enum { B = 2, L = 9, V = 13, MAX_T = 5 };
+
+static lact_lm_cfg small(const char *mixers, int64_t layers, bool tied) {
+    lact_lm_cfg c = lact_lm_defaults();
+    c.vocab = V, c.d_model = 16, c.n_layers = layers, c.n_heads = 2;
+    snprintf(c.mixers, sizeof c.mixers, "%s", mixers);
+    c.mlp_mult = 2.0;
+    c.chunk = 4, c.window = 4, c.mesa_chunk = 4;
+    c.base_lr = 0.3, c.muon = false;
+    c.init_std = 0.2;
+    c.tie_embeddings = tied;
+    return c;
+}
+
+static void fill_ids(lact_tensor *t, uint64_t seed, uint64_t stream) {
+    int32_t *p = t->data;
+    for (int64_t i = 0; i < lact_tensor_numel(t); i++)
+        p[i] = (int32_t)(lact_philox_uniform(seed, stream, (uint64_t)i) * V) % V;
+}
+
+typedef struct setup {
+    lact_lm m;
+    lact_tensor ids, targets, loss, dloss;
+    lact_arena arena;
+    size_t peak;
+} setup;
+
+static lact_status setup_init(setup *s, lact_ctx *ctx, const lact_lm_cfg *cfg, uint64_t seed) {
+    memset(s, 0, sizeof *s);
+    LACT_TRY(lact_lm_init(&s->m, cfg, LACT_CPU));
+    LACT_TRY(lact_lm_init_values(ctx, &s->m, seed));
+    /* Norm weights, biases and λ away from their constant starts. */
+    for (int i = 0; i < lact_params_count(&s->m.params); i++) {
+        lact_param *p = lact_params_at(&s->m.params, i);
+        if (p->init.kind != LACT_INIT_NORMAL) {
+            float *w = p->w.data;
+            for (int64_t j = 0; j < lact_tensor_numel(&p->w); j++)
+                w[j] += 0.2f * lact_philox_normal(seed, 3 + (uint64_t)i, (uint64_t)j);
+        }
+    }
+    int64_t shape[2] = {B, L}, flat[1] = {B * L};
+    LACT_TRY(lact_tensor_alloc(&s->ids, LACT_I32, LACT_CPU, 2, shape));
+    LACT_TRY(lact_tensor_alloc(&s->targets, LACT_I32, LACT_CPU, 2, shape));
+    LACT_TRY(lact_tensor_alloc(&s->loss, LACT_F32, LACT_CPU, 1, flat));
+    LACT_TRY(lact_tensor_alloc(&s->dloss, LACT_F32, LACT_CPU, 1, flat));
+    fill_ids(&s->ids, seed, 5);
+    fill_ids(&s->targets, seed, 6);
+    float *r = s->dloss.data;
+    for (int i = 0; i < B * L; i++)
+        r[i] = 0.5f + lact_philox_uniform(seed, 8, (uint64_t)i);
+    lact_arena m;
+    lact_arena_init_measure(&m, LACT_CPU);
+    LACT_TRY(lact_lm_forward(ctx, &s->m, &m, &s->loss, &s->ids, &s->targets));
+    LACT_TRY(lact_lm_backward(ctx, &s->m, &m, &s->dloss));
+    s->peak = m.peak;
+    return lact_arena_init(&s->arena, LACT_CPU, s->peak);
+}
+
+static void setup_free(setup *s) {
+    lact_lm_free(&s->m);
+    lact_tensor_free(&s->ids);
+    lact_tensor_free(&s->targets);
+    lact_tensor_free(&s->loss);
+    lact_tensor_free(&s->dloss);
+    lact_arena_free(&s->arena);
+}
+
+/* Σ r ⊙ loss. */
+static double total_loss(lact_ctx *ctx, setup *s) {
+    lact_arena_reset(&s->arena);
+    if (lact_lm_forward(ctx, &s->m, &s->arena, &s->loss, &s->ids, &s->targets) != LACT_OK)
+        return NAN;
+    const float *l = s->loss.data, *r = s->dloss.data;
+    double t = 0;
+    for (int i = 0; i < B * L; i++)
+        t += (double)r[i] * l[i];
+    return t;
+}
+
+static void gradcheck(lact_ctx *ctx, const char *name, const lact_lm_cfg *cfg) {
+    setup s;
+    lact_status st = setup_init(&s, ctx, cfg, 42);
+    CHECK_OK(st);
+    if (st != LACT_OK) {
+        setup_free(&s);
+        return;
+    }
+    lact_arena_reset(&s.arena);
+    CHECK_OK(lact_params_zero_grad(&s.m.params));
+    CHECK_OK(lact_lm_forward(ctx, &s.m, &s.arena, &s.loss, &s.ids, &s.targets));
+    CHECK_OK(lact_lm_backward(ctx, &s.m, &s.arena, &s.dloss));
+    CHECK_MSG(s.arena.peak == s.peak, "%s: real peak %zu, measured %zu", name, s.arena.peak,
+              s.peak);
+    lact_params *p = &s.m.params;
+    CHECK_MSG(lact_params_find(p, "layers.0.mesa.lambda") >= 0 ||
+                  lact_params_find(p, "layers.1.mesa.lambda") >= 0,
+              "%s: no Mesa layer", name);
+    float *g = malloc((size_t)p->padded * sizeof *g);
+    memcpy(g, p->grads, (size_t)p->padded * sizeof *g);
+    const float h = 4e-3f;
+    double worst = 0;
+    for (int i = 0; i < lact_params_count(p); i++) {
+        lact_param *it = lact_params_at(p, i);
+        int64_t n = lact_tensor_numel(&it->w);
+        const float *gi = g + it->offset;
+        float *w = it->w.data;
+        double gmax = 0;
+        int64_t imax = 0;
+        for (int64_t j = 0; j < n; j++)
+            if (fabs(gi[j]) > gmax) gmax = fabs(gi[j]), imax = j;
+        CHECK_MSG(gmax > 0, "%s: %s has an all-zero gradient", name, it->name);
+        for (int k = 0; k <= 3; k++) {
+            int64_t j =
+                k == 3 ? imax : (int64_t)(lact_philox_uniform(7, (uint64_t)i, (uint64_t)k) * n);
+            if (j >= n) j = n - 1;
+            float w0 = w[j];
+            w[j] = w0 + h;
+            double lp = total_loss(ctx, &s);
+            w[j] = w0 - h;
+            double lm = total_loss(ctx, &s);
+            w[j] = w0;
+            double num = (lp - lm) / (2.0 * h), ana = gi[j];
+            double tol = 2e-2 * fmax(fabs(num), fabs(ana)) + 5e-3 * gmax + 2e-4;
+            double ratio = fabs(num - ana) / tol;
+            if (ratio > worst) worst = ratio;
+            CHECK_MSG(ratio <= 1.0, "%s: %s[%lld]: numeric %.6g, analytic %.6g (max |g| %.3g)",
+                      name, it->name, (long long)j, num, ana, gmax);
+        }
+    }
+    printf("%s: %d parameters, gradcheck worst error / tolerance = %.3f\n", name,
+           lact_params_count(p), worst);
+    free(g);
+    setup_free(&s);
+}
+
+/* ref [B·L, V]: the full forward's final hidden times the head. */
+static void full_logits(lact_ctx *ctx, lact_lm *m, const lact_tensor *ids, lact_tensor *ref) {
+    int64_t shape[2] = {B, L}, flat[1] = {B * L};
+    lact_tensor tg, loss;
+    CHECK_OK(lact_tensor_alloc(&tg, LACT_I32, LACT_CPU, 2, shape));
+    CHECK_OK(lact_tensor_alloc(&loss, LACT_F32, LACT_CPU, 1, flat));
+    lact_arena meas, ar;
+    lact_arena_init_measure(&meas, LACT_CPU);
+    CHECK_OK(lact_lm_forward(ctx, m, &meas, &loss, ids, &tg));
+    CHECK_OK(lact_arena_init(&ar, LACT_CPU, meas.peak));
+    CHECK_OK(lact_lm_forward(ctx, m, &ar, &loss, ids, &tg));
+    CHECK_OK(lact_matmul_forward(ctx, ref, &m->hf, &m->params.items[m->head].w, false, true, 1.0f,
+                                 0.0f));
+    lact_arena_free(&ar);
+    lact_tensor_free(&tg);
+    lact_tensor_free(&loss);
+}
+
+static double rel_err(const float *a, const float *r, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++)
+        num += ((double)a[i] - r[i]) * ((double)a[i] - r[i]), den += (double)r[i] * r[i];
+    return sqrt(num / den);
+}
+
+/* Worst relative error over positions when the tokens come in stretches
+ * seg[0], seg[1], ... (the last repeats); all_pos: [B, T, V] logits, else
+ * [B, V] of the last token of each stretch. */
+static double decode_run(lact_ctx *ctx, lact_lm *m, const lact_tensor *ids, const lact_tensor *ref,
+                         const int64_t *seg, int n_seg, bool all_pos) {
+    lact_lm_decode st;
+    CHECK_OK(lact_lm_decode_init(ctx, m, &st, B, MAX_T, L));
+    int32_t piece[B * MAX_T];
+    float logits[B * MAX_T * V];
+    double worst = 0;
+    for (int64_t t0 = 0, j = 0; t0 < L; j++) {
+        int64_t T = seg[j < n_seg ? j : n_seg - 1];
+        if (T > L - t0) T = L - t0;
+        for (int64_t b = 0; b < B; b++)
+            memcpy(piece + b * T, (const int32_t *)ids->data + b * L + t0,
+                   (size_t)T * sizeof(int32_t));
+        int64_t ish[2] = {B, T}, lall[3] = {B, T, V}, llast[2] = {B, V};
+        lact_tensor iv = lact_tensor_view(piece, LACT_I32, LACT_CPU, 2, ish);
+        lact_tensor lv = all_pos ? lact_tensor_view(logits, LACT_F32, LACT_CPU, 3, lall)
+                                 : lact_tensor_view(logits, LACT_F32, LACT_CPU, 2, llast);
+        CHECK_OK(lact_lm_decode_step(ctx, &st, &lv, &iv));
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t t = all_pos ? 0 : T - 1; t < T; t++) {
+                const float *a = logits + (all_pos ? (b * T + t) : b) * V;
+                const float *r = (const float *)ref->data + (b * L + t0 + t) * V;
+                worst = fmax(worst, rel_err(a, r, V));
+            }
+        t0 += T;
+    }
+    CHECK(st.pos == L);
+    lact_lm_decode_free(&st);
+    return worst;
+}
+
+/* The worst relative difference between two models' last logits. */
+static double last_diff(const lact_tensor *a, const lact_tensor *b) {
+    double diff = 0;
+    for (int i = 0; i < B; i++)
+        diff = fmax(diff, rel_err((const float *)a->data + (i * L + L - 1) * V,
+                                  (const float *)b->data + (i * L + L - 1) * V, V));
+    return diff;
+}
+
+static void logits_of(lact_ctx *ctx, const lact_lm_cfg *cfg, const lact_tensor *ids,
+                      lact_tensor *ref) {
+    lact_lm m;
+    CHECK_OK(lact_lm_init(&m, cfg, LACT_CPU));
+    CHECK_OK(lact_lm_init_values(ctx, &m, 11));
+    full_logits(ctx, &m, ids, ref);
+    lact_lm_free(&m);
+}
+
+static void test_decode(lact_ctx *ctx) {
+    lact_lm_cfg cfg = small("mesa,lact,attention", 3, false);
+    cfg.window = 5;
+    lact_lm m;
+    CHECK_OK(lact_lm_init(&m, &cfg, LACT_CPU));
+    CHECK_OK(lact_lm_init_values(ctx, &m, 11));
+    int64_t shape[2] = {B, L}, rs[2] = {B * L, V};
+    lact_tensor ids, ref, other;
+    CHECK_OK(lact_tensor_alloc(&ids, LACT_I32, LACT_CPU, 2, shape));
+    CHECK_OK(lact_tensor_alloc(&ref, LACT_F32, LACT_CPU, 2, rs));
+    CHECK_OK(lact_tensor_alloc(&other, LACT_F32, LACT_CPU, 2, rs));
+    fill_ids(&ids, 5, 1);
+    full_logits(ctx, &m, &ids, &ref);
+
+    const int64_t ones[1] = {1}, mixed[4] = {4, 1, 3, 5}, prompt[2] = {5, 1};
+    double e1 = decode_run(ctx, &m, &ids, &ref, ones, 1, false);
+    double e2 = decode_run(ctx, &m, &ids, &ref, mixed, 4, true);
+    double e3 = decode_run(ctx, &m, &ids, &ref, prompt, 2, false);
+    printf("lm decode (mesa, lact, attention): token by token %.2e, stretches %.2e, prompt + "
+           "steps %.2e\n",
+           e1, e2, e3);
+    CHECK_MSG(e1 <= 1e-4, "token by token: %.3e", e1);
+    CHECK_MSG(e2 <= 1e-4, "stretches: %.3e", e2);
+    CHECK_MSG(e3 <= 1e-4, "prompt + steps: %.3e", e3);
+
+    /* The chunk of the parallel form changes nothing but rounding; one CG
+     * step (an unconverged solve) changes the logits: the keys reach the
+     * layer. */
+    lact_lm_cfg c2 = cfg;
+    c2.mesa_chunk = 64;
+    logits_of(ctx, &c2, &ids, &other);
+    double dchunk = last_diff(&ref, &other);
+    c2 = cfg;
+    c2.mesa_cg_steps = 1;
+    logits_of(ctx, &c2, &ids, &other);
+    double dcg = last_diff(&ref, &other);
+    printf("mesa_chunk 4 vs 64: %.2e; 30 CG steps vs 1: %.2e\n", dchunk, dcg);
+    CHECK_MSG(dchunk <= 1e-5, "mesa_chunk 4 vs 64: %.3e", dchunk);
+    CHECK_MSG(dcg > 1e-3, "one CG step changes the logits by only %.3e", dcg);
+    lact_tensor_free(&ids);
+    lact_tensor_free(&ref);
+    lact_tensor_free(&other);
+    lact_lm_free(&m);
+}
+
+static void test_errors(void) {
+    lact_lm m;
+    lact_lm_cfg c = small("lact,mesa", 2, true);
+    lact_mixer mx[2];
+    CHECK_OK(lact_lm_parse_mixers(&c, mx));
+    CHECK(mx[0] == LACT_MIXER_LACT && mx[1] == LACT_MIXER_MESA);
+    CHECK(strcmp(lact_mixer_name(LACT_MIXER_MESA), "mesa") == 0);
+    c.mesa_chunk = 0;
+    CHECK_FAILS(lact_lm_init(&m, &c, LACT_CPU), LACT_E_ARG);
+    CHECK(strstr(lact_errmsg(), "mesa_chunk") != NULL);
+    c = small("mesa", 2, true);
+    c.mesa_cg_steps = 0;
+    CHECK_FAILS(lact_lm_init(&m, &c, LACT_CPU), LACT_E_ARG);
+}
+
+int main(void) {
+    lact_ctx ctx;
+    lact_status st = lact_ctx_init(&ctx, LACT_CPU, 1);
+    CHECK_OK(st);
+    if (st != LACT_OK) return check_summary("nn_lm_mesa");
+    lact_lm_cfg c = small("mesa,attention", 2, false);
+    gradcheck(&ctx, "mesa+attention untied", &c);
+    c = small("lact,mesa", 2, true);
+    gradcheck(&ctx, "lact+mesa tied", &c);
+    c = small("mesa,lact", 2, true);
+    c.momentum = false;
+    gradcheck(&ctx, "mesa+lact tied, no momentum", &c);
+    c = small("attention,mesa", 2, true);
+    c.mesa_chunk = 3;
+    gradcheck(&ctx, "attention+mesa tied", &c);
+    test_decode(&ctx);
+    test_errors();
+    lact_ctx_free(&ctx);
+    return check_summary("nn_lm_mesa");
+}
