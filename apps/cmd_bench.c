@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_util.h"
 #include "cli.h"
 #include "commands.h"
 #include "core/base/context.h"
@@ -14,40 +15,6 @@ typedef struct bench_opts {
     int64_t size, iters, mib;
     cli_common c;
 } bench_opts;
-
-typedef lact_status (*bench_fn)(lact_ctx *ctx, void *arg);
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Runs fn twice to warm up, then iters timed runs; *ms is the median. */
-static lact_status bench_time(lact_ctx *ctx, bench_fn fn, void *arg, int iters, double *ms) {
-    double *t = malloc(sizeof(double) * (size_t)iters);
-    if (!t) return lact_fail(LACT_E_NOMEM, "bench: out of host memory");
-    lact_timer timer;
-    lact_status s = lact_timer_init(&timer, ctx);
-    if (s != LACT_OK) {
-        free(t);
-        return s;
-    }
-    for (int i = 0; i < 2 && s == LACT_OK; i++)
-        s = fn(ctx, arg);
-    if (s == LACT_OK) s = lact_ctx_sync(ctx);
-    for (int i = 0; i < iters && s == LACT_OK; i++) {
-        s = lact_timer_start(&timer);
-        if (s == LACT_OK) s = fn(ctx, arg);
-        if (s == LACT_OK) s = lact_timer_stop(&timer, &t[i]);
-    }
-    if (s == LACT_OK) {
-        qsort(t, (size_t)iters, sizeof *t, cmp_double);
-        *ms = iters % 2 ? t[iters / 2] : 0.5 * (t[iters / 2 - 1] + t[iters / 2]);
-    }
-    lact_timer_free(&timer);
-    free(t);
-    return s;
-}
 
 typedef struct gemm_args {
     lact_tensor a, b, c;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_util.h"
 #include "cli.h"
 #include "core/base/device.h"
 #include "core/base/philox.h"
@@ -41,51 +42,6 @@ typedef struct lm_bench_result {
     int64_t gemm_n;
     double gemm_tflops, achieved_tflops, peak_tflops;
 } lm_bench_result;
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
-
-/* The dense GEMM rate of this device, measured now: one plain library call
- * (lact_reference_gemm) on n×n×n, BF16 on a GPU, F32 on the CPU; the median
- * of iters runs after two warm-up runs. */
-static lact_status gemm_rate(lact_ctx *ctx, int64_t n, int iters, double *tflops) {
-    lact_dtype dt = ctx->device == LACT_CUDA ? LACT_BF16 : LACT_F32;
-    int64_t shape[2] = {n, n};
-    lact_tensor a = {0}, b = {0}, c = {0};
-    double *t = malloc(sizeof(double) * (size_t)iters);
-    lact_status s = t ? LACT_OK : lact_fail(LACT_E_NOMEM, "bench lm: out of host memory");
-    if (s == LACT_OK) s = lact_tensor_alloc(&a, dt, ctx->device, 2, shape);
-    if (s == LACT_OK) s = lact_tensor_alloc(&b, dt, ctx->device, 2, shape);
-    if (s == LACT_OK) s = lact_tensor_alloc(&c, dt, ctx->device, 2, shape);
-    if (s == LACT_OK) s = lact_fill_normal(ctx, &a, 1, 1, 0.0f, 1.0f);
-    if (s == LACT_OK) s = lact_fill_normal(ctx, &b, 1, 2, 0.0f, 1.0f);
-    lact_timer timer;
-    if (s == LACT_OK) s = lact_timer_init(&timer, ctx);
-    bool timer_ok = s == LACT_OK;
-    for (int i = 0; i < 2 && s == LACT_OK; i++)
-        s = lact_reference_gemm(ctx, &c, &a, &b);
-    if (s == LACT_OK) s = lact_ctx_sync(ctx);
-    for (int i = 0; i < iters && s == LACT_OK; i++) {
-        s = lact_timer_start(&timer);
-        if (s == LACT_OK) s = lact_reference_gemm(ctx, &c, &a, &b);
-        if (s == LACT_OK) s = lact_timer_stop(&timer, &t[i]);
-    }
-    if (s == LACT_OK)
-        *tflops = 2.0 * (double)n * (double)n * (double)n / (median(t, iters) * 1e-3) / 1e12;
-    if (timer_ok) lact_timer_free(&timer);
-    free(t);
-    lact_tensor_free(&a);
-    lact_tensor_free(&b);
-    lact_tensor_free(&c);
-    return s;
-}
 
 /* Seeded uniform ids in [0, vocab): a fresh draw for every micro-batch. */
 typedef struct random_ids {
@@ -151,7 +107,7 @@ static lact_status run_steps(const lm_bench_opts *o, lact_lm_trainer *t, lm_benc
     if (s == LACT_OK) {
         r->tokens_per_step = tokens / o->steps;
         r->ms_mean = sum / (double)o->steps;
-        r->ms_median = median(ms, (int)o->steps);
+        r->ms_median = bench_median(ms, (int)o->steps);
         r->tokens_per_s = (double)tokens / (sum * 1e-3);
         r->loss = loss;
     }
@@ -278,7 +234,7 @@ static lact_status bench_main(const lm_bench_opts *o, lact_device dev, lm_bench_
     r->peak_tflops = o->peak_tflops > 0 ? o->peak_tflops
                      : dev == LACT_CUDA ? H100_BF16_DENSE_TFLOPS
                                         : 0;
-    lact_status s = gemm_rate(&ctx, r->gemm_n, dev == LACT_CUDA ? 10 : 5, &r->gemm_tflops);
+    lact_status s = bench_gemm_rate(&ctx, r->gemm_n, dev == LACT_CUDA ? 10 : 5, &r->gemm_tflops);
     /* The peak covers the run alone: weights, gradients, moments, arena. */
     lact_mem_reset_peak(dev);
     lact_lm_trainer t;

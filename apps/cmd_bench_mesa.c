@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_util.h"
 #include "cli.h"
 #include "core/base/context.h"
 #include "core/base/device.h"
@@ -58,33 +59,20 @@ static lact_status mb_run(lact_ctx *ctx, mesa_bench *b, int mode) {
                                 &x[0], &x[1], &x[2], &x[3], &x[4], &x[5], &b->args);
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+typedef struct mb_call {
+    mesa_bench *b;
+    int mode;
+} mb_call;
+
+static lact_status mb_call_run(lact_ctx *ctx, void *arg) {
+    mb_call *c = arg;
+    return mb_run(ctx, c->b, c->mode);
 }
 
 /* Median of iters timed runs after two warm-up runs. */
 static lact_status mb_time(lact_ctx *ctx, mesa_bench *b, int mode, int iters, double *ms) {
-    double *t = malloc(sizeof(double) * (size_t)iters);
-    if (!t) return lact_fail(LACT_E_NOMEM, "bench mesa: out of host memory");
-    lact_timer timer;
-    lact_status s = lact_timer_init(&timer, ctx);
-    bool timer_ok = s == LACT_OK;
-    for (int i = 0; i < 2 && s == LACT_OK; i++)
-        s = mb_run(ctx, b, mode);
-    if (s == LACT_OK) s = lact_ctx_sync(ctx);
-    for (int i = 0; i < iters && s == LACT_OK; i++) {
-        s = lact_timer_start(&timer);
-        if (s == LACT_OK) s = mb_run(ctx, b, mode);
-        if (s == LACT_OK) s = lact_timer_stop(&timer, &t[i]);
-    }
-    if (s == LACT_OK) {
-        qsort(t, (size_t)iters, sizeof *t, cmp_double);
-        *ms = iters % 2 ? t[iters / 2] : 0.5 * (t[iters / 2 - 1] + t[iters / 2]);
-    }
-    if (timer_ok) lact_timer_free(&timer);
-    free(t);
-    return s;
+    mb_call c = {b, mode};
+    return bench_time(ctx, mb_call_run, &c, iters, ms);
 }
 
 static void mb_free(mesa_bench *b) {

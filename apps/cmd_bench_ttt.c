@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_util.h"
 #include "cli.h"
 #include "core/base/context.h"
 #include "core/base/device.h"
@@ -48,32 +49,20 @@ static lact_status tb_run(lact_ctx *ctx, ttt_bench *b, int mode) {
                              &x[4], &x[5], b->mom ? &x[6] : NULL, &x[7], &x[8], &x[9], &b->args);
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+typedef struct tb_call {
+    ttt_bench *b;
+    int mode;
+} tb_call;
+
+static lact_status tb_call_run(lact_ctx *ctx, void *arg) {
+    tb_call *c = arg;
+    return tb_run(ctx, c->b, c->mode);
 }
 
 /* Median of iters timed runs after two warm-up runs. */
 static lact_status tb_time(lact_ctx *ctx, ttt_bench *b, int mode, int iters, double *ms) {
-    double *t = malloc(sizeof(double) * (size_t)iters);
-    if (!t) return lact_fail(LACT_E_NOMEM, "bench ttt: out of host memory");
-    lact_timer timer;
-    lact_status s = lact_timer_init(&timer, ctx);
-    for (int i = 0; i < 2 && s == LACT_OK; i++)
-        s = tb_run(ctx, b, mode);
-    if (s == LACT_OK) s = lact_ctx_sync(ctx);
-    for (int i = 0; i < iters && s == LACT_OK; i++) {
-        s = lact_timer_start(&timer);
-        if (s == LACT_OK) s = tb_run(ctx, b, mode);
-        if (s == LACT_OK) s = lact_timer_stop(&timer, &t[i]);
-    }
-    if (s == LACT_OK) {
-        qsort(t, (size_t)iters, sizeof *t, cmp_double);
-        *ms = iters % 2 ? t[iters / 2] : 0.5 * (t[iters / 2 - 1] + t[iters / 2]);
-    }
-    lact_timer_free(&timer);
-    free(t);
-    return s;
+    tb_call c = {b, mode};
+    return bench_time(ctx, tb_call_run, &c, iters, ms);
 }
 
 static void tb_free(ttt_bench *b) {
@@ -142,39 +131,6 @@ static lact_status tb_make_train(lact_ctx *ctx, const ttt_bench_opts *o, ttt_ben
     return lact_ctx_sync(ctx);
 }
 
-static lact_status tb_gemm_rate(lact_ctx *ctx, int iters, double *tflops) {
-    int64_t n = 8192, shape[2] = {n, n};
-    lact_tensor a = {0}, bm = {0}, c = {0};
-    lact_status s = lact_tensor_alloc(&a, LACT_BF16, ctx->device, 2, shape);
-    if (s == LACT_OK) s = lact_tensor_alloc(&bm, LACT_BF16, ctx->device, 2, shape);
-    if (s == LACT_OK) s = lact_tensor_alloc(&c, LACT_BF16, ctx->device, 2, shape);
-    if (s == LACT_OK) s = lact_fill_normal(ctx, &a, 1, 1, 0.0f, 1.0f);
-    if (s == LACT_OK) s = lact_fill_normal(ctx, &bm, 1, 2, 0.0f, 1.0f);
-    lact_timer timer;
-    double *t = malloc(sizeof(double) * (size_t)iters);
-    if (!t && s == LACT_OK) s = lact_fail(LACT_E_NOMEM, "bench ttt: out of host memory");
-    if (s == LACT_OK) s = lact_timer_init(&timer, ctx);
-    bool timer_ok = s == LACT_OK;
-    for (int i = 0; i < 2 && s == LACT_OK; i++)
-        s = lact_reference_gemm(ctx, &c, &a, &bm);
-    for (int i = 0; i < iters && s == LACT_OK; i++) {
-        s = lact_timer_start(&timer);
-        if (s == LACT_OK) s = lact_reference_gemm(ctx, &c, &a, &bm);
-        if (s == LACT_OK) s = lact_timer_stop(&timer, &t[i]);
-    }
-    if (s == LACT_OK) {
-        qsort(t, (size_t)iters, sizeof *t, cmp_double);
-        double ms = t[iters / 2];
-        *tflops = 2.0 * (double)n * n * n / (ms * 1e-3) / 1e12;
-    }
-    if (timer_ok) lact_timer_free(&timer);
-    free(t);
-    lact_tensor_free(&a);
-    lact_tensor_free(&bm);
-    lact_tensor_free(&c);
-    return s;
-}
-
 static void tb_print(const ttt_bench_opts *o, const char *what, double ms, double flop,
                      double peak_gib, double gemm) {
     double tf = flop / (ms * 1e-3) / 1e12;
@@ -198,7 +154,7 @@ static int tb_main(const cli_command *cmd, const ttt_bench_opts *o, lact_ctx *ct
     memset(&b, 0, sizeof b);
     int rc = 1;
     double gemm = 0, gib = 1024.0 * 1024.0 * 1024.0;
-    if (ctx->device == LACT_CUDA && tb_gemm_rate(ctx, (int)o->iters, &gemm) != LACT_OK) {
+    if (ctx->device == LACT_CUDA && bench_gemm_rate(ctx, 8192, (int)o->iters, &gemm) != LACT_OK) {
         cli_error(cmd, "reference gemm: %s", lact_errmsg());
         return 1;
     }

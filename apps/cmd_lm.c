@@ -16,7 +16,7 @@ static const lm_verb verbs[] = {
     {"tokenizer", cmd_lm_tokenizer, "train a byte-level BPE tokenizer, encode or decode text"},
     {"prepare", cmd_lm_prepare, "tokenise text or JSON-lines files into token shards"},
     {"train", cmd_lm_train, "train the language model, with checkpoints and --resume"},
-    {"eval", cmd_lm_eval, "perplexity or bits per byte of a checkpoint on held-out shards"},
+    {"eval", cmd_lm_eval, "ppl, bpb, loss by position, needle in a haystack, multiple choice"},
     {"sample", cmd_lm_sample, "continue a prompt with a checkpoint, streaming the tokens"},
     {"import", cmd_lm_import, "a PyTorch state dict (safetensors) to a lact checkpoint"},
     {"export", cmd_lm_export, "a checkpoint's weights as a PyTorch state dict"},

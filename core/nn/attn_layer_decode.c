@@ -95,21 +95,16 @@ lact_status lact_attn_layer_decode_init(lact_ctx *ctx, lact_attn_layer *l,
                                         int64_t max_tokens, int64_t max_context) {
     const char *what = "attention layer decode";
     memset(st, 0, sizeof *st);
-    if (ctx->device != LACT_CPU)
-        return lact_fail(LACT_E_UNSUPPORTED, "%s: runs on the CPU only (the context is on %s)",
-                         what, lact_device_name(ctx->device));
+    LACT_TRY(lact_nn_decode_check(ctx, l->params, batch, max_tokens, what));
     const lact_attn_args *mask = &l->cfg.mask;
     if (mask->mask != LACT_ATTN_CAUSAL && mask->mask != LACT_ATTN_WINDOW)
         return lact_fail(LACT_E_UNSUPPORTED,
                          "%s: needs the causal or window mask (mask %d lets a token see "
                          "later ones)",
                          what, (int)mask->mask);
-    if (batch < 1 || max_tokens < 1 || max_context < 1)
-        return lact_fail(LACT_E_ARG,
-                         "%s: batch %lld, max_tokens %lld and max_context %lld must be positive",
-                         what, (long long)batch, (long long)max_tokens, (long long)max_context);
-    if (!l->params->allocated || l->params->device != LACT_CPU)
-        return lact_fail(LACT_E_ARG, "%s: the parameters must be allocated on the CPU", what);
+    if (max_context < 1)
+        return lact_fail(LACT_E_ARG, "%s: max_context %lld must be positive", what,
+                         (long long)max_context);
     st->layer = l;
     st->batch = batch;
     st->max_tokens = max_tokens;

@@ -44,15 +44,7 @@ static lact_status check_cfg(const lact_mesa_layer_cfg *c, const char *prefix) {
     return LACT_OK;
 }
 
-static lact_status declare(lact_params *p, const char *prefix, const char *name, int ndim,
-                           const int64_t *shape, lact_init init, int *id) {
-    char full[LACT_PARAM_NAME_MAX];
-    LACT_TRY(lact_params_join(full, sizeof full, prefix, name));
-    return lact_params_declare(p, full, ndim, shape, init, id);
-}
-#define DECL(name, init, id, ...)                                                                  \
-    LACT_TRY(declare(p, prefix, name, (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),   \
-                     (int64_t[]){__VA_ARGS__}, init, id))
+#define DECL(name, init, id, ...) LACT_PARAMS_DECL(p, prefix, name, init, id, __VA_ARGS__)
 
 lact_status lact_mesa_layer_declare(lact_mesa_layer *l, lact_params *p, const char *prefix,
                                     const lact_mesa_layer_cfg *c) {
@@ -211,11 +203,14 @@ lact_status lact_mesa_layer_forward(lact_ctx *ctx, lact_mesa_layer *l, lact_aren
     s->x = *x;
     LACT_TRY(lact_mesa_layer_inputs(ctx, l, ar, s, x, false));
     LACT_TRY(LACT_NN_ALLOC_AS(ar, x->dtype, &s->o, B, L, H * d));
+    /* Keeping the solutions saves the backward a second solve of every
+     * token (docs/mesa.md). */
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, x->dtype, &s->xs, B, H, L, d));
     size_t mark = lact_arena_mark(ar);
     lact_tensor o;
     LACT_TRY(LACT_NN_ALLOC_AS(ar, x->dtype, &o, B, H, L, d));
-    LACT_NN_RUN(ar, lact_mesa_forward(ctx, &o, NULL, NULL, NULL, &s->q, &s->k, &s->v, &s->g,
-                                      &s->beta, &s->lambda, &c->op));
+    LACT_NN_RUN(ar, lact_mesa_forward_x(ctx, &o, &s->xs, NULL, NULL, NULL, &s->q, &s->k, &s->v,
+                                        &s->g, &s->beta, &s->lambda, &c->op));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->o, &o, B, H, L, d));
     lact_arena_release(ar, mark);
     return lact_mesa_layer_output(ctx, l, ar, s, y);

@@ -67,6 +67,7 @@ typedef struct lact_mesa_layer_saved {
     lact_tensor q, k, v;     /* [B, H, L, d] the op's inputs */
     lact_tensor zg, g, beta; /* [B, H, L] decay logits, log decays, input gates */
     lact_tensor lambda;      /* [H, d] λ */
+    lact_tensor xs;          /* [B, H, L, d] the op's solutions, reused by its backward */
     lact_tensor o;           /* [B, L, H·d] the op's output (the RMSNorm's input) */
     lact_tensor rstd;        /* [B·L·H] */
     lact_tensor n;           /* [B, L, H·d] normed output */

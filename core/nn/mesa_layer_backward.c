@@ -87,8 +87,8 @@ lact_status lact_mesa_layer_backward(lact_ctx *ctx, lact_mesa_layer *l, lact_are
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dg, B, H, L));
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dbeta, B, H, L));
     LACT_TRY(LACT_NN_ALLOC(ar, &dlam, H, d));
-    LACT_NN_RUN(ar, lact_mesa_backward(ctx, &dq, &dk, &dv, &dg, &dbeta, &dlam, &dout, &s->q, &s->k,
-                                       &s->v, &s->g, &s->beta, &s->lambda, &c->op));
+    LACT_NN_RUN(ar, lact_mesa_backward_x(ctx, &dq, &dk, &dv, &dg, &dbeta, &dlam, &dout, &s->xs,
+                                         &s->q, &s->k, &s->v, &s->g, &s->beta, &s->lambda, &c->op));
 
     /* λ = softplus(lambda) + lambda_min. */
     lact_tensor raw = LACT_NN_VIEW(&p->items[l->lambda].w, H, d);

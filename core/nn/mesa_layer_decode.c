@@ -67,14 +67,7 @@ lact_status lact_mesa_layer_decode_init(lact_ctx *ctx, lact_mesa_layer *l,
                                         int64_t max_tokens) {
     const char *what = "mesa layer decode";
     memset(st, 0, sizeof *st);
-    if (ctx->device != LACT_CPU)
-        return lact_fail(LACT_E_UNSUPPORTED, "%s: runs on the CPU only (the context is on %s)",
-                         what, lact_device_name(ctx->device));
-    if (batch < 1 || max_tokens < 1)
-        return lact_fail(LACT_E_ARG, "%s: batch %lld and max_tokens %lld must be positive", what,
-                         (long long)batch, (long long)max_tokens);
-    if (!l->params->allocated || l->params->device != LACT_CPU)
-        return lact_fail(LACT_E_ARG, "%s: the parameters must be allocated on the CPU", what);
+    LACT_TRY(lact_nn_decode_check(ctx, l->params, batch, max_tokens, what));
     st->layer = l;
     st->batch = batch;
     st->max_tokens = max_tokens;

@@ -18,9 +18,9 @@ extern "C" {
 
 /* Runs a kernel call unless the arena is only measuring (its tensors have
  * no memory then: the layers walk their allocations without computing). */
-#define LACT_NN_RUN(arena, expr)                                               \
-    do {                                                                       \
-        if (!(arena)->measuring) LACT_TRY(expr);                               \
+#define LACT_NN_RUN(arena, expr)                                                                   \
+    do {                                                                                           \
+        if (!(arena)->measuring) LACT_TRY(expr);                                                   \
     } while (0)
 
 /* out[a, c, b, e] = x[a, b, c, e] through lact_permute_forward: x read as
@@ -41,15 +41,15 @@ lact_status lact_nn_accumulate(lact_ctx *ctx, lact_tensor *acc, const lact_tenso
  * at most t's), for the many reshapes between [B, L, D], [B·L, D],
  * [B, L, H, d] and [N, L, d], and for reusing one scratch buffer. */
 lact_tensor lact_nn_view(const lact_tensor *t, int ndim, const int64_t *shape);
-#define LACT_NN_VIEW(t, ...)                                                   \
-    lact_nn_view((t), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), \
+#define LACT_NN_VIEW(t, ...)                                                                       \
+    lact_nn_view((t), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),                   \
                  (int64_t[]){__VA_ARGS__})
 
 /* An arena tensor of F32 (statistics, rates, gates, fast weights: what the
  * ops keep in F32 whatever the activations are), variadic shape. */
 lact_status lact_nn_alloc(lact_arena *arena, lact_tensor *t, int ndim, const int64_t *shape);
-#define LACT_NN_ALLOC(arena, t, ...)                                           \
-    lact_nn_alloc((arena), (t), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), \
+#define LACT_NN_ALLOC(arena, t, ...)                                                               \
+    lact_nn_alloc((arena), (t), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),         \
                   (int64_t[]){__VA_ARGS__})
 /* An arena tensor of dtype dt: the layers' activations and their gradients
  * take the dtype of the layer's input (F32, or BF16 on CUDA). */
@@ -63,6 +63,11 @@ struct lact_params;
  * store's BF16 shadow allocated (the products read it). what names the
  * layer. */
 lact_status lact_nn_check_act(const struct lact_params *p, const lact_tensor *x, const char *what);
+
+/* What every layer's streaming decode state needs: a CPU context (decoding
+ * runs there), batch and max_tokens ≥ 1, parameters allocated on the CPU. */
+lact_status lact_nn_decode_check(const lact_ctx *ctx, const struct lact_params *p, int64_t batch,
+                                 int64_t max_tokens, const char *what);
 
 #ifdef __cplusplus
 }

@@ -38,6 +38,13 @@ lact_status lact_params_join(char *buf, size_t n, const char *prefix, const char
     return LACT_OK;
 }
 
+lact_status lact_params_declare_in(lact_params *p, const char *prefix, const char *name, int ndim,
+                                   const int64_t *shape, lact_init init, int *id) {
+    char full[LACT_PARAM_NAME_MAX];
+    LACT_TRY(lact_params_join(full, sizeof full, prefix, name));
+    return lact_params_declare(p, full, ndim, shape, init, id);
+}
+
 int lact_params_find(const lact_params *p, const char *name) {
     for (int i = 0; i < p->n; i++)
         if (strcmp(p->items[i].name, name) == 0) return i;
@@ -56,8 +63,9 @@ lact_status lact_params_declare(lact_params *p, const char *name, int ndim, cons
         return lact_fail(LACT_E_ARG, "parameter %s has %d dims (1 to %d)", name, ndim,
                          LACT_MAX_DIMS);
     for (int i = 0; i < ndim; i++)
-        if (shape[i] < 1) return lact_fail(LACT_E_ARG, "parameter %s has dim %d = %lld", name, i,
-                                           (long long)shape[i]);
+        if (shape[i] < 1)
+            return lact_fail(LACT_E_ARG, "parameter %s has dim %d = %lld", name, i,
+                             (long long)shape[i]);
     if (lact_params_find(p, name) >= 0)
         return lact_fail(LACT_E_ARG, "parameter %s is declared twice", name);
     if (init.kind == LACT_INIT_NORMAL && !(init.value >= 0.0f))
@@ -92,8 +100,7 @@ static lact_tensor block_view(const lact_params *p, float *block, const lact_par
     return lact_tensor_view(block + it->offset, LACT_F32, p->device, it->ndim, it->shape);
 }
 
-static lact_status alloc_block(const lact_params *p, int64_t elems, const char *what,
-                               float **out) {
+static lact_status alloc_block(const lact_params *p, int64_t elems, const char *what, float **out) {
     size_t bytes = (size_t)(elems > 0 ? elems : 1) * sizeof(float);
     void *mem = NULL;
     lact_status s = lact_mem_alloc(p->device, bytes, &mem);
@@ -263,7 +270,8 @@ static bool same_shape(const lact_param *it, const lact_st_entry *e) {
 }
 
 lact_status lact_params_load(lact_params *p, const char *path, bool strict) {
-    if (!p->allocated) return lact_fail(LACT_E_ARG, "%s: parameters loaded before allocation", path);
+    if (!p->allocated)
+        return lact_fail(LACT_E_ARG, "%s: parameters loaded before allocation", path);
     lact_st_file f;
     LACT_TRY(lact_st_open(&f, path));
     lact_params_weights_changed(p);
@@ -296,8 +304,8 @@ lact_status lact_params_load(lact_params *p, const char *path, bool strict) {
     if (s == LACT_OK && strict) {
         for (int k = 0; k < f.n; k++) {
             if (lact_params_find(p, f.entries[k].name) < 0) {
-                s = lact_fail(LACT_E_FORMAT, "%s: tensor %s is not a parameter of this model",
-                              path, f.entries[k].name);
+                s = lact_fail(LACT_E_FORMAT, "%s: tensor %s is not a parameter of this model", path,
+                              f.entries[k].name);
                 break;
             }
         }

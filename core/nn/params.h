@@ -85,11 +85,11 @@ typedef struct lact_params {
     lact_device device;
     int n, cap;
     lact_param *items;
-    int64_t numel;   /* all parameters' elements (without padding) */
-    int64_t padded;  /* elements of one block (each parameter 64-aligned) */
-    float *weights;  /* device memory, one block */
+    int64_t numel;  /* all parameters' elements (without padding) */
+    int64_t padded; /* elements of one block (each parameter 64-aligned) */
+    float *weights; /* device memory, one block */
     float *grads;
-    float *state;    /* n_state blocks back to back, or NULL */
+    float *state; /* n_state blocks back to back, or NULL */
     int n_state;
     uint16_t *shadow;  /* BF16 copy of the weight block, or NULL */
     bool shadow_stale; /* the weights changed since the last sync */
@@ -106,6 +106,16 @@ lact_status lact_params_declare(lact_params *p, const char *name, int ndim, cons
                                 lact_init init, int *id);
 /* "prefix.name" (or "name" when prefix is empty) into buf. */
 lact_status lact_params_join(char *buf, size_t n, const char *prefix, const char *name);
+/* lact_params_declare of "prefix.name". */
+lact_status lact_params_declare_in(lact_params *p, const char *prefix, const char *name, int ndim,
+                                   const int64_t *shape, lact_init init, int *id);
+/* A layer's declare functions: LACT_PARAMS_DECL(p, prefix, "wq", init, &id, rows, cols)
+ * declares prefix.wq with the shape given as the trailing dims (returns on
+ * failure). */
+#define LACT_PARAMS_DECL(p, prefix, name, init, id, ...)                                           \
+    LACT_TRY(lact_params_declare_in(p, prefix, name,                                               \
+                                    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),     \
+                                    (int64_t[]){__VA_ARGS__}, init, id))
 
 /* One allocation for the weights and one for the gradients (zeroed). */
 lact_status lact_params_alloc(lact_params *p);

@@ -74,15 +74,7 @@ static lact_status check_cfg(const lact_ttt_layer_cfg *c, const char *prefix) {
     return LACT_OK;
 }
 
-static lact_status declare(lact_params *p, const char *prefix, const char *name, int ndim,
-                           const int64_t *shape, lact_init init, int *id) {
-    char full[LACT_PARAM_NAME_MAX];
-    LACT_TRY(lact_params_join(full, sizeof full, prefix, name));
-    return lact_params_declare(p, full, ndim, shape, init, id);
-}
-#define DECL(name, init, id, ...)                                              \
-    LACT_TRY(declare(p, prefix, name, (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), \
-                     (int64_t[]){__VA_ARGS__}, init, id))
+#define DECL(name, init, id, ...) LACT_PARAMS_DECL(p, prefix, name, init, id, __VA_ARGS__)
 
 lact_status lact_ttt_layer_declare(lact_ttt_layer *l, lact_params *p, const char *prefix,
                                    const lact_ttt_layer_cfg *cfg) {

@@ -34,8 +34,8 @@ static lact_status step_body(lact_ctx *ctx, lact_ttt_layer_decode *st, lact_aren
             lact_kv_rows ry = {s->ya.data, H * T * d, T * d, d}, none = {NULL, 0, 0, 0};
             lact_attn_args aa = lact_ttt_layer_attn_args(l);
             for (int64_t t = 0; t < T; t++)
-                LACT_TRY(lact_kv_cache_attend(ctx, &st->cache, st->pos + t, t, rq, rk, rv, none,
-                                              ry, &aa));
+                LACT_TRY(lact_kv_cache_attend(ctx, &st->cache, st->pos + t, t, rq, rk, rv, none, ry,
+                                              &aa));
         }
     }
     return lact_ttt_layer_output(ctx, l, ar, s, y);
@@ -82,24 +82,13 @@ static lact_status init_all(lact_ctx *ctx, lact_ttt_layer_decode *st) {
 lact_status lact_ttt_layer_decode_init(lact_ctx *ctx, lact_ttt_layer *l, lact_ttt_layer_decode *st,
                                        int64_t batch, int64_t max_tokens) {
     memset(st, 0, sizeof *st);
-    if (ctx->device != LACT_CPU)
-        return lact_fail(LACT_E_UNSUPPORTED,
-                         "ttt layer decode: runs on the CPU only (the "
-                         "context is on %s)",
-                         lact_device_name(ctx->device));
+    const char *what = "ttt layer decode";
+    LACT_TRY(lact_nn_decode_check(ctx, l->params, batch, max_tokens, what));
     if (l->cfg.order != LACT_TTT_LAYER_CAUSAL)
         return lact_fail(LACT_E_UNSUPPORTED,
-                         "ttt layer decode: needs the causal order (the "
-                         "layer's order is %d): later tokens would change earlier outputs",
-                         (int)l->cfg.order);
-    if (batch < 1 || max_tokens < 1)
-        return lact_fail(LACT_E_ARG,
-                         "ttt layer decode: batch %lld and max_tokens %lld must be "
-                         "positive",
-                         (long long)batch, (long long)max_tokens);
-    if (!l->params->allocated || l->params->device != LACT_CPU)
-        return lact_fail(LACT_E_ARG, "ttt layer decode: the parameters must be allocated on the "
-                                     "CPU");
+                         "%s: needs the causal order (the layer's order is %d): later tokens "
+                         "would change earlier outputs",
+                         what, (int)l->cfg.order);
     st->layer = l;
     st->batch = batch;
     st->max_tokens = max_tokens;

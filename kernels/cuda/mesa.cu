@@ -5,7 +5,6 @@
  * adjoints by a reverse scan, then every chunk's gradients at once. Each
  * stage runs on the tensor-core kernels or the generic ones (mesa_cuda.h);
  * all temporaries come from one cached device workspace per stream. */
-#include <mutex>
 #include <string.h>
 
 #include "core/base/device.h"
@@ -13,42 +12,9 @@
 
 /* ---- the cached workspace ------------------------------------------------------ */
 
-typedef struct mesa_wsp {
-    void *stream, *p;
-    size_t bytes;
-    bool used;
-} mesa_wsp;
-
-#define MESA_STREAMS 8
-
-static mesa_wsp wsp_cache[MESA_STREAMS];
-static std::mutex wsp_lock;
-
+/* One device buffer per stream, grown when a call needs more (common.cuh). */
 lact_status mesa_workspace(lact_ctx *ctx, size_t bytes, void **out) {
-    std::lock_guard<std::mutex> guard(wsp_lock);
-    mesa_wsp *w = NULL;
-    for (int i = 0; i < MESA_STREAMS && !w; i++)
-        if (wsp_cache[i].used && wsp_cache[i].stream == ctx->stream) w = &wsp_cache[i];
-    for (int i = 0; i < MESA_STREAMS && !w; i++)
-        if (!wsp_cache[i].used) w = &wsp_cache[i];
-    if (!w)
-        return lact_fail(LACT_E_UNSUPPORTED, "mesa: more than %d CUDA streams in use",
-                         MESA_STREAMS);
-    w->used = true;
-    w->stream = ctx->stream;
-    if (w->bytes < bytes) {
-        if (w->p) {
-            /* work still queued may read the old buffer */
-            LACT_CU(cudaStreamSynchronize(lact_cuda_stream(ctx)));
-            lact_mem_free(LACT_CUDA, w->p);
-            w->p = NULL;
-            w->bytes = 0;
-        }
-        LACT_TRY(lact_mem_alloc(LACT_CUDA, bytes, &w->p));
-        w->bytes = bytes;
-    }
-    *out = w->p;
-    return LACT_OK;
+    return lact_cuda_buffer(ctx, LACT_BUF_MESA, bytes, out);
 }
 
 /* ---- stage selection ------------------------------------------------------------ */

@@ -1,6 +1,7 @@
 /* Table row: the Mesa op (kernels/mesa.h). */
 #include <math.h>
 
+#include "core/base/log.h"
 #include "kernels/mesa.h"
 #include "kernels/table/rows.h"
 
@@ -17,6 +18,8 @@ static lact_status mesa_plan(const lact_tensor *in, const double *p, lact_tensor
     LACT_TRY(lact_mesa_check_shapes(op, &in[0], &in[1], &in[2], &in[3], &in[4], &in[5]));
     if (!(p[0] >= 1)) return lact_fail(LACT_E_ARG, "%s: chunk = %g must be >= 1", op, p[0]);
     if (!(p[1] >= 1)) return lact_fail(LACT_E_ARG, "%s: cg_steps = %g must be >= 1", op, p[1]);
+    if (p[2] != 0 && p[2] != 1)
+        return lact_fail(LACT_E_ARG, "%s: residual = %g must be 0 or 1", op, p[2]);
     out[0] = lact_optab_out(dev, in[0].dtype, 4, in[0].shape);
     return LACT_OK;
 }
@@ -24,8 +27,16 @@ static lact_status mesa_plan(const lact_tensor *in, const double *p, lact_tensor
 static lact_status mesa_fwd(lact_ctx *ctx, lact_tensor *out, const lact_tensor *in,
                             const double *p) {
     lact_mesa_args a = mesa_row_args(p);
-    return lact_mesa_forward(ctx, &out[0], NULL, NULL, NULL, &in[0], &in[1], &in[2], &in[3], &in[4],
-                             &in[5], &a);
+    float res = 0.0f;
+    LACT_TRY(lact_mesa_forward(ctx, &out[0], NULL, NULL, p[2] == 1 ? &res : NULL, &in[0], &in[1],
+                               &in[2], &in[3], &in[4], &in[5], &a));
+    /* The debug report: how far the fixed number of CG steps got. */
+    if (p[2] == 1)
+        lact_log(LACT_LOG_WARN,
+                 "mesa: CG residual %.3g after %d steps (max over tokens of "
+                 "|q - (H + diag(lambda)) x| / |q|)",
+                 (double)res, a.cg_steps);
+    return LACT_OK;
 }
 
 static lact_status mesa_bwd(lact_ctx *ctx, lact_tensor *d_in, const lact_tensor *d_out,
@@ -66,6 +77,7 @@ static bool mesa_case(int c, uint64_t seed, lact_tensor *in, double *p) {
     if (c < 0 || c >= (int)(sizeof cases / sizeof cases[0])) return false;
     p[0] = (double)cases[c].chunk;
     p[1] = 30;
+    p[2] = 0;
     lact_rng rng = lact_rng_make(seed, 1300 + (uint64_t)c);
     int64_t qs[4] = {cases[c].b, cases[c].h, cases[c].len, cases[c].d};
     int64_t hd[2] = {cases[c].h, cases[c].d};
@@ -98,7 +110,8 @@ const lact_op_def lact_op_row_mesa = {
     .grad_inputs = 0x3f,
     .param_inputs = 0x20,
     .params = {{"chunk", LACT_MESA_CHUNK, "tokens per chunk"},
-               {"cg_steps", LACT_MESA_CG_STEPS, "conjugate-gradient steps per solve"}},
+               {"cg_steps", LACT_MESA_CG_STEPS, "conjugate-gradient steps per solve"},
+               {"residual", 0, "1: report the CG residual reached (stderr)"}},
     .plan = mesa_plan,
     .forward = mesa_fwd,
     .backward = mesa_bwd,

@@ -1,6 +1,8 @@
 /* `lact op rmsnorm` end to end: inputs written with lact_st_write, the CLI run
  * as a process (BUILD/bin/lact, beside BUILD/tests), its outputs read back and
- * compared with lact_rmsnorm_forward/backward called directly. */
+ * compared with lact_rmsnorm_forward/backward called directly. Then the mesa
+ * row's debug report: `--set residual=1` prints the CG residual, which
+ * falls with more steps. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <math.h>
@@ -60,6 +62,53 @@ static bool read_f32(const lact_st_file *f, const char *name, lact_tensor *t) {
     lact_tensor view;
     if (lact_st_get(f, name, &view) != LACT_OK) return false;
     return lact_tensor_clone(t, &view, LACT_F32, LACT_CPU) == LACT_OK;
+}
+
+/* `lact op mesa --set residual=1 --set cg_steps=N` on in; the residual it
+ * reports on stderr, or -1 when the run fails or prints none. */
+static double mesa_residual(const char *in, const char *out, int steps) {
+    char cmd[8192], err[128];
+    snprintf(err, sizeof err, "%s/err.txt", tmp_dir);
+    snprintf(cmd, sizeof cmd,
+             "'%s' op mesa --in '%s' --out '%s' --device cpu --threads 1 --set residual=1 "
+             "--set cg_steps=%d 2>'%s' >/dev/null",
+             lact_bin, in, out, steps, err);
+    int st = system(cmd);
+    double r = -1;
+    FILE *f = fopen(err, "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "CG residual ");
+        if (p) r = atof(p + strlen("CG residual "));
+    }
+    if (f) fclose(f);
+    remove(err);
+    return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? r : -1;
+}
+
+static void check_mesa_residual(void) {
+    const lact_op_def *op = lact_op_find("mesa");
+    CHECK(op != NULL);
+    if (!op) return;
+    lact_tensor in[LACT_OP_MAX_IO];
+    double params[LACT_OP_MAX_PARAMS];
+    memset(in, 0, sizeof in);
+    CHECK(op->make_case(2, 99, in, params)); /* d = 16: 2 CG steps cannot solve it */
+    const char *names[6];
+    for (int i = 0; i < 6; i++)
+        names[i] = lact_op_input_name(op, i);
+    char path[128], out[128];
+    snprintf(path, sizeof path, "%s/mesa_in.safetensors", tmp_dir);
+    snprintf(out, sizeof out, "%s/mesa_out.safetensors", tmp_dir);
+    CHECK_OK(lact_st_write(path, 6, names, in, 0, NULL, NULL));
+    double r2 = mesa_residual(path, out, 2), r30 = mesa_residual(path, out, 30);
+    printf("mesa CG residual: %.3g after 2 steps, %.3g after 30\n", r2, r30);
+    CHECK_MSG(r2 > 0 && r30 >= 0, "no residual reported (2 steps: %g, 30 steps: %g)", r2, r30);
+    CHECK_MSG(r30 < 1e-3 && r30 < 0.1 * r2, "residual 2 steps %g, 30 steps %g", r2, r30);
+    remove(path);
+    remove(out);
+    for (int i = 0; i < 6; i++)
+        lact_tensor_free(&in[i]);
 }
 
 int main(void) {
@@ -162,6 +211,7 @@ int main(void) {
     CHECK(stat(out3, &sb) != 0);
     /* An unknown param is a usage error. */
     CHECK(run_op(in1, out3, "--set no_such_param=1") == 2);
+    check_mesa_residual();
 
     remove(in1);
     remove(in2);

@@ -1,0 +1,67 @@
+#include "bench_util.h"
+
+#include <stdlib.h>
+
+#include "core/base/tensor.h"
+#include "kernels/kernels.h"
+#include "kernels/timer.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_median(double *t, int n) {
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+lact_status bench_time(lact_ctx *ctx, bench_fn fn, void *arg, int iters, double *ms) {
+    double *t = malloc(sizeof(double) * (size_t)iters);
+    if (!t) return lact_fail(LACT_E_NOMEM, "bench: out of host memory");
+    lact_timer timer;
+    lact_status s = lact_timer_init(&timer, ctx);
+    if (s != LACT_OK) {
+        free(t);
+        return s;
+    }
+    for (int i = 0; i < 2 && s == LACT_OK; i++)
+        s = fn(ctx, arg);
+    if (s == LACT_OK) s = lact_ctx_sync(ctx);
+    for (int i = 0; i < iters && s == LACT_OK; i++) {
+        s = lact_timer_start(&timer);
+        if (s == LACT_OK) s = fn(ctx, arg);
+        if (s == LACT_OK) s = lact_timer_stop(&timer, &t[i]);
+    }
+    if (s == LACT_OK) *ms = bench_median(t, iters);
+    lact_timer_free(&timer);
+    free(t);
+    return s;
+}
+
+typedef struct gemm_operands {
+    lact_tensor a, b, c;
+} gemm_operands;
+
+static lact_status run_reference(lact_ctx *ctx, void *arg) {
+    gemm_operands *g = arg;
+    return lact_reference_gemm(ctx, &g->c, &g->a, &g->b);
+}
+
+lact_status bench_gemm_rate(lact_ctx *ctx, int64_t n, int iters, double *tflops) {
+    lact_dtype dt = ctx->device == LACT_CUDA ? LACT_BF16 : LACT_F32;
+    int64_t shape[2] = {n, n};
+    gemm_operands g = {{0}, {0}, {0}};
+    lact_status s = lact_tensor_alloc(&g.a, dt, ctx->device, 2, shape);
+    if (s == LACT_OK) s = lact_tensor_alloc(&g.b, dt, ctx->device, 2, shape);
+    if (s == LACT_OK) s = lact_tensor_alloc(&g.c, dt, ctx->device, 2, shape);
+    if (s == LACT_OK) s = lact_fill_normal(ctx, &g.a, 1, 1, 0.0f, 1.0f);
+    if (s == LACT_OK) s = lact_fill_normal(ctx, &g.b, 1, 2, 0.0f, 1.0f);
+    double ms = 0;
+    if (s == LACT_OK) s = bench_time(ctx, run_reference, &g, iters, &ms);
+    if (s == LACT_OK) *tflops = 2.0 * (double)n * (double)n * (double)n / (ms * 1e-3) / 1e12;
+    lact_tensor_free(&g.a);
+    lact_tensor_free(&g.b);
+    lact_tensor_free(&g.c);
+    return s;
+}

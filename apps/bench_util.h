@@ -1,0 +1,25 @@
+/* What the benchmark commands share: timing a call as the median of timed
+ * runs after two warm-up runs, and the plain-library GEMM rate every figure
+ * is compared with. */
+#ifndef LACT_APPS_BENCH_UTIL_H
+#define LACT_APPS_BENCH_UTIL_H
+
+#include <stdint.h>
+
+#include "core/base/context.h"
+#include "core/base/status.h"
+
+typedef lact_status (*bench_fn)(lact_ctx *ctx, void *arg);
+
+/* Median of n values (sorts t in place). */
+double bench_median(double *t, int n);
+
+/* Runs fn twice to warm up, then iters timed runs (CUDA events on a GPU,
+ * the wall clock on the CPU); *ms is the median. */
+lact_status bench_time(lact_ctx *ctx, bench_fn fn, void *arg, int iters, double *ms);
+
+/* The dense GEMM rate of this device, measured now: one plain library call
+ * (lact_reference_gemm) on n×n×n, BF16 on a GPU, F32 on the CPU. */
+lact_status bench_gemm_rate(lact_ctx *ctx, int64_t n, int iters, double *tflops);
+
+#endif
