@@ -85,7 +85,7 @@ static double logp(const float *A, int i, int j) {
 static void test_scorer(lact_ctx *ctx, lact_lm *m, const float *A) {
     lact_lm_scorer s;
     CHECK_OK(lact_lm_scorer_init(&s, m, 2, 12, 3));
-    const char *rows[2] = {"the cat sat", "on a mat."};
+    const char *rows[2] = {"the cat sat", "on the mat."}; /* len + 1 bytes each */
     int64_t len = 10;
     for (int r = 0; r < 2; r++)
         for (int t = 0; t < len; t++) {
@@ -159,7 +159,8 @@ static void test_mc(lact_ctx *ctx, lact_lm *m, lact_tokenizer *tok) {
     CHECK_OK(lact_mc_eval(ctx, m, tok, &set, 1, 5, &r1));
     for (int k = 0; k < 5 && r1.pairs == 5; k++)
         CHECK_NEAR(r1.ll[k], r.ll[k], 1e-5);
-    CHECK_FAILS(lact_mc_eval(ctx, m, tok, &set, 1, 3, &r1), LACT_E_ARG); /* "yyyy" needs 4 */
+    lact_mc_result r2; /* a failed call leaves nothing to free */
+    CHECK_FAILS(lact_mc_eval(ctx, m, tok, &set, 1, 3, &r2), LACT_E_ARG); /* "yyyy" needs 4 */
     CHECK(strstr(lact_errmsg(), "mc.jsonl:1") != NULL);
     CHECK(lact_mc_pick((double[]){-1.0, -0.5, -0.5}, NULL, 3) == 1);
     CHECK(lact_mc_pick((double[]){-1.0, -3.0}, (int64_t[]){1, 6}, 2) == 1);
