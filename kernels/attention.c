@@ -1,5 +1,5 @@
 /* lact_attention_*: the mask ranges, argument checks, then the CPU reference
- * or the CUDA version (forward and backward; decode is CPU-only so far). */
+ * or the CUDA version (forward, backward and decode). */
 #include "kernels/attention.h"
 
 #include <math.h>
@@ -277,6 +277,26 @@ lact_status lact_attention_decode(lact_ctx *ctx, lact_tensor *y, lact_tensor *ls
     LACT_TRY(lact_kcheck_tensor(ctx, op, "lens", lens, I32_ONLY));
     LACT_TRY(lact_kcheck_vector(op, "lens", lens, q->shape[0], "one per sequence: B of q"));
     LACT_TRY(check_lens(op, lens, k_cache->shape[2], args));
+#if LACT_WITH_CUDA
+    if (ctx->device == LACT_CUDA) {
+        /* The key range of each sequence's query, from lens on the host. */
+        int64_t nb = q->shape[0];
+        int32_t *n = NULL, *ranges = malloc((size_t)(2 * nb) * sizeof *ranges);
+        lact_status s = ranges ? host_ints(op, "lens", lens, &n)
+                               : lact_fail(LACT_E_NOMEM, "%s: out of host memory", op);
+        for (int64_t b = 0; s == LACT_OK && b < nb; b++) {
+            int64_t lo, hi;
+            lact_attention_key_range(args, n[b] - 1, n[b], &lo, &hi);
+            ranges[2 * b] = (int32_t)lo, ranges[2 * b + 1] = (int32_t)hi;
+        }
+        if (s == LACT_OK)
+            s = lact_cuda_attention_decode(ctx, y, lse, q, k_cache, v_cache, g, ranges,
+                                           lact_attention_scale(args, q->shape[3]));
+        free(n);
+        free(ranges);
+        return s;
+    }
+#endif
     if (ctx->device != LACT_CPU) return no_cuda(op);
     return lact_cpu_attention_decode(ctx, y, lse, q, k_cache, v_cache, g, lens, args);
 }

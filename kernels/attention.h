@@ -110,8 +110,8 @@ lact_status lact_attention_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor
  * min(w, lens[b]) is required); for the other masks the cache is linear and
  * C ≥ lens[b]. The query sits at position lens[b] − 1 and sees the keys the
  * mask keeps among tokens 0..lens[b]−1: the result equals the last row of
- * lact_attention_forward over those lens[b] tokens. CPU only so far (CUDA
- * returns LACT_E_UNSUPPORTED). */
+ * lact_attention_forward over those lens[b] tokens. CPU and CUDA (head
+ * dims up to 256). */
 lact_status lact_attention_decode(lact_ctx *ctx, lact_tensor *y, lact_tensor *lse,
                                   const lact_tensor *q, const lact_tensor *k_cache,
                                   const lact_tensor *v_cache, const lact_tensor *g,

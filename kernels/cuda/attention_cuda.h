@@ -1,6 +1,6 @@
 /* The CUDA version of the attention op (kernels/attention.h): same
  * arguments as the public functions, called after their checks. Head dims
- * up to 256; decode has no CUDA version yet. */
+ * up to 256. */
 #ifndef LACT_CUDA_ATTENTION_CUDA_H
 #define LACT_CUDA_ATTENTION_CUDA_H
 
@@ -20,6 +20,12 @@ lact_status lact_cuda_attention_backward(lact_ctx *ctx, lact_tensor *d_q, lact_t
                                          const lact_tensor *v, const lact_tensor *g,
                                          const lact_tensor *cu_seqlens, const lact_tensor *y,
                                          const lact_tensor *lse, const lact_attn_args *args);
+/* One decode step (checks done): ranges_host holds [lo, hi) of the keys each
+ * sequence's new query sees, 2·B int32 on the host; scale as the op uses. */
+lact_status lact_cuda_attention_decode(lact_ctx *ctx, lact_tensor *y, lact_tensor *lse,
+                                       const lact_tensor *q, const lact_tensor *k_cache,
+                                       const lact_tensor *v_cache, const lact_tensor *g,
+                                       const int32_t *ranges_host, float scale);
 
 #ifdef __cplusplus
 }

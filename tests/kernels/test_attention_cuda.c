@@ -194,8 +194,7 @@ static void time_long(lact_ctx *gpu) {
     printf("  attention bf16 [B=4, H=16, L=8192, d=128]; FLOPs 4·d per unmasked pair, "
            "fwd+bwd = 3.5x fwd; median of %d\n",
            REPS);
-    printf("  %-18s %10s %10s %12s %12s\n", "mask", "fwd ms", "fwd TF/s", "fwd+bwd ms",
-           "f+b TF/s");
+    printf("  %-18s %10s %10s %12s %12s\n", "mask", "fwd ms", "fwd TF/s", "fwd+bwd ms", "f+b TF/s");
     for (int c = 0; c < 3; c++) {
         const lact_attn_args *a = &cases[c].a;
         double fwd[REPS], both[REPS];
@@ -222,6 +221,63 @@ static void time_long(lact_ctx *gpu) {
     lact_tensor_free(&lse);
 }
 
+/* ---- decode: one query per sequence against a cache, CUDA vs CPU ---- */
+
+typedef struct dec_case {
+    int64_t b, h, hkv, slots, d;
+    int gate; /* 0 none, 1 elementwise, 2 per head */
+    lact_attn_args a;
+    int32_t lens[3]; /* per sequence (b ≤ 3) */
+} dec_case;
+
+static const dec_case decs[] = {
+    {2, 4, 2, 700, 64, 1, {LACT_ATTN_CAUSAL, 0, 0, 0}, {700, 33}},
+    {3, 4, 4, 64, 128, 2, {LACT_ATTN_WINDOW, 64, 0, 0}, {1, 64, 1000}}, /* ring of w slots */
+    {1, 2, 1, 300, 256, 0, {LACT_ATTN_BLOCK_CAUSAL, 0, 128, 0}, {300}},
+    {2, 8, 2, 5000, 128, 0, {LACT_ATTN_FULL, 0, 0, 0}, {5000, 4097}},
+    {1, 3, 3, 40, 96, 1, {LACT_ATTN_CAUSAL, 0, 0, 0.25f}, {17}},
+};
+
+static void run_decode(lact_ctx *cpu, lact_ctx *gpu, const dec_case *dc, int c, lact_dtype dt) {
+    int64_t qs[4] = {dc->b, dc->h, 1, dc->d}, cs[4] = {dc->b, dc->hkv, dc->slots, dc->d};
+    int64_t gs[4] = {dc->b, dc->h, 1, dc->gate == 2 ? 1 : dc->d}, ls[3] = {dc->b, dc->h, 1};
+    lact_tensor h[6] = {{0}}, dv[6] = {{0}}, y = {0}, lse = {0}, yd = {0}, lsed = {0};
+    lact_rng rng = lact_rng_make(4242, 9000 + (uint64_t)c);
+    const int64_t *shapes[4] = {qs, cs, cs, gs};
+    bool ok = true;
+    for (int i = 0; i < 4 && ok; i++) {
+        if (i == 3 && !dc->gate) break;
+        ok = lact_tensor_alloc(&h[i], LACT_F32, LACT_CPU, 4, shapes[i]) == LACT_OK;
+        if (ok) fill(&h[i], &rng, 1.0f);
+        if (ok && dt == LACT_BF16) round_bf16(&h[i]);
+        if (ok) ok = lact_tensor_clone(&dv[i], &h[i], dt, LACT_CUDA) == LACT_OK;
+    }
+    int64_t nb = dc->b;
+    lact_tensor lens_h = lact_tensor_view((void *)dc->lens, LACT_I32, LACT_CPU, 1, &nb);
+    if (ok) ok = lact_tensor_clone(&dv[4], &lens_h, LACT_I32, LACT_CUDA) == LACT_OK;
+    if (ok) ok = lact_tensor_alloc(&y, LACT_F32, LACT_CPU, 4, qs) == LACT_OK;
+    if (ok) ok = lact_tensor_alloc(&lse, LACT_F32, LACT_CPU, 3, ls) == LACT_OK;
+    if (ok) ok = lact_tensor_alloc(&yd, dt, LACT_CUDA, 4, qs) == LACT_OK;
+    if (ok) ok = lact_tensor_alloc(&lsed, LACT_F32, LACT_CUDA, 3, ls) == LACT_OK;
+    CHECK_MSG(ok, "decode case %d: set-up failed: %s", c, lact_errmsg());
+    if (ok) {
+        CHECK_OK(lact_attention_decode(cpu, &y, &lse, &h[0], &h[1], &h[2], dc->gate ? &h[3] : NULL,
+                                       &lens_h, &dc->a));
+        CHECK_OK(lact_attention_decode(gpu, &yd, &lsed, &dv[0], &dv[1], &dv[2],
+                                       dc->gate ? &dv[3] : NULL, &dv[4], &dc->a));
+        CHECK_OK(lact_ctx_sync(gpu));
+        double ey = rel_err(&yd, &y), el = rel_err(&lsed, &lse);
+        double tol = dt == LACT_F32 ? 1e-5 : 1e-2;
+        printf("  decode case %d %-4s y rel err %.3e  lse rel err %.3e\n", c,
+               dt == LACT_F32 ? "f32" : "bf16", ey, el);
+        CHECK_MSG(ey <= tol && el <= 1e-5, "decode case %d: y %.3g lse %.3g (tol %.1g)", c, ey, el,
+                  tol);
+    }
+    for (int i = 0; i < 6; i++)
+        lact_tensor_free(&h[i]), lact_tensor_free(&dv[i]);
+    lact_tensor_free(&y), lact_tensor_free(&lse), lact_tensor_free(&yd), lact_tensor_free(&lsed);
+}
+
 int main(void) {
     if (!lact_cuda_available()) return check_skip("attention_cuda", "no CUDA device");
     lact_ctx cpu, gpu;
@@ -234,6 +290,10 @@ int main(void) {
     const int n0 = (int)(sizeof bigs / sizeof bigs[0]);
     for (int c = 0; c < (int)(sizeof bigs_bf16 / sizeof bigs_bf16[0]); c++)
         run_big(&cpu, &gpu, &bigs_bf16[c], n0 + c, LACT_BF16);
+    for (int c = 0; c < (int)(sizeof decs / sizeof decs[0]); c++) {
+        run_decode(&cpu, &gpu, &decs[c], c, LACT_F32);
+        run_decode(&cpu, &gpu, &decs[c], c, LACT_BF16);
+    }
     time_long(&gpu);
     lact_ctx_free(&gpu);
     lact_ctx_free(&cpu);
