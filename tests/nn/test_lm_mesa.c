@@ -11,6 +11,7 @@
 #include "core/base/philox.h"
 #include "core/nn/lm_decode.h"
 #include "kernels/kernels.h"
+#include "tests/nn/lm_check.h"
 #include "tests/support/check.h"
 
 /* Heads of d = 8 (D 16): with d = 4 the per-head RMSNorm of a nearly
@@ -30,125 +31,19 @@ static lact_lm_cfg small(const char *mixers, int64_t layers, bool tied) {
     return c;
 }
 
-static void fill_ids(lact_tensor *t, uint64_t seed, uint64_t stream) {
-    int32_t *p = t->data;
-    for (int64_t i = 0; i < lact_tensor_numel(t); i++)
-        p[i] = (int32_t)(lact_philox_uniform(seed, stream, (uint64_t)i) * V) % V;
-}
-
-typedef struct setup {
-    lact_lm m;
-    lact_tensor ids, targets, loss, dloss;
-    lact_arena arena;
-    size_t peak;
-} setup;
-
-static lact_status setup_init(setup *s, lact_ctx *ctx, const lact_lm_cfg *cfg, uint64_t seed) {
-    memset(s, 0, sizeof *s);
-    LACT_TRY(lact_lm_init(&s->m, cfg, LACT_CPU));
-    LACT_TRY(lact_lm_init_values(ctx, &s->m, seed));
-    /* Norm weights, biases and λ away from their constant starts. */
-    for (int i = 0; i < lact_params_count(&s->m.params); i++) {
-        lact_param *p = lact_params_at(&s->m.params, i);
-        if (p->init.kind != LACT_INIT_NORMAL) {
-            float *w = p->w.data;
-            for (int64_t j = 0; j < lact_tensor_numel(&p->w); j++)
-                w[j] += 0.2f * lact_philox_normal(seed, 3 + (uint64_t)i, (uint64_t)j);
-        }
-    }
-    int64_t shape[2] = {B, L}, flat[1] = {B * L};
-    LACT_TRY(lact_tensor_alloc(&s->ids, LACT_I32, LACT_CPU, 2, shape));
-    LACT_TRY(lact_tensor_alloc(&s->targets, LACT_I32, LACT_CPU, 2, shape));
-    LACT_TRY(lact_tensor_alloc(&s->loss, LACT_F32, LACT_CPU, 1, flat));
-    LACT_TRY(lact_tensor_alloc(&s->dloss, LACT_F32, LACT_CPU, 1, flat));
-    fill_ids(&s->ids, seed, 5);
-    fill_ids(&s->targets, seed, 6);
-    float *r = s->dloss.data;
-    for (int i = 0; i < B * L; i++)
-        r[i] = 0.5f + lact_philox_uniform(seed, 8, (uint64_t)i);
-    lact_arena m;
-    lact_arena_init_measure(&m, LACT_CPU);
-    LACT_TRY(lact_lm_forward(ctx, &s->m, &m, &s->loss, &s->ids, &s->targets));
-    LACT_TRY(lact_lm_backward(ctx, &s->m, &m, &s->dloss));
-    s->peak = m.peak;
-    return lact_arena_init(&s->arena, LACT_CPU, s->peak);
-}
-
-static void setup_free(setup *s) {
-    lact_lm_free(&s->m);
-    lact_tensor_free(&s->ids);
-    lact_tensor_free(&s->targets);
-    lact_tensor_free(&s->loss);
-    lact_tensor_free(&s->dloss);
-    lact_arena_free(&s->arena);
-}
-
-/* Σ r ⊙ loss. */
-static double total_loss(lact_ctx *ctx, setup *s) {
-    lact_arena_reset(&s->arena);
-    if (lact_lm_forward(ctx, &s->m, &s->arena, &s->loss, &s->ids, &s->targets) != LACT_OK)
-        return NAN;
-    const float *l = s->loss.data, *r = s->dloss.data;
-    double t = 0;
-    for (int i = 0; i < B * L; i++)
-        t += (double)r[i] * l[i];
-    return t;
-}
-
 static void gradcheck(lact_ctx *ctx, const char *name, const lact_lm_cfg *cfg) {
-    setup s;
-    lact_status st = setup_init(&s, ctx, cfg, 42);
+    lm_case s;
+    lact_status st = lm_case_init(&s, ctx, cfg, B, L, 42, -1);
     CHECK_OK(st);
-    if (st != LACT_OK) {
-        setup_free(&s);
-        return;
+    if (st == LACT_OK) {
+        lm_case_step(ctx, name, &s);
+        lact_params *p = &s.m.params;
+        CHECK_MSG(lact_params_find(p, "layers.0.mesa.lambda") >= 0 ||
+                      lact_params_find(p, "layers.1.mesa.lambda") >= 0,
+                  "%s: no Mesa layer", name);
+        lm_gradcheck(ctx, name, &s);
     }
-    lact_arena_reset(&s.arena);
-    CHECK_OK(lact_params_zero_grad(&s.m.params));
-    CHECK_OK(lact_lm_forward(ctx, &s.m, &s.arena, &s.loss, &s.ids, &s.targets));
-    CHECK_OK(lact_lm_backward(ctx, &s.m, &s.arena, &s.dloss));
-    CHECK_MSG(s.arena.peak == s.peak, "%s: real peak %zu, measured %zu", name, s.arena.peak,
-              s.peak);
-    lact_params *p = &s.m.params;
-    CHECK_MSG(lact_params_find(p, "layers.0.mesa.lambda") >= 0 ||
-                  lact_params_find(p, "layers.1.mesa.lambda") >= 0,
-              "%s: no Mesa layer", name);
-    float *g = malloc((size_t)p->padded * sizeof *g);
-    memcpy(g, p->grads, (size_t)p->padded * sizeof *g);
-    const float h = 4e-3f;
-    double worst = 0;
-    for (int i = 0; i < lact_params_count(p); i++) {
-        lact_param *it = lact_params_at(p, i);
-        int64_t n = lact_tensor_numel(&it->w);
-        const float *gi = g + it->offset;
-        float *w = it->w.data;
-        double gmax = 0;
-        int64_t imax = 0;
-        for (int64_t j = 0; j < n; j++)
-            if (fabs(gi[j]) > gmax) gmax = fabs(gi[j]), imax = j;
-        CHECK_MSG(gmax > 0, "%s: %s has an all-zero gradient", name, it->name);
-        for (int k = 0; k <= 3; k++) {
-            int64_t j =
-                k == 3 ? imax : (int64_t)(lact_philox_uniform(7, (uint64_t)i, (uint64_t)k) * n);
-            if (j >= n) j = n - 1;
-            float w0 = w[j];
-            w[j] = w0 + h;
-            double lp = total_loss(ctx, &s);
-            w[j] = w0 - h;
-            double lm = total_loss(ctx, &s);
-            w[j] = w0;
-            double num = (lp - lm) / (2.0 * h), ana = gi[j];
-            double tol = 2e-2 * fmax(fabs(num), fabs(ana)) + 5e-3 * gmax + 2e-4;
-            double ratio = fabs(num - ana) / tol;
-            if (ratio > worst) worst = ratio;
-            CHECK_MSG(ratio <= 1.0, "%s: %s[%lld]: numeric %.6g, analytic %.6g (max |g| %.3g)",
-                      name, it->name, (long long)j, num, ana, gmax);
-        }
-    }
-    printf("%s: %d parameters, gradcheck worst error / tolerance = %.3f\n", name,
-           lact_params_count(p), worst);
-    free(g);
-    setup_free(&s);
+    lm_case_free(&s);
 }
 
 /* ref [B·L, V]: the full forward's final hidden times the head. */
@@ -239,7 +134,7 @@ static void test_decode(lact_ctx *ctx) {
     CHECK_OK(lact_tensor_alloc(&ids, LACT_I32, LACT_CPU, 2, shape));
     CHECK_OK(lact_tensor_alloc(&ref, LACT_F32, LACT_CPU, 2, rs));
     CHECK_OK(lact_tensor_alloc(&other, LACT_F32, LACT_CPU, 2, rs));
-    fill_ids(&ids, 5, 1);
+    lm_fill_ids(&ids, V, 5, 1);
     full_logits(ctx, &m, &ids, &ref);
 
     const int64_t ones[1] = {1}, mixed[4] = {4, 1, 3, 5}, prompt[2] = {5, 1};
