@@ -203,15 +203,37 @@ lact_status lact_lm_forward(lact_ctx *ctx, lact_lm *m, lact_arena *arena, lact_t
     LACT_TRY(LACT_NN_ALLOC(arena, &m->lse, N));
     lact_tensor x0 = LACT_NN_VIEW(&m->xs[0], N, D);
     LACT_NN_RUN(arena, lact_embedding_forward(ctx, &x0, &it[m->embed].w, &m->ids));
-    for (int i = 0; i < m->n_layers; i++)
+    for (int i = 0; i < m->n_layers; i++) {
+        size_t mark = lact_arena_mark(arena);
         LACT_TRY(lact_block_forward(ctx, &m->blocks[i], arena, &m->saved[i], &m->xs[i + 1],
                                     &m->xs[i]));
+        /* The backward rebuilds what the block saved (block_backward). */
+        if (m->cfg.recompute) lact_arena_release(arena, mark);
+    }
     lact_tensor xl = LACT_NN_VIEW(&m->xs[m->n_layers], N, D), loss1 = LACT_NN_VIEW(loss, N);
     LACT_NN_RUN(arena, lact_rmsnorm_forward(ctx, &m->hf, &m->rstd_f, &xl, &it[m->norm_f].w,
                                             (float)m->cfg.norm_eps));
     /* The head is a product: BF16 hidden states read the BF16 shadow. */
     LACT_NN_RUN(arena, lact_xent_forward(ctx, &loss1, &m->lse, &m->hf,
                                          lact_param_mm(&it[m->head], act), &m->targets, 0));
+    return LACT_OK;
+}
+
+/* Block i's backward; with recompute, its forward runs again first (from
+ * the kept residual stream xs[i], into scratch: xs[i + 1] is not touched)
+ * so that its saved activations exist for as long as the backward needs
+ * them. The ops are deterministic, so the recomputed activations equal the
+ * forward's. */
+static lact_status block_backward(lact_ctx *ctx, lact_lm *m, lact_arena *arena, int i,
+                                  lact_tensor *dx, const lact_tensor *dout) {
+    if (!m->cfg.recompute)
+        return lact_block_backward(ctx, &m->blocks[i], arena, &m->saved[i], dx, dout);
+    size_t mark = lact_arena_mark(arena);
+    lact_tensor out;
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, m->act, &out, m->B, m->L, m->cfg.d_model));
+    LACT_TRY(lact_block_forward(ctx, &m->blocks[i], arena, &m->saved[i], &out, &m->xs[i]));
+    LACT_TRY(lact_block_backward(ctx, &m->blocks[i], arena, &m->saved[i], dx, dout));
+    lact_arena_release(arena, mark);
     return LACT_OK;
 }
 
@@ -239,8 +261,7 @@ lact_status lact_lm_backward(lact_ctx *ctx, lact_lm *m, lact_arena *arena,
     LACT_NN_RUN(arena, lact_nn_accumulate(ctx, &it[m->norm_f].g, &dnf));
     int cur = 0;
     for (int i = m->n_layers - 1; i >= 0; i--) {
-        LACT_TRY(lact_block_backward(ctx, &m->blocks[i], arena, &m->saved[i], &dx[1 - cur],
-                                     &dx[cur]));
+        LACT_TRY(block_backward(ctx, m, arena, i, &dx[1 - cur], &dx[cur]));
         cur = 1 - cur;
     }
     lact_tensor dxe = LACT_NN_VIEW(&dx[cur], N, D);

@@ -9,7 +9,9 @@
  * norm_f [D]; head [V, D] (untied only).
  *
  * Memory: forward keeps the residual stream of every layer and what each
- * layer saves in the arena; backward takes and returns scratch. A measuring
+ * layer saves in the arena (only the residual stream with cfg.recompute,
+ * the backward then recomputing one block at a time); backward takes and
+ * returns scratch. A measuring
  * arena walks the allocations without computing, so one measuring pass of
  * forward + backward gives the arena's size for a (B, L).
  *
@@ -56,6 +58,11 @@ typedef struct lact_lm_cfg {
     double rope_theta;
     double norm_eps;
     char dtype[8]; /* compute dtype on CUDA: "f32" or "bf16" */
+    /* Activation recompute: the forward keeps only the residual stream and
+     * the backward runs each block's forward again just before its
+     * backward, so the arena holds one block's activations instead of all
+     * of them (one more forward per step). */
+    bool recompute;
 } lact_lm_cfg;
 
 /* vocab 257 (bytes), d 64, 2 layers, 2 heads, "lact", mlp 4, chunk 32,

@@ -42,6 +42,8 @@ static const lact_cfg_field fields[] = {
     {"norm_eps", LACT_CFG_FLOAT, M(norm_eps), 0, "RMSNorm epsilon"},
     {"dtype", LACT_CFG_STRING, M(dtype), sizeof(((lact_lm_cfg *)0)->dtype),
      "compute dtype: f32, or bf16 (CUDA; parameters stay F32)"},
+    {"recompute", LACT_CFG_BOOL, M(recompute), 0,
+     "recompute each block's activations in the backward (less memory, one more forward)"},
     {"seq_len", LACT_CFG_INT, R(seq_len), 0, "tokens per sequence"},
     {"batch", LACT_CFG_INT, R(batch), 0, "sequences per micro-batch"},
     {"accum", LACT_CFG_INT, R(accum), 0, "micro-batches per optimizer step"},

@@ -35,6 +35,8 @@
  *     BF16, and the BF16 peak is below the F32 one;
  *   - the shadow equals the round-to-nearest bf16 of the masters after the
  *     refresh (weights written directly) and after optimizer steps.
+ * Recompute (cfg.recompute) against the plain step in BF16, lact + attention
+ * and mesa + attention: equal losses and gradients (≤ 1e-6), smaller arena.
  * Training: 20 AdamW steps through lact_lm_trainer on a fixed batch from a
  * learnable sequence (x' = 5x + 3 mod 512), in BF16 and in F32: the BF16
  * loss falls to below 0.9 of its first value and by at least half of what
@@ -312,6 +314,34 @@ static void compare_model(lact_ctx *ctx, const char *name, const char *mixers, b
     run_free(&h);
 }
 
+/* BF16 with cfg.recompute against without: the same losses and gradients
+ * (the kernels are deterministic, so the recomputed activations are the
+ * forward's; 1e-6 leaves room only for a reduction order changing), and a
+ * smaller arena. */
+static void compare_recompute(lact_ctx *ctx, const char *mixers) {
+    run a, b;
+    lact_lm_cfg c = model_cfg(mixers, true, true, "bf16");
+    lact_status sa = run_model(ctx, &a, &c);
+    c.recompute = true;
+    lact_status sb = run_model(ctx, &b, &c);
+    CHECK_OK(sa);
+    CHECK_OK(sb);
+    if (sa == LACT_OK && sb == LACT_OK) {
+        double rel, cosine;
+        compare(b.grads, a.grads, a.m.params.padded, &rel, &cosine);
+        printf("recompute (%s, bf16): loss %.9f vs %.9f, gradients rel %.2e, arena %zu -> %zu\n",
+               mixers, b.loss_mean, a.loss_mean, rel, a.measured, b.measured);
+        CHECK_MSG(fabs(b.loss_mean - a.loss_mean) <= 1e-6 * fabs(a.loss_mean),
+                  "recompute %s: loss %.9g vs %.9g", mixers, b.loss_mean, a.loss_mean);
+        CHECK_MSG(rel <= 1e-6, "recompute %s: gradients rel %.3g", mixers, rel);
+        CHECK_MSG(b.arena.peak == b.measured && b.measured < a.measured,
+                  "recompute %s: arena peak %zu, measured %zu, plain %zu", mixers, b.arena.peak,
+                  b.measured, a.measured);
+    }
+    run_free(&a);
+    run_free(&b);
+}
+
 /* ---- training ----------------------------------------------------------------- */
 
 /* The same B windows every step: rows of x' = 5x + 3 mod 512 (a full
@@ -399,6 +429,8 @@ int main(void) {
     compare_model(&gpu, "lact+attention untied", "lact,attention", false, true, false);
     compare_model(&gpu, "attention+lact tied", "attention,lact", true, false, false);
     compare_model(&gpu, "mesa+attention tied", "mesa,attention", true, false, true);
+    compare_recompute(&gpu, "lact,attention");
+    compare_recompute(&gpu, "mesa,attention");
     test_training(&gpu);
     lact_ctx_free(&gpu);
     return check_summary("nn_lm_bf16_cuda");
