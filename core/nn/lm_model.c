@@ -193,6 +193,7 @@ lact_status lact_lm_forward(lact_ctx *ctx, lact_lm *m, lact_arena *arena, lact_t
     lact_param *it = m->params.items;
     lact_dtype act = m->act;
     if (!arena->measuring) LACT_TRY(lact_params_refresh_shadow(ctx, &m->params));
+    m->backward_ready = false;
     m->B = B, m->L = L;
     m->ids = LACT_NN_VIEW(ids, N);
     m->targets = LACT_NN_VIEW(targets, N);
@@ -208,8 +209,9 @@ lact_status lact_lm_forward(lact_ctx *ctx, lact_lm *m, lact_arena *arena, lact_t
         LACT_TRY(lact_block_forward(ctx, &m->blocks[i], arena, &m->saved[i], &m->xs[i + 1],
                                     &m->xs[i]));
         /* The backward rebuilds what the block saved (block_backward). */
-        if (m->cfg.recompute) lact_arena_release(arena, mark);
+        if (m->cfg.recompute || m->forward_only) lact_arena_release(arena, mark);
     }
+    m->backward_ready = !m->forward_only;
     lact_tensor xl = LACT_NN_VIEW(&m->xs[m->n_layers], N, D), loss1 = LACT_NN_VIEW(loss, N);
     LACT_NN_RUN(arena, lact_rmsnorm_forward(ctx, &m->hf, &m->rstd_f, &xl, &it[m->norm_f].w,
                                             (float)m->cfg.norm_eps));
@@ -239,6 +241,9 @@ static lact_status block_backward(lact_ctx *ctx, lact_lm *m, lact_arena *arena, 
 
 lact_status lact_lm_backward(lact_ctx *ctx, lact_lm *m, lact_arena *arena,
                              const lact_tensor *dloss) {
+    if (!m->backward_ready)
+        return lact_fail(LACT_E_ARG, "lm: backward without a forward that kept its activations "
+                                     "(none yet, or a forward_only one)");
     int64_t B = m->B, L = m->L, D = m->cfg.d_model, V = m->cfg.vocab, N = B * L;
     lact_param *it = m->params.items;
     lact_dtype act = m->act;

@@ -84,6 +84,11 @@ typedef struct lact_lm {
     int embed, head, norm_f; /* head == embed when tied */
     int n_layers;
     lact_dtype act; /* activations: BF16 for dtype bf16 on CUDA, else F32 */
+    /* Set around a forward that no backward follows (scoring): it gives
+     * each block's saved activations back at once, as recompute does, and
+     * lact_lm_backward refuses to run after it. */
+    bool forward_only;
+    bool backward_ready; /* the last forward kept what backward needs */
     lact_block *blocks;
     lact_block_saved *saved;
     /* forward's views, kept for backward */

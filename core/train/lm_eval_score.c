@@ -8,6 +8,17 @@
 #include "core/base/device.h"
 #include "kernels/kernels.h"
 
+/* Scoring never runs backward: neither its scratch nor the blocks' saved
+ * activations are kept. */
+static lact_status score_forward(lact_ctx *ctx, lact_lm *m, lact_arena *arena, lact_tensor *loss,
+                                 const lact_tensor *ids, const lact_tensor *targets) {
+    bool keep = m->forward_only;
+    m->forward_only = true;
+    lact_status st = lact_lm_forward(ctx, m, arena, loss, ids, targets);
+    m->forward_only = keep;
+    return st;
+}
+
 lact_status lact_lm_scorer_init(lact_lm_scorer *s, lact_lm *m, int64_t B, int64_t L,
                                 int64_t logit_rows) {
     memset(s, 0, sizeof *s);
@@ -30,12 +41,10 @@ lact_status lact_lm_scorer_init(lact_lm_scorer *s, lact_lm *m, int64_t B, int64_
         st = lact_fail(LACT_E_NOMEM, "lm scorer: out of host memory for %lld x %lld", (long long)B,
                        (long long)L);
     if (st == LACT_OK) {
-        /* Forward only: evaluation never runs backward, so its scratch is
-         * not reserved. */
         lact_ctx none = {.device = dev};
         lact_arena meas;
         lact_arena_init_measure(&meas, dev);
-        st = lact_lm_forward(&none, m, &meas, &s->loss, &s->ids, &s->targets);
+        st = score_forward(&none, m, &meas, &s->loss, &s->ids, &s->targets);
         if (st == LACT_OK) st = lact_arena_init(&s->arena, dev, meas.peak);
     }
     if (st != LACT_OK) lact_lm_scorer_free(s);
@@ -68,7 +77,7 @@ lact_status lact_lm_scorer_run(lact_ctx *ctx, lact_lm *m, lact_lm_scorer *s, int
     LACT_TRY(lact_mem_copy(ids.data, dev, s->h_ids, LACT_CPU, n * sizeof(int32_t)));
     LACT_TRY(lact_mem_copy(targets.data, dev, s->h_targets, LACT_CPU, n * sizeof(int32_t)));
     lact_arena_reset(&s->arena);
-    LACT_TRY(lact_lm_forward(ctx, m, &s->arena, &loss, &ids, &targets));
+    LACT_TRY(score_forward(ctx, m, &s->arena, &loss, &ids, &targets));
     s->len = len;
     return lact_mem_copy(s->h_loss, LACT_CPU, loss.data, dev, n * sizeof(float));
 }
