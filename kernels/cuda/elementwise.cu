@@ -1,22 +1,138 @@
 /* Elementwise ops: add/mul with a broadcast second operand, scale, silu,
- * swiglu, softplus, sigmoid and dtype casts. Grid-stride loops, fp32 arithmetic; the broadcast
- * operand's gradient is a deterministic column reduction (common.cuh). */
+ * swiglu, softplus, sigmoid and dtype casts, in fp32 arithmetic.
+ *
+ * They are bound by memory, so each thread moves 16-byte words (vec.cuh):
+ * one map kernel runs every op as a functor over NI inputs and NO outputs,
+ * V elements per step of a grid-stride loop, with the last n mod V elements
+ * done one at a time. Pointers that are not 16-byte aligned take the V = 1
+ * instantiation of the same kernel. Optional outputs (swiglu's da or db)
+ * select a functor on the host, so no element tests a pointer. The
+ * broadcast operand's gradient is a deterministic column sum (colsum.cuh). */
+#include "kernels/cuda/colsum.cuh"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vec.cuh"
 
-__device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+#define EW_THREADS 256
 
-#define GRID_LOOP(i, n)                                                                   \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);             \
-         i += (int64_t)gridDim.x * blockDim.x)
+__device__ __forceinline__ float sigmoidf_(float x) {
+    return 1.0f / (1.0f + expf(-x));
+}
+
+/* ---- the map kernel ------------------------------------------------------------ */
+
+template <int NI, int NO, class TI, class TO> struct ew_io {
+    const TI *in[NI];
+    TO *out[NO];
+};
+
+template <int V, int NI, int NO, class TI, class TO, class F>
+__device__ __forceinline__ void map_step(const F &f, const ew_io<NI, NO, TI, TO> &io, int64_t i) {
+    float x[NI][V], y[NO][V];
+#pragma unroll
+    for (int k = 0; k < NI; k++)
+        vload<V>(io.in[k] + i, x[k]);
+#pragma unroll
+    for (int e = 0; e < V; e++) {
+        float xe[NI], ye[NO];
+#pragma unroll
+        for (int k = 0; k < NI; k++)
+            xe[k] = x[k][e];
+        f(xe, ye);
+#pragma unroll
+        for (int k = 0; k < NO; k++)
+            y[k][e] = ye[k];
+    }
+#pragma unroll
+    for (int k = 0; k < NO; k++)
+        vstore<V>(io.out[k] + i, y[k]);
+}
+
+template <int V, int NI, int NO, class TI, class TO, class F>
+__global__ void __launch_bounds__(EW_THREADS) map_kernel(F f, ew_io<NI, NO, TI, TO> io, int64_t n) {
+    const int64_t nv = n / V, stride = (int64_t)gridDim.x * blockDim.x;
+    const int64_t t0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    for (int64_t v = t0; v < nv; v += stride)
+        map_step<V>(f, io, v * V);
+    if (V > 1 && nv * V + t0 < n) map_step<1>(f, io, nv * V + t0);
+}
+
+/* Runs f over n elements: 16-byte words when every pointer allows them. */
+template <int NI, int NO, class TI, class TO, class F>
+static lact_status map_run(lact_ctx *ctx, const F &f, const ew_io<NI, NO, TI, TO> &io, int64_t n,
+                           const char *what) {
+    if (n <= 0) return LACT_OK;
+    constexpr int V =
+        vec_width<TI>::value < vec_width<TO>::value ? vec_width<TO>::value : vec_width<TI>::value;
+    bool aligned = true;
+    for (int k = 0; k < NI; k++)
+        aligned = aligned && lact_aligned16(io.in[k]);
+    for (int k = 0; k < NO; k++)
+        aligned = aligned && lact_aligned16(io.out[k]);
+    cudaStream_t st = lact_cuda_stream(ctx);
+    if (aligned) {
+        int64_t items = n / V > 0 ? n / V : 1;
+        map_kernel<V><<<lact_vec_grid(items, EW_THREADS), EW_THREADS, 0, st>>>(f, io, n);
+    } else {
+        map_kernel<1><<<lact_vec_grid(n, EW_THREADS), EW_THREADS, 0, st>>>(f, io, n);
+    }
+    LACT_CU_LAUNCH(what);
+    return LACT_OK;
+}
+
+template <class T, class F>
+static lact_status map1(lact_ctx *ctx, const F &f, T *out, const T *x, int64_t n,
+                        const char *what) {
+    ew_io<1, 1, T, T> io = {{x}, {out}};
+    return map_run(ctx, f, io, n, what);
+}
+
+template <class T, class F>
+static lact_status map2(lact_ctx *ctx, const F &f, T *out, const T *a, const T *b, int64_t n,
+                        const char *what) {
+    ew_io<2, 1, T, T> io = {{a, b}, {out}};
+    return map_run(ctx, f, io, n, what);
+}
+
+/* ---- add, mul with broadcast ---------------------------------------------------- */
 
 enum { OP_ADD, OP_MUL };
 
-template <int OP, class T, class TB>
-__global__ void binary_kernel(T *out, const T *a, const TB *b, int64_t n, int64_t nb) {
-    GRID_LOOP(i, n) {
-        float x = ld(a, i), y = ld(b, nb == n ? i : i % nb);
-        st(out, i, OP == OP_ADD ? x + y : x * y);
+/* out[i] = a[i] op b[i mod nb]. Each thread keeps its column of b and steps
+ * it by the grid stride, so no element divides. With V > 1, V divides nb
+ * (hence n) and the V elements of a word share one row of b. */
+template <int V, int OP, class T, class TB>
+__global__ void __launch_bounds__(EW_THREADS)
+    binary_kernel(T *out, const T *a, const TB *b, int64_t n, int64_t nb) {
+    const int64_t nv = n / V, stride = (int64_t)gridDim.x * blockDim.x;
+    int64_t v = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (v >= nv) return;
+    int64_t col = (v * V) % nb;
+    const int64_t step = (stride * V) % nb;
+    for (; v < nv; v += stride) {
+        float x[V], y[V], z[V];
+        vload<V>(a + v * V, x);
+        vload<V>(b + col, y);
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            z[e] = OP == OP_ADD ? x[e] + y[e] : x[e] * y[e];
+        vstore<V>(out + v * V, z);
+        col += step;
+        if (col >= nb) col -= nb;
     }
+}
+
+template <int OP, class T, class TB>
+static lact_status binary_run(lact_ctx *ctx, T *out, const T *a, const TB *b, int64_t n,
+                              int64_t nb) {
+    constexpr int V = vec_width<T>::value;
+    cudaStream_t st = lact_cuda_stream(ctx);
+    if (nb % V == 0 && lact_aligned16(out, a, b))
+        binary_kernel<V, OP>
+            <<<lact_vec_grid(n / V, EW_THREADS), EW_THREADS, 0, st>>>(out, a, b, n, nb);
+    else
+        binary_kernel<1, OP><<<lact_vec_grid(n, EW_THREADS), EW_THREADS, 0, st>>>(out, a, b, n, nb);
+    LACT_CU_LAUNCH("binary");
+    return LACT_OK;
 }
 
 template <int OP>
@@ -27,18 +143,15 @@ static lact_status binary_forward(lact_ctx *ctx, lact_tensor *out, const lact_te
     if (nb <= 0 || n % nb)
         return lact_fail(LACT_E_ARG, "broadcast operand of %lld elements does not divide %lld",
                          (long long)nb, (long long)n);
-    cudaStream_t st = lact_cuda_stream(ctx);
-    unsigned grid = lact_grid_1d(n, 256);
+    lact_status s = LACT_OK;
     LACT_DISPATCH_FLOAT(a->dtype, "add/mul", {
         if (b->dtype == LACT_F32)
-            binary_kernel<OP, T, float><<<grid, 256, 0, st>>>((T *)out->data, (const T *)a->data,
-                                                              (const float *)b->data, n, nb);
+            s = binary_run<OP>(ctx, (T *)out->data, (const T *)a->data, (const float *)b->data, n,
+                               nb);
         else
-            binary_kernel<OP, T, T><<<grid, 256, 0, st>>>((T *)out->data, (const T *)a->data,
-                                                          (const T *)b->data, n, nb);
+            s = binary_run<OP>(ctx, (T *)out->data, (const T *)a->data, (const T *)b->data, n, nb);
     });
-    LACT_CU_LAUNCH("binary");
-    return LACT_OK;
+    return s;
 }
 
 extern "C" lact_status lact_cuda_add_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
@@ -51,26 +164,98 @@ extern "C" lact_status lact_cuda_mul_forward(lact_ctx *ctx, lact_tensor *out, co
     return binary_forward<OP_MUL>(ctx, out, a, b);
 }
 
-/* Values summed into db: dout (add) or dout * a (mul), viewed as [R, nb]. */
-template <class T>
-struct dout_at {
+/* ---- broadcast gradients ---------------------------------------------------------- */
+
+/* Values summed into db, viewed as [R, nb]: dout (add) or dout · a (mul). */
+template <class T, int V> struct dout_at {
     const T *d;
     int64_t nb;
-    __device__ float operator()(int64_t r, int64_t c) const { return ld(d, r * nb + c); }
+    __device__ void operator()(int64_t r, int64_t c, float (&v)[V]) const {
+        vload<V>(d + r * nb + c, v);
+    }
 };
-template <class T>
-struct dout_times_a_at {
+template <class T, int V> struct dout_times_a_at {
     const T *d, *a;
     int64_t nb;
-    __device__ float operator()(int64_t r, int64_t c) const {
-        int64_t i = r * nb + c;
-        return ld(d, i) * ld(a, i);
+    __device__ void operator()(int64_t r, int64_t c, float (&v)[V]) const {
+        float x[V];
+        vload<V>(d + r * nb + c, v);
+        vload<V>(a + r * nb + c, x);
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            v[e] *= x[e];
     }
 };
 
-template <class T, class TB>
-__global__ void mul_da_mixed_kernel(T *da, const T *dout, const TB *b, int64_t n, int64_t nb) {
-    GRID_LOOP(i, n) st(da, i, ld(dout, i) * ld(b, nb == n ? i : i % nb));
+struct ew_copy_f {
+    __device__ void operator()(const float (&x)[1], float (&y)[1]) const { y[0] = x[0]; }
+};
+struct ew_mul_f {
+    __device__ void operator()(const float (&x)[2], float (&y)[1]) const { y[0] = x[0] * x[1]; }
+};
+
+/* db [nb] = Σ over the R = n / nb rows of dout (· a); a is NULL for add. */
+template <class T, class TO>
+static lact_status broadcast_grad(lact_ctx *ctx, TO *db, const T *dout, const T *a, int64_t n,
+                                  int64_t nb) {
+    int64_t R = n / nb;
+    if (R == 1) {
+        /* No broadcast: db is dout (· a) itself. */
+        if (!a) {
+            ew_io<1, 1, T, TO> io = {{dout}, {db}};
+            return map_run(ctx, ew_copy_f(), io, n, "add_backward_db");
+        }
+        ew_io<2, 1, T, TO> io = {{dout, a}, {db}};
+        return map_run(ctx, ew_mul_f(), io, n, "mul_backward_db");
+    }
+    constexpr int V = vec_width<T>::value;
+    if (nb % V == 0 && lact_aligned16(dout, a)) {
+        if (!a) return lact_colsum<V>(ctx, dout_at<T, V>{dout, nb}, R, nb, db);
+        return lact_colsum<V>(ctx, dout_times_a_at<T, V>{dout, a, nb}, R, nb, db);
+    }
+    if (!a) return lact_colsum<1>(ctx, dout_at<T, 1>{dout, nb}, R, nb, db);
+    return lact_colsum<1>(ctx, dout_times_a_at<T, 1>{dout, a, nb}, R, nb, db);
+}
+
+/* The values dout · a of db, storing da = dout · b[c] on the way: the
+ * column sum visits every (r, c) once, so one pass reads dout and a once
+ * and writes da. */
+template <class T, class TB, int V> struct mul_bwd_at {
+    const T *d, *a;
+    const TB *b;
+    T *da;
+    int64_t nb;
+    __device__ void operator()(int64_t r, int64_t c, float (&v)[V]) const {
+        float x[V], y[V];
+        vload<V>(d + r * nb + c, v);
+        vload<V>(b + c, y);
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            y[e] = v[e] * y[e];
+        vstore<V>(da + r * nb + c, y);
+        vload<V>(a + r * nb + c, x);
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            v[e] *= x[e];
+    }
+};
+
+/* Both gradients of a broadcast mul: one fused pass when b is broadcast,
+ * else the forward kernel for da and the plain gradient for db. */
+template <class T, class TB, class TO>
+static lact_status mul_grads(lact_ctx *ctx, T *da, TO *db, const T *d, const T *a, const TB *b,
+                             int64_t n, int64_t nb) {
+    int64_t R = n / nb;
+    constexpr int V = vec_width<T>::value;
+    if (da && db && R > 1) {
+        if (nb % V == 0 && lact_aligned16(d, a, b, da))
+            return lact_colsum<V>(ctx, mul_bwd_at<T, TB, V>{d, a, b, da, nb}, R, nb, db);
+        return lact_colsum<1>(ctx, mul_bwd_at<T, TB, 1>{d, a, b, da, nb}, R, nb, db);
+    }
+    /* da = dout · b, b broadcast like the forward. */
+    if (da) LACT_TRY(binary_run<OP_MUL>(ctx, da, d, b, n, nb));
+    if (db) LACT_TRY(broadcast_grad<T>(ctx, db, d, a, n, nb));
+    return LACT_OK;
 }
 
 extern "C" lact_status lact_cuda_add_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
@@ -79,15 +264,16 @@ extern "C" lact_status lact_cuda_add_backward(lact_ctx *ctx, lact_tensor *da, la
     if (da && n)
         LACT_CU(cudaMemcpyAsync(da->data, dout->data, lact_tensor_nbytes(dout),
                                 cudaMemcpyDeviceToDevice, lact_cuda_stream(ctx)));
-    if (db) {
+    if (db && n) {
         int64_t nb = lact_tensor_numel(db);
-        if (nb <= 0 || n % nb) return lact_fail(LACT_E_ARG, "add backward: db does not divide dout");
+        if (nb <= 0 || n % nb)
+            return lact_fail(LACT_E_ARG, "add backward: db does not divide dout");
         LACT_DISPATCH_FLOAT(dout->dtype, "add backward", {
-            dout_at<T> f = {(const T *)dout->data, nb};
+            const T *d = (const T *)dout->data;
             if (db->dtype == LACT_F32)
-                LACT_TRY(lact_col_reduce(ctx, f, n / nb, nb, (float *)db->data));
+                LACT_TRY(broadcast_grad<T>(ctx, (float *)db->data, d, (const T *)NULL, n, nb));
             else
-                LACT_TRY(lact_col_reduce(ctx, f, n / nb, nb, (T *)db->data));
+                LACT_TRY(broadcast_grad<T>(ctx, (T *)db->data, d, (const T *)NULL, n, nb));
         });
     }
     return LACT_OK;
@@ -98,78 +284,78 @@ extern "C" lact_status lact_cuda_mul_backward(lact_ctx *ctx, lact_tensor *da, la
                                               const lact_tensor *b) {
     int64_t n = lact_tensor_numel(dout), nb = lact_tensor_numel(b);
     if (nb <= 0 || n % nb) return lact_fail(LACT_E_ARG, "mul backward: b does not divide a");
-    cudaStream_t st = lact_cuda_stream(ctx);
+    if (!n) return LACT_OK;
+    lact_status s = LACT_OK;
     LACT_DISPATCH_FLOAT(dout->dtype, "mul backward", {
-        if (da && n) {
-            if (b->dtype == LACT_F32)
-                mul_da_mixed_kernel<T, float><<<lact_grid_1d(n, 256), 256, 0, st>>>(
-                    (T *)da->data, (const T *)dout->data, (const float *)b->data, n, nb);
-            else
-                mul_da_mixed_kernel<T, T><<<lact_grid_1d(n, 256), 256, 0, st>>>(
-                    (T *)da->data, (const T *)dout->data, (const T *)b->data, n, nb);
-            LACT_CU_LAUNCH("mul_da");
-        }
-        if (db) {
-            dout_times_a_at<T> f = {(const T *)dout->data, (const T *)a->data, nb};
-            if (db->dtype == LACT_F32)
-                LACT_TRY(lact_col_reduce(ctx, f, n / nb, nb, (float *)db->data));
-            else
-                LACT_TRY(lact_col_reduce(ctx, f, n / nb, nb, (T *)db->data));
+        const T *d = (const T *)dout->data, *ap = a ? (const T *)a->data : NULL;
+        T *dap = da ? (T *)da->data : NULL;
+        /* db is F32 or T, b is F32 or T: the four pairs. */
+        bool db32 = !db || db->dtype == LACT_F32;
+        if (b->dtype == LACT_F32) {
+            const float *bp = (const float *)b->data;
+            s = db32 ? mul_grads(ctx, dap, db ? (float *)db->data : NULL, d, ap, bp, n, nb)
+                     : mul_grads(ctx, dap, (T *)db->data, d, ap, bp, n, nb);
+        } else {
+            const T *bp = (const T *)b->data;
+            s = db32 ? mul_grads(ctx, dap, db ? (float *)db->data : NULL, d, ap, bp, n, nb)
+                     : mul_grads(ctx, dap, (T *)db->data, d, ap, bp, n, nb);
         }
     });
-    return LACT_OK;
+    return s;
 }
 
-/* ---- scale, silu, swiglu ---------------------------------------------------- */
+/* ---- scale, silu, swiglu ---------------------------------------------------------- */
 
-template <class T>
-__global__ void scale_kernel(T *out, const T *a, float s, int64_t n) {
-    GRID_LOOP(i, n) st(out, i, s * ld(a, i));
-}
-
-template <class T>
-__global__ void silu_kernel(T *out, const T *x, int64_t n) {
-    GRID_LOOP(i, n) {
-        float v = ld(x, i);
-        st(out, i, v * sigmoidf_(v));
+struct scale_f {
+    float s;
+    __device__ void operator()(const float (&x)[1], float (&y)[1]) const { y[0] = s * x[0]; }
+};
+struct silu_f {
+    __device__ void operator()(const float (&x)[1], float (&y)[1]) const {
+        y[0] = x[0] * sigmoidf_(x[0]);
     }
-}
-
-template <class T>
-__global__ void silu_backward_kernel(T *dx, const T *dout, const T *x, int64_t n) {
-    GRID_LOOP(i, n) {
-        float v = ld(x, i), s = sigmoidf_(v);
-        st(dx, i, ld(dout, i) * s * (1.0f + v * (1.0f - s)));
+};
+/* x = {dout, x} */
+struct silu_bwd_f {
+    __device__ void operator()(const float (&x)[2], float (&y)[1]) const {
+        float v = x[1], s = sigmoidf_(v);
+        y[0] = x[0] * s * (1.0f + v * (1.0f - s));
     }
-}
-
-template <class T>
-__global__ void swiglu_kernel(T *out, const T *a, const T *b, int64_t n) {
-    GRID_LOOP(i, n) {
-        float v = ld(a, i);
-        st(out, i, v * sigmoidf_(v) * ld(b, i));
+};
+/* x = {a, b} */
+struct swiglu_f {
+    __device__ void operator()(const float (&x)[2], float (&y)[1]) const {
+        float v = x[0];
+        y[0] = v * sigmoidf_(v) * x[1];
     }
-}
-
-template <class T>
-__global__ void swiglu_backward_kernel(T *da, T *db, const T *dout, const T *a, const T *b,
-                                       int64_t n) {
-    GRID_LOOP(i, n) {
-        float v = ld(a, i), s = sigmoidf_(v), g = ld(dout, i);
-        if (da) st(da, i, g * ld(b, i) * s * (1.0f + v * (1.0f - s)));
-        if (db) st(db, i, g * v * s);
+};
+/* x = {dout, a, b}; y = {da, db}, {da} or {db}. */
+struct swiglu_bwd_f {
+    __device__ void operator()(const float (&x)[3], float (&y)[2]) const {
+        float v = x[1], s = sigmoidf_(v), g = x[0];
+        y[0] = g * x[2] * s * (1.0f + v * (1.0f - s));
+        y[1] = g * v * s;
     }
-}
+};
+struct swiglu_bwd_da_f {
+    __device__ void operator()(const float (&x)[3], float (&y)[1]) const {
+        float v = x[1], s = sigmoidf_(v), g = x[0];
+        y[0] = g * x[2] * s * (1.0f + v * (1.0f - s));
+    }
+};
+struct swiglu_bwd_db_f {
+    __device__ void operator()(const float (&x)[2], float (&y)[1]) const {
+        float v = x[1], s = sigmoidf_(v), g = x[0];
+        y[0] = g * v * s;
+    }
+};
 
 extern "C" lact_status lact_cuda_scale_forward(lact_ctx *ctx, lact_tensor *out,
                                                const lact_tensor *a, float s) {
     int64_t n = lact_tensor_numel(a);
-    if (!n) return LACT_OK;
     LACT_DISPATCH_FLOAT(a->dtype, "scale", {
-        scale_kernel<T><<<lact_grid_1d(n, 256), 256, 0, lact_cuda_stream(ctx)>>>(
-            (T *)out->data, (const T *)a->data, s, n);
+        LACT_TRY(map1(ctx, scale_f{s}, (T *)out->data, (const T *)a->data, n, "scale"));
     });
-    LACT_CU_LAUNCH("scale");
     return LACT_OK;
 }
 
@@ -182,36 +368,30 @@ extern "C" lact_status lact_cuda_scale_backward(lact_ctx *ctx, lact_tensor *da,
 extern "C" lact_status lact_cuda_silu_forward(lact_ctx *ctx, lact_tensor *out,
                                               const lact_tensor *x) {
     int64_t n = lact_tensor_numel(x);
-    if (!n) return LACT_OK;
     LACT_DISPATCH_FLOAT(x->dtype, "silu", {
-        silu_kernel<T><<<lact_grid_1d(n, 256), 256, 0, lact_cuda_stream(ctx)>>>(
-            (T *)out->data, (const T *)x->data, n);
+        LACT_TRY(map1(ctx, silu_f(), (T *)out->data, (const T *)x->data, n, "silu"));
     });
-    LACT_CU_LAUNCH("silu");
     return LACT_OK;
 }
 
 extern "C" lact_status lact_cuda_silu_backward(lact_ctx *ctx, lact_tensor *dx,
                                                const lact_tensor *dout, const lact_tensor *x) {
     int64_t n = lact_tensor_numel(x);
-    if (!n || !dx) return LACT_OK;
+    if (!dx) return LACT_OK;
     LACT_DISPATCH_FLOAT(x->dtype, "silu backward", {
-        silu_backward_kernel<T><<<lact_grid_1d(n, 256), 256, 0, lact_cuda_stream(ctx)>>>(
-            (T *)dx->data, (const T *)dout->data, (const T *)x->data, n);
+        LACT_TRY(map2(ctx, silu_bwd_f(), (T *)dx->data, (const T *)dout->data, (const T *)x->data,
+                      n, "silu_backward"));
     });
-    LACT_CU_LAUNCH("silu_backward");
     return LACT_OK;
 }
 
 extern "C" lact_status lact_cuda_swiglu_forward(lact_ctx *ctx, lact_tensor *out,
                                                 const lact_tensor *a, const lact_tensor *b) {
     int64_t n = lact_tensor_numel(a);
-    if (!n) return LACT_OK;
     LACT_DISPATCH_FLOAT(a->dtype, "swiglu", {
-        swiglu_kernel<T><<<lact_grid_1d(n, 256), 256, 0, lact_cuda_stream(ctx)>>>(
-            (T *)out->data, (const T *)a->data, (const T *)b->data, n);
+        LACT_TRY(map2(ctx, swiglu_f(), (T *)out->data, (const T *)a->data, (const T *)b->data, n,
+                      "swiglu"));
     });
-    LACT_CU_LAUNCH("swiglu");
     return LACT_OK;
 }
 
@@ -219,13 +399,19 @@ extern "C" lact_status lact_cuda_swiglu_backward(lact_ctx *ctx, lact_tensor *da,
                                                  const lact_tensor *dout, const lact_tensor *a,
                                                  const lact_tensor *b) {
     int64_t n = lact_tensor_numel(a);
-    if (!n || (!da && !db)) return LACT_OK;
+    if (!da && !db) return LACT_OK;
     LACT_DISPATCH_FLOAT(a->dtype, "swiglu backward", {
-        swiglu_backward_kernel<T><<<lact_grid_1d(n, 256), 256, 0, lact_cuda_stream(ctx)>>>(
-            da ? (T *)da->data : NULL, db ? (T *)db->data : NULL, (const T *)dout->data,
-            (const T *)a->data, (const T *)b->data, n);
+        const T *g = (const T *)dout->data, *ap = (const T *)a->data, *bp = (const T *)b->data;
+        if (da && db) {
+            ew_io<3, 2, T, T> io = {{g, ap, bp}, {(T *)da->data, (T *)db->data}};
+            LACT_TRY(map_run(ctx, swiglu_bwd_f(), io, n, "swiglu_backward"));
+        } else if (da) {
+            ew_io<3, 1, T, T> io = {{g, ap, bp}, {(T *)da->data}};
+            LACT_TRY(map_run(ctx, swiglu_bwd_da_f(), io, n, "swiglu_backward"));
+        } else {
+            LACT_TRY(map2(ctx, swiglu_bwd_db_f(), (T *)db->data, g, ap, n, "swiglu_backward"));
+        }
     });
-    LACT_CU_LAUNCH("swiglu_backward");
     return LACT_OK;
 }
 
@@ -241,39 +427,38 @@ __device__ __forceinline__ float softplus_stable_(float z) {
     return fmaxf(z, 0.0f) + log1pf(expf(-fabsf(z)));
 }
 
-template <class T>
-__global__ void softplus_kernel(T *out, const T *x, float shift, int64_t n) {
-    GRID_LOOP(i, n) st(out, i, softplus_stable_(ld(x, i) + shift));
-}
-
-template <class T>
-__global__ void softplus_backward_kernel(T *dx, const T *dout, const T *x, float shift,
-                                         int64_t n) {
-    GRID_LOOP(i, n) st(dx, i, ld(dout, i) * sigmoid_stable_(ld(x, i) + shift));
-}
-
-template <class T>
-__global__ void sigmoid_kernel(T *out, const T *x, int64_t n) {
-    GRID_LOOP(i, n) st(out, i, sigmoid_stable_(ld(x, i)));
-}
-
-template <class T>
-__global__ void sigmoid_backward_kernel(T *dx, const T *dout, const T *y, int64_t n) {
-    GRID_LOOP(i, n) {
-        float v = ld(y, i);
-        st(dx, i, ld(dout, i) * v * (1.0f - v));
+struct softplus_f {
+    float shift;
+    __device__ void operator()(const float (&x)[1], float (&y)[1]) const {
+        y[0] = softplus_stable_(x[0] + shift);
     }
-}
+};
+/* x = {dout, x} */
+struct softplus_bwd_f {
+    float shift;
+    __device__ void operator()(const float (&x)[2], float (&y)[1]) const {
+        y[0] = x[0] * sigmoid_stable_(x[1] + shift);
+    }
+};
+struct sigmoid_f {
+    __device__ void operator()(const float (&x)[1], float (&y)[1]) const {
+        y[0] = sigmoid_stable_(x[0]);
+    }
+};
+/* x = {dout, y} */
+struct sigmoid_bwd_f {
+    __device__ void operator()(const float (&x)[2], float (&y)[1]) const {
+        float v = x[1];
+        y[0] = x[0] * v * (1.0f - v);
+    }
+};
 
 extern "C" lact_status lact_cuda_softplus_forward(lact_ctx *ctx, lact_tensor *out,
                                                   const lact_tensor *x, float shift) {
     int64_t n = lact_tensor_numel(x);
-    if (!n) return LACT_OK;
     LACT_DISPATCH_FLOAT(x->dtype, "softplus", {
-        softplus_kernel<T><<<lact_grid_1d(n, 256), 256, 0, lact_cuda_stream(ctx)>>>(
-            (T *)out->data, (const T *)x->data, shift, n);
+        LACT_TRY(map1(ctx, softplus_f{shift}, (T *)out->data, (const T *)x->data, n, "softplus"));
     });
-    LACT_CU_LAUNCH("softplus");
     return LACT_OK;
 }
 
@@ -281,55 +466,42 @@ extern "C" lact_status lact_cuda_softplus_backward(lact_ctx *ctx, lact_tensor *d
                                                    const lact_tensor *dout, const lact_tensor *x,
                                                    float shift) {
     int64_t n = lact_tensor_numel(x);
-    if (!n || !dx) return LACT_OK;
+    if (!dx) return LACT_OK;
     LACT_DISPATCH_FLOAT(x->dtype, "softplus backward", {
-        softplus_backward_kernel<T><<<lact_grid_1d(n, 256), 256, 0, lact_cuda_stream(ctx)>>>(
-            (T *)dx->data, (const T *)dout->data, (const T *)x->data, shift, n);
+        LACT_TRY(map2(ctx, softplus_bwd_f{shift}, (T *)dx->data, (const T *)dout->data,
+                      (const T *)x->data, n, "softplus_backward"));
     });
-    LACT_CU_LAUNCH("softplus_backward");
     return LACT_OK;
 }
 
 extern "C" lact_status lact_cuda_sigmoid_forward(lact_ctx *ctx, lact_tensor *out,
                                                  const lact_tensor *x) {
     int64_t n = lact_tensor_numel(x);
-    if (!n) return LACT_OK;
     LACT_DISPATCH_FLOAT(x->dtype, "sigmoid", {
-        sigmoid_kernel<T><<<lact_grid_1d(n, 256), 256, 0, lact_cuda_stream(ctx)>>>(
-            (T *)out->data, (const T *)x->data, n);
+        LACT_TRY(map1(ctx, sigmoid_f(), (T *)out->data, (const T *)x->data, n, "sigmoid"));
     });
-    LACT_CU_LAUNCH("sigmoid");
     return LACT_OK;
 }
 
 extern "C" lact_status lact_cuda_sigmoid_backward(lact_ctx *ctx, lact_tensor *dx,
-                                                  const lact_tensor *dout,
-                                                  const lact_tensor *out) {
+                                                  const lact_tensor *dout, const lact_tensor *out) {
     int64_t n = lact_tensor_numel(out);
-    if (!n || !dx) return LACT_OK;
+    if (!dx) return LACT_OK;
     LACT_DISPATCH_FLOAT(out->dtype, "sigmoid backward", {
-        sigmoid_backward_kernel<T><<<lact_grid_1d(n, 256), 256, 0, lact_cuda_stream(ctx)>>>(
-            (T *)dx->data, (const T *)dout->data, (const T *)out->data, n);
+        LACT_TRY(map2(ctx, sigmoid_bwd_f(), (T *)dx->data, (const T *)dout->data,
+                      (const T *)out->data, n, "sigmoid_backward"));
     });
-    LACT_CU_LAUNCH("sigmoid_backward");
     return LACT_OK;
 }
 
 /* ---- casts ------------------------------------------------------------------ */
 
-template <class TI, class TO>
-__global__ void cast_kernel(TO *out, const TI *x, int64_t n) {
-    GRID_LOOP(i, n) st(out, i, ld(x, i));
-}
-
 template <class TI>
 static lact_status cast_from(lact_ctx *ctx, lact_tensor *out, const TI *x, int64_t n) {
-    unsigned grid = lact_grid_1d(n, 256);
-    cudaStream_t st = lact_cuda_stream(ctx);
     LACT_DISPATCH_FLOAT(out->dtype, "cast", {
-        cast_kernel<TI, T><<<grid, 256, 0, st>>>((T *)out->data, x, n);
+        ew_io<1, 1, TI, T> io = {{x}, {(T *)out->data}};
+        LACT_TRY(map_run(ctx, ew_copy_f(), io, n, "cast"));
     });
-    LACT_CU_LAUNCH("cast");
     return LACT_OK;
 }
 
@@ -338,12 +510,11 @@ extern "C" lact_status lact_cuda_cast_forward(lact_ctx *ctx, lact_tensor *out,
     int64_t n = lact_tensor_numel(x);
     if (!n) return LACT_OK;
     if (out->dtype == x->dtype) {
-        LACT_CU(cudaMemcpyAsync(out->data, x->data, lact_tensor_nbytes(x),
-                                cudaMemcpyDeviceToDevice, lact_cuda_stream(ctx)));
+        LACT_CU(cudaMemcpyAsync(out->data, x->data, lact_tensor_nbytes(x), cudaMemcpyDeviceToDevice,
+                                lact_cuda_stream(ctx)));
         return LACT_OK;
     }
-    LACT_DISPATCH_FLOAT(x->dtype, "cast", {
-        LACT_TRY(cast_from<T>(ctx, out, (const T *)x->data, n));
-    });
+    LACT_DISPATCH_FLOAT(x->dtype, "cast",
+                        { LACT_TRY(cast_from<T>(ctx, out, (const T *)x->data, n)); });
     return LACT_OK;
 }

@@ -1,13 +1,285 @@
-/* Row normalisations: rmsnorm, layernorm and l2norm, one block per row with
- * fp32 statistics. Weight and bias gradients are deterministic column
- * reductions (per-slice partials in the scratch, then a fixed-order sum). */
+/* Row normalisations: rmsnorm, layernorm and l2norm, fp32 statistics.
+ *
+ * rmsnorm and l2norm are bound by memory, so they read each row once: a
+ * group of TPR threads (4 .. 256, a power of two) owns a row, each thread
+ * holds up to ROW_MAX_NV 16-byte words of it in registers between the
+ * statistic and the write, and the row's sum is a butterfly of shuffles
+ * (plus one shared-memory step when the row spans several warps). Rows that
+ * do not fit (more than 256 · ROW_MAX_NV words; 256 · 2 for the bf16
+ * rmsnorm backward) take the loop kernels, one block per row, which read
+ * the row twice. The rmsnorm weight gradient is
+ * summed in the same pass as dx: each block adds its rows per column, in a
+ * fixed order, into one partial row of the scratch, and colsum.cuh's final
+ * stage adds the partial rows. Layernorm keeps one block per row; its weight
+ * and bias gradients are column sums. */
+#include <type_traits>
+
+#include "kernels/cuda/colsum.cuh"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vec.cuh"
+
+#define ROW_THREADS 256
+#define ROW_MAX_NV 4
+#define ROW_MAX_TPR 256
+#define ROW_MAX_ELEMS 32 /* values of a row per thread, per tensor */
+/* The fused rmsnorm backward holds dout, x and the dw sums: fewer values a
+ * thread, so that ROW_DW_MIN_BLOCKS blocks fit an SM and the
+ * ROW_DW_BLOCKS blocks of partial sums run as one wave on a large GPU. */
+#define ROW_DW_ELEMS 16
+#define ROW_DW_MIN_BLOCKS 3
+#define ROW_DW_BLOCKS 384 /* partial rows of the fused weight gradient */
+
+template <int N> using int_c = std::integral_constant<int, N>;
+
+/* ---- register rows ---------------------------------------------------------------- */
+
+/* Row layout: tpr threads per row (blockDim.x), rpb rows per block
+ * (blockDim.y), nv words per thread, nvec words per row. */
+typedef struct row_geom {
+    int tpr, rpb, nv;
+    int64_t nvec;
+} row_geom;
+
+/* The smallest row group that holds a row of nvec words in max_nv words
+ * per thread; false when even ROW_MAX_TPR threads cannot. */
+static bool row_geom_make(int64_t nvec, int max_nv, row_geom *g) {
+    int tpr = 4;
+    while (tpr < ROW_MAX_TPR && (int64_t)tpr * max_nv < nvec)
+        tpr *= 2;
+    if ((int64_t)tpr * max_nv < nvec) return false;
+    g->tpr = tpr;
+    g->rpb = ROW_THREADS / tpr;
+    g->nv = (int)((nvec + tpr - 1) / tpr);
+    g->nvec = nvec;
+    return true;
+}
+
+/* Calls f(int_c<V>, int_c<NV>, g) with V = 16-byte words of T when every
+ * pointer is aligned and the word divides C, else V = 1, and NV words of V
+ * per thread, NV · V ≤ max_elems (at most ROW_MAX_NV words); false when the
+ * row is too long for registers (the caller takes the loop kernel). */
+template <class T, class F>
+static bool row_launch(int64_t C, bool aligned, int max_elems, row_geom *g, const F &f,
+                       lact_status *s) {
+    constexpr int W = vec_width<T>::value;
+    bool wide = aligned && C % W == 0;
+    int max_nv = max_elems / (wide ? W : 1);
+    if (max_nv > ROW_MAX_NV) max_nv = ROW_MAX_NV;
+    if (max_nv < 1) max_nv = 1;
+    if (!row_geom_make(wide ? C / W : C, max_nv, g)) return false;
+#define ROW_CASES(V)                                                                               \
+    switch (g->nv) {                                                                               \
+    case 1:                                                                                        \
+        *s = f(int_c<V>(), int_c<1>(), *g);                                                        \
+        break;                                                                                     \
+    case 2:                                                                                        \
+        *s = f(int_c<V>(), int_c<2>(), *g);                                                        \
+        break;                                                                                     \
+    case 3:                                                                                        \
+        *s = f(int_c<V>(), int_c<3>(), *g);                                                        \
+        break;                                                                                     \
+    default:                                                                                       \
+        *s = f(int_c<V>(), int_c<4>(), *g);                                                        \
+        break;                                                                                     \
+    }
+    if (wide) {
+        ROW_CASES(W)
+    } else {
+        ROW_CASES(1)
+    }
+#undef ROW_CASES
+    return true;
+}
+
+static unsigned row_grid(int64_t R, const row_geom *g) {
+    int64_t b = (R + g->rpb - 1) / g->rpb;
+    if (b > (1 << 20)) b = 1 << 20;
+    return (unsigned)(b < 1 ? 1 : b);
+}
+
+/* v[k] = Σ over the row's threads, the same bits in every thread. All
+ * threads of the block call it (the shared step has barriers). sh: 8 · K
+ * floats. */
+template <int K> __device__ __forceinline__ void row_sum(float (&v)[K], float *sh) {
+    const int tpr = blockDim.x;
+    for (int o = (tpr < 32 ? tpr : 32) / 2; o > 0; o >>= 1)
+#pragma unroll
+        for (int k = 0; k < K; k++)
+            v[k] += __shfl_xor_sync(0xffffffffu, v[k], o);
+    if (tpr > 32) {
+        const int wpr = tpr / 32;
+        float *row = sh + threadIdx.y * wpr * K;
+        __syncthreads();
+        if ((threadIdx.x & 31) == 0)
+#pragma unroll
+            for (int k = 0; k < K; k++)
+                row[(threadIdx.x / 32) * K + k] = v[k];
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < K; k++) {
+            float s = 0.0f;
+            for (int i = 0; i < wpr; i++)
+                s += row[i * K + k];
+            v[k] = s;
+        }
+    }
+}
+
+/* Words k of the thread: word tx + k · tpr of the row; absent ones are 0. */
+template <int V, int NV, class T>
+__device__ __forceinline__ void row_load(float (&v)[NV][V], const T *row, bool ok, int64_t nvec) {
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+        if (ok && j < nvec) {
+            vload<V>(row + j * V, v[k]);
+        } else {
+#pragma unroll
+            for (int e = 0; e < V; e++)
+                v[k][e] = 0.0f;
+        }
+    }
+}
+
+/* The scale vector's word j, or ones without one (a uniform branch). */
+template <int V>
+__device__ __forceinline__ void row_weight(float (&wv)[V], const float *w, int64_t j) {
+    if (w) {
+        vload<V>(w + j * V, wv);
+    } else {
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            wv[e] = 1.0f;
+    }
+}
 
 /* ---- rmsnorm ------------------------------------------------------------------ */
 
+template <class T, int V, int NV>
+__global__ void __launch_bounds__(ROW_THREADS)
+    rmsnorm_kernel(T *out, float *rstd, const T *x, const float *w, int64_t R, int64_t C,
+                   float eps) {
+    __shared__ float sh[8];
+    const int64_t nvec = C / V;
+    for (int64_t r0 = (int64_t)blockIdx.x * blockDim.y; r0 < R;
+         r0 += (int64_t)gridDim.x * blockDim.y) {
+        const int64_t r = r0 + threadIdx.y;
+        const bool ok = r < R;
+        float v[NV][V];
+        row_load<V>(v, x + r * C, ok, nvec);
+        float ss[1] = {0.0f};
+#pragma unroll
+        for (int k = 0; k < NV; k++)
+#pragma unroll
+            for (int e = 0; e < V; e++)
+                ss[0] += v[k][e] * v[k][e];
+        row_sum(ss, sh);
+        const float rs = rsqrtf(ss[0] / (float)C + eps);
+        if (!ok) continue;
+        if (threadIdx.x == 0) rstd[r] = rs;
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+            if (j >= nvec) continue;
+            float wv[V], y[V];
+            row_weight(wv, w, j);
+#pragma unroll
+            for (int e = 0; e < V; e++)
+                y[e] = v[k][e] * rs * wv[e];
+            vstore<V>(out + r * C + j * V, y);
+        }
+    }
+}
+
+/* dx = rstd (g − x rstd² mean(g x)), g = dout ⊙ w. With dw_part, also the
+ * block's share of dw = Σ_r dout x rstd: its rows per column in registers,
+ * then its rpb row lanes added in order through shared memory into
+ * dw_part[blockIdx.x, :]. */
+template <class T, int V, int NV>
+__global__ void __launch_bounds__(ROW_THREADS, ROW_DW_MIN_BLOCKS)
+    rmsnorm_backward_kernel(T *dx, float *dw_part, const T *dout, const T *x, const float *w,
+                            const float *rstd, int64_t R, int64_t C) {
+    __shared__ float sh[8];
+    extern __shared__ float dw_sh[]; /* [rpb, C] when dw_part and rpb > 1 */
+    const int64_t nvec = C / V;
+    float acc[NV][V];
+#pragma unroll
+    for (int k = 0; k < NV; k++)
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            acc[k][e] = 0.0f;
+    for (int64_t r0 = (int64_t)blockIdx.x * blockDim.y; r0 < R;
+         r0 += (int64_t)gridDim.x * blockDim.y) {
+        const int64_t r = r0 + threadIdx.y;
+        const bool ok = r < R;
+        float d[NV][V], xv[NV][V];
+        row_load<V>(d, dout + r * C, ok, nvec);
+        row_load<V>(xv, x + r * C, ok, nvec);
+        float dot[1] = {0.0f};
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+            float wv[V];
+            row_weight(wv, w, j < nvec ? j : 0);
+#pragma unroll
+            for (int e = 0; e < V; e++) {
+                dot[0] += d[k][e] * wv[e] * xv[k][e];
+            }
+        }
+        row_sum(dot, sh);
+        if (!ok) continue;
+        const float rs = rstd[r], kk = rs * rs * dot[0] / (float)C;
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+            if (j >= nvec) continue;
+            if (dx) {
+                float wv[V], y[V];
+                row_weight(wv, w, j);
+#pragma unroll
+                for (int e = 0; e < V; e++)
+                    y[e] = rs * (d[k][e] * wv[e] - xv[k][e] * kk);
+                vstore<V>(dx + r * C + j * V, y);
+            }
+            if (dw_part)
+#pragma unroll
+                for (int e = 0; e < V; e++)
+                    acc[k][e] += d[k][e] * xv[k][e] * rs;
+        }
+    }
+    if (!dw_part) return;
+    float *part = dw_part + (int64_t)blockIdx.x * C;
+    if (blockDim.y == 1) {
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+            if (j < nvec) vstore<V>(part + j * V, acc[k]);
+        }
+        return;
+    }
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+        if (j < nvec)
+#pragma unroll
+            for (int e = 0; e < V; e++)
+                dw_sh[threadIdx.y * C + j * V + e] = acc[k][e];
+    }
+    __syncthreads();
+    for (int64_t c = threadIdx.y * blockDim.x + threadIdx.x; c < C;
+         c += (int64_t)blockDim.x * blockDim.y) {
+        float s = 0.0f;
+        for (unsigned y = 0; y < blockDim.y; y++)
+            s += dw_sh[y * C + c];
+        part[c] = s;
+    }
+}
+
+/* ---- loop rows (rows too long for registers) ------------------------------------ */
+
 template <class T>
-__global__ void rmsnorm_kernel(T *out, float *rstd, const T *x, const float *w, int64_t C,
-                               float eps) {
+__global__ void rmsnorm_loop_kernel(T *out, float *rstd, const T *x, const float *w, int64_t C,
+                                    float eps) {
     __shared__ float sh[32];
     int64_t r = blockIdx.x;
     const T *xr = x + r * C;
@@ -20,16 +292,13 @@ __global__ void rmsnorm_kernel(T *out, float *rstd, const T *x, const float *w, 
     ss = block_sum(ss, sh);
     float rs = rsqrtf(ss / (float)C + eps);
     if (threadIdx.x == 0) rstd[r] = rs;
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-        float v = ld(xr, c) * rs;
-        st(yr, c, w ? v * w[c] : v);
-    }
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+        st(yr, c, ld(xr, c) * rs * (w ? w[c] : 1.0f));
 }
 
-/* dx = rstd (g − x rstd² mean(g x)), g = dout ⊙ w. */
 template <class T>
-__global__ void rmsnorm_backward_kernel(T *dx, const T *dout, const T *x, const float *w,
-                                        const float *rstd, int64_t C) {
+__global__ void rmsnorm_backward_loop_kernel(T *dx, const T *dout, const T *x, const float *w,
+                                             const float *rstd, int64_t C) {
     __shared__ float sh[32];
     int64_t r = blockIdx.x;
     const T *xr = x + r * C, *dr = dout + r * C;
@@ -46,51 +315,98 @@ __global__ void rmsnorm_backward_kernel(T *dx, const T *dout, const T *x, const 
     }
 }
 
-template <class T>
-struct rms_dw_at {
+template <class T, int V> struct rms_dw_at {
     const T *dout, *x;
     const float *rstd;
     int64_t C;
-    __device__ float operator()(int64_t r, int64_t c) const {
-        return ld(dout, r * C + c) * ld(x, r * C + c) * rstd[r];
+    __device__ void operator()(int64_t r, int64_t c, float (&v)[V]) const {
+        float xv[V];
+        vload<V>(dout + r * C + c, v);
+        vload<V>(x + r * C + c, xv);
+        const float rs = rstd[r];
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            v[e] = v[e] * xv[e] * rs;
     }
 };
 
-extern "C" lact_status lact_cuda_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out,
-                                                 lact_tensor *rstd, const lact_tensor *x,
-                                                 const lact_tensor *w, float eps) {
+extern "C" lact_status lact_cuda_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd,
+                                                 const lact_tensor *x, const lact_tensor *w,
+                                                 float eps) {
     int64_t R = lact_tensor_rows(x), C = lact_tensor_cols(x);
     if (!R || !C) return LACT_OK;
     const float *wp = w && w->data ? (const float *)w->data : NULL;
+    cudaStream_t st = lact_cuda_stream(ctx);
+    lact_status s = LACT_OK;
     LACT_DISPATCH_FLOAT(x->dtype, "rmsnorm", {
-        rmsnorm_kernel<T><<<(unsigned)R, lact_row_threads(C), 0, lact_cuda_stream(ctx)>>>(
-            (T *)out->data, (float *)rstd->data, (const T *)x->data, wp, C, eps);
+        T *o = (T *)out->data;
+        const T *xp = (const T *)x->data;
+        float *rp = (float *)rstd->data;
+        row_geom g;
+        auto launch = [&](auto v, auto nv, const row_geom &rg) -> lact_status {
+            rmsnorm_kernel<T, decltype(v)::value, decltype(nv)::value>
+                <<<row_grid(R, &rg), dim3(rg.tpr, rg.rpb), 0, st>>>(o, rp, xp, wp, R, C, eps);
+            LACT_CU_LAUNCH("rmsnorm");
+            return LACT_OK;
+        };
+        if (!row_launch<T>(C, lact_aligned16(o, xp, wp), ROW_MAX_ELEMS, &g, launch, &s)) {
+            rmsnorm_loop_kernel<T>
+                <<<(unsigned)R, lact_row_threads(C), 0, st>>>(o, rp, xp, wp, C, eps);
+            LACT_CU_LAUNCH("rmsnorm");
+        }
     });
-    LACT_CU_LAUNCH("rmsnorm");
-    return LACT_OK;
+    return s;
 }
 
 extern "C" lact_status lact_cuda_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
                                                   const lact_tensor *dout, const lact_tensor *x,
                                                   const lact_tensor *w, const lact_tensor *rstd) {
     int64_t R = lact_tensor_rows(x), C = lact_tensor_cols(x);
-    if (!R || !C) return LACT_OK;
+    if (!R || !C || (!dx && !dw)) return LACT_OK;
     const float *wp = w && w->data ? (const float *)w->data : NULL;
+    const float *rp = (const float *)rstd->data;
+    cudaStream_t st = lact_cuda_stream(ctx);
+    /* Partial rows of dw: a fixed count for the shape, within the scratch. */
+    int64_t max_part = (int64_t)(ctx->scratch_bytes / sizeof(float)) / C;
+    float *part = dw && max_part >= 1 ? (float *)ctx->scratch : NULL;
+    lact_status s = LACT_OK;
     LACT_DISPATCH_FLOAT(x->dtype, "rmsnorm backward", {
-        if (dx) {
-            rmsnorm_backward_kernel<T>
-                <<<(unsigned)R, lact_row_threads(C), 0, lact_cuda_stream(ctx)>>>(
-                    (T *)dx->data, (const T *)dout->data, (const T *)x->data, wp,
-                    (const float *)rstd->data, C);
+        T *dxp = dx ? (T *)dx->data : NULL;
+        const T *dp = (const T *)dout->data, *xp = (const T *)x->data;
+        row_geom g;
+        int64_t blocks = 0;
+        auto launch = [&](auto v, auto nv, const row_geom &rg) -> lact_status {
+            blocks = row_grid(R, &rg);
+            size_t smem = 0;
+            if (part) {
+                if (blocks > ROW_DW_BLOCKS) blocks = ROW_DW_BLOCKS;
+                if (blocks > max_part) blocks = max_part;
+                if (rg.rpb > 1) smem = (size_t)rg.rpb * (size_t)C * sizeof(float);
+            }
+            rmsnorm_backward_kernel<T, decltype(v)::value, decltype(nv)::value>
+                <<<(unsigned)blocks, dim3(rg.tpr, rg.rpb), smem, st>>>(dxp, part, dp, xp, wp, rp, R,
+                                                                       C);
             LACT_CU_LAUNCH("rmsnorm_backward");
-        }
-        if (dw) {
-            rms_dw_at<T> f = {(const T *)dout->data, (const T *)x->data,
-                              (const float *)rstd->data, C};
-            LACT_TRY(lact_col_reduce(ctx, f, R, C, (float *)dw->data));
+            return LACT_OK;
+        };
+        if (row_launch<T>(C, lact_aligned16(dxp, dp, xp, wp), ROW_DW_ELEMS, &g, launch, &s)) {
+            if (s == LACT_OK && part) {
+                colsum_final_kernel<<<(unsigned)((C + 31) / 32), dim3(32, COLSUM_FINAL_LANES), 0,
+                                      st>>>(part, blocks, C, (float *)dw->data);
+                LACT_CU_LAUNCH("rmsnorm_backward_dw");
+            }
+        } else {
+            if (dxp) {
+                rmsnorm_backward_loop_kernel<T>
+                    <<<(unsigned)R, lact_row_threads(C), 0, st>>>(dxp, dp, xp, wp, rp, C);
+                LACT_CU_LAUNCH("rmsnorm_backward");
+            }
+            if (dw)
+                LACT_TRY(
+                    lact_colsum<1>(ctx, rms_dw_at<T, 1>{dp, xp, rp, C}, R, C, (float *)dw->data));
         }
     });
-    return LACT_OK;
+    return s;
 }
 
 /* ---- layernorm ----------------------------------------------------------------- */
@@ -102,7 +418,8 @@ __global__ void layernorm_kernel(T *out, float *mean, float *rstd, const T *x, c
     int64_t r = blockIdx.x;
     const T *xr = x + r * C;
     float s = 0.0f;
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += ld(xr, c);
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+        s += ld(xr, c);
     float mu = block_sum(s, sh) / (float)C;
     float v = 0.0f;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
@@ -145,22 +462,27 @@ __global__ void layernorm_backward_kernel(T *dx, const T *dout, const T *x, cons
     }
 }
 
-template <class T>
-struct ln_dw_at {
+template <class T, int V> struct ln_dw_at {
     const T *dout, *x;
     const float *mean, *rstd;
     int64_t C;
-    __device__ float operator()(int64_t r, int64_t c) const {
-        int64_t i = r * C + c;
-        return ld(dout, i) * (ld(x, i) - mean[r]) * rstd[r];
+    __device__ void operator()(int64_t r, int64_t c, float (&v)[V]) const {
+        float xv[V];
+        vload<V>(dout + r * C + c, v);
+        vload<V>(x + r * C + c, xv);
+        const float mu = mean[r], rs = rstd[r];
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            v[e] = v[e] * (xv[e] - mu) * rs;
     }
 };
 
-template <class T>
-struct ln_db_at {
+template <class T, int V> struct ln_db_at {
     const T *dout;
     int64_t C;
-    __device__ float operator()(int64_t r, int64_t c) const { return ld(dout, r * C + c); }
+    __device__ void operator()(int64_t r, int64_t c, float (&v)[V]) const {
+        vload<V>(dout + r * C + c, v);
+    }
 };
 
 extern "C" lact_status lact_cuda_layernorm_forward(lact_ctx *ctx, lact_tensor *out,
@@ -173,36 +495,45 @@ extern "C" lact_status lact_cuda_layernorm_forward(lact_ctx *ctx, lact_tensor *o
     const float *bp = b && b->data ? (const float *)b->data : NULL;
     LACT_DISPATCH_FLOAT(x->dtype, "layernorm", {
         layernorm_kernel<T><<<(unsigned)R, lact_row_threads(C), 0, lact_cuda_stream(ctx)>>>(
-            (T *)out->data, (float *)mean->data, (float *)rstd->data, (const T *)x->data, wp, bp,
-            C, eps);
+            (T *)out->data, (float *)mean->data, (float *)rstd->data, (const T *)x->data, wp, bp, C,
+            eps);
     });
     LACT_CU_LAUNCH("layernorm");
     return LACT_OK;
 }
 
-extern "C" lact_status lact_cuda_layernorm_backward(lact_ctx *ctx, lact_tensor *dx,
-                                                    lact_tensor *dw, lact_tensor *db,
-                                                    const lact_tensor *dout, const lact_tensor *x,
-                                                    const lact_tensor *w, const lact_tensor *mean,
+extern "C" lact_status lact_cuda_layernorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
+                                                    lact_tensor *db, const lact_tensor *dout,
+                                                    const lact_tensor *x, const lact_tensor *w,
+                                                    const lact_tensor *mean,
                                                     const lact_tensor *rstd) {
     int64_t R = lact_tensor_rows(x), C = lact_tensor_cols(x);
     if (!R || !C) return LACT_OK;
     const float *wp = w && w->data ? (const float *)w->data : NULL;
     const float *mp = (const float *)mean->data, *rp = (const float *)rstd->data;
     LACT_DISPATCH_FLOAT(x->dtype, "layernorm backward", {
+        const T *dp = (const T *)dout->data, *xp = (const T *)x->data;
+        constexpr int W = vec_width<T>::value;
+        const bool wide = C % W == 0 && lact_aligned16(dp, xp);
         if (dx) {
             layernorm_backward_kernel<T>
-                <<<(unsigned)R, lact_row_threads(C), 0, lact_cuda_stream(ctx)>>>(
-                    (T *)dx->data, (const T *)dout->data, (const T *)x->data, wp, mp, rp, C);
+                <<<(unsigned)R, lact_row_threads(C), 0, lact_cuda_stream(ctx)>>>((T *)dx->data, dp,
+                                                                                 xp, wp, mp, rp, C);
             LACT_CU_LAUNCH("layernorm_backward");
         }
         if (dw) {
-            ln_dw_at<T> f = {(const T *)dout->data, (const T *)x->data, mp, rp, C};
-            LACT_TRY(lact_col_reduce(ctx, f, R, C, (float *)dw->data));
+            float *o = (float *)dw->data;
+            if (wide)
+                LACT_TRY(lact_colsum<W>(ctx, ln_dw_at<T, W>{dp, xp, mp, rp, C}, R, C, o));
+            else
+                LACT_TRY(lact_colsum<1>(ctx, ln_dw_at<T, 1>{dp, xp, mp, rp, C}, R, C, o));
         }
         if (db) {
-            ln_db_at<T> f = {(const T *)dout->data, C};
-            LACT_TRY(lact_col_reduce(ctx, f, R, C, (float *)db->data));
+            float *o = (float *)db->data;
+            if (wide)
+                LACT_TRY(lact_colsum<W>(ctx, ln_db_at<T, W>{dp, C}, R, C, o));
+            else
+                LACT_TRY(lact_colsum<1>(ctx, ln_db_at<T, 1>{dp, C}, R, C, o));
         }
     });
     return LACT_OK;
@@ -210,8 +541,78 @@ extern "C" lact_status lact_cuda_layernorm_backward(lact_ctx *ctx, lact_tensor *
 
 /* ---- l2norm -------------------------------------------------------------------- */
 
-template <class T>
-__global__ void l2norm_kernel(T *out, const T *x, int64_t C, float eps) {
+template <class T, int V, int NV>
+__global__ void __launch_bounds__(ROW_THREADS)
+    l2norm_kernel(T *out, const T *x, int64_t R, int64_t C, float eps) {
+    __shared__ float sh[8];
+    const int64_t nvec = C / V;
+    for (int64_t r0 = (int64_t)blockIdx.x * blockDim.y; r0 < R;
+         r0 += (int64_t)gridDim.x * blockDim.y) {
+        const int64_t r = r0 + threadIdx.y;
+        const bool ok = r < R;
+        float v[NV][V];
+        row_load<V>(v, x + r * C, ok, nvec);
+        float ss[1] = {0.0f};
+#pragma unroll
+        for (int k = 0; k < NV; k++)
+#pragma unroll
+            for (int e = 0; e < V; e++)
+                ss[0] += v[k][e] * v[k][e];
+        row_sum(ss, sh);
+        const float inv = 1.0f / (sqrtf(ss[0]) + eps);
+        if (!ok) continue;
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+            if (j >= nvec) continue;
+            float y[V];
+#pragma unroll
+            for (int e = 0; e < V; e++)
+                y[e] = v[k][e] * inv;
+            vstore<V>(out + r * C + j * V, y);
+        }
+    }
+}
+
+/* y = x / (n + eps), n = ‖x‖: dx = dout / (n + eps) − x (x·dout) / ((n + eps)² n). */
+template <class T, int V, int NV>
+__global__ void __launch_bounds__(ROW_THREADS)
+    l2norm_backward_kernel(T *dx, const T *dout, const T *x, int64_t R, int64_t C, float eps) {
+    __shared__ float sh[16];
+    const int64_t nvec = C / V;
+    for (int64_t r0 = (int64_t)blockIdx.x * blockDim.y; r0 < R;
+         r0 += (int64_t)gridDim.x * blockDim.y) {
+        const int64_t r = r0 + threadIdx.y;
+        const bool ok = r < R;
+        float v[NV][V], d[NV][V];
+        row_load<V>(v, x + r * C, ok, nvec);
+        row_load<V>(d, dout + r * C, ok, nvec);
+        float sums[2] = {0.0f, 0.0f}; /* ‖x‖², x·dout */
+#pragma unroll
+        for (int k = 0; k < NV; k++)
+#pragma unroll
+            for (int e = 0; e < V; e++) {
+                sums[0] += v[k][e] * v[k][e];
+                sums[1] += v[k][e] * d[k][e];
+            }
+        row_sum(sums, sh);
+        const float n = sqrtf(sums[0]), dd = n + eps;
+        const float kk = n > 0.0f ? sums[1] / (dd * dd * n) : 0.0f;
+        if (!ok) continue;
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+            if (j >= nvec) continue;
+            float y[V];
+#pragma unroll
+            for (int e = 0; e < V; e++)
+                y[e] = d[k][e] / dd - v[k][e] * kk;
+            vstore<V>(dx + r * C + j * V, y);
+        }
+    }
+}
+
+template <class T> __global__ void l2norm_loop_kernel(T *out, const T *x, int64_t C, float eps) {
     __shared__ float sh[32];
     int64_t r = blockIdx.x;
     const T *xr = x + r * C;
@@ -221,12 +622,13 @@ __global__ void l2norm_kernel(T *out, const T *x, int64_t C, float eps) {
         ss += v * v;
     }
     float inv = 1.0f / (sqrtf(block_sum(ss, sh)) + eps);
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) st(out + r * C, c, ld(xr, c) * inv);
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+        st(out + r * C, c, ld(xr, c) * inv);
 }
 
-/* y = x / (n + eps), n = ‖x‖: dx = dout / (n + eps) − x (x·dout) / ((n + eps)² n). */
 template <class T>
-__global__ void l2norm_backward_kernel(T *dx, const T *dout, const T *x, int64_t C, float eps) {
+__global__ void l2norm_backward_loop_kernel(T *dx, const T *dout, const T *x, int64_t C,
+                                            float eps) {
     __shared__ float sh[32];
     int64_t r = blockIdx.x;
     const T *xr = x + r * C, *dr = dout + r * C;
@@ -248,12 +650,24 @@ extern "C" lact_status lact_cuda_l2norm_forward(lact_ctx *ctx, lact_tensor *out,
                                                 const lact_tensor *x, float eps) {
     int64_t R = lact_tensor_rows(x), C = lact_tensor_cols(x);
     if (!R || !C) return LACT_OK;
+    cudaStream_t st = lact_cuda_stream(ctx);
+    lact_status s = LACT_OK;
     LACT_DISPATCH_FLOAT(x->dtype, "l2norm", {
-        l2norm_kernel<T><<<(unsigned)R, lact_row_threads(C), 0, lact_cuda_stream(ctx)>>>(
-            (T *)out->data, (const T *)x->data, C, eps);
+        T *o = (T *)out->data;
+        const T *xp = (const T *)x->data;
+        row_geom g;
+        auto launch = [&](auto v, auto nv, const row_geom &rg) -> lact_status {
+            l2norm_kernel<T, decltype(v)::value, decltype(nv)::value>
+                <<<row_grid(R, &rg), dim3(rg.tpr, rg.rpb), 0, st>>>(o, xp, R, C, eps);
+            LACT_CU_LAUNCH("l2norm");
+            return LACT_OK;
+        };
+        if (!row_launch<T>(C, lact_aligned16(o, xp), ROW_MAX_ELEMS, &g, launch, &s)) {
+            l2norm_loop_kernel<T><<<(unsigned)R, lact_row_threads(C), 0, st>>>(o, xp, C, eps);
+            LACT_CU_LAUNCH("l2norm");
+        }
     });
-    LACT_CU_LAUNCH("l2norm");
-    return LACT_OK;
+    return s;
 }
 
 extern "C" lact_status lact_cuda_l2norm_backward(lact_ctx *ctx, lact_tensor *dx,
@@ -261,10 +675,23 @@ extern "C" lact_status lact_cuda_l2norm_backward(lact_ctx *ctx, lact_tensor *dx,
                                                  float eps) {
     int64_t R = lact_tensor_rows(x), C = lact_tensor_cols(x);
     if (!R || !C || !dx) return LACT_OK;
+    cudaStream_t st = lact_cuda_stream(ctx);
+    lact_status s = LACT_OK;
     LACT_DISPATCH_FLOAT(x->dtype, "l2norm backward", {
-        l2norm_backward_kernel<T><<<(unsigned)R, lact_row_threads(C), 0, lact_cuda_stream(ctx)>>>(
-            (T *)dx->data, (const T *)dout->data, (const T *)x->data, C, eps);
+        T *o = (T *)dx->data;
+        const T *dp = (const T *)dout->data, *xp = (const T *)x->data;
+        row_geom g;
+        auto launch = [&](auto v, auto nv, const row_geom &rg) -> lact_status {
+            l2norm_backward_kernel<T, decltype(v)::value, decltype(nv)::value>
+                <<<row_grid(R, &rg), dim3(rg.tpr, rg.rpb), 0, st>>>(o, dp, xp, R, C, eps);
+            LACT_CU_LAUNCH("l2norm_backward");
+            return LACT_OK;
+        };
+        if (!row_launch<T>(C, lact_aligned16(o, dp, xp), ROW_MAX_ELEMS, &g, launch, &s)) {
+            l2norm_backward_loop_kernel<T>
+                <<<(unsigned)R, lact_row_threads(C), 0, st>>>(o, dp, xp, C, eps);
+            LACT_CU_LAUNCH("l2norm_backward");
+        }
     });
-    LACT_CU_LAUNCH("l2norm_backward");
-    return LACT_OK;
+    return s;
 }

@@ -4,7 +4,8 @@
  * dtype takes the same path, bit for bit.
  *  - E ≥ 8: each output row of E elements is one input row; a grid-stride
  *    copy of 16/8/4/2-byte vectors, the widest that the row length and both
- *    base addresses allow.
+ *    base addresses allow. Grid y walks the (a, c) pairs, so a thread
+ *    divides once per vector, in 32 bits, to find its b.
  *  - E < 8: rows are too short to coalesce, so a block transposes a
  *    32 × 32 tile of (b, c) cells of E elements through shared memory:
  *    reads run along input rows (c, e), writes along output rows (b, e). */
@@ -16,25 +17,42 @@
 
 /* ---- long rows: vector copy ------------------------------------------------- */
 
-/* i runs over output vectors; R vectors per row; output row r = (a·C + c)·B + b. */
-template <class V>
-__global__ void permute_rows_kernel(V *out, const V *x, int64_t B, int64_t C, int64_t R,
-                                    int64_t n) {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t r = i / R, v = i - r * R;
-        int64_t ac = r / B, b = r - ac * B;
-        int64_t a = ac / C, c = ac - a * C;
-        out[i] = x[((a * B + b) * C + c) * R + v];
+/* Block row blockIdx.y (stepping by gridDim.y) is one (a, c) pair: its B
+ * output rows of R vectors are contiguous, item t = b · R + v of them, and
+ * come from input row (a · B + b) · C + c. I is the index type of t: 32-bit
+ * unless B · R needs more. */
+template <class V, class I>
+__global__ void permute_rows_kernel(V *out, const V *x, int64_t A, int64_t B, int64_t C, I R) {
+    const I n = (I)B * R, stride = (I)gridDim.x * blockDim.x;
+    for (int64_t ac = blockIdx.y; ac < A * C; ac += gridDim.y) {
+        const int64_t a = ac / C, c = ac - a * C;
+        V *dst = out + ac * (int64_t)n;
+        const V *src = x + (a * B * C + c) * (int64_t)R;
+        const int64_t in_pitch = C * (int64_t)R; /* input vectors from b to b + 1 */
+        for (I t = (I)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += stride) {
+            const I b = t / R, v = t - b * R;
+            dst[t] = src[(int64_t)b * in_pitch + v];
+        }
     }
 }
 
 template <class V>
-static lact_status permute_rows(lact_ctx *ctx, void *out, const void *x, int64_t B, int64_t C,
-                                int64_t row_bytes, int64_t rows) {
-    int64_t R = row_bytes / (int64_t)sizeof(V), n = rows * R;
-    permute_rows_kernel<V><<<lact_grid_1d(n, PERMUTE_THREADS), PERMUTE_THREADS, 0,
-                             lact_cuda_stream(ctx)>>>((V *)out, (const V *)x, B, C, R, n);
+static lact_status permute_rows(lact_ctx *ctx, void *out, const void *x, int64_t A, int64_t B,
+                                int64_t C, int64_t row_bytes) {
+    int64_t R = row_bytes / (int64_t)sizeof(V), n = B * R, ac = A * C;
+    unsigned gx = lact_grid_1d(n, PERMUTE_THREADS);
+    int64_t gy = ac < 65535 ? ac : 65535;
+    /* About 64k blocks in all: fewer per (a, c) when there are many pairs. */
+    while (gx > 1 && (int64_t)gx * gy > 65536)
+        gx = (gx + 1) / 2;
+    dim3 grid(gx, (unsigned)gy);
+    cudaStream_t st = lact_cuda_stream(ctx);
+    if (n + (int64_t)gx * PERMUTE_THREADS < 0xffffffffll)
+        permute_rows_kernel<V, uint32_t>
+            <<<grid, PERMUTE_THREADS, 0, st>>>((V *)out, (const V *)x, A, B, C, (uint32_t)R);
+    else
+        permute_rows_kernel<V, int64_t>
+            <<<grid, PERMUTE_THREADS, 0, st>>>((V *)out, (const V *)x, A, B, C, R);
     LACT_CU_LAUNCH("permute_rows");
     return LACT_OK;
 }
@@ -55,8 +73,7 @@ static int permute_vector_bytes(const void *out, const void *x, int64_t row_byte
  * one pad word so the column-wise reads of the write phase spread over the
  * banks. */
 template <class W>
-__global__ void permute_tiled_kernel(W *out, const W *x, int64_t A, int64_t B, int64_t C,
-                                     int E) {
+__global__ void permute_tiled_kernel(W *out, const W *x, int64_t A, int64_t B, int64_t C, int E) {
     extern __shared__ __align__(16) unsigned char permute_smem[];
     W *tile = reinterpret_cast<W *>(permute_smem);
     const int pitch = PERMUTE_TILE * E + 1;
@@ -115,17 +132,21 @@ extern "C" lact_status lact_cuda_permute_forward(lact_ctx *ctx, lact_tensor *out
                          lact_dtype_name(x->dtype));
     /* With B or C equal to 1 the swap moves nothing. */
     if (B == 1 || C == 1) {
-        LACT_CU(cudaMemcpyAsync(out->data, x->data, lact_tensor_nbytes(x),
-                                cudaMemcpyDeviceToDevice, lact_cuda_stream(ctx)));
+        LACT_CU(cudaMemcpyAsync(out->data, x->data, lact_tensor_nbytes(x), cudaMemcpyDeviceToDevice,
+                                lact_cuda_stream(ctx)));
         return LACT_OK;
     }
     if (E >= PERMUTE_ROW_MIN) {
-        int64_t row_bytes = E * (int64_t)es, rows = A * B * C;
+        int64_t row_bytes = E * (int64_t)es;
         switch (permute_vector_bytes(out->data, x->data, row_bytes)) {
-        case 16: return permute_rows<uint4>(ctx, out->data, x->data, B, C, row_bytes, rows);
-        case 8: return permute_rows<uint2>(ctx, out->data, x->data, B, C, row_bytes, rows);
-        case 4: return permute_rows<uint32_t>(ctx, out->data, x->data, B, C, row_bytes, rows);
-        default: return permute_rows<uint16_t>(ctx, out->data, x->data, B, C, row_bytes, rows);
+        case 16:
+            return permute_rows<uint4>(ctx, out->data, x->data, A, B, C, row_bytes);
+        case 8:
+            return permute_rows<uint2>(ctx, out->data, x->data, A, B, C, row_bytes);
+        case 4:
+            return permute_rows<uint32_t>(ctx, out->data, x->data, A, B, C, row_bytes);
+        default:
+            return permute_rows<uint16_t>(ctx, out->data, x->data, A, B, C, row_bytes);
         }
     }
     if (es == 4) return permute_tiled<uint32_t>(ctx, out->data, x->data, A, B, C, (int)E);

@@ -1,0 +1,284 @@
+/* The CUDA memory-bound kernels (rmsnorm, l2norm, rope, silu, swiglu,
+ * add/mul with a broadcast operand and their gradients, permute) against
+ * the CPU reference at shapes larger than the op table's: rows that span
+ * several warps, grid-stride loops, column sums over many slices, the
+ * loop kernels of rows too long for registers, unaligned lengths with
+ * tails, and views that start off a 16-byte boundary (the element-wise
+ * fallback). F32 and BF16 activations (the CPU runs on the bf16-rounded
+ * inputs); ‖cuda − cpu‖ / ‖cpu‖ per output. Device outputs are poisoned
+ * with NaN first, so an element never written fails. Skips without a GPU. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/context.h"
+#include "core/base/device.h"
+#include "core/base/philox.h"
+#include "kernels/kernels.h"
+#include "tests/support/check.h"
+
+#if LACT_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+#define F32_TOL 2e-5
+#define BF16_TOL 1e-2
+#define MAXT 12
+
+/* One comparison: CPU tensors (F32) and device tensors (the run's dtype for
+ * activations, F32 for parameters and statistics). */
+typedef struct pair {
+    lact_tensor c[MAXT], g[MAXT];
+    int n;
+    lact_ctx *cpu, *gpu;
+    lact_dtype dt;
+    uint64_t seed;
+} pair;
+
+static void pair_free(pair *p) {
+    for (int i = 0; i < MAXT; i++) {
+        lact_tensor_free(&p->c[i]);
+        lact_tensor_free(&p->g[i]);
+    }
+    p->n = 0;
+}
+
+/* A random tensor: uniform in [lo, hi), rounded to bf16 when act and the
+ * run is BF16, on both devices. Returns its index. */
+static int rand_in(pair *p, bool act, int nd, const int64_t *shape, float lo, float hi) {
+    int i = p->n++;
+    lact_dtype dt = act ? p->dt : LACT_F32;
+    CHECK_OK(lact_tensor_alloc(&p->c[i], LACT_F32, LACT_CPU, nd, shape));
+    lact_rng rng = lact_rng_make(p->seed, 100 + (uint64_t)i);
+    float *d = p->c[i].data;
+    for (int64_t e = 0; e < lact_tensor_numel(&p->c[i]); e++) {
+        float v = lo + (hi - lo) * lact_rng_uniform(&rng);
+        d[e] = dt == LACT_BF16 ? lact_bf16_to_f32(lact_f32_to_bf16(v)) : v;
+    }
+    CHECK_OK(lact_tensor_clone(&p->g[i], &p->c[i], dt, LACT_CUDA));
+    return i;
+}
+
+/* An output on both devices; the device one filled with NaN bytes. */
+static int out_t(pair *p, bool act, int nd, const int64_t *shape) {
+    int i = p->n++;
+    CHECK_OK(lact_tensor_alloc(&p->c[i], LACT_F32, LACT_CPU, nd, shape));
+    CHECK_OK(lact_tensor_alloc(&p->g[i], act ? p->dt : LACT_F32, LACT_CUDA, nd, shape));
+    CHECK(cudaMemset(p->g[i].data, 0xff, lact_tensor_nbytes(&p->g[i])) == cudaSuccess);
+    CHECK(cudaDeviceSynchronize() == cudaSuccess);
+    return i;
+}
+
+static void compare(pair *p, const char *what, int i) {
+    CHECK_OK(lact_ctx_sync(p->gpu));
+    lact_tensor h = {0};
+    CHECK_OK(lact_tensor_clone(&h, &p->g[i], LACT_F32, LACT_CPU));
+    const float *a = h.data, *b = p->c[i].data;
+    double num = 0, den = 0;
+    bool finite = true;
+    for (int64_t e = 0; e < lact_tensor_numel(&p->c[i]); e++) {
+        finite = finite && isfinite(a[e]);
+        num += ((double)a[e] - b[e]) * ((double)a[e] - b[e]);
+        den += (double)b[e] * b[e];
+    }
+    double rel = sqrt(num) / (sqrt(den) > 0 ? sqrt(den) : 1.0);
+    double tol = p->dt == LACT_BF16 ? BF16_TOL : F32_TOL;
+    CHECK_MSG(finite && rel <= tol, "%s %s: rel err %.3g (tol %.0e)%s", what,
+              lact_dtype_name(p->dt), rel, tol, finite ? "" : ", non-finite values");
+    lact_tensor_free(&h);
+}
+
+static void check_rmsnorm(pair *p, int64_t R, int64_t C, bool with_w) {
+    int64_t sh[2] = {R, C}, rows[1] = {R}, vec[1] = {C};
+    int x = rand_in(p, true, 2, sh, -2, 2), d = rand_in(p, true, 2, sh, -1, 1);
+    int w = with_w ? rand_in(p, false, 1, vec, 0.5f, 1.5f) : -1;
+    int o = out_t(p, true, 2, sh), rs = out_t(p, false, 1, rows);
+    int dx = out_t(p, true, 2, sh), dw = out_t(p, false, 1, vec);
+    for (int k = 0; k < 2; k++) {
+        lact_ctx *ctx = k ? p->gpu : p->cpu;
+        lact_tensor *t = k ? p->g : p->c;
+        CHECK_OK(lact_rmsnorm_forward(ctx, &t[o], &t[rs], &t[x], w >= 0 ? &t[w] : NULL, 1e-6f));
+        /* dw exists only with w. */
+        CHECK_OK(lact_rmsnorm_backward(ctx, &t[dx], w >= 0 ? &t[dw] : NULL, &t[d], &t[x],
+                                       w >= 0 ? &t[w] : NULL, &t[rs]));
+    }
+    char what[64];
+    snprintf(what, sizeof what, "rmsnorm [%lld, %lld]", (long long)R, (long long)C);
+    compare(p, what, o);
+    compare(p, what, rs);
+    compare(p, what, dx);
+    if (with_w) compare(p, what, dw);
+    pair_free(p);
+}
+
+static void check_l2norm(pair *p, int64_t R, int64_t C) {
+    int64_t sh[2] = {R, C};
+    int x = rand_in(p, true, 2, sh, -2, 2), d = rand_in(p, true, 2, sh, -1, 1);
+    int o = out_t(p, true, 2, sh), dx = out_t(p, true, 2, sh);
+    for (int k = 0; k < 2; k++) {
+        lact_ctx *ctx = k ? p->gpu : p->cpu;
+        lact_tensor *t = k ? p->g : p->c;
+        CHECK_OK(lact_l2norm_forward(ctx, &t[o], &t[x], 1e-5f));
+        CHECK_OK(lact_l2norm_backward(ctx, &t[dx], &t[d], &t[x], 1e-5f));
+    }
+    compare(p, "l2norm out", o);
+    compare(p, "l2norm dx", dx);
+    pair_free(p);
+}
+
+static void check_rope(pair *p, int nd, const int64_t *sh, int64_t pos0) {
+    int x = rand_in(p, true, nd, sh, -2, 2);
+    int o = out_t(p, true, nd, sh), dx = out_t(p, true, nd, sh);
+    for (int k = 0; k < 2; k++) {
+        lact_ctx *ctx = k ? p->gpu : p->cpu;
+        lact_tensor *t = k ? p->g : p->c;
+        CHECK_OK(lact_rope_forward(ctx, &t[o], &t[x], pos0, 10000.0f));
+        CHECK_OK(lact_rope_backward(ctx, &t[dx], &t[x], pos0, 10000.0f));
+    }
+    compare(p, "rope out", o);
+    compare(p, "rope dx", dx);
+    pair_free(p);
+}
+
+/* silu and swiglu on [R, C], the gradients with both outputs and with one. */
+static void check_gates(pair *p, int64_t R, int64_t C) {
+    int64_t sh[2] = {R, C};
+    int a = rand_in(p, true, 2, sh, -4, 4), b = rand_in(p, true, 2, sh, -2, 2);
+    int d = rand_in(p, true, 2, sh, -1, 1);
+    int so = out_t(p, true, 2, sh), sdx = out_t(p, true, 2, sh), wo = out_t(p, true, 2, sh);
+    int da = out_t(p, true, 2, sh), db = out_t(p, true, 2, sh), da1 = out_t(p, true, 2, sh);
+    for (int k = 0; k < 2; k++) {
+        lact_ctx *ctx = k ? p->gpu : p->cpu;
+        lact_tensor *t = k ? p->g : p->c;
+        CHECK_OK(lact_silu_forward(ctx, &t[so], &t[a]));
+        CHECK_OK(lact_silu_backward(ctx, &t[sdx], &t[d], &t[a]));
+        CHECK_OK(lact_swiglu_forward(ctx, &t[wo], &t[a], &t[b]));
+        CHECK_OK(lact_swiglu_backward(ctx, &t[da], &t[db], &t[d], &t[a], &t[b]));
+        CHECK_OK(lact_swiglu_backward(ctx, &t[da1], NULL, &t[d], &t[a], &t[b]));
+    }
+    compare(p, "silu out", so);
+    compare(p, "silu dx", sdx);
+    compare(p, "swiglu out", wo);
+    compare(p, "swiglu da", da);
+    compare(p, "swiglu db", db);
+    compare(p, "swiglu da alone", da1);
+    pair_free(p);
+}
+
+/* a [R, C] with b F32 [C]: add and mul forward and backward. */
+static void check_broadcast(pair *p, int64_t R, int64_t C) {
+    int64_t sh[2] = {R, C}, vec[1] = {C};
+    int a = rand_in(p, true, 2, sh, -2, 2), b = rand_in(p, false, 1, vec, -2, 2);
+    int d = rand_in(p, true, 2, sh, -1, 1);
+    int add = out_t(p, true, 2, sh), mul = out_t(p, true, 2, sh), da = out_t(p, true, 2, sh);
+    int db_add = out_t(p, false, 1, vec), db_mul = out_t(p, false, 1, vec);
+    for (int k = 0; k < 2; k++) {
+        lact_ctx *ctx = k ? p->gpu : p->cpu;
+        lact_tensor *t = k ? p->g : p->c;
+        CHECK_OK(lact_add_forward(ctx, &t[add], &t[a], &t[b]));
+        CHECK_OK(lact_mul_forward(ctx, &t[mul], &t[a], &t[b]));
+        CHECK_OK(lact_add_backward(ctx, NULL, &t[db_add], &t[d]));
+        CHECK_OK(lact_mul_backward(ctx, &t[da], &t[db_mul], &t[d], &t[a], &t[b]));
+    }
+    char what[64];
+    snprintf(what, sizeof what, "broadcast [%lld, %lld]", (long long)R, (long long)C);
+    compare(p, what, add);
+    compare(p, what, mul);
+    compare(p, what, da);
+    compare(p, what, db_add);
+    compare(p, what, db_mul);
+    pair_free(p);
+}
+
+static void check_permute(pair *p, const int64_t *sh) {
+    int64_t so[4] = {sh[0], sh[2], sh[1], sh[3]};
+    int x = rand_in(p, true, 4, sh, -2, 2), o = out_t(p, true, 4, so);
+    CHECK_OK(lact_permute_forward(p->cpu, &p->c[o], &p->c[x]));
+    CHECK_OK(lact_permute_forward(p->gpu, &p->g[o], &p->g[x]));
+    compare(p, "permute", o);
+    pair_free(p);
+}
+
+/* silu and l2norm on views one element past a 16-byte boundary: the
+ * kernels must take their element-wise path. */
+static void check_unaligned(pair *p) {
+    int64_t n = 4097, sh[1] = {n}, rows[2] = {32, 128};
+    int x = rand_in(p, true, 1, sh, -3, 3), o = out_t(p, true, 1, sh);
+    int o2 = out_t(p, true, 1, sh);
+    for (int k = 0; k < 2; k++) {
+        lact_ctx *ctx = k ? p->gpu : p->cpu;
+        lact_tensor *t = k ? p->g : p->c;
+        size_t es = lact_dtype_size(t[x].dtype);
+        lact_tensor xv = lact_tensor_view((char *)t[x].data + es, t[x].dtype, t[x].device, 1,
+                                          (int64_t[]){n - 1});
+        lact_tensor ov = lact_tensor_view((char *)t[o].data + es, t[o].dtype, t[o].device, 1,
+                                          (int64_t[]){n - 1});
+        lact_tensor xr = lact_tensor_view((char *)t[x].data + es, t[x].dtype, t[x].device, 2, rows);
+        lact_tensor orr =
+            lact_tensor_view((char *)t[o2].data + es, t[o2].dtype, t[o2].device, 2, rows);
+        CHECK_OK(lact_silu_forward(ctx, &ov, &xv));
+        CHECK_OK(lact_l2norm_forward(ctx, &orr, &xr, 1e-5f));
+        /* The element before the views: the same on both devices. */
+        lact_tensor first = lact_tensor_view(t[o].data, t[o].dtype, t[o].device, 1, (int64_t[]){1});
+        lact_tensor first2 =
+            lact_tensor_view(t[o2].data, t[o2].dtype, t[o2].device, 1, (int64_t[]){1});
+        lact_tensor x0 = lact_tensor_view(t[x].data, t[x].dtype, t[x].device, 1, (int64_t[]){1});
+        CHECK_OK(lact_scale_forward(ctx, &first, &x0, 1.0f));
+        CHECK_OK(lact_scale_forward(ctx, &first2, &x0, 1.0f));
+    }
+    compare(p, "silu unaligned", o);
+    compare(p, "l2norm unaligned", o2);
+    pair_free(p);
+}
+
+static void run_dtype(lact_ctx *cpu, lact_ctx *gpu, lact_dtype dt) {
+    pair p;
+    memset(&p, 0, sizeof p);
+    p.cpu = cpu;
+    p.gpu = gpu;
+    p.dt = dt;
+    p.seed = 20251123u + (uint64_t)dt;
+    check_rmsnorm(&p, 5000, 768, true); /* dw over several row groups per block */
+    check_rmsnorm(&p, 300, 129, false); /* two warps a row, element-wise words */
+    check_rmsnorm(&p, 40, 20000, true); /* too long for registers: loop kernels */
+    check_rmsnorm(&p, 4100, 64, true);  /* 4 threads a row */
+    check_l2norm(&p, 3000, 128);
+    check_l2norm(&p, 70, 6000);
+    check_rope(&p, 4, (int64_t[]){2, 700, 6, 128}, 100000);
+    check_rope(&p, 3, (int64_t[]){3, 50, 130}, 7);
+    check_rope(&p, 4, (int64_t[]){1, 3, 2, 1024}, 0); /* several table chunks */
+    check_gates(&p, 700, 2064);
+    check_gates(&p, 33, 77); /* a tail after the last word */
+    check_broadcast(&p, 5000, 768);
+    check_broadcast(&p, 9, 100); /* 100 not a multiple of 8: element-wise */
+    check_permute(&p, (int64_t[]){2, 300, 6, 128});
+    check_permute(&p, (int64_t[]){3, 5, 7, 4});
+    check_unaligned(&p);
+}
+
+int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (!lact_cuda_available())
+        return check_skip("ew_cuda", "no CUDA device: runs on the GPU machine");
+    lact_ctx cpu, gpu;
+    if (lact_ctx_init(&cpu, LACT_CPU, 0) != LACT_OK ||
+        lact_ctx_init(&gpu, LACT_CUDA, 0) != LACT_OK) {
+        fprintf(stderr, "ew_cuda: %s\n", lact_errmsg());
+        return 1;
+    }
+    printf("memory-bound kernels, CUDA vs CPU (tolerance f32 %.0e, bf16 %.0e)\n", F32_TOL,
+           BF16_TOL);
+    run_dtype(&cpu, &gpu, LACT_F32);
+    run_dtype(&cpu, &gpu, LACT_BF16);
+    lact_ctx_free(&gpu);
+    lact_ctx_free(&cpu);
+    return check_summary("ew_cuda");
+}
+
+#else
+
+int main(void) {
+    return check_skip("ew_cuda", "CPU-only build: runs on the GPU machine");
+}
+
+#endif
