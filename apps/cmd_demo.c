@@ -304,6 +304,7 @@ static int stage_sample(demo_run *r) {
     args_addf(&a, "%lld", (long long)o->c.seed);
     args_add(&a, "--threads");
     args_addf(&a, "%lld", (long long)o->c.threads);
+    add_device(r, &a);
     /* The verb prints only what it draws; the prompt goes first so that the
      * text reads on. */
     int rc = run_verb(r, 3, "sample", cmd_lm_sample, &a, o->prompt);

@@ -97,6 +97,17 @@ lact_status lact_sigmoid_backward(lact_ctx *ctx, lact_tensor *dx, const lact_ten
 lact_status lact_permute_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);
 /* dx [A, B, C, E] = the same swap of dout [A, C, B, E]. */
 lact_status lact_permute_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout);
+/* out = x[.., start : start + n, ..] along dim (n = out.shape[dim], every
+ * other dim equal); any dtype, a copy of bytes. out must not overlap x. */
+lact_status lact_slice_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x, int dim,
+                               int64_t start);
+/* dx = zeros but dout in the slab [start, start + n) along dim. */
+lact_status lact_slice_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout, int dim,
+                                int64_t start);
+/* dst's slab [start, start + n) along dim = x, the rest of dst untouched
+ * (how the decode caches store a token's rows). */
+lact_status lact_slice_assign(lact_ctx *ctx, lact_tensor *dst, const lact_tensor *x, int dim,
+                              int64_t start);
 
 /* ---- normalisation ------------------------------------------------------ */
 

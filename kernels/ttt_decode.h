@@ -18,7 +18,9 @@
  *
  * Cost per token O(d·dh) (three products of one row) plus one update every
  * C tokens; the state is allocated once by init, nothing per token.
- * CPU only: on a CUDA context init returns LACT_E_UNSUPPORTED. */
+ * CPU and CUDA (kernels/cuda/ttt_decode_cuda.h; F32 activations there too):
+ * the state lives on the context's device, and so do the tensors of every
+ * call. */
 #ifndef LACT_TTT_DECODE_H
 #define LACT_TTT_DECODE_H
 
@@ -35,14 +37,16 @@ extern "C" {
 #endif
 
 struct lact_ttt_dec_f32;
+struct lact_ttt_dec_cuda;
 
 typedef struct lact_ttt_decode {
     int64_t n, d, dh, chunk;
     bool momentum;
     lact_ttt_muon muon;
-    int64_t pos;  /* tokens seen so far */
-    int64_t fill; /* of them, tokens waiting in the buffer (< chunk) */
-    struct lact_ttt_dec_f32 *cpu;
+    int64_t pos;                    /* tokens seen so far */
+    int64_t fill;                   /* of them, tokens waiting in the buffer (< chunk) */
+    struct lact_ttt_dec_f32 *cpu;   /* a CPU state, or */
+    struct lact_ttt_dec_cuda *cuda; /* a CUDA one */
 } lact_ttt_decode;
 
 /* A fresh state from the initial fast weights w0, w2 [N, dh, d], w1
@@ -67,7 +71,8 @@ lact_status lact_ttt_decode_step(lact_ctx *ctx, lact_ttt_decode *s, lact_tensor 
                                  const lact_tensor *lr0, const lact_tensor *lr1,
                                  const lact_tensor *lr2, const lact_tensor *momentum);
 
-/* Copies the current fast weights out (shapes as init's; any may be NULL). */
+/* Copies the current fast weights out (shapes as init's, on the state's
+ * device; any may be NULL). */
 lact_status lact_ttt_decode_weights(const lact_ttt_decode *s, lact_tensor *w0, lact_tensor *w1,
                                     lact_tensor *w2);
 

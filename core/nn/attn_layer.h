@@ -87,8 +87,8 @@ lact_status lact_attn_layer_backward(lact_ctx *ctx, lact_attn_layer *l, lact_are
  * a sequence may reach. Each step takes the next T ≥ 1 tokens of every
  * sequence (up to max_tokens) and gives what lact_attn_layer_forward gives at
  * those positions of the whole sequence (RoPE at the right positions). CPU
- * only (lact_attention_decode); the full and block-causal masks cannot
- * stream. Everything is allocated by init, nothing per step. */
+ * or CUDA, F32 (lact_attention_decode); the full and block-causal masks
+ * cannot stream. Everything is allocated by init, nothing per step. */
 typedef struct lact_attn_layer_decode {
     lact_attn_layer *layer;
     int64_t batch, max_tokens, max_context, pos;

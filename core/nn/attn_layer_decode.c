@@ -61,13 +61,11 @@ static lact_status step_body(lact_ctx *ctx, lact_attn_layer_decode *st, lact_are
     LACT_TRY(qk_step(ctx, ar, l, &q, &q0, B, T, H, l->q_norm, st->pos));
     LACT_TRY(qk_step(ctx, ar, l, &k, &k0, B, T, Hk, l->k_norm, st->pos));
     if (!ar->measuring) {
-        /* Rows of [B, T, heads, d] tensors. */
-        lact_kv_rows rq = {q.data, T * H * d, d, H * d}, rk = {k.data, T * Hk * d, d, Hk * d};
-        lact_kv_rows rv = {v.data, T * Hk * d, d, Hk * d}, ru = {u.data, T * H * d, d, H * d};
-        lact_kv_rows rg = {gated ? g.data : NULL, T * H * gd, gd, H * gd};
+        lact_tensor v4 = LACT_NN_VIEW(&v, B, T, Hk, d), u4 = LACT_NN_VIEW(&u, B, T, H, d);
+        lact_tensor g4 = gated ? LACT_NN_VIEW(&g, B, T, H, gd) : (lact_tensor){0};
         for (int64_t t = 0; t < T; t++)
-            LACT_TRY(lact_kv_cache_attend(ctx, &st->cache, st->pos + t, t, rq, rk, rv, rg, ru,
-                                          &c->mask));
+            LACT_TRY(lact_kv_cache_attend(ctx, &st->cache, st->pos + t, t, LACT_KV_TOKEN_MAJOR, &q,
+                                          &k, &v4, gated ? &g4 : NULL, &u4, &c->mask));
     }
     LACT_NN_RUN(ar, lact_linear_forward(ctx, y, &u, &p->items[l->wo].w, NULL));
     return LACT_OK;
@@ -79,15 +77,15 @@ static lact_status init_all(lact_ctx *ctx, lact_attn_layer_decode *st) {
     /* With the window mask the cache is a ring of the window's slots. */
     int64_t capacity = st->max_context;
     if (c->mask.mask == LACT_ATTN_WINDOW && c->mask.window < capacity) capacity = c->mask.window;
-    LACT_TRY(lact_kv_cache_init(&st->cache, B, c->heads, c->kv_heads, capacity, c->head_dim,
-                                c->gate != LACT_ATTN_GATE_NONE ? gate_dim(c) : 0));
+    LACT_TRY(lact_kv_cache_init(&st->cache, ctx->device, B, c->heads, c->kv_heads, capacity,
+                                c->head_dim, c->gate != LACT_ATTN_GATE_NONE ? gate_dim(c) : 0));
     int64_t shape[3] = {B, st->max_tokens, c->dim};
-    lact_tensor x = lact_tensor_view(NULL, LACT_F32, LACT_CPU, 3, shape);
-    lact_tensor y = lact_tensor_view(NULL, LACT_F32, LACT_CPU, 3, shape);
+    lact_tensor x = lact_tensor_view(NULL, LACT_F32, ctx->device, 3, shape);
+    lact_tensor y = lact_tensor_view(NULL, LACT_F32, ctx->device, 3, shape);
     lact_arena m;
-    lact_arena_init_measure(&m, LACT_CPU);
+    lact_arena_init_measure(&m, ctx->device);
     LACT_TRY(step_body(ctx, st, &m, &y, &x));
-    return lact_arena_init(&st->arena, LACT_CPU, m.peak);
+    return lact_arena_init(&st->arena, ctx->device, m.peak);
 }
 
 lact_status lact_attn_layer_decode_init(lact_ctx *ctx, lact_attn_layer *l,
@@ -126,12 +124,14 @@ lact_status lact_attn_layer_decode_step(lact_ctx *ctx, lact_attn_layer_decode *s
     const char *what = "attention layer decode";
     if (!st || !st->layer) return lact_fail(LACT_E_ARG, "%s: the state is not initialised", what);
     int64_t D = st->layer->cfg.dim;
-    if (ctx->device != LACT_CPU || x->device != LACT_CPU || y->device != LACT_CPU ||
+    if (ctx->device != st->arena.device || x->device != ctx->device || y->device != ctx->device ||
         x->dtype != LACT_F32 || y->dtype != LACT_F32 || x->ndim != 3 || x->shape[2] != D ||
         !lact_tensor_same_shape(x, y) || !lact_tensor_is_contiguous(x) ||
         !lact_tensor_is_contiguous(y))
-        return lact_fail(LACT_E_ARG, "%s: x and y must be contiguous F32 [B, T, %lld] on the CPU",
-                         what, (long long)D);
+        return lact_fail(LACT_E_ARG,
+                         "%s: x and y must be contiguous F32 [B, T, %lld] on the state's device "
+                         "(%s)",
+                         what, (long long)D, lact_device_name(st->arena.device));
     int64_t T = x->shape[1];
     if (x->shape[0] != st->batch || T < 1 || T > st->max_tokens)
         return lact_fail(LACT_E_ARG,

@@ -1,11 +1,14 @@
 /* The language model's streaming decode (the block composition of block.c,
- * with each mixer's decode step in place of its forward) and sampling. */
+ * with each mixer's decode step in place of its forward) and sampling. The
+ * step runs on the context's device; only ids come in from the host and
+ * logits go out to it. */
 #include "core/nn/lm_decode.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/device.h"
 #include "core/base/philox.h"
 #include "core/nn/nn_ops.h"
 #include "kernels/kernels.h"
@@ -17,12 +20,56 @@ static lact_status mixer_step(lact_ctx *ctx, lact_lm_decode_layer *l, lact_tenso
     return lact_attn_layer_decode_step(ctx, &l->attn, y, x);
 }
 
+/* The final hidden rows [B, 1, D] of token t of n [B, T, D] (n itself when
+ * T is 1). */
+static lact_status token_hidden(lact_ctx *ctx, lact_lm_decode *st, lact_tensor *rows,
+                                const lact_tensor *n, int64_t t) {
+    int64_t B = n->shape[0], D = n->shape[2];
+    if (n->shape[1] == 1) {
+        *rows = LACT_NN_VIEW(n, B, 1, D);
+        return LACT_OK;
+    }
+    *rows = LACT_NN_VIEW(&st->last, B, 1, D);
+    return lact_slice_forward(ctx, rows, n, 1, t);
+}
+
+/* logits from the final hidden n [B, T, D]: every position ([B, T, V]) or
+ * each sequence's last token ([B, V]). On the context's device the products
+ * write logits directly; host logits of a device step come through the
+ * [B, V] staging buffer one position at a time. */
+static lact_status head(lact_ctx *ctx, lact_lm_decode *st, lact_tensor *logits,
+                        const lact_tensor *n) {
+    const lact_tensor *w = &st->model->params.items[st->model->head].w;
+    int64_t B = n->shape[0], T = n->shape[1], D = n->shape[2], V = st->model->cfg.vocab;
+    bool all = lact_tensor_numel(logits) == B * T * V;
+    lact_tensor rows;
+    if (logits->device == ctx->device) {
+        lact_tensor h2 = LACT_NN_VIEW(n, B * T, D), l2 = LACT_NN_VIEW(logits, all ? B * T : B, V);
+        if (!all) {
+            LACT_TRY(token_hidden(ctx, st, &rows, n, T - 1));
+            h2 = LACT_NN_VIEW(&rows, B, D);
+        }
+        return lact_matmul_forward(ctx, &l2, &h2, w, false, true, 1.0f, 0.0f);
+    }
+    for (int64_t t = all ? 0 : T - 1; t < T; t++) {
+        LACT_TRY(token_hidden(ctx, st, &rows, n, t));
+        lact_tensor h2 = LACT_NN_VIEW(&rows, B, D);
+        LACT_TRY(lact_matmul_forward(ctx, &st->logits, &h2, w, false, true, 1.0f, 0.0f));
+        float *out = logits->data;
+        for (int64_t b = 0; b < B; b++)
+            LACT_TRY(lact_mem_copy(out + (all ? b * T + t : b) * V, LACT_CPU,
+                                   (const float *)st->logits.data + b * V, ctx->device,
+                                   (size_t)V * sizeof(float)));
+    }
+    return LACT_OK;
+}
+
 /* One step on T tokens; with a measuring arena it only walks the
  * allocations (the layers' states have arenas of their own). */
 static lact_status step_body(lact_ctx *ctx, lact_lm_decode *st, lact_arena *ar, lact_tensor *logits,
                              const lact_tensor *ids) {
     lact_lm *m = st->model;
-    int64_t B = st->batch, T = ids->shape[1], D = m->cfg.d_model, V = m->cfg.vocab, N = B * T;
+    int64_t B = st->batch, T = ids->shape[1], D = m->cfg.d_model, N = B * T;
     float eps = (float)m->cfg.norm_eps;
     lact_param *it = m->params.items;
     lact_tensor x, h, n, mix, rstd;
@@ -48,17 +95,7 @@ static lact_status step_body(lact_ctx *ctx, lact_lm_decode *st, lact_arena *ar, 
     }
     LACT_NN_RUN(ar, lact_rmsnorm_forward(ctx, &n2, &rstd, &x2, &it[m->norm_f].w, eps));
     if (ar->measuring) return LACT_OK;
-    if (lact_tensor_numel(logits) == N * V) {
-        lact_tensor l2 = LACT_NN_VIEW(logits, N, V);
-        return lact_matmul_forward(ctx, &l2, &n2, &it[m->head].w, false, true, 1.0f, 0.0f);
-    }
-    /* Only the last token's logits: its hidden rows, then one [B, V] product. */
-    const float *src = n.data;
-    float *dst = st->last.data;
-    for (int64_t b = 0; b < B; b++)
-        memcpy(dst + b * D, src + (b * T + T - 1) * D, (size_t)D * sizeof(float));
-    lact_tensor l2 = LACT_NN_VIEW(logits, B, V);
-    return lact_matmul_forward(ctx, &l2, &st->last, &it[m->head].w, false, true, 1.0f, 0.0f);
+    return head(ctx, st, logits, &n);
 }
 
 static lact_status init_all(lact_ctx *ctx, lact_lm_decode *st) {
@@ -81,24 +118,27 @@ static lact_status init_all(lact_ctx *ctx, lact_lm_decode *st) {
             return lact_fail(LACT_E_UNSUPPORTED, "lm decode: layer %d's mixer '%s' cannot decode",
                              i, lact_mixer_name(l->mixer));
     }
-    int64_t last[2] = {B, D}, piece[2] = {B, st->max_tokens};
-    LACT_TRY(lact_tensor_alloc(&st->last, LACT_F32, LACT_CPU, 2, last));
+    lact_device dev = ctx->device;
+    int64_t last[2] = {B, D}, piece[2] = {B, st->max_tokens}, lg[2] = {B, m->cfg.vocab};
+    LACT_TRY(lact_tensor_alloc(&st->last, LACT_F32, dev, 2, last));
     LACT_TRY(lact_tensor_alloc(&st->piece, LACT_I32, LACT_CPU, 2, piece));
-    lact_tensor ids = lact_tensor_view(NULL, LACT_I32, LACT_CPU, 2, piece);
+    if (dev != LACT_CPU) {
+        LACT_TRY(lact_tensor_alloc(&st->ids, LACT_I32, dev, 2, piece));
+        LACT_TRY(lact_tensor_alloc(&st->logits, LACT_F32, dev, 2, lg));
+    }
+    lact_tensor ids = lact_tensor_view(NULL, LACT_I32, dev, 2, piece);
     lact_arena meas;
-    lact_arena_init_measure(&meas, LACT_CPU);
+    lact_arena_init_measure(&meas, dev);
     LACT_TRY(step_body(ctx, st, &meas, NULL, &ids));
-    return lact_arena_init(&st->arena, LACT_CPU, meas.peak);
+    return lact_arena_init(&st->arena, dev, meas.peak);
 }
 
 lact_status lact_lm_decode_init(lact_ctx *ctx, lact_lm *m, lact_lm_decode *st, int64_t batch,
                                 int64_t max_tokens, int64_t max_context) {
     memset(st, 0, sizeof *st);
-    if (ctx->device != LACT_CPU || m->params.device != LACT_CPU)
-        return lact_fail(LACT_E_UNSUPPORTED,
-                         "lm decode: runs on the CPU only (the context is "
-                         "on %s)",
-                         lact_device_name(ctx->device));
+    if (m->params.device != ctx->device)
+        return lact_fail(LACT_E_ARG, "lm decode: the model is on %s, the context on %s",
+                         lact_device_name(m->params.device), lact_device_name(ctx->device));
     if (batch < 1 || max_tokens < 1 || max_context < max_tokens)
         return lact_fail(LACT_E_ARG,
                          "lm decode: batch %lld, max_tokens %lld must be positive "
@@ -127,6 +167,8 @@ void lact_lm_decode_free(lact_lm_decode *st) {
     free(st->layers);
     lact_tensor_free(&st->last);
     lact_tensor_free(&st->piece);
+    lact_tensor_free(&st->ids);
+    lact_tensor_free(&st->logits);
     lact_arena_free(&st->arena);
     memset(st, 0, sizeof *st);
 }
@@ -135,30 +177,43 @@ lact_status lact_lm_decode_step(lact_ctx *ctx, lact_lm_decode *st, lact_tensor *
                                 const lact_tensor *ids) {
     if (!st || !st->model) return lact_fail(LACT_E_ARG, "lm decode: the state is not initialised");
     int64_t B = st->batch, V = st->model->cfg.vocab;
-    if (ids->ndim != 2 || ids->dtype != LACT_I32 || ids->device != LACT_CPU || ids->shape[0] != B ||
-        ids->shape[1] < 1 || ids->shape[1] > st->max_tokens)
-        return lact_fail(LACT_E_ARG, "lm decode: ids must be I32 [%lld, 1..%lld] on the CPU",
-                         (long long)B, (long long)st->max_tokens);
+    lact_device dev = ctx->device;
+    if (dev != st->arena.device)
+        return lact_fail(LACT_E_ARG, "lm decode: the state lives on %s, the context on %s",
+                         lact_device_name(st->arena.device), lact_device_name(dev));
+    if (ids->ndim != 2 || ids->dtype != LACT_I32 ||
+        (ids->device != LACT_CPU && ids->device != dev) || !lact_tensor_is_contiguous(ids) ||
+        ids->shape[0] != B || ids->shape[1] < 1 || ids->shape[1] > st->max_tokens)
+        return lact_fail(LACT_E_ARG, "lm decode: ids must be I32 [%lld, 1..%lld] on the CPU or %s",
+                         (long long)B, (long long)st->max_tokens, lact_device_name(dev));
     int64_t T = ids->shape[1], n = lact_tensor_numel(logits);
-    if (logits->dtype != LACT_F32 || logits->device != LACT_CPU ||
+    if (logits->dtype != LACT_F32 || (logits->device != LACT_CPU && logits->device != dev) ||
         !lact_tensor_is_contiguous(logits) || (n != B * V && n != B * T * V))
         return lact_fail(LACT_E_ARG,
                          "lm decode: logits must be F32 [%lld, %lld] or [%lld, %lld, "
-                         "%lld] on the CPU",
-                         (long long)B, (long long)V, (long long)B, (long long)T, (long long)V);
+                         "%lld] on the CPU or %s",
+                         (long long)B, (long long)V, (long long)B, (long long)T, (long long)V,
+                         lact_device_name(dev));
     if (st->pos + T > st->max_context)
         return lact_fail(LACT_E_ARG, "lm decode: %lld tokens would pass the context of %lld",
                          (long long)(st->pos + T), (long long)st->max_context);
+    lact_tensor dids = *ids;
+    if (ids->device != dev) {
+        /* The step's ids to the device (the one upload of a step). */
+        dids = LACT_NN_VIEW(&st->ids, B, T);
+        LACT_TRY(lact_tensor_copy(&dids, ids));
+    }
     lact_arena_reset(&st->arena);
-    LACT_TRY(step_body(ctx, st, &st->arena, logits, ids));
+    LACT_TRY(step_body(ctx, st, &st->arena, logits, &dids));
     st->pos += T;
     return LACT_OK;
 }
 
 lact_status lact_lm_decode_prefill(lact_ctx *ctx, lact_lm_decode *st, lact_tensor *logits,
                                    const lact_tensor *ids) {
-    if (ids->ndim != 2 || ids->dtype != LACT_I32 || ids->shape[0] != st->batch || ids->shape[1] < 1)
-        return lact_fail(LACT_E_ARG, "lm decode prefill: ids must be I32 [%lld, n ≥ 1]",
+    if (ids->ndim != 2 || ids->dtype != LACT_I32 || ids->device != LACT_CPU ||
+        ids->shape[0] != st->batch || ids->shape[1] < 1)
+        return lact_fail(LACT_E_ARG, "lm decode prefill: ids must be I32 [%lld, n ≥ 1] on the CPU",
                          (long long)st->batch);
     int64_t B = st->batch, n = ids->shape[1];
     const int32_t *src = ids->data;

@@ -10,8 +10,14 @@
  * prefilling) and runs embedding → blocks → final norm → head on them only,
  * so its logits equal the full-sequence model's at those positions.
  * Everything is allocated by init (the step's activations in one arena
- * sized by a measuring pass); a step allocates nothing. CPU only, like the
- * layers' decode. */
+ * sized by a measuring pass); a step allocates nothing.
+ *
+ * Device: the context's, which must be the model's (CPU or CUDA). On CUDA
+ * every state, cache and activation stays on the device between steps; a
+ * step uploads its ids and, for host logits, downloads the logits of the
+ * positions asked for (the last one when sampling), so sampling stays on
+ * the host. The decode computes in F32 from the F32 master weights
+ * whatever the model's dtype: a bf16 model decodes in F32. */
 #ifndef LACT_NN_LM_DECODE_H
 #define LACT_NN_LM_DECODE_H
 
@@ -35,8 +41,10 @@ typedef struct lact_lm_decode {
     int64_t batch, max_tokens, max_context;
     int64_t pos; /* tokens seen per sequence */
     lact_lm_decode_layer *layers;
-    lact_tensor piece; /* [B, max_tokens] I32: prefill's slice of the prompt */
-    lact_tensor last;  /* [B, D] the final hidden of each sequence's last token */
+    lact_tensor piece;  /* [B, max_tokens] I32 on the host: prefill's slice of the prompt */
+    lact_tensor ids;    /* [B, max_tokens] I32 on the device (CUDA): a step's ids */
+    lact_tensor last;   /* [B, D] the final hidden of each sequence's token */
+    lact_tensor logits; /* [B, V] on the device (CUDA): host logits on their way out */
     lact_arena arena;
 } lact_lm_decode;
 
@@ -46,11 +54,12 @@ lact_status lact_lm_decode_init(lact_ctx *ctx, lact_lm *m, lact_lm_decode *st, i
                                 int64_t max_tokens, int64_t max_context);
 void lact_lm_decode_free(lact_lm_decode *st);
 /* ids [B, T] I32, 1 ≤ T ≤ max_tokens: the next T tokens. logits (F32) is
- * [B, T, V] (every position) or [B, V] (each sequence's last token). */
+ * [B, T, V] (every position) or [B, V] (each sequence's last token). ids
+ * and logits may each be on the host or on the context's device. */
 lact_status lact_lm_decode_step(lact_ctx *ctx, lact_lm_decode *st, lact_tensor *logits,
                                 const lact_tensor *ids);
-/* The whole prompt ids [B, n] in steps of up to max_tokens; logits [B, V]
- * of the last token. */
+/* The whole prompt ids [B, n] (host) in steps of up to max_tokens; logits
+ * [B, V] of the last token. */
 lact_status lact_lm_decode_prefill(lact_ctx *ctx, lact_lm_decode *st, lact_tensor *logits,
                                    const lact_tensor *ids);
 

@@ -94,7 +94,8 @@ lact_status lact_mesa_layer_backward(lact_ctx *ctx, lact_mesa_layer *l, lact_are
  * token by token (lact_mesa_decode: rank-1 state updates, CG on the explicit
  * d×d matrix), so it gives what lact_mesa_layer_forward gives at those
  * positions, up to the CG's convergence. The memory does not grow with the
- * context. CPU only. Everything is allocated by init, nothing per step. */
+ * context. CPU or CUDA (F32). Everything is allocated by init, nothing per
+ * step. */
 typedef struct lact_mesa_layer_decode {
     lact_mesa_layer *layer;
     int64_t batch, max_tokens, pos; /* pos: tokens seen per sequence */

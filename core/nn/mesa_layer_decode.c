@@ -51,15 +51,15 @@ static lact_status step_body(lact_ctx *ctx, lact_mesa_layer_decode *st, lact_are
 static lact_status init_all(lact_ctx *ctx, lact_mesa_layer_decode *st) {
     const lact_mesa_layer_cfg *c = &st->layer->cfg;
     int64_t state[4] = {st->batch, c->heads, c->head_dim, c->head_dim};
-    LACT_TRY(lact_tensor_alloc(&st->h_state, LACT_F32, LACT_CPU, 4, state));
-    LACT_TRY(lact_tensor_alloc(&st->g_state, LACT_F32, LACT_CPU, 4, state));
+    LACT_TRY(lact_tensor_alloc(&st->h_state, LACT_F32, ctx->device, 4, state));
+    LACT_TRY(lact_tensor_alloc(&st->g_state, LACT_F32, ctx->device, 4, state));
     int64_t shape[3] = {st->batch, st->max_tokens, c->dim};
-    lact_tensor x = lact_tensor_view(NULL, LACT_F32, LACT_CPU, 3, shape);
-    lact_tensor y = lact_tensor_view(NULL, LACT_F32, LACT_CPU, 3, shape);
+    lact_tensor x = lact_tensor_view(NULL, LACT_F32, ctx->device, 3, shape);
+    lact_tensor y = lact_tensor_view(NULL, LACT_F32, ctx->device, 3, shape);
     lact_arena m;
-    lact_arena_init_measure(&m, LACT_CPU);
+    lact_arena_init_measure(&m, ctx->device);
     LACT_TRY(step_body(ctx, st, &m, &y, &x));
-    return lact_arena_init(&st->arena, LACT_CPU, m.peak);
+    return lact_arena_init(&st->arena, ctx->device, m.peak);
 }
 
 lact_status lact_mesa_layer_decode_init(lact_ctx *ctx, lact_mesa_layer *l,
@@ -89,9 +89,10 @@ lact_status lact_mesa_layer_decode_step(lact_ctx *ctx, lact_mesa_layer_decode *s
     const char *what = "mesa layer decode";
     if (!st || !st->layer) return lact_fail(LACT_E_ARG, "%s: the state is not initialised", what);
     LACT_TRY(lact_mesa_layer_check_io(st->layer, &st->arena, ctx, what, x, y));
-    if (x->device != LACT_CPU || x->dtype != LACT_F32 || y->dtype != LACT_F32 ||
-        !lact_tensor_is_contiguous(x) || !lact_tensor_is_contiguous(y))
-        return lact_fail(LACT_E_ARG, "%s: x and y must be contiguous F32 on the CPU", what);
+    if (x->device != ctx->device || y->device != ctx->device || x->dtype != LACT_F32 ||
+        y->dtype != LACT_F32 || !lact_tensor_is_contiguous(x) || !lact_tensor_is_contiguous(y))
+        return lact_fail(LACT_E_ARG, "%s: x and y must be contiguous F32 on the context's %s", what,
+                         lact_device_name(ctx->device));
     if (x->shape[0] != st->batch || x->shape[1] < 1 || x->shape[1] > st->max_tokens)
         return lact_fail(LACT_E_ARG,
                          "%s: x has %lld sequences of %lld tokens; the state holds %lld "

@@ -36,14 +36,12 @@ lact_status lact_nn_check_act(const struct lact_params *p, const lact_tensor *x,
 
 lact_status lact_nn_decode_check(const lact_ctx *ctx, const struct lact_params *p, int64_t batch,
                                  int64_t max_tokens, const char *what) {
-    if (ctx->device != LACT_CPU)
-        return lact_fail(LACT_E_UNSUPPORTED, "%s: runs on the CPU only (the context is on %s)",
-                         what, lact_device_name(ctx->device));
     if (batch < 1 || max_tokens < 1)
         return lact_fail(LACT_E_ARG, "%s: batch %lld and max_tokens %lld must be positive", what,
                          (long long)batch, (long long)max_tokens);
-    if (!p->allocated || p->device != LACT_CPU)
-        return lact_fail(LACT_E_ARG, "%s: the parameters must be allocated on the CPU", what);
+    if (!p->allocated || p->device != ctx->device)
+        return lact_fail(LACT_E_ARG, "%s: the parameters must be allocated on the context's %s",
+                         what, lact_device_name(ctx->device));
     return LACT_OK;
 }
 

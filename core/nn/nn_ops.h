@@ -64,8 +64,8 @@ struct lact_params;
  * layer. */
 lact_status lact_nn_check_act(const struct lact_params *p, const lact_tensor *x, const char *what);
 
-/* What every layer's streaming decode state needs: a CPU context (decoding
- * runs there), batch and max_tokens ≥ 1, parameters allocated on the CPU. */
+/* What every layer's streaming decode state needs: batch and max_tokens
+ * ≥ 1, parameters allocated on the context's device (CPU or CUDA). */
 lact_status lact_nn_decode_check(const lact_ctx *ctx, const struct lact_params *p, int64_t batch,
                                  int64_t max_tokens, const char *what);
 

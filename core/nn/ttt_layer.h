@@ -132,9 +132,9 @@ lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena
  * buffers of `window` slots. Each step takes the next T ≥ 1 tokens of every
  * sequence (T = 1 when generating, the prompt when prefilling) and gives
  * what lact_ttt_layer_forward gives at those positions of the whole
- * sequence. CPU only; causal order only. Everything is allocated by init
- * (the step's activations in an arena sized for max_tokens), nothing per
- * step. */
+ * sequence. CPU or CUDA (F32); causal order only. Everything is allocated
+ * by init (the step's activations in an arena sized for max_tokens),
+ * nothing per step. */
 typedef struct lact_ttt_layer_decode {
     lact_ttt_layer *layer;
     int64_t batch, max_tokens, pos; /* pos: tokens seen per sequence */

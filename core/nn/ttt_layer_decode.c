@@ -27,15 +27,14 @@ static lact_status step_body(lact_ctx *ctx, lact_ttt_layer_decode *st, lact_aren
     if (c->window_attn) {
         LACT_TRY(LACT_NN_ALLOC(ar, &s->ya, B, H, T, d));
         if (!ar->measuring) {
-            /* Rows of [B·H, T, d] tensors. */
-            lact_kv_rows rq = {s->qa.data, H * T * d, T * d, d};
-            lact_kv_rows rk = {s->ka.data, H * T * d, T * d, d};
-            lact_kv_rows rv = {s->v.data, H * T * d, T * d, d};
-            lact_kv_rows ry = {s->ya.data, H * T * d, T * d, d}, none = {NULL, 0, 0, 0};
+            /* [B·H, T, d] tensors are head-major [B, H, T, d]. */
+            lact_tensor q4 = LACT_NN_VIEW(&s->qa, B, H, T, d),
+                        k4 = LACT_NN_VIEW(&s->ka, B, H, T, d);
+            lact_tensor v4 = LACT_NN_VIEW(&s->v, B, H, T, d);
             lact_attn_args aa = lact_ttt_layer_attn_args(l);
             for (int64_t t = 0; t < T; t++)
-                LACT_TRY(lact_kv_cache_attend(ctx, &st->cache, st->pos + t, t, rq, rk, rv, none, ry,
-                                              &aa));
+                LACT_TRY(lact_kv_cache_attend(ctx, &st->cache, st->pos + t, t, LACT_KV_HEAD_MAJOR,
+                                              &q4, &k4, &v4, NULL, &s->ya, &aa));
         }
     }
     return lact_ttt_layer_output(ctx, l, ar, s, y);
@@ -51,7 +50,7 @@ static lact_status init_op(lact_ctx *ctx, lact_ttt_layer_decode *st) {
     lact_status s = LACT_OK;
     for (int i = 0; i < 3 && s == LACT_OK; i++) {
         int64_t shape[3] = {N, i == 1 ? d : dh, i == 1 ? dh : d};
-        s = lact_tensor_alloc(&w[i], LACT_F32, LACT_CPU, 3, shape);
+        s = lact_tensor_alloc(&w[i], LACT_F32, ctx->device, 3, shape);
         if (s == LACT_OK)
             s = lact_ttt_layer_replicate(ctx, &w[i], &l->params->items[ids[i]].w, st->batch);
     }
@@ -67,16 +66,16 @@ static lact_status init_all(lact_ctx *ctx, lact_ttt_layer_decode *st) {
     int64_t B = st->batch, H = c->heads, d = c->dim / H;
     LACT_TRY(init_op(ctx, st));
     if (c->window_attn) {
-        LACT_TRY(lact_kv_cache_init(&st->cache, B, H, H, c->window, d, 0));
+        LACT_TRY(lact_kv_cache_init(&st->cache, ctx->device, B, H, H, c->window, d, 0));
     }
     /* Size the arena for the largest step. */
     int64_t shape[3] = {B, st->max_tokens, c->dim};
-    lact_tensor x = lact_tensor_view(NULL, LACT_F32, LACT_CPU, 3, shape);
-    lact_tensor y = lact_tensor_view(NULL, LACT_F32, LACT_CPU, 3, shape);
+    lact_tensor x = lact_tensor_view(NULL, LACT_F32, ctx->device, 3, shape);
+    lact_tensor y = lact_tensor_view(NULL, LACT_F32, ctx->device, 3, shape);
     lact_arena m;
-    lact_arena_init_measure(&m, LACT_CPU);
+    lact_arena_init_measure(&m, ctx->device);
     LACT_TRY(step_body(ctx, st, &m, &y, &x));
-    return lact_arena_init(&st->arena, LACT_CPU, m.peak);
+    return lact_arena_init(&st->arena, ctx->device, m.peak);
 }
 
 lact_status lact_ttt_layer_decode_init(lact_ctx *ctx, lact_ttt_layer *l, lact_ttt_layer_decode *st,
@@ -110,6 +109,10 @@ lact_status lact_ttt_layer_decode_step(lact_ctx *ctx, lact_ttt_layer_decode *st,
     const char *what = "ttt layer decode";
     if (!st || !st->layer) return lact_fail(LACT_E_ARG, "%s: the state is not initialised", what);
     LACT_TRY(lact_ttt_layer_check_io(st->layer, &st->arena, ctx, what, x, y));
+    if (x->device != ctx->device || y->device != ctx->device || x->dtype != LACT_F32 ||
+        !lact_tensor_is_contiguous(x) || !lact_tensor_is_contiguous(y))
+        return lact_fail(LACT_E_ARG, "%s: x and y must be contiguous F32 on the context's %s", what,
+                         lact_device_name(ctx->device));
     if (x->shape[0] != st->batch || x->shape[1] < 1 || x->shape[1] > st->max_tokens)
         return lact_fail(LACT_E_ARG,
                          "%s: x has %lld sequences of %lld tokens; the state holds "

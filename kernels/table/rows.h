@@ -21,6 +21,7 @@
     X(softplus)                                                                                    \
     X(sigmoid)                                                                                     \
     X(permute)                                                                                     \
+    X(slice)                                                                                       \
     X(rmsnorm)                                                                                     \
     X(layernorm)                                                                                   \
     X(l2norm)                                                                                      \

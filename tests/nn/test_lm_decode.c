@@ -11,6 +11,7 @@
 
 #include "core/base/philox.h"
 #include "core/nn/lm_decode.h"
+#include "tests/nn/lm_decode_check.h"
 #include "kernels/kernels.h"
 #include "tests/support/check.h"
 
@@ -29,75 +30,6 @@ static lact_lm_cfg model_cfg(bool muon) {
     return c;
 }
 
-/* ref [B·L, V]: the full forward's final hidden times the head. */
-static void full_logits(lact_ctx *ctx, lact_lm *m, const lact_tensor *ids, lact_tensor *ref) {
-    int64_t shape[2] = {B, L}, flat[1] = {B * L};
-    lact_tensor tg, loss;
-    CHECK_OK(lact_tensor_alloc(&tg, LACT_I32, LACT_CPU, 2, shape));
-    CHECK_OK(lact_tensor_alloc(&loss, LACT_F32, LACT_CPU, 1, flat));
-    memset(tg.data, 0, (size_t)(B * L) * sizeof(int32_t));
-    lact_arena meas, ar;
-    lact_arena_init_measure(&meas, LACT_CPU);
-    CHECK_OK(lact_lm_forward(ctx, m, &meas, &loss, ids, &tg));
-    CHECK_OK(lact_arena_init(&ar, LACT_CPU, meas.peak));
-    CHECK_OK(lact_lm_forward(ctx, m, &ar, &loss, ids, &tg));
-    CHECK_OK(lact_matmul_forward(ctx, ref, &m->hf, &m->params.items[m->head].w, false, true, 1.0f,
-                                 0.0f));
-    lact_arena_free(&ar);
-    lact_tensor_free(&tg);
-    lact_tensor_free(&loss);
-}
-
-static double rel_err(const float *a, const float *r, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++)
-        num += ((double)a[i] - r[i]) * ((double)a[i] - r[i]), den += (double)r[i] * r[i];
-    return sqrt(num / den);
-}
-
-/* Worst relative error over positions when the tokens come in stretches
- * seg[0], seg[1], ... (the last repeats); all_pos: [B, T, V] logits, else
- * [B, V] of the last token of each stretch. */
-static double decode_run(lact_ctx *ctx, lact_lm *m, const lact_tensor *ids, const lact_tensor *ref,
-                         const int64_t *seg, int n_seg, bool all_pos) {
-    lact_lm_decode st;
-    CHECK_OK(lact_lm_decode_init(ctx, m, &st, B, MAX_T, L));
-    int32_t piece[B * MAX_T];
-    float *logits = malloc((size_t)(B * MAX_T * V) * sizeof(float));
-    double worst = 0;
-    size_t cap = st.arena.capacity;
-    for (int64_t t0 = 0, j = 0; t0 < L; j++) {
-        int64_t T = seg[j < n_seg ? j : n_seg - 1];
-        if (T > L - t0) T = L - t0;
-        for (int64_t b = 0; b < B; b++)
-            memcpy(piece + b * T, (const int32_t *)ids->data + b * L + t0,
-                   (size_t)T * sizeof(int32_t));
-        int64_t ish[2] = {B, T}, lall[3] = {B, T, V}, llast[2] = {B, V};
-        lact_tensor iv = lact_tensor_view(piece, LACT_I32, LACT_CPU, 2, ish);
-        lact_tensor lv = all_pos ? lact_tensor_view(logits, LACT_F32, LACT_CPU, 3, lall)
-                                 : lact_tensor_view(logits, LACT_F32, LACT_CPU, 2, llast);
-        CHECK_OK(lact_lm_decode_step(ctx, &st, &lv, &iv));
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t t = all_pos ? 0 : T - 1; t < T; t++) {
-                const float *a = logits + (all_pos ? (b * T + t) : b) * V;
-                const float *r = (const float *)ref->data + (b * L + t0 + t) * V;
-                worst = fmax(worst, rel_err(a, r, V));
-            }
-        t0 += T;
-    }
-    CHECK(st.pos == L);
-    CHECK(st.arena.capacity == cap && st.arena.peak <= cap); /* sized once, at init */
-    /* The cache was sized for L tokens: one more is refused. */
-    int32_t one[B] = {0, 0};
-    int64_t ish[2] = {B, 1}, llast[2] = {B, V};
-    lact_tensor iv = lact_tensor_view(one, LACT_I32, LACT_CPU, 2, ish);
-    lact_tensor lv = lact_tensor_view(logits, LACT_F32, LACT_CPU, 2, llast);
-    CHECK_FAILS(lact_lm_decode_step(ctx, &st, &lv, &iv), LACT_E_ARG);
-    free(logits);
-    lact_lm_decode_free(&st);
-    return worst;
-}
-
 static void test_model(lact_ctx *ctx, bool muon) {
     lact_lm_cfg cfg = model_cfg(muon);
     lact_lm m;
@@ -109,12 +41,12 @@ static void test_model(lact_ctx *ctx, bool muon) {
     CHECK_OK(lact_tensor_alloc(&ref, LACT_F32, LACT_CPU, 2, rs));
     for (int i = 0; i < B * L; i++)
         ((int32_t *)ids.data)[i] = (int32_t)(lact_philox_uniform(5, 1, (uint64_t)i) * V) % V;
-    full_logits(ctx, &m, &ids, &ref);
+    lm_full_logits(ctx, &m, &ids, &ref);
 
     const int64_t ones[1] = {1}, mixed[4] = {5, 1, 3, 6}, prompt[2] = {6, 1};
-    double e1 = decode_run(ctx, &m, &ids, &ref, ones, 1, false);
-    double e2 = decode_run(ctx, &m, &ids, &ref, mixed, 4, true);
-    double e3 = decode_run(ctx, &m, &ids, &ref, prompt, 2, false);
+    double e1 = lm_decode_run(ctx, &m, &ids, &ref, MAX_T, ones, 1, false, NULL);
+    double e2 = lm_decode_run(ctx, &m, &ids, &ref, MAX_T, mixed, 4, true, NULL);
+    double e3 = lm_decode_run(ctx, &m, &ids, &ref, MAX_T, prompt, 2, false, NULL);
     printf("lm decode (muon %d): token by token %.2e, stretches %.2e, prompt + steps %.2e\n",
            (int)muon, e1, e2, e3);
     CHECK_MSG(e1 <= 1e-4, "token by token: %.3e", e1);
@@ -131,11 +63,11 @@ static void test_model(lact_ctx *ctx, bool muon) {
     CHECK_OK(lact_lm_init(&m2, &nc, LACT_CPU));
     CHECK_OK(lact_lm_init_values(ctx, &m2, 11));
     CHECK_OK(lact_tensor_alloc(&ref2, LACT_F32, LACT_CPU, 2, rs));
-    full_logits(ctx, &m2, &ids, &ref2);
+    lm_full_logits(ctx, &m2, &ids, &ref2);
     double diff = 0;
     for (int b = 0; b < B; b++)
-        diff = fmax(diff, rel_err((const float *)ref2.data + (b * L + L - 1) * V,
-                                  (const float *)ref.data + (b * L + L - 1) * V, V));
+        diff = fmax(diff, lm_rel_err((const float *)ref2.data + (b * L + L - 1) * V,
+                                     (const float *)ref.data + (b * L + L - 1) * V, V));
     CHECK_MSG(diff > 1e-2, "updates change the last logits by only %.3e", diff);
     lact_tensor_free(&ref2);
     lact_lm_free(&m2);
@@ -190,8 +122,8 @@ static void test_attn_window(lact_ctx *ctx) {
         CHECK_OK(lact_attn_layer_decode_step(ctx, &st, &yv, &xv));
         for (int64_t b = 0; b < B; b++)
             for (int64_t t = 0; t < n; t++)
-                worst = fmax(worst, rel_err(ys + (b * n + t) * D,
-                                            (const float *)y.data + (b * T + t0 + t) * D, D));
+                worst = fmax(worst, lm_rel_err(ys + (b * n + t) * D,
+                                               (const float *)y.data + (b * T + t0 + t) * D, D));
         t0 += n;
     }
     printf("attention layer decode, window 3: %.2e\n", worst);

@@ -10,6 +10,7 @@
 
 #include "core/base/philox.h"
 #include "core/nn/lm_decode.h"
+#include "tests/nn/lm_decode_check.h"
 #include "kernels/kernels.h"
 #include "tests/nn/lm_check.h"
 #include "tests/support/check.h"
@@ -46,71 +47,12 @@ static void gradcheck(lact_ctx *ctx, const char *name, const lact_lm_cfg *cfg) {
     lm_case_free(&s);
 }
 
-/* ref [B·L, V]: the full forward's final hidden times the head. */
-static void full_logits(lact_ctx *ctx, lact_lm *m, const lact_tensor *ids, lact_tensor *ref) {
-    int64_t shape[2] = {B, L}, flat[1] = {B * L};
-    lact_tensor tg, loss;
-    CHECK_OK(lact_tensor_alloc(&tg, LACT_I32, LACT_CPU, 2, shape));
-    CHECK_OK(lact_tensor_alloc(&loss, LACT_F32, LACT_CPU, 1, flat));
-    lact_arena meas, ar;
-    lact_arena_init_measure(&meas, LACT_CPU);
-    CHECK_OK(lact_lm_forward(ctx, m, &meas, &loss, ids, &tg));
-    CHECK_OK(lact_arena_init(&ar, LACT_CPU, meas.peak));
-    CHECK_OK(lact_lm_forward(ctx, m, &ar, &loss, ids, &tg));
-    CHECK_OK(lact_matmul_forward(ctx, ref, &m->hf, &m->params.items[m->head].w, false, true, 1.0f,
-                                 0.0f));
-    lact_arena_free(&ar);
-    lact_tensor_free(&tg);
-    lact_tensor_free(&loss);
-}
-
-static double rel_err(const float *a, const float *r, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++)
-        num += ((double)a[i] - r[i]) * ((double)a[i] - r[i]), den += (double)r[i] * r[i];
-    return sqrt(num / den);
-}
-
-/* Worst relative error over positions when the tokens come in stretches
- * seg[0], seg[1], ... (the last repeats); all_pos: [B, T, V] logits, else
- * [B, V] of the last token of each stretch. */
-static double decode_run(lact_ctx *ctx, lact_lm *m, const lact_tensor *ids, const lact_tensor *ref,
-                         const int64_t *seg, int n_seg, bool all_pos) {
-    lact_lm_decode st;
-    CHECK_OK(lact_lm_decode_init(ctx, m, &st, B, MAX_T, L));
-    int32_t piece[B * MAX_T];
-    float logits[B * MAX_T * V];
-    double worst = 0;
-    for (int64_t t0 = 0, j = 0; t0 < L; j++) {
-        int64_t T = seg[j < n_seg ? j : n_seg - 1];
-        if (T > L - t0) T = L - t0;
-        for (int64_t b = 0; b < B; b++)
-            memcpy(piece + b * T, (const int32_t *)ids->data + b * L + t0,
-                   (size_t)T * sizeof(int32_t));
-        int64_t ish[2] = {B, T}, lall[3] = {B, T, V}, llast[2] = {B, V};
-        lact_tensor iv = lact_tensor_view(piece, LACT_I32, LACT_CPU, 2, ish);
-        lact_tensor lv = all_pos ? lact_tensor_view(logits, LACT_F32, LACT_CPU, 3, lall)
-                                 : lact_tensor_view(logits, LACT_F32, LACT_CPU, 2, llast);
-        CHECK_OK(lact_lm_decode_step(ctx, &st, &lv, &iv));
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t t = all_pos ? 0 : T - 1; t < T; t++) {
-                const float *a = logits + (all_pos ? (b * T + t) : b) * V;
-                const float *r = (const float *)ref->data + (b * L + t0 + t) * V;
-                worst = fmax(worst, rel_err(a, r, V));
-            }
-        t0 += T;
-    }
-    CHECK(st.pos == L);
-    lact_lm_decode_free(&st);
-    return worst;
-}
-
 /* The worst relative difference between two models' last logits. */
 static double last_diff(const lact_tensor *a, const lact_tensor *b) {
     double diff = 0;
     for (int i = 0; i < B; i++)
-        diff = fmax(diff, rel_err((const float *)a->data + (i * L + L - 1) * V,
-                                  (const float *)b->data + (i * L + L - 1) * V, V));
+        diff = fmax(diff, lm_rel_err((const float *)a->data + (i * L + L - 1) * V,
+                                     (const float *)b->data + (i * L + L - 1) * V, V));
     return diff;
 }
 
@@ -119,7 +61,7 @@ static void logits_of(lact_ctx *ctx, const lact_lm_cfg *cfg, const lact_tensor *
     lact_lm m;
     CHECK_OK(lact_lm_init(&m, cfg, LACT_CPU));
     CHECK_OK(lact_lm_init_values(ctx, &m, 11));
-    full_logits(ctx, &m, ids, ref);
+    lm_full_logits(ctx, &m, ids, ref);
     lact_lm_free(&m);
 }
 
@@ -135,12 +77,12 @@ static void test_decode(lact_ctx *ctx) {
     CHECK_OK(lact_tensor_alloc(&ref, LACT_F32, LACT_CPU, 2, rs));
     CHECK_OK(lact_tensor_alloc(&other, LACT_F32, LACT_CPU, 2, rs));
     lm_fill_ids(&ids, V, 5, 1);
-    full_logits(ctx, &m, &ids, &ref);
+    lm_full_logits(ctx, &m, &ids, &ref);
 
     const int64_t ones[1] = {1}, mixed[4] = {4, 1, 3, 5}, prompt[2] = {5, 1};
-    double e1 = decode_run(ctx, &m, &ids, &ref, ones, 1, false);
-    double e2 = decode_run(ctx, &m, &ids, &ref, mixed, 4, true);
-    double e3 = decode_run(ctx, &m, &ids, &ref, prompt, 2, false);
+    double e1 = lm_decode_run(ctx, &m, &ids, &ref, MAX_T, ones, 1, false, NULL);
+    double e2 = lm_decode_run(ctx, &m, &ids, &ref, MAX_T, mixed, 4, true, NULL);
+    double e3 = lm_decode_run(ctx, &m, &ids, &ref, MAX_T, prompt, 2, false, NULL);
     printf("lm decode (mesa, lact, attention): token by token %.2e, stretches %.2e, prompt + "
            "steps %.2e\n",
            e1, e2, e3);
