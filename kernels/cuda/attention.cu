@@ -358,9 +358,9 @@ extern "C" lact_status lact_cuda_attention_forward(lact_ctx *ctx, lact_tensor *y
     float *pl = lse ? (float *)lse->data : NULL;
     if (attn_tc_eligible(q, k, v) && ((uintptr_t)y->data & 3) == 0 &&
         (!g || ((uintptr_t)g->data & 3) == 0))
-        return attn_tc_forward(ctx, G, q->shape[0], (bf16 *)y->data, pl, (const bf16 *)q->data,
-                               (const bf16 *)k->data, (const bf16 *)v->data,
-                               g ? (const bf16 *)g->data : NULL);
+        return (attn_wgmma_ready() ? attn_wgmma_forward : attn_tc_forward)(
+            ctx, G, q->shape[0], (bf16 *)y->data, pl, (const bf16 *)q->data, (const bf16 *)k->data,
+            (const bf16 *)v->data, g ? (const bf16 *)g->data : NULL);
     LACT_DISPATCH_FLOAT(q->dtype, op, {
         ATTN_DPL(dpl, {
             LACT_TRY(allow_smem(attn_fwd_kernel<T, P>, sm));

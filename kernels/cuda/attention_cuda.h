@@ -26,8 +26,20 @@ lact_status lact_cuda_attention_decode(lact_ctx *ctx, lact_tensor *y, lact_tenso
                                        const lact_tensor *q, const lact_tensor *k_cache,
                                        const lact_tensor *v_cache, const lact_tensor *g,
                                        const int32_t *ranges_host, float scale);
+/* Whether the BF16 forward runs on the Hopper kernel (attention_wgmma_fwd.cu):
+ * a compute capability 9.0 device running the sm_90a image, unless the
+ * environment sets LACT_ATTN_WGMMA=0 (then the mma.sync kernel runs). */
+bool lact_cuda_attention_wgmma_active(void);
 
 #ifdef __cplusplus
 }
+#include <cuda_bf16.h>
+struct attn_geom;
+/* attn_wgmma_ready: lact_cuda_attention_wgmma_active; attn_wgmma_forward: the
+ * forward of attn_tc_forward (attention_geom.cuh) on wgmma, same outputs. */
+bool attn_wgmma_ready(void);
+lact_status attn_wgmma_forward(lact_ctx *ctx, const attn_geom &G, int64_t nb, __nv_bfloat16 *y,
+                               float *lse, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+                               const __nv_bfloat16 *v, const __nv_bfloat16 *g);
 #endif
 #endif

@@ -3,8 +3,12 @@
  * GQA, both gates, every mask, Lq < Lk), in F32 (CUDA-core kernels) and
  * BF16 (tensor-core kernels for d 64 and 128), forward and backward, with
  * the outputs poisoned before each run; then a timing table of long BF16
- * cases. Skips (77) without a CUDA device. */
+ * cases. Where the Hopper forward (wgmma) runs, every BF16 case and the
+ * table run twice: once with it, once with LACT_ATTN_WGMMA=0 (mma.sync).
+ * Skips (77) without a CUDA device. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +18,24 @@
 #include "kernels/kernels.h"
 #include "kernels/timer.h"
 #include "tests/support/check.h"
+#if LACT_WITH_CUDA
+#include "kernels/cuda/attention_cuda.h"
+#endif
+
+/* The BF16 forward kernels to run: the Hopper one where it is active, and
+ * always the mma.sync one (forced through the environment switch). */
+enum { KERN_DEFAULT, KERN_MMA_SYNC };
+static bool wgmma_active;
+static const char *kern_name(int kern) {
+    return kern == KERN_MMA_SYNC || !wgmma_active ? "mma.sync" : "wgmma";
+}
+static void select_kernel(int kern) {
+    if (!wgmma_active) return; /* one kernel only: leave the caller's environment alone */
+    if (kern == KERN_MMA_SYNC)
+        setenv("LACT_ATTN_WGMMA", "0", 1);
+    else
+        unsetenv("LACT_ATTN_WGMMA");
+}
 
 typedef struct big {
     int64_t b, h, hkv, lq, lk, d;
@@ -43,6 +65,11 @@ static const big bigs_bf16[] = {
     {2, 2, 2, 700, 1000, 64, 0, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}},
     {1, 4, 2, 300, 4096, 128, 1, {LACT_ATTN_BLOCK_CAUSAL, 0, 256, 0}, {0}},
     {1, 4, 4, 1000, 1000, 64, 0, {LACT_ATTN_FULL, 0, 0, 0}, {0}},
+    {1, 8, 2, 200, 1500, 128, 1, {LACT_ATTN_FULL, 0, 0, 0}, {0}},
+    {1, 4, 2, 0, 0, 64, 2, {LACT_ATTN_WINDOW, 300, 0, 0}, {513, 1, 900, 0}},
+    {2, 2, 1, 1, 777, 128, 2, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}},
+    {2, 2, 2, 1030, 1030, 128, 0, {LACT_ATTN_BLOCK_CAUSAL, 0, 100, 0}, {0}},
+    {1, 2, 2, 600, 600, 128, 1, {LACT_ATTN_CAUSAL, 0, 0, -0.09f}, {0}}, /* negative scale */
 };
 
 enum { Q, K, V, G, CU, Y, LSE, DY, DQ, DK, DV, DG, N_T };
@@ -123,24 +150,33 @@ static void run_big(lact_ctx *cpu, lact_ctx *gpu, const big *bc, int c, lact_dty
     CHECK_OK(lact_attention_forward(cpu, &h[Y], &h[LSE], &h[Q], &h[K], &h[V], hg, hcu, &bc->a));
     CHECK_OK(lact_attention_backward(cpu, &h[DQ], &h[DK], &h[DV], bc->gate ? &h[DG] : NULL, &h[DY],
                                      &h[Q], &h[K], &h[V], hg, hcu, &h[Y], &h[LSE], &bc->a));
-    for (int j = Y; j < N_T; j++) /* poison: an unwritten element fails the check */
-        if (j != DY && d[j].data)
-            CHECK_OK(lact_fill_uniform(gpu, &d[j], 5, (uint64_t)j, 1e3f, 2e3f));
-    CHECK_OK(lact_attention_forward(gpu, &d[Y], &d[LSE], &d[Q], &d[K], &d[V], dg_in, dcu, &bc->a));
-    CHECK_OK(lact_attention_backward(gpu, &d[DQ], &d[DK], &d[DV], bc->gate ? &d[DG] : NULL, &d[DY],
-                                     &d[Q], &d[K], &d[V], dg_in, dcu, &d[Y], &d[LSE], &bc->a));
-    CHECK_OK(lact_ctx_sync(gpu));
-    double tol = dt == LACT_BF16 ? 1e-2 : 1e-5;
-    static const char *names[N_T] = {
-        [Y] = "y", [LSE] = "lse", [DQ] = "d_q", [DK] = "d_k", [DV] = "d_v", [DG] = "d_g"};
-    int outs[] = {Y, LSE, DQ, DK, DV, DG};
-    for (int j = 0; j < 6; j++) {
-        if (!h[outs[j]].data) continue;
-        double e = rel_err(&d[outs[j]], &h[outs[j]]);
-        printf("  attention case %2d %-4s %-4s rel err %.3e%s\n", c,
-               dt == LACT_BF16 ? "bf16" : "f32", names[outs[j]], e, e <= tol ? "" : "  FAIL");
-        CHECK_MSG(e <= tol, "big case %d: %s rel err %.3g > %.3g", c, names[outs[j]], e, tol);
+    const int n_kern = dt == LACT_BF16 && wgmma_active ? 2 : 1;
+    for (int kern = 0; kern < n_kern; kern++) {
+        select_kernel(kern);
+        for (int j = Y; j < N_T; j++) /* poison: an unwritten element fails the check */
+            if (j != DY && d[j].data)
+                CHECK_OK(lact_fill_uniform(gpu, &d[j], 5, (uint64_t)j, 1e3f, 2e3f));
+        CHECK_OK(
+            lact_attention_forward(gpu, &d[Y], &d[LSE], &d[Q], &d[K], &d[V], dg_in, dcu, &bc->a));
+        CHECK_OK(lact_attention_backward(gpu, &d[DQ], &d[DK], &d[DV], bc->gate ? &d[DG] : NULL,
+                                         &d[DY], &d[Q], &d[K], &d[V], dg_in, dcu, &d[Y], &d[LSE],
+                                         &bc->a));
+        CHECK_OK(lact_ctx_sync(gpu));
+        double tol = dt == LACT_BF16 ? 1e-2 : 1e-5;
+        static const char *names[N_T] = {
+            [Y] = "y", [LSE] = "lse", [DQ] = "d_q", [DK] = "d_k", [DV] = "d_v", [DG] = "d_g"};
+        int outs[] = {Y, LSE, DQ, DK, DV, DG};
+        for (int j = 0; j < 6; j++) {
+            if (!h[outs[j]].data) continue;
+            double e = rel_err(&d[outs[j]], &h[outs[j]]);
+            printf("  attention case %2d %-4s %-8s %-4s rel err %.3e%s\n", c,
+                   dt == LACT_BF16 ? "bf16" : "f32", dt == LACT_BF16 ? kern_name(kern) : "",
+                   names[outs[j]], e, e <= tol ? "" : "  FAIL");
+            CHECK_MSG(e <= tol, "big case %d (%s): %s rel err %.3g > %.3g", c,
+                      dt == LACT_BF16 ? kern_name(kern) : "f32", names[outs[j]], e, tol);
+        }
     }
+    select_kernel(KERN_DEFAULT);
     for (int j = 0; j < N_T; j++)
         lact_tensor_free(&h[j]), lact_tensor_free(&d[j]);
 }
@@ -166,23 +202,20 @@ static double median(double *x, int n) {
 }
 
 /* Forward and forward + backward of long bf16 cases, [B=4, H=16, L=8192,
- * d=128]. FLOPs: 4·d per unmasked (query, key) pair and head for the
- * forward; forward + backward counted as 3.5× the forward (PyTorch's
- * convention: the backward's 5 products over the forward's 2). */
+ * d=128], then the same with d=64 (views of the same buffers). FLOPs: 4·d
+ * per unmasked (query, key) pair and head for the forward; forward +
+ * backward counted as 3.5× the forward (PyTorch's convention: the
+ * backward's 5 products over the forward's 2). */
 static void time_long(lact_ctx *gpu) {
-    enum { REPS = 5 };
+    enum { REPS = 5, N_BUF = 9 }; /* q k v y dy dq dk dv, and lse */
     int64_t s[4] = {4, 16, 8192, 128};
-    lact_tensor t[8];
+    lact_tensor t[N_BUF];
     memset(t, 0, sizeof t);
-    for (int j = 0; j < 7; j++) { /* q k v y dy dq dk dv */
+    for (int j = 0; j < N_BUF - 1; j++) {
         CHECK_OK(lact_tensor_alloc(&t[j], LACT_BF16, LACT_CUDA, 4, s));
         CHECK_OK(lact_fill_uniform(gpu, &t[j], 11, (uint64_t)j, -1.0f, 1.0f));
     }
-    lact_tensor dv = {0}, lse = {0};
-    CHECK_OK(lact_tensor_alloc(&dv, LACT_BF16, LACT_CUDA, 4, s));
-    CHECK_OK(lact_tensor_alloc(&lse, LACT_F32, LACT_CUDA, 3, s));
-    lact_tensor *q = &t[0], *k = &t[1], *v = &t[2], *y = &t[3], *dy = &t[4], *dq = &t[5],
-                *dk = &t[6];
+    CHECK_OK(lact_tensor_alloc(&t[N_BUF - 1], LACT_F32, LACT_CUDA, 3, s));
     static const struct {
         const char *name;
         lact_attn_args a;
@@ -191,34 +224,45 @@ static void time_long(lact_ctx *gpu) {
                  {"block-causal 4096", {LACT_ATTN_BLOCK_CAUSAL, 0, 4096, 0}}};
     lact_timer tm;
     CHECK_OK(lact_timer_init(&tm, gpu));
-    printf("  attention bf16 [B=4, H=16, L=8192, d=128]; FLOPs 4·d per unmasked pair, "
-           "fwd+bwd = 3.5x fwd; median of %d\n",
-           REPS);
-    printf("  %-18s %10s %10s %12s %12s\n", "mask", "fwd ms", "fwd TF/s", "fwd+bwd ms", "f+b TF/s");
-    for (int c = 0; c < 3; c++) {
-        const lact_attn_args *a = &cases[c].a;
-        double fwd[REPS], both[REPS];
-        for (int r = -1; r < REPS; r++) { /* r = -1: warm-up */
-            double ms_f = 0.0, ms_b = 0.0;
-            CHECK_OK(lact_timer_start(&tm));
-            CHECK_OK(lact_attention_forward(gpu, y, &lse, q, k, v, NULL, NULL, a));
-            CHECK_OK(lact_timer_stop(&tm, &ms_f));
-            CHECK_OK(lact_timer_start(&tm));
-            CHECK_OK(lact_attention_backward(gpu, dq, dk, &dv, NULL, dy, q, k, v, NULL, NULL, y,
-                                             &lse, a));
-            CHECK_OK(lact_timer_stop(&tm, &ms_b));
-            if (r >= 0) fwd[r] = ms_f, both[r] = ms_f + ms_b;
+    const int n_kern = wgmma_active ? 2 : 1;
+    for (int64_t d = 128; d >= 64; d -= 64) {
+        int64_t sd[4] = {4, 16, 8192, d};
+        lact_tensor v[N_BUF];
+        for (int j = 0; j < N_BUF; j++)
+            v[j] = lact_tensor_view(t[j].data, t[j].dtype, LACT_CUDA, j == N_BUF - 1 ? 3 : 4, sd);
+        lact_tensor *q = &v[0], *k = &v[1], *vv = &v[2], *y = &v[3], *dy = &v[4], *dq = &v[5],
+                    *dk = &v[6], *dv = &v[7], *lse = &v[8];
+        printf("  attention bf16 [B=4, H=16, L=8192, d=%d]; FLOPs 4·d per unmasked pair, "
+               "fwd+bwd = 3.5x fwd; median of %d\n",
+               (int)d, REPS);
+        printf("  %-18s %-9s %10s %10s %12s %12s\n", "mask", "forward", "fwd ms", "fwd TF/s",
+               "fwd+bwd ms", "f+b TF/s");
+        for (int row = 0; row < 3 * n_kern; row++) {
+            const int c = row / n_kern, kern = row % n_kern;
+            const lact_attn_args *a = &cases[c].a;
+            select_kernel(kern);
+            double fwd[REPS], both[REPS];
+            for (int r = -1; r < REPS; r++) { /* r = -1: warm-up */
+                double ms_f = 0.0, ms_b = 0.0;
+                CHECK_OK(lact_timer_start(&tm));
+                CHECK_OK(lact_attention_forward(gpu, y, lse, q, k, vv, NULL, NULL, a));
+                CHECK_OK(lact_timer_stop(&tm, &ms_f));
+                CHECK_OK(lact_timer_start(&tm));
+                CHECK_OK(lact_attention_backward(gpu, dq, dk, dv, NULL, dy, q, k, vv, NULL, NULL, y,
+                                                 lse, a));
+                CHECK_OK(lact_timer_stop(&tm, &ms_b));
+                if (r >= 0) fwd[r] = ms_f, both[r] = ms_f + ms_b;
+            }
+            const double flops = 4.0 * (double)d * unmasked_pairs(a, 8192) * 4 * 16;
+            const double mf = median(fwd, REPS), mb = median(both, REPS);
+            printf("  %-18s %-9s %10.3f %10.1f %12.3f %12.1f\n", cases[c].name, kern_name(kern), mf,
+                   flops / mf * 1e-9, mb, 3.5 * flops / mb * 1e-9);
         }
-        const double flops = 4.0 * 128 * unmasked_pairs(a, 8192) * 4 * 16;
-        const double mf = median(fwd, REPS), mb = median(both, REPS);
-        printf("  %-18s %10.3f %10.1f %12.3f %12.1f\n", cases[c].name, mf, flops / mf * 1e-9, mb,
-               3.5 * flops / mb * 1e-9);
     }
+    select_kernel(KERN_DEFAULT);
     lact_timer_free(&tm);
-    for (int j = 0; j < 7; j++)
+    for (int j = 0; j < N_BUF; j++)
         lact_tensor_free(&t[j]);
-    lact_tensor_free(&dv);
-    lact_tensor_free(&lse);
 }
 
 /* ---- decode: one query per sequence against a cache, CUDA vs CPU ---- */
@@ -283,6 +327,11 @@ int main(void) {
     lact_ctx cpu, gpu;
     CHECK_OK(lact_ctx_init(&cpu, LACT_CPU, 0));
     CHECK_OK(lact_ctx_init(&gpu, LACT_CUDA, 0));
+#if LACT_WITH_CUDA
+    wgmma_active = lact_cuda_attention_wgmma_active();
+#endif
+    printf("  bf16 forward kernel: %s%s\n", kern_name(KERN_DEFAULT),
+           wgmma_active ? " (and mma.sync through LACT_ATTN_WGMMA=0)" : "");
     for (int c = 0; c < (int)(sizeof bigs / sizeof bigs[0]); c++) {
         run_big(&cpu, &gpu, &bigs[c], c, LACT_F32);
         run_big(&cpu, &gpu, &bigs[c], c, LACT_BF16);
