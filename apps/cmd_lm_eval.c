@@ -201,7 +201,7 @@ int cmd_lm_eval(int argc, char **argv) {
         {"--trials", CLI_INT, "N", "niah: keys per length and depth", "5", &o.trials},
         {"--filler", CLI_STRING, "KIND", "niah: auto, data (--data text) or sentence", "auto",
          &o.filler},
-        {"--niah-mode", CLI_STRING, "MODE", "niah: auto, decode (CPU) or forward", "auto",
+        {"--niah-mode", CLI_STRING, "MODE", "niah: auto, decode or forward", "auto",
          &o.niah_mode},
         {"--tasks-file", CLI_STRING, "FILE", "mc: JSON lines {context, choices, answer}", NULL,
          &o.tasks_file},
@@ -226,10 +226,10 @@ int cmd_lm_eval(int argc, char **argv) {
         "            below 1K); correct when greedy decoding gives the key back exactly;\n"
         "            accuracy per length and depth over --trials keys drawn from --seed. The\n"
         "            haystack is --data text (--filler data; auto when --data is given) or one\n"
-        "            sentence repeated. --niah-mode decode runs the streaming decode (CPU;\n"
-        "            constant memory per token in LaCT layers), forward one full forward of\n"
-        "            prompt + key (either device); both give the same verdict. auto: decode\n"
-        "            on the CPU, forward on the GPU\n"
+        "            sentence repeated. --niah-mode decode runs the streaming decode\n"
+        "            (constant memory per token in LaCT layers), forward one full forward of\n"
+        "            prompt + key; both run on either device and give the same verdict.\n"
+        "            auto: decode on the CPU, forward on the GPU (faster there)\n"
         "  mc        multiple choice from --tasks-file: each choice scored by the log-likelihood\n"
         "            of its tokens after the context (acc) and per byte of the choice (acc_norm)\n",
         opts,

@@ -191,9 +191,6 @@ lact_status eval_niah(const eval_env *e) {
     if (!strcmp(o->niah_mode, "forward") ||
         (!strcmp(o->niah_mode, "auto") && e->m->params.device != LACT_CPU))
         mode = LACT_NIAH_FORWARD;
-    if (mode == LACT_NIAH_DECODE && e->m->params.device != LACT_CPU)
-        return lact_fail(LACT_E_ARG, "--niah-mode decode: the streaming decode runs on the CPU "
-                                     "only so far (use --device cpu or --niah-mode forward)");
     bool from_data = !strcmp(o->filler, "data") || (!strcmp(o->filler, "auto") && o->data);
     if (from_data && !o->data) return lact_fail(LACT_E_ARG, "--filler data needs --data DIR");
     int64_t max_len = 0;

@@ -63,29 +63,71 @@ extern "C" lact_status lact_cuda_softmax_backward(lact_ctx *ctx, lact_tensor *dx
 
 /* ---- cross-entropy -------------------------------------------------------------- */
 
+/* (m, s) ← (m, s) ⊕ (m2, s2): two partial softmax sums, each relative to its
+ * own maximum (an empty one is (−∞, 0)). */
+__device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2) {
+    if (m2 == -INFINITY) return;
+    if (m == -INFINITY) {
+        m = m2, s = s2;
+        return;
+    }
+    float nm = fmaxf(m, m2);
+    s = s * expf(m - nm) + s2 * expf(m2 - nm);
+    m = nm;
+}
+
+__device__ __forceinline__ void lse_add4(float &m, float &s, float4 v) {
+    float lm = fmaxf(fmaxf(v.x, v.y), fmaxf(v.z, v.w));
+    float nm = fmaxf(m, lm);
+    s = (m == -INFINITY ? 0.0f : s * expf(m - nm)) + expf(v.x - nm) + expf(v.y - nm) +
+        expf(v.z - nm) + expf(v.w - nm);
+    m = nm;
+}
+
 /* Folds logits [N, cw] of vocabulary columns [v0, v0 + cw) into the running
- * max m, sum s (relative to m) and target logit tl of each row. */
+ * max m, sum s (relative to m) and target logit tl of each row. One pass
+ * over the chunk: each thread keeps an online (max, sum), read four columns
+ * at a time when rows are 16-byte aligned (cw % 4 == 0), and the block
+ * merges the pairs. The logits are read once, the chunk being far larger
+ * than the caches. */
 __global__ void xent_fold_kernel(float *m, float *s, float *tl, const float *logits,
                                  const int32_t *target, int64_t cw, int64_t v0, int first) {
-    __shared__ float sh[32];
+    __shared__ float shm[32], shs[32];
     int64_t r = blockIdx.x;
     const float *lr = logits + r * cw;
-    float cm = -INFINITY;
-    for (int64_t c = threadIdx.x; c < cw; c += blockDim.x) cm = fmaxf(cm, lr[c]);
-    cm = block_max(cm, sh);
-    float cs = 0.0f;
-    for (int64_t c = threadIdx.x; c < cw; c += blockDim.x) cs += expf(lr[c] - cm);
-    cs = block_sum(cs, sh);
+    float cm = -INFINITY, cs = 0.0f;
+    int64_t c0 = 0;
+    if (cw % 4 == 0) {
+        const float4 *l4 = (const float4 *)lr;
+        for (int64_t c = threadIdx.x; c < cw / 4; c += blockDim.x)
+            lse_add4(cm, cs, l4[c]);
+        c0 = cw;
+    }
+    for (int64_t c = c0 + threadIdx.x; c < cw; c += blockDim.x) {
+        float x = lr[c], nm = fmaxf(cm, x);
+        cs = (cm == -INFINITY ? 0.0f : cs * expf(cm - nm)) + expf(x - nm);
+        cm = nm;
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, cm, o), s2 = __shfl_xor_sync(0xffffffffu, cs, o);
+        lse_merge(cm, cs, m2, s2);
+    }
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = (blockDim.x + 31) >> 5;
+    if (lane == 0) shm[warp] = cm, shs[warp] = cs;
+    __syncthreads();
     if (threadIdx.x == 0) {
+        for (int w = 1; w < nw; w++)
+            lse_merge(cm, cs, shm[w], shs[w]);
         int64_t t = target[r];
         if (first) {
             m[r] = cm;
             s[r] = cs;
             tl[r] = 0.0f;
         } else {
-            float om = m[r], nm = fmaxf(om, cm);
-            s[r] = s[r] * expf(om - nm) + cs * expf(cm - nm);
-            m[r] = nm;
+            float om = m[r], os = s[r];
+            lse_merge(om, os, cm, cs);
+            m[r] = om;
+            s[r] = os;
         }
         if (t >= v0 && t < v0 + cw) tl[r] = lr[t - v0];
     }
@@ -101,24 +143,49 @@ __global__ void xent_finish_kernel(float *loss, float *lse, const float *m, cons
     }
 }
 
+__device__ __forceinline__ void st4(float *p, int64_t i, float4 v) {
+    *(float4 *)(p + i) = v;
+}
+__device__ __forceinline__ void st4(bf16 *p, int64_t i, float4 v) {
+    __nv_bfloat162 a = __floats2bfloat162_rn(v.x, v.y), b = __floats2bfloat162_rn(v.z, v.w);
+    uint2 u;
+    u.x = *(uint32_t *)&a, u.y = *(uint32_t *)&b;
+    *(uint2 *)(p + i) = u;
+}
+__device__ __forceinline__ void st4(__half *p, int64_t i, float4 v) {
+    __half2 a = __floats2half2_rn(v.x, v.y), b = __floats2half2_rn(v.z, v.w);
+    uint2 u;
+    u.x = *(uint32_t *)&a, u.y = *(uint32_t *)&b;
+    *(uint2 *)(p + i) = u;
+}
+
 /* dlogits = dloss (softmax − onehot(target)), written as T (in place when T
- * is float) for the two products that follow. */
+ * is float) for the two products that follow. A block per row: the row's
+ * lse, weight and target are read once, four columns at a time when rows
+ * are 16-byte aligned. */
 template <class T>
 __global__ void xent_dlogits_kernel(T *dl, const float *logits, const float *lse,
-                                    const float *dloss, const int32_t *target, int64_t N,
-                                    int64_t cw, int64_t v0) {
-    int64_t n = N * cw;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t r = i / cw, c = i % cw;
-        int32_t t = target[r];
-        float g = 0.0f;
-        if (t >= 0) {
-            float p = expf(logits[i] - lse[r]);
-            g = dloss[r] * (p - (t == v0 + c ? 1.0f : 0.0f));
+                                    const float *dloss, const int32_t *target, int64_t cw,
+                                    int64_t v0) {
+    int64_t r = blockIdx.x, base = r * cw;
+    int32_t t = target[r];
+    float l = lse[r], w = t >= 0 ? dloss[r] : 0.0f;
+    int64_t tc = t >= 0 ? (int64_t)t - v0 : -1; /* the target's column in this chunk */
+    int64_t c0 = 0;
+    if (cw % 4 == 0) {
+        const float4 *l4 = (const float4 *)(logits + base);
+        for (int64_t c = threadIdx.x; c < cw / 4; c += blockDim.x) {
+            float4 x = l4[c], g;
+            g.x = w * (expf(x.x - l) - (4 * c == tc ? 1.0f : 0.0f));
+            g.y = w * (expf(x.y - l) - (4 * c + 1 == tc ? 1.0f : 0.0f));
+            g.z = w * (expf(x.z - l) - (4 * c + 2 == tc ? 1.0f : 0.0f));
+            g.w = w * (expf(x.w - l) - (4 * c + 3 == tc ? 1.0f : 0.0f));
+            st4(dl, base + 4 * c, g);
         }
-        st(dl, i, g);
+        c0 = cw;
     }
+    for (int64_t c = c0 + threadIdx.x; c < cw; c += blockDim.x)
+        st(dl, base + c, w * (expf(logits[base + c] - l) - (c == tc ? 1.0f : 0.0f)));
 }
 
 static int64_t xent_chunk(int64_t vocab_chunk, int64_t V) {
@@ -207,9 +274,9 @@ extern "C" lact_status lact_cuda_xent_backward(lact_ctx *ctx, lact_tensor *dh, l
         int64_t cw = V - v0 < chunk ? V - v0 : chunk;
         LACT_TRY(xent_logits(ctx, logits, h, w, v0, cw));
         LACT_DISPATCH_FLOAT(dt, "xent backward", {
-            xent_dlogits_kernel<T><<<lact_grid_1d(N * cw, 256), 256, 0, st>>>(
+            xent_dlogits_kernel<T><<<(unsigned)N, 256, 0, st>>>(
                 (T *)dl, logits, (const float *)lse->data, (const float *)dloss->data,
-                (const int32_t *)target->data, N, cw, v0);
+                (const int32_t *)target->data, cw, v0);
         });
         LACT_CU_LAUNCH("xent_dlogits");
         const char *wp = (const char *)w->data + (size_t)(v0 * C) * es;

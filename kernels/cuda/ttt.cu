@@ -53,7 +53,7 @@ template <class T> struct ttt_run {
     const T *q, *k, *v;
 
     lact_ttt_op *ops;
-    float *beta, *dbeta;
+    float *beta, *dbeta, *dbeta_part;
     float *W, *M, *G, *r0;
     T *Wc;
     float *dW, *dM, *U, *dr0;
@@ -69,6 +69,7 @@ template <class T> struct ttt_run {
         ops = (lact_ttt_op *)carve(base, off, (size_t)n_ops * sizeof(lact_ttt_op));
         beta = (float *)carve(base, off, (size_t)(n_ops * N) * 4);
         dbeta = (float *)carve(base, off, (size_t)(n_ops * N) * 4);
+        dbeta_part = (float *)carve(base, off, (size_t)(TTT_MOM_BLOCKS * N) * 4);
         W = (float *)carve(base, off, (size_t)(N * nel3) * 4);
         M = mom ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
         G = (float *)carve(base, off, (size_t)(N * nel3) * 4);
@@ -104,7 +105,7 @@ template <class T> struct ttt_run {
             for (int i = 0; i < 2; i++)
                 ns.dX[i] = bwd ? (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T)) : NULL;
             ns.nnorm = (float *)carve(base, off, (size_t)(3 * N) * 4);
-            ns.acc = (float *)carve(base, off, (size_t)(3 * N) * 4);
+            ns.acc = (float *)carve(base, off, (size_t)(3 * N * TTT_NS_SLICES) * 4);
         }
     }
 
@@ -298,10 +299,14 @@ template <class T> struct ttt_run {
             LACT_CU_LAUNCH("ttt_renorm_bwd");
         }
         int64_t blocks = (3 * g.nel + 4 * TTT_THREADS - 1) / (4 * TTT_THREADS);
-        if (blocks > 64) blocks = 64;
+        if (blocks > TTT_MOM_BLOCKS) blocks = TTT_MOM_BLOCKS;
         ttt_mom_bwd_kernel<T><<<dim3((unsigned)blocks, (unsigned)g.n), TTT_THREADS, 0, st>>>(
-            g, dun, bj, M, dM, dGc, dbeta + j * g.n);
+            g, dun, bj, M, dM, dGc, dbeta_part);
         LACT_CU_LAUNCH("ttt_mom_bwd");
+        if (M) {
+            ttt_sum_parts_kernel<<<1, 128, 0, st>>>(dbeta_part, blocks, g.n, dbeta + j * g.n);
+            LACT_CU_LAUNCH("ttt_sum_parts");
+        }
         return LACT_OK;
     }
 

@@ -54,7 +54,7 @@ static void layout(lact_ttt_dec_cuda *s, char *base, size_t *off) {
             s->ns_p[i] = carve(base, off, 3 * N * p * p);
         }
         s->ns_norm = carve(base, off, 3 * N);
-        s->ns_acc = carve(base, off, 3 * N);
+        s->ns_acc = carve(base, off, 3 * N * TTT_NS_SLICES);
     }
     s->update = (lact_ttt_op *)carve(base, off, (int64_t)(sizeof(lact_ttt_op) + 3) / 4);
 }

@@ -20,6 +20,8 @@
 
 #define TTT_ROW_EPS 1e-5f
 #define TTT_NS_EPS 1e-7f
+#define TTT_NS_SLICES 16 /* blocks per matrix in the normalisation's sums */
+#define TTT_MOM_BLOCKS 64 /* most blocks per head in ttt_mom_bwd_kernel */
 
 typedef struct ttt_geom {
     int64_t n, len, d, dh, nel, rows; /* rows = 2dh + d */
@@ -333,7 +335,7 @@ __global__ void ttt_renorm_bwd_kernel(ttt_geom g, const T *ns, const float *U, c
  * Grid (blocks per head, N). */
 template <class T>
 __global__ void ttt_mom_bwd_kernel(ttt_geom g, const float *dun, const float *beta, const float *M,
-                                   float *dM, T *dGc, float *dbeta) {
+                                   float *dM, T *dGc, float *dbeta_part) {
     __shared__ float sh[32];
     int64_t n = blockIdx.y, per = 3 * g.nel;
     float bn = M ? beta[n] : 0.0f, dot = 0.0f;
@@ -350,7 +352,20 @@ __global__ void ttt_mom_bwd_kernel(ttt_geom g, const float *dun, const float *be
     }
     if (!M) return;
     dot = block_sum(dot, sh);
-    if (threadIdx.x == 0) atomicAdd(&dbeta[n], dot);
+    /* one partial per block, summed in order by ttt_sum_parts_kernel: the
+     * gradient must not depend on the blocks' timing */
+    if (threadIdx.x == 0) dbeta_part[n * gridDim.x + blockIdx.x] = dot;
+}
+
+/* out[i] += Σ_b part[i · nb + b], b in order (the deterministic end of a
+ * per-block reduction). */
+__global__ void ttt_sum_parts_kernel(const float *part, int64_t nb, int64_t n, float *out) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        float s = 0.0f;
+        for (int64_t b = 0; b < nb; b++) s += part[i * nb + b];
+        out[i] += s;
+    }
 }
 
 /* d_momentum[n][t] = Σ over update ops j covering t of dbeta[j][n] / len_j. */
@@ -402,9 +417,19 @@ __device__ __forceinline__ const float *ttt_ns_src(const ttt_geom g, const float
     return u + n * 3 * g.nel + j * g.nel;
 }
 
+/* Per-block partial sums of the Newton–Schulz normalisation: grid (slices,
+ * 3N), partial [idx · slices + slice], summed in a fixed order by the
+ * kernel that reads them (no atomics: the forward must give the same bits
+ * every time, which activation recompute relies on). */
+__device__ __forceinline__ float ttt_ns_total(const float *part, int64_t idx) {
+    float s = 0.0f;
+    for (unsigned b = 0; b < gridDim.x; b++) s += part[idx * gridDim.x + b];
+    return s;
+}
+
 /* Newton–Schulz input: X0 = u / (‖u‖_F + eps) per matrix, u in the master
- * layout. Two launches over grid (slices, 3N): sums of squares into acc
- * (zeroed by the caller), then the scaling, which also stores ‖u‖_F. */
+ * layout. Two launches over grid (slices, 3N): partial sums of squares
+ * into acc, then the scaling, which also stores ‖u‖_F. */
 __global__ void ttt_ns_sumsq_kernel(ttt_geom g, const float *u, float *acc) {
     __shared__ float sh[32];
     int64_t idx = blockIdx.y;
@@ -414,7 +439,7 @@ __global__ void ttt_ns_sumsq_kernel(ttt_geom g, const float *u, float *acc) {
          e += (int64_t)gridDim.x * blockDim.x)
         ss += src[e] * src[e];
     ss = block_sum(ss, sh);
-    if (threadIdx.x == 0) atomicAdd(&acc[idx], ss);
+    if (threadIdx.x == 0) acc[idx * gridDim.x + blockIdx.x] = ss;
 }
 
 template <class T>
@@ -422,7 +447,7 @@ __global__ void ttt_ns_scale_kernel(ttt_geom g, const float *u, const float *acc
                                     float *nnorm) {
     int64_t idx = blockIdx.y;
     const float *src = ttt_ns_src(g, u, idx);
-    float nr = sqrtf(acc[idx]), inv = 1.0f / (nr + TTT_NS_EPS);
+    float nr = sqrtf(ttt_ns_total(acc, idx)), inv = 1.0f / (nr + TTT_NS_EPS);
     T *dst = X0 + idx * g.nel;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < g.nel;
          e += (int64_t)gridDim.x * blockDim.x)
@@ -430,7 +455,7 @@ __global__ void ttt_ns_scale_kernel(ttt_geom g, const float *u, const float *acc
     if (blockIdx.x == 0 && threadIdx.x == 0) nnorm[idx] = nr;
 }
 
-/* Backward of the normalisation: dots <dX0, u> into acc (zeroed), then
+/* Backward of the normalisation: partial dots <dX0, u> into acc, then
  * dU = dX0 / ne − k u with k = dot / (ne² ‖u‖), into the master layout. */
 template <class T>
 __global__ void ttt_ns_dot_kernel(ttt_geom g, const float *u, const T *dX0, float *acc) {
@@ -443,7 +468,7 @@ __global__ void ttt_ns_dot_kernel(ttt_geom g, const float *u, const T *dX0, floa
          e += (int64_t)gridDim.x * blockDim.x)
         dot += ld(dx, e) * src[e];
     dot = block_sum(dot, sh);
-    if (threadIdx.x == 0) atomicAdd(&acc[idx], dot);
+    if (threadIdx.x == 0) acc[idx * gridDim.x + blockIdx.x] = dot;
 }
 
 template <class T>
@@ -453,7 +478,8 @@ __global__ void ttt_ns_unscale_kernel(ttt_geom g, const float *u, const T *dX0, 
     const float *src = ttt_ns_src(g, u, idx);
     float *dst = dU + (src - u);
     const T *dx = dX0 + idx * g.nel;
-    float nr = nnorm[idx], ne = nr + TTT_NS_EPS, k = nr > 0.0f ? acc[idx] / (ne * ne * nr) : 0.0f;
+    float nr = nnorm[idx], ne = nr + TTT_NS_EPS,
+          k = nr > 0.0f ? ttt_ns_total(acc, idx) / (ne * ne * nr) : 0.0f;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < g.nel;
          e += (int64_t)gridDim.x * blockDim.x)
         dst[e] = ld(dx, e) / ne - k * src[e];

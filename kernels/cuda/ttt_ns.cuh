@@ -46,7 +46,8 @@ template <class T> struct ttt_ns {
     T *A[5], *P[5]; /* per step, kept for the backward; 3N·p² each */
     T *Q, *R;
     T *dX[2];
-    float *nnorm, *acc; /* 3N each */
+    float *nnorm; /* 3N */
+    float *acc;   /* 3N · TTT_NS_SLICES partial sums */
 
     void setup(lact_ctx *c, ttt_geom geom, lact_ttt_muon m) {
         ctx = c;
@@ -105,8 +106,7 @@ template <class T> struct ttt_ns {
     /* X[0] from u (master layout, fp32); ‖u‖_F into nnorm. */
     lact_status prepare(const float *u) {
         cudaStream_t st = lact_cuda_stream(ctx);
-        dim3 grid(16, (unsigned)(3 * g.n));
-        LACT_CU(cudaMemsetAsync(acc, 0, (size_t)(3 * g.n) * 4, st));
+        dim3 grid(TTT_NS_SLICES, (unsigned)(3 * g.n));
         ttt_ns_sumsq_kernel<<<grid, 256, 0, st>>>(g, u, acc);
         LACT_CU_LAUNCH("ttt_ns_sumsq");
         ttt_ns_scale_kernel<T><<<grid, 256, 0, st>>>(g, u, acc, X[0], nnorm);
@@ -117,8 +117,7 @@ template <class T> struct ttt_ns {
     /* dU (master layout) from the adjoint of X[0], u as given to prepare. */
     lact_status prepare_bwd(const float *u, const T *dx0, float *dU) {
         cudaStream_t st = lact_cuda_stream(ctx);
-        dim3 grid(16, (unsigned)(3 * g.n));
-        LACT_CU(cudaMemsetAsync(acc, 0, (size_t)(3 * g.n) * 4, st));
+        dim3 grid(TTT_NS_SLICES, (unsigned)(3 * g.n));
         ttt_ns_dot_kernel<T><<<grid, 256, 0, st>>>(g, u, dx0, acc);
         LACT_CU_LAUNCH("ttt_ns_dot");
         ttt_ns_unscale_kernel<T><<<grid, 256, 0, st>>>(g, u, dx0, acc, nnorm, dU);
