@@ -302,8 +302,6 @@ static int stage_sample(demo_run *r) {
     args_add(&a, "0.9");
     args_add(&a, "--seed");
     args_addf(&a, "%lld", (long long)o->c.seed);
-    args_add(&a, "--threads");
-    args_addf(&a, "%lld", (long long)o->c.threads);
     add_device(r, &a);
     /* The verb prints only what it draws; the prompt goes first so that the
      * text reads on. */
