@@ -30,6 +30,10 @@ lact_status lact_cuda_attention_decode(lact_ctx *ctx, lact_tensor *y, lact_tenso
  * a compute capability 9.0 device running the sm_90a image, unless the
  * environment sets LACT_ATTN_WGMMA=0 (then the mma.sync kernel runs). */
 bool lact_cuda_attention_wgmma_active(void);
+/* Whether the BF16 backward runs on the Hopper kernels
+ * (attention_wgmma_bwd.cu), unless LACT_ATTN_WGMMA_BWD=0 (then the mma.sync
+ * kernels run; "dkv" or "dq" keeps only that kernel on wgmma). */
+bool lact_cuda_attention_wgmma_bwd_active(void);
 
 #ifdef __cplusplus
 }
@@ -41,5 +45,13 @@ bool attn_wgmma_ready(void);
 lact_status attn_wgmma_forward(lact_ctx *ctx, const attn_geom &G, int64_t nb, __nv_bfloat16 *y,
                                float *lse, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                                const __nv_bfloat16 *v, const __nv_bfloat16 *g);
+/* attn_wgmma_bwd_ready: lact_cuda_attention_wgmma_bwd_active;
+ * attn_wgmma_backward: attn_tc_backward (attention_geom.cuh) with its
+ * kernels on wgmma, the ones switched off on mma.sync. */
+bool attn_wgmma_bwd_ready(void);
+lact_status attn_wgmma_backward(lact_ctx *ctx, const attn_geom &G, int64_t nb, __nv_bfloat16 *dq,
+                                __nv_bfloat16 *dk, __nv_bfloat16 *dv, const __nv_bfloat16 *q,
+                                const __nv_bfloat16 *k, const __nv_bfloat16 *v,
+                                const __nv_bfloat16 *dout, const float *lse, const float *dsum);
 #endif
 #endif

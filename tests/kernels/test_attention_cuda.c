@@ -3,8 +3,9 @@
  * GQA, both gates, every mask, Lq < Lk), in F32 (CUDA-core kernels) and
  * BF16 (tensor-core kernels for d 64 and 128), forward and backward, with
  * the outputs poisoned before each run; then a timing table of long BF16
- * cases. Where the Hopper forward (wgmma) runs, every BF16 case and the
- * table run twice: once with it, once with LACT_ATTN_WGMMA=0 (mma.sync).
+ * cases. Where the Hopper kernels (wgmma) run, every BF16 case and the
+ * table run twice: once with them (forward and backward), once with
+ * LACT_ATTN_WGMMA=0 and LACT_ATTN_WGMMA_BWD=0 (mma.sync).
  * Skips (77) without a CUDA device. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -22,19 +23,23 @@
 #include "kernels/cuda/attention_cuda.h"
 #endif
 
-/* The BF16 forward kernels to run: the Hopper one where it is active, and
- * always the mma.sync one (forced through the environment switch). */
+/* The BF16 kernels to run: the Hopper forward and backward where they are
+ * active, and always the mma.sync ones (forced through the environment
+ * switches LACT_ATTN_WGMMA=0 and LACT_ATTN_WGMMA_BWD=0). */
 enum { KERN_DEFAULT, KERN_MMA_SYNC };
-static bool wgmma_active;
+static bool wgmma_active, wgmma_bwd_active;
 static const char *kern_name(int kern) {
     return kern == KERN_MMA_SYNC || !wgmma_active ? "mma.sync" : "wgmma";
 }
 static void select_kernel(int kern) {
     if (!wgmma_active) return; /* one kernel only: leave the caller's environment alone */
-    if (kern == KERN_MMA_SYNC)
+    if (kern == KERN_MMA_SYNC) {
         setenv("LACT_ATTN_WGMMA", "0", 1);
-    else
+        setenv("LACT_ATTN_WGMMA_BWD", "0", 1);
+    } else {
         unsetenv("LACT_ATTN_WGMMA");
+        unsetenv("LACT_ATTN_WGMMA_BWD");
+    }
 }
 
 typedef struct big {
@@ -235,7 +240,7 @@ static void time_long(lact_ctx *gpu) {
         printf("  attention bf16 [B=4, H=16, L=8192, d=%d]; FLOPs 4·d per unmasked pair, "
                "fwd+bwd = 3.5x fwd; median of %d\n",
                (int)d, REPS);
-        printf("  %-18s %-9s %10s %10s %12s %12s\n", "mask", "forward", "fwd ms", "fwd TF/s",
+        printf("  %-18s %-9s %10s %10s %12s %12s\n", "mask", "kernels", "fwd ms", "fwd TF/s",
                "fwd+bwd ms", "f+b TF/s");
         for (int row = 0; row < 3 * n_kern; row++) {
             const int c = row / n_kern, kern = row % n_kern;
@@ -329,9 +334,12 @@ int main(void) {
     CHECK_OK(lact_ctx_init(&gpu, LACT_CUDA, 0));
 #if LACT_WITH_CUDA
     wgmma_active = lact_cuda_attention_wgmma_active();
+    wgmma_bwd_active = lact_cuda_attention_wgmma_bwd_active();
+    wgmma_active = wgmma_active || wgmma_bwd_active;
 #endif
-    printf("  bf16 forward kernel: %s%s\n", kern_name(KERN_DEFAULT),
-           wgmma_active ? " (and mma.sync through LACT_ATTN_WGMMA=0)" : "");
+    printf("  bf16 kernels: %s%s; backward on wgmma: %s\n", kern_name(KERN_DEFAULT),
+           wgmma_active ? " (and mma.sync through the environment switches)" : "",
+           wgmma_bwd_active ? "yes" : "no");
     for (int c = 0; c < (int)(sizeof bigs / sizeof bigs[0]); c++) {
         run_big(&cpu, &gpu, &bigs[c], c, LACT_F32);
         run_big(&cpu, &gpu, &bigs[c], c, LACT_BF16);

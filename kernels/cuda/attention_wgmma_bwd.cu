@@ -1,0 +1,442 @@
+/* The BF16 attention backward on Hopper's warpgroup MMA (sm_90a), head dims
+ * 64 and 128: the two kernels of attention_tc_bwd.cu (d_k/d_v and d_q, one
+ * writer per result, no atomics, so runs are bit-reproducible) on wgmma,
+ * after the same row pass (D = Σ d_y·y, d_g, dO = d_y ⊙ σ(g)).
+ *
+ * Both are one template. A block owns 128 "fixed" rows and streams "tiles"
+ * of BT rows of two other tensors past them:
+ *   d_k/d_v (KV): fixed K, V of one kv head; tiles of Q, dO of every query
+ *     head of the group that sees the keys (key_queries hull);
+ *     Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ, dV += Pᵀ·dO, dK += dSᵀ·Q;
+ *   d_q: fixed Q, dO of one head; tiles of K, V (row_keys hull);
+ *     S = Q·Kᵀ, dP = dO·Vᵀ, dQ += dS·K;
+ * with P = exp2(S·scale·log2 e − lse·log2 e) (masked) and dS = P ⊙ (dP − D).
+ * Warpgroup 0 is the producer (one thread issues bulk tensor copies into
+ * STAGES tile buffers; in KV mode its first warp also writes each tile's
+ * per-query lse, D and key ranges to shared memory); warpgroups 1 and 2 own
+ * 64 fixed rows each: the two score products with both operands in shared
+ * memory, then the gradient products with P or dS from registers and the
+ * tile read transposed by its descriptor (wgmma.cuh). The accumulators stay
+ * in registers for the block's life and are written once at the end. */
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/attention_cuda.h"
+#include "kernels/cuda/attention_geom.cuh"
+#include "kernels/cuda/wgmma.cuh"
+
+#define WGB_LOG2E 1.4426950408889634f
+
+namespace {
+
+constexpr int WGB_BF = 128, WGB_THREADS = 384;
+
+/* Tile rows: 64 for d_k/d_v at d = 128 (two score tiles, their bf16
+ * copies and two 64 × 128 accumulators fill the 232 registers; more makes
+ * ptxas serialise the wgmma), else 128. */
+template <bool KV, int D> constexpr int wgb_bt() {
+    return KV && D == 128 ? 64 : 128;
+}
+
+/* Shared memory: the fixed A0, A1 (128 rows each, A1 at F_BYTES), STAGES
+ * tiles of B0 and B1, the mbarriers (fixed full; full and empty per stage)
+ * and slack to align the base to 1024 bytes. */
+template <bool KV, int D> struct wgb_cfg {
+    static constexpr int BT = wgb_bt<KV, D>();
+    /* Three tile buffers where they fit (d_q at d = 128 has room for two). */
+    static constexpr int STAGES = !KV && D == 128 ? 2 : 3;
+    static constexpr uint32_t F_BYTES = WGB_BF * D * 2, T_BYTES = BT * D * 2;
+    static constexpr uint32_t B_OFF = 2 * F_BYTES, BAR_OFF = B_OFF + 2 * STAGES * T_BYTES;
+    static constexpr uint32_t SMEM = BAR_OFF + 8 * (1 + 2 * STAGES) + 1024;
+    static __device__ __forceinline__ uint32_t b0(uint32_t base, int s) {
+        return base + B_OFF + 2 * s * T_BYTES;
+    }
+    static __device__ __forceinline__ uint32_t b1(uint32_t base, int s) {
+        return base + B_OFF + (2 * s + 1) * T_BYTES;
+    }
+};
+
+/* Per-query data of one Q tile (KV mode): lse·log2 e, D, the key range. */
+template <int BT> struct wgb_info {
+    float lse2[BT], dd[BT];
+    int lo[BT], hi[BT];
+    int full; /* every query of the tile sees every key of the block */
+};
+
+} // namespace
+
+__device__ int attn_wgmma_bwd_built = WGMMA_DEVICE;
+
+#if WGMMA_DEVICE
+
+/* Scores of 64 fixed rows against a tile: d (64 × BT) = A·Bᵀ, A at sa (slab
+ * stride 128·128 bytes), B at sb (slab stride BT·128). */
+template <int D, int BT>
+static __device__ __forceinline__ void wgb_issue_scores(float (&d)[BT / 2], uint32_t sa,
+                                                        uint32_t sb) {
+#pragma unroll
+    for (int c = 0; c < D / 16; c++) {
+        const uint64_t da = wg_desc(sa + (c / 4) * WGB_BF * 128 + (c % 4) * 32, 16, 1024);
+        const uint64_t db = wg_desc(sb + (c / 4) * BT * 128 + (c % 4) * 32, 16, 1024);
+        wg_mma_ss<BT>(d, da, db, c > 0);
+    }
+}
+
+/* acc (64 × D) += X·B: X (64 × BT) from registers, the tile B read N-major. */
+template <int D, int BT>
+static __device__ __forceinline__ void
+wgb_issue_grad(float (&acc)[D / 2], const uint32_t (&x)[BT / 16][4], uint32_t sb) {
+#pragma unroll
+    for (int j = 0; j < BT / 16; j++)
+        wg_mma_rs_tb<D>(acc, x[j], wg_desc(sb + j * 2048, BT * 128, 1024));
+}
+
+#endif /* WGMMA_DEVICE */
+
+/* Grid: (fixed row blocks, heads (d_q) or kv heads (d_k/d_v), batch). The
+ * blocks with the most tiles (causal: the last query rows, the first keys)
+ * start first. */
+template <bool KV, int D>
+__global__ void __launch_bounds__(WGB_THREADS, 1)
+    attn_wgmma_bwd_kernel(const __grid_constant__ CUtensorMap ta0,
+                          const __grid_constant__ CUtensorMap ta1,
+                          const __grid_constant__ CUtensorMap tb0,
+                          const __grid_constant__ CUtensorMap tb1, bf16 *__restrict__ out0,
+                          bf16 *__restrict__ out1, const float *__restrict__ lse,
+                          const float *__restrict__ dsum, attn_geom G) {
+#if WGMMA_DEVICE
+    using C = wgb_cfg<KV, D>;
+    constexpr int BT = C::BT, BF = WGB_BF, STAGES = C::STAGES;
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    __shared__ wgb_info<KV ? BT : 1> info[STAGES];
+    __shared__ int hull[4];
+    const uint32_t base = (wg_smem(smem_raw) + 1023u) & ~1023u;
+    const uint32_t sa0 = base, sa1 = base + C::F_BYTES, bars = base + C::BAR_OFF;
+    const uint32_t full_f = bars;
+    auto full_t = [&](int s) { return bars + 8 * (1 + s); };
+    auto empty_t = [&](int s) { return bars + 8 * (1 + STAGES + s); };
+
+    const int64_t b = blockIdx.z, hh = blockIdx.y; /* KV: kv head; d_q: head */
+    const int row0 = KV ? (int)blockIdx.x * BF : (int)(gridDim.x - 1 - blockIdx.x) * BF;
+    const int nfix = KV ? (int)G.lk : (int)G.lq;
+    const int fix_end = row0 + BF < nfix ? row0 + BF : nfix;
+
+    if (threadIdx.x < 32) {
+        /* The hull of the fixed rows' ranges (KV: queries seeing the keys;
+         * d_q: keys seen by the rows), and for d_q the largest lo and
+         * smallest hi (tiles inside need no mask). */
+        const int lane = threadIdx.x;
+        int lo_min = INT_MAX, hi_max = 0, lo_max = INT_MIN, hi_min = INT_MAX;
+#pragma unroll
+        for (int k = 0; k < BF / 32; k++) {
+            int lo, hi;
+            if (KV)
+                key_queries(G, row0 + lane + 32 * k, &lo, &hi);
+            else
+                row_keys(G, row0 + lane + 32 * k, &lo, &hi);
+            if (lo < hi) {
+                lo_min = min(lo_min, lo), hi_max = max(hi_max, hi);
+                lo_max = max(lo_max, lo), hi_min = min(hi_min, hi);
+            } else {
+                lo_max = INT_MAX, hi_min = INT_MIN;
+            }
+        }
+        lo_min = __reduce_min_sync(0xffffffffu, lo_min);
+        hi_max = __reduce_max_sync(0xffffffffu, hi_max);
+        lo_max = __reduce_max_sync(0xffffffffu, lo_max);
+        hi_min = __reduce_min_sync(0xffffffffu, hi_min);
+        if (lane == 0) {
+            hull[0] = lo_min, hull[1] = hi_max, hull[2] = lo_max, hull[3] = hi_min;
+            mbar_init(full_f, 1);
+            for (int s = 0; s < STAGES; s++)
+                mbar_init(full_t(s), 1), mbar_init(empty_t(s), 8);
+            mbar_init_fence();
+        }
+    }
+    __syncthreads();
+    const int t_begin = hull[0], t_end = hull[1];
+    const int nrt = t_end > t_begin ? (t_end - t_begin + BT - 1) / BT : 0; /* row tiles */
+    const int ntiles = KV ? nrt * (int)G.group : nrt;
+    /* Tile `it`: its first row and the z index (batch·heads + head) of its
+     * tensor. */
+    auto tile_row = [&](int it) { return t_begin + (KV ? it % nrt : it) * BT; };
+    auto tile_head = [&](int it) -> int64_t { return KV ? hh * G.group + it / nrt : hh / G.group; };
+
+    if (threadIdx.x < 128) {
+        /* ---- producer ---- */
+        wg_setmaxnreg_dec<40>();
+        if (threadIdx.x >= 32) return;
+        const int lane = threadIdx.x;
+        if (ntiles == 0) return;
+        if (lane == 0) {
+            const int zf = (int)(KV ? b * G.nkv + hh : b * G.nh + hh);
+            mbar_arrive_tx(full_f, 2 * C::F_BYTES);
+#pragma unroll
+            for (int c = 0; c < D / 64; c++) {
+                tma_load_3d(sa0 + c * BF * 128, &ta0, c * 64, row0, zf, full_f);
+                tma_load_3d(sa1 + c * BF * 128, &ta1, c * 64, row0, zf, full_f);
+            }
+        }
+        for (int it = 0; it < ntiles; it++) {
+            const int s = it % STAGES, t0 = tile_row(it);
+            const int64_t h = tile_head(it);
+            mbar_wait(empty_t(s), ((it / STAGES) & 1) ^ 1);
+            if (KV) {
+                const int64_t qbase = (b * G.nh + h) * G.lq;
+                bool all = true;
+#pragma unroll
+                for (int k = 0; k < BT / 32; k++) {
+                    const int j = lane + 32 * k, i = t0 + j;
+                    int lo, hi;
+                    row_keys(G, i, &lo, &hi);
+                    info[s].lo[j] = lo, info[s].hi[j] = hi;
+                    info[s].lse2[j] = i < G.lq ? lse[qbase + i] * WGB_LOG2E : 0.0f;
+                    info[s].dd[j] = i < G.lq ? dsum[qbase + i] : 0.0f;
+                    all = all && lo < hi && lo <= row0 && hi >= fix_end;
+                }
+                all = __all_sync(0xffffffffu, all);
+                if (lane == 0) info[s].full = all;
+                __threadfence_block();
+                __syncwarp();
+            }
+            if (lane == 0) {
+                const int zt = (int)(KV ? b * G.nh + h : b * G.nkv + h);
+                mbar_arrive_tx(full_t(s), 2 * C::T_BYTES);
+#pragma unroll
+                for (int c = 0; c < D / 64; c++) {
+                    tma_load_3d(C::b0(base, s) + c * BT * 128, &tb0, c * 64, t0, zt, full_t(s));
+                    tma_load_3d(C::b1(base, s) + c * BT * 128, &tb1, c * 64, t0, zt, full_t(s));
+                }
+            }
+            __syncwarp();
+        }
+        return;
+    }
+
+    /* ---- consumers: 64 fixed rows each ---- */
+    wg_setmaxnreg_inc<232>();
+    const int cw = (threadIdx.x >> 7) - 1, tid = threadIdx.x & 127;
+    const int warp = tid >> 5, lane = tid & 31, gq = lane >> 2, tq = lane & 3;
+    const float sl2 = G.scale * WGB_LOG2E;
+    const uint32_t fa0 = sa0 + cw * 64 * 128, fa1 = sa1 + cw * 64 * 128;
+    const int r0 = row0 + cw * 64 + warp * 16 + gq; /* this thread's rows r0, r0 + 8 */
+    const int max_lo = hull[2], min_hi = hull[3];
+
+    /* d_q: this thread's two query rows. */
+    int lo[2] = {0, 0}, hi[2] = {0, 0};
+    float lse2[2] = {0.0f, 0.0f}, dd[2] = {0.0f, 0.0f};
+    const int64_t qbase = (b * G.nh + hh) * G.lq;
+    if (!KV) {
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const int row = r0 + 8 * r;
+            row_keys(G, row, &lo[r], &hi[r]);
+            if (row < G.lq) lse2[r] = lse[qbase + row] * WGB_LOG2E, dd[r] = dsum[qbase + row];
+        }
+    }
+
+    float acc0[D / 2], acc1[KV ? D / 2 : 1];
+#pragma unroll
+    for (int i = 0; i < D / 2; i++)
+        acc0[i] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < (KV ? D / 2 : 1); i++)
+        acc1[i] = 0.0f;
+
+    /* The two consumers run unsynchronised: taking turns to issue (named
+     * barriers, as the forward does) measured the same within noise (+2%
+     * block-causal, −5% window on d_q), so it is left out. */
+    if (ntiles > 0) mbar_wait(full_f, 0);
+    for (int it = 0; it < ntiles; it++) {
+        const int s = it % STAGES, t0 = tile_row(it);
+        const uint32_t tb0s = C::b0(base, s), tb1s = C::b1(base, s);
+        mbar_wait(full_t(s), (it / STAGES) & 1);
+        float sc[BT / 2], dp[BT / 2];
+        wg_fence();
+        wgb_issue_scores<D, BT>(sc, fa0, tb0s);
+        wg_commit();
+        wgb_issue_scores<D, BT>(dp, fa1, tb1s);
+        wg_commit();
+        wg_wait<1>();
+        wg_fence_regs(sc);
+
+        uint32_t x[BT / 16][4];
+        bool full;
+        if (KV) {
+            full = info[s].full != 0;
+        } else {
+            full = t0 >= max_lo && t0 + BT <= min_hi;
+        }
+        /* P (in sc) from the scores. */
+#pragma unroll
+        for (int i = 0; i < BT / 2; i++) {
+            const int col = 8 * (i >> 2) + 2 * tq + (i & 1), r = (i >> 1) & 1;
+            float l2;
+            int key;
+            if (KV) {
+                l2 = info[s].lse2[col];
+                key = r0 + 8 * r;
+                float p = wg_exp2(fmaf(sc[i], sl2, -l2));
+                if (!full && (key < info[s].lo[col] || key >= info[s].hi[col])) p = 0.0f;
+                sc[i] = p;
+            } else {
+                l2 = lse2[r];
+                key = t0 + col;
+                float p = wg_exp2(fmaf(sc[i], sl2, -l2));
+                if (!full && (key < lo[r] || key >= hi[r])) p = 0.0f;
+                sc[i] = p;
+            }
+        }
+        wg_wait<0>();
+        wg_fence_regs(dp);
+        /* dS (in dp). */
+#pragma unroll
+        for (int i = 0; i < BT / 2; i++) {
+            const int col = 8 * (i >> 2) + 2 * tq + (i & 1), r = (i >> 1) & 1;
+            const float d = KV ? info[s].dd[col] : dd[r];
+            dp[i] = sc[i] * (dp[i] - d);
+        }
+        /* dV += Pᵀ·dO, dK += dSᵀ·Q (KV); dQ += dS·K. P and dS are rounded
+         * to bf16 only here: dS uses the fp32 P. */
+        uint32_t y[BT / 16][4];
+#pragma unroll
+        for (int j = 0; j < BT / 16; j++)
+            wg_acc_to_a(y[j], dp, j);
+        if constexpr (KV) {
+#pragma unroll
+            for (int j = 0; j < BT / 16; j++)
+                wg_acc_to_a(x[j], sc, j);
+        }
+        wg_fence_regs(acc0);
+        if constexpr (KV) wg_fence_regs(acc1);
+        wg_fence();
+        if constexpr (KV) wgb_issue_grad<D, BT>(acc1, x, tb1s);
+        wgb_issue_grad<D, BT>(acc0, y, tb0s);
+        wg_commit();
+        wg_wait<0>();
+        wg_fence_regs(acc0);
+        if constexpr (KV) wg_fence_regs(acc1);
+        if (lane == 0) mbar_arrive(empty_t(s));
+    }
+
+    /* Epilogue: KV writes dK = acc0·scale (out0) and dV = acc1 (out1); d_q
+     * writes dQ = acc0·scale (out0). */
+    const int64_t obase = KV ? (b * G.nkv + hh) * G.lk : qbase;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = r0 + 8 * r;
+        if (row >= nfix) continue;
+        const int64_t off = (obase + row) * D;
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) {
+            const int c = i * 8 + 2 * tq;
+            if (out0)
+                *(__nv_bfloat162 *)(out0 + off + c) = __floats2bfloat162_rn(
+                    acc0[4 * i + 2 * r] * G.scale, acc0[4 * i + 2 * r + 1] * G.scale);
+            if (KV && out1)
+                *(__nv_bfloat162 *)(out1 + off + c) =
+                    __floats2bfloat162_rn(acc1[4 * i + 2 * r], acc1[4 * i + 2 * r + 1]);
+        }
+    }
+#endif /* WGMMA_DEVICE */
+}
+
+namespace {
+
+/* Whether this device runs the sm_90a image of the kernels (as the
+ * forward's probe, attention_wgmma_fwd.cu). */
+bool wgb_probe(int dev) {
+    int major = 0, minor = 0, built = 0;
+    cudaFuncAttributes fa;
+    bool ok =
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
+        major == 9 && minor == 0;
+    ok = ok && cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 64>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 128>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<false, 64>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<false, 128>) == cudaSuccess;
+    ok = ok && cudaMemcpyFromSymbol(&built, attn_wgmma_bwd_built, sizeof built) == cudaSuccess &&
+         built == 1;
+    ok = ok && wg_encode_fn() != NULL;
+    (void)cudaGetLastError();
+    return ok;
+}
+
+signed char wgb_known[64]; /* per device: 0 not asked yet, 1 usable, -1 not */
+
+/* Bits of the kernels to run on wgmma: 1 d_k/d_v, 2 d_q. */
+int wgb_parts(void) {
+    const char *e = getenv("LACT_ATTN_WGMMA_BWD");
+    int parts = 3;
+    if (e && strcmp(e, "0") == 0) parts = 0;
+    if (e && strcmp(e, "dkv") == 0) parts = 1;
+    if (e && strcmp(e, "dq") == 0) parts = 2;
+    if (!parts) return 0;
+    int dev = -1;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    if (!wgb_known[dev]) wgb_known[dev] = wgb_probe(dev) ? 1 : -1;
+    return wgb_known[dev] > 0 ? parts : 0;
+}
+
+template <bool KV, int D>
+lact_status wgb_launch(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *out0, bf16 *out1,
+                       const bf16 *a0, const bf16 *a1, const bf16 *b0, const bf16 *b1,
+                       const float *lse, const float *dsum) {
+    using C = wgb_cfg<KV, D>;
+    const int64_t nfix = KV ? G.lk : G.lq, ntile = KV ? G.lq : G.lk;
+    const int64_t zf = nb * (KV ? G.nkv : G.nh), zt = nb * (KV ? G.nh : G.nkv);
+    if (nfix <= 0 || zf <= 0) return LACT_OK;
+    CUtensorMap m0, m1, m2, m3;
+    LACT_TRY(wg_tensor_map_bf16(&m0, a0, D, (uint64_t)nfix, (uint64_t)zf, WGB_BF));
+    LACT_TRY(wg_tensor_map_bf16(&m1, a1, D, (uint64_t)nfix, (uint64_t)zf, WGB_BF));
+    LACT_TRY(wg_tensor_map_bf16(&m2, b0, D, (uint64_t)ntile, (uint64_t)zt, C::BT));
+    LACT_TRY(wg_tensor_map_bf16(&m3, b1, D, (uint64_t)ntile, (uint64_t)zt, C::BT));
+    LACT_CU(cudaFuncSetAttribute(attn_wgmma_bwd_kernel<KV, D>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
+    dim3 grid((unsigned)((nfix + WGB_BF - 1) / WGB_BF), (unsigned)(KV ? G.nkv : G.nh),
+              (unsigned)nb);
+    attn_wgmma_bwd_kernel<KV, D><<<grid, WGB_THREADS, C::SMEM, lact_cuda_stream(ctx)>>>(
+        m0, m1, m2, m3, out0, out1, lse, dsum, G);
+    LACT_CU_LAUNCH(KV ? "attention backward d_k/d_v (wgmma)" : "attention backward d_q (wgmma)");
+    return LACT_OK;
+}
+
+} // namespace
+
+bool attn_wgmma_bwd_ready(void) {
+    return wgb_parts() != 0;
+}
+
+lact_status attn_wgmma_backward(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *dq, bf16 *dk,
+                                bf16 *dv, const bf16 *q, const bf16 *k, const bf16 *v,
+                                const bf16 *dout, const float *lse, const float *dsum) {
+    const int parts = wgb_parts();
+    const bool wkv = (parts & 1) && (dk || dv), wq = (parts & 2) && dq;
+    if (wkv) {
+        if (G.d == 64)
+            LACT_TRY((wgb_launch<true, 64>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum)));
+        else
+            LACT_TRY((wgb_launch<true, 128>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum)));
+    }
+    if (wq) {
+        if (G.d == 64)
+            LACT_TRY((wgb_launch<false, 64>(ctx, G, nb, dq, NULL, q, dout, k, v, lse, dsum)));
+        else
+            LACT_TRY((wgb_launch<false, 128>(ctx, G, nb, dq, NULL, q, dout, k, v, lse, dsum)));
+    }
+    /* The parts switched off run on the mma.sync kernels. */
+    if ((!wq && dq) || (!wkv && (dk || dv)))
+        LACT_TRY(attn_tc_backward(ctx, G, nb, wq ? NULL : dq, wkv ? NULL : dk, wkv ? NULL : dv, q,
+                                  k, v, dout, lse, dsum));
+    return LACT_OK;
+}
+
+extern "C" bool lact_cuda_attention_wgmma_bwd_active(void) {
+    return attn_wgmma_bwd_ready();
+}
