@@ -78,20 +78,33 @@ __device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2
 
 __device__ __forceinline__ void lse_add4(float &m, float &s, float4 v) {
     float lm = fmaxf(fmaxf(v.x, v.y), fmaxf(v.z, v.w));
+    if (lm == -INFINITY) return; /* padding past the row's end */
     float nm = fmaxf(m, lm);
     s = (m == -INFINITY ? 0.0f : s * expf(m - nm)) + expf(v.x - nm) + expf(v.y - nm) +
         expf(v.z - nm) + expf(v.w - nm);
     m = nm;
 }
 
+__device__ __forceinline__ void lse_warp_merge(float &m, float &s) {
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        lse_merge(m, s, m2, s2);
+    }
+}
+
+#define XENT_FOLD_THREADS 256
+#define XENT_FOLD_UNROLL 4
+
 /* Folds logits [N, cw] of vocabulary columns [v0, v0 + cw) into the running
  * max m, sum s (relative to m) and target logit tl of each row. One pass
- * over the chunk: each thread keeps an online (max, sum), read four columns
- * at a time when rows are 16-byte aligned (cw % 4 == 0), and the block
- * merges the pairs. The logits are read once, the chunk being far larger
- * than the caches. */
-__global__ void xent_fold_kernel(float *m, float *s, float *tl, const float *logits,
-                                 const int32_t *target, int64_t cw, int64_t v0, int first) {
+ * over the chunk, read once (the chunk is far larger than the caches): a
+ * block of XENT_FOLD_THREADS per row, each thread issuing XENT_FOLD_UNROLL
+ * 16-byte loads before it folds them into its online (max, sum) when rows
+ * are 16-byte aligned (cw % 4 == 0); the warps' pairs are then merged by
+ * shuffles. */
+__global__ void __launch_bounds__(XENT_FOLD_THREADS)
+    xent_fold_kernel(float *m, float *s, float *tl, const float *logits, const int32_t *target,
+                     int64_t cw, int64_t v0, int first) {
     __shared__ float shm[32], shs[32];
     int64_t r = blockIdx.x;
     const float *lr = logits + r * cw;
@@ -99,8 +112,18 @@ __global__ void xent_fold_kernel(float *m, float *s, float *tl, const float *log
     int64_t c0 = 0;
     if (cw % 4 == 0) {
         const float4 *l4 = (const float4 *)lr;
-        for (int64_t c = threadIdx.x; c < cw / 4; c += blockDim.x)
-            lse_add4(cm, cs, l4[c]);
+        const int64_t n4 = cw / 4, step = (int64_t)XENT_FOLD_UNROLL * blockDim.x;
+        const float4 pad = make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+        for (int64_t b = threadIdx.x; b < n4; b += step) {
+            float4 v[XENT_FOLD_UNROLL];
+#pragma unroll
+            for (int u = 0; u < XENT_FOLD_UNROLL; u++) {
+                int64_t c = b + (int64_t)u * blockDim.x;
+                v[u] = c < n4 ? l4[c] : pad;
+            }
+#pragma unroll
+            for (int u = 0; u < XENT_FOLD_UNROLL; u++) lse_add4(cm, cs, v[u]);
+        }
         c0 = cw;
     }
     for (int64_t c = c0 + threadIdx.x; c < cw; c += blockDim.x) {
@@ -108,16 +131,15 @@ __global__ void xent_fold_kernel(float *m, float *s, float *tl, const float *log
         cs = (cm == -INFINITY ? 0.0f : cs * expf(cm - nm)) + expf(x - nm);
         cm = nm;
     }
-    for (int o = 16; o > 0; o >>= 1) {
-        float m2 = __shfl_xor_sync(0xffffffffu, cm, o), s2 = __shfl_xor_sync(0xffffffffu, cs, o);
-        lse_merge(cm, cs, m2, s2);
-    }
+    lse_warp_merge(cm, cs);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = (blockDim.x + 31) >> 5;
     if (lane == 0) shm[warp] = cm, shs[warp] = cs;
     __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int w = 1; w < nw; w++)
-            lse_merge(cm, cs, shm[w], shs[w]);
+    if (warp != 0) return;
+    cm = lane < nw ? shm[lane] : -INFINITY;
+    cs = lane < nw ? shs[lane] : 0.0f;
+    lse_warp_merge(cm, cs);
+    if (lane == 0) {
         int64_t t = target[r];
         if (first) {
             m[r] = cm;
@@ -240,8 +262,8 @@ extern "C" lact_status lact_cuda_xent_forward(lact_ctx *ctx, lact_tensor *loss, 
     for (int64_t v0 = 0; v0 < V; v0 += chunk) {
         int64_t cw = V - v0 < chunk ? V - v0 : chunk;
         LACT_TRY(xent_logits(ctx, logits, h, w, v0, cw));
-        xent_fold_kernel<<<(unsigned)N, lact_row_threads(cw), 0, st>>>(m, s, tl, logits, tg, cw,
-                                                                       v0, v0 == 0);
+        xent_fold_kernel<<<(unsigned)N, XENT_FOLD_THREADS, 0, st>>>(m, s, tl, logits, tg, cw, v0,
+                                                                    v0 == 0);
         LACT_CU_LAUNCH("xent_fold");
     }
     xent_finish_kernel<<<lact_grid_1d(N, 256), 256, 0, st>>>(
