@@ -45,6 +45,15 @@ lact_status lact_nn_decode_check(const lact_ctx *ctx, const struct lact_params *
     return LACT_OK;
 }
 
+lact_status lact_nn_decode_io_check(const lact_ctx *ctx, const lact_tensor *x, const lact_tensor *y,
+                                    const char *what) {
+    if (x->device != ctx->device || y->device != ctx->device || x->dtype != LACT_F32 ||
+        y->dtype != LACT_F32 || !lact_tensor_is_contiguous(x) || !lact_tensor_is_contiguous(y))
+        return lact_fail(LACT_E_ARG, "%s: x and y must be contiguous F32 on the context's %s", what,
+                         lact_device_name(ctx->device));
+    return LACT_OK;
+}
+
 lact_status lact_nn_accumulate(lact_ctx *ctx, lact_tensor *acc, const lact_tensor *x) {
     return lact_add_forward(ctx, acc, acc, x);
 }

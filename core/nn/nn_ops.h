@@ -68,6 +68,10 @@ lact_status lact_nn_check_act(const struct lact_params *p, const lact_tensor *x,
  * ≥ 1, parameters allocated on the context's device (CPU or CUDA). */
 lact_status lact_nn_decode_check(const lact_ctx *ctx, const struct lact_params *p, int64_t batch,
                                  int64_t max_tokens, const char *what);
+/* A decode step's x and y: contiguous F32 on the context's device (the
+ * decode computes in F32 whatever the layer's activation dtype). */
+lact_status lact_nn_decode_io_check(const lact_ctx *ctx, const lact_tensor *x, const lact_tensor *y,
+                                    const char *what);
 
 #ifdef __cplusplus
 }

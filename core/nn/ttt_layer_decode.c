@@ -109,10 +109,7 @@ lact_status lact_ttt_layer_decode_step(lact_ctx *ctx, lact_ttt_layer_decode *st,
     const char *what = "ttt layer decode";
     if (!st || !st->layer) return lact_fail(LACT_E_ARG, "%s: the state is not initialised", what);
     LACT_TRY(lact_ttt_layer_check_io(st->layer, &st->arena, ctx, what, x, y));
-    if (x->device != ctx->device || y->device != ctx->device || x->dtype != LACT_F32 ||
-        !lact_tensor_is_contiguous(x) || !lact_tensor_is_contiguous(y))
-        return lact_fail(LACT_E_ARG, "%s: x and y must be contiguous F32 on the context's %s", what,
-                         lact_device_name(ctx->device));
+    LACT_TRY(lact_nn_decode_io_check(ctx, x, y, what));
     if (x->shape[0] != st->batch || x->shape[1] < 1 || x->shape[1] > st->max_tokens)
         return lact_fail(LACT_E_ARG,
                          "%s: x has %lld sequences of %lld tokens; the state holds "
