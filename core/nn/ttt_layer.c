@@ -8,6 +8,7 @@
 #include "core/nn/linear.h"
 #include "core/nn/nn_ops.h"
 #include "kernels/attention.h"
+#include "kernels/headprep.h"
 #include "kernels/kernels.h"
 #include "ttt_layer_internal.h"
 
@@ -170,54 +171,6 @@ lact_attn_args lact_ttt_layer_attn_args(const lact_ttt_layer *l) {
     return (lact_attn_args){LACT_ATTN_FULL, 0, 0, 0.0f};
 }
 
-/* q (or k) through the fast path: scale/offset, per-head L2 norm, RoPE,
- * then to [B·H, L, d]. */
-static lact_status fast_path_forward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
-                                     const lact_ttt_layer_saved *s, lact_tensor *xs,
-                                     lact_tensor *xf, const lact_tensor *x, int scale, int offset,
-                                     int64_t pos0) {
-    int64_t B = s->B, L = s->L, D = l->cfg.dim, H = l->cfg.heads, d = D / H;
-    lact_params *p = l->params;
-    lact_dtype act = x->dtype;
-    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, xs, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, xf, B * H, L, d));
-    size_t mark = lact_arena_mark(ar);
-    lact_tensor n, r;
-    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &n, B, L, H, d));
-    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &r, B, L, H, d));
-    LACT_NN_RUN(ar, lact_mul_forward(ctx, xs, x, &p->items[scale].w));
-    LACT_NN_RUN(ar, lact_add_forward(ctx, xs, xs, &p->items[offset].w));
-    lact_tensor xs4 = LACT_NN_VIEW(xs, B, L, H, d);
-    LACT_NN_RUN(ar, lact_l2norm_forward(ctx, &n, &xs4, LACT_TTT_L2_EPS));
-    lact_tensor *src = &n;
-    if (l->cfg.rope) {
-        LACT_NN_RUN(ar, lact_rope_forward(ctx, &r, &n, pos0, l->cfg.rope_theta));
-        src = &r;
-    }
-    LACT_NN_RUN(ar, lact_nn_permute(ctx, xf, src, B, L, H, d));
-    lact_arena_release(ar, mark);
-    return LACT_OK;
-}
-
-/* q (or k) for the attention branch: RoPE on the SiLU output, to [B, H, L, d]. */
-static lact_status attn_path_forward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
-                                     const lact_ttt_layer_saved *s, lact_tensor *xa,
-                                     const lact_tensor *x, int64_t pos0) {
-    int64_t B = s->B, L = s->L, H = l->cfg.heads, d = l->cfg.dim / H;
-    LACT_TRY(LACT_NN_ALLOC_AS(ar, x->dtype, xa, B, H, L, d));
-    size_t mark = lact_arena_mark(ar);
-    lact_tensor r, x4 = LACT_NN_VIEW(x, B, L, H, d);
-    const lact_tensor *src = &x4;
-    if (l->cfg.rope) {
-        LACT_TRY(LACT_NN_ALLOC_AS(ar, x->dtype, &r, B, L, H, d));
-        LACT_NN_RUN(ar, lact_rope_forward(ctx, &r, &x4, pos0, l->cfg.rope_theta));
-        src = &r;
-    }
-    LACT_NN_RUN(ar, lact_nn_permute(ctx, xa, src, B, L, H, d));
-    lact_arena_release(ar, mark);
-    return LACT_OK;
-}
-
 /* The per-head learning rates and momentum gates, in [·, B·H, L], F32 (the
  * ttt op's rule; with BF16 activations the projections write F32). */
 static lact_status gates_forward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
@@ -260,37 +213,38 @@ lact_status lact_ttt_layer_inputs(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *
     int64_t D = c->dim, H = c->heads, d = D / H, B = s->B, L = s->L, N = B * H;
     lact_dtype act = x->dtype;
 
-    /* Projections: q, k, v = silu(x W{q,k,v}ᵀ). */
+    /* Projections z = x W{q,k,v}ᵀ; then, per head, q and k through SiLU,
+     * scale/offset, L2 norm and RoPE into the ttt op's [B·H, L, d] (and
+     * through SiLU and RoPE into the attention branch's [B, H, L, d]), v
+     * through SiLU: one headprep op each. */
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->zq, B, L, D));
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->zk, B, L, D));
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->zv, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->q, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->k, B, L, D));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->qf, N, L, d));
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->kf, N, L, d));
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->v, N, L, d));
+    if (c->window_attn) {
+        LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->qa, B, H, L, d));
+        LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->ka, B, H, L, d));
+    }
     LACT_NN_RUN(ar,
                 lact_linear_forward(ctx, &s->zq, x, lact_param_mm(&p->items[l->wq], act), NULL));
     LACT_NN_RUN(ar,
                 lact_linear_forward(ctx, &s->zk, x, lact_param_mm(&p->items[l->wk], act), NULL));
     LACT_NN_RUN(ar,
                 lact_linear_forward(ctx, &s->zv, x, lact_param_mm(&p->items[l->wv], act), NULL));
-    LACT_NN_RUN(ar, lact_silu_forward(ctx, &s->q, &s->zq));
-    LACT_NN_RUN(ar, lact_silu_forward(ctx, &s->k, &s->zk));
-    {
-        size_t mark = lact_arena_mark(ar);
-        lact_tensor vb;
-        LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &vb, B, L, D));
-        LACT_NN_RUN(ar, lact_silu_forward(ctx, &vb, &s->zv));
-        LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->v, &vb, B, L, H, d));
-        lact_arena_release(ar, mark);
-    }
-    LACT_TRY(fast_path_forward(ctx, ar, l, s, &s->qs, &s->qf, &s->q, l->q_scale, l->q_offset,
-                               pos0));
-    LACT_TRY(fast_path_forward(ctx, ar, l, s, &s->ks, &s->kf, &s->k, l->k_scale, l->k_offset,
-                               pos0));
-    if (c->window_attn) {
-        LACT_TRY(attn_path_forward(ctx, ar, l, s, &s->qa, &s->q, pos0));
-        LACT_TRY(attn_path_forward(ctx, ar, l, s, &s->ka, &s->k, pos0));
-    }
+    float theta = lact_ttt_layer_theta(l);
+    lact_tensor zq = LACT_NN_VIEW(&s->zq, B, L, H, d), zk = LACT_NN_VIEW(&s->zk, B, L, H, d);
+    lact_tensor zv = LACT_NN_VIEW(&s->zv, B, L, H, d);
+    lact_tensor qf = LACT_NN_VIEW(&s->qf, B, H, L, d), kf = LACT_NN_VIEW(&s->kf, B, H, L, d);
+    lact_tensor v4 = LACT_NN_VIEW(&s->v, B, H, L, d);
+    lact_tensor *qa = c->window_attn ? &s->qa : NULL, *ka = c->window_attn ? &s->ka : NULL;
+    LACT_NN_RUN(ar, lact_headprep_forward(ctx, &qf, qa, &zq, &p->items[l->q_scale].w,
+                                          &p->items[l->q_offset].w, pos0, theta, LACT_TTT_L2_EPS));
+    LACT_NN_RUN(ar, lact_headprep_forward(ctx, &kf, ka, &zk, &p->items[l->k_scale].w,
+                                          &p->items[l->k_offset].w, pos0, theta, LACT_TTT_L2_EPS));
+    LACT_NN_RUN(ar, lact_headprep_forward(ctx, NULL, &v4, &zv, NULL, NULL, pos0, 0.0f,
+                                          LACT_TTT_L2_EPS));
     return gates_forward(ctx, ar, l, s, x);
 }
 

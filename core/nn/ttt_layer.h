@@ -100,8 +100,6 @@ typedef struct lact_ttt_layer_saved {
     int64_t B, L;
     lact_tensor x;                /* the caller's input */
     lact_tensor zq, zk, zv;       /* [B, L, D] before SiLU */
-    lact_tensor q, k;             /* [B, L, D] after SiLU */
-    lact_tensor qs, ks;           /* [B, L, D] after scale/offset */
     lact_tensor qf, kf, v;        /* [B·H, L, d] the ttt op's inputs */
     lact_tensor qa, ka;           /* [B, H, L, d] attention's q, k */
     lact_tensor zlr, lr;          /* [3, B·H, L] logits, rates */

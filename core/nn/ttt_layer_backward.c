@@ -4,6 +4,7 @@
 #include "core/nn/linear.h"
 #include "core/nn/nn_ops.h"
 #include "kernels/attention.h"
+#include "kernels/headprep.h"
 #include "kernels/kernels.h"
 #include "ttt_layer_internal.h"
 
@@ -42,55 +43,27 @@ lact_status lact_ttt_layer_reduce(lact_ctx *ctx, lact_tensor *grad, const lact_t
     return LACT_OK;
 }
 
-/* d_x [B, L, D] (overwritten) from the gradient of the fast-path tensor
- * dxf [B·H, L, d]; the scale/offset gradients accumulate. */
-static lact_status fast_path_backward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
-                                      const lact_ttt_layer_saved *s, lact_tensor *d_x,
-                                      const lact_tensor *dxf, const lact_tensor *xs,
-                                      const lact_tensor *x, int scale, int offset) {
+/* dz [B, L, D] (overwritten) from the gradients of q's (or k's) ttt-op
+ * input dxf [B·H, L, d] and attention-branch input dxa [B, H, L, d] (or
+ * NULL); the scale/offset gradients accumulate. */
+static lact_status qk_backward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
+                               const lact_ttt_layer_saved *s, lact_tensor *dz,
+                               const lact_tensor *dxf, const lact_tensor *dxa,
+                               const lact_tensor *z, int scale, int offset) {
     int64_t B = s->B, L = s->L, D = l->cfg.dim, H = l->cfg.heads, d = D / H;
     lact_params *p = l->params;
-    lact_dtype act = s->x.dtype;
     size_t mark = lact_arena_mark(ar);
-    lact_tensor r, n, dxs, tmp;
-    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &r, B, L, H, d));
-    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &n, B, L, H, d));
-    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dxs, B, L, H, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &tmp, D));
-    LACT_NN_RUN(ar, lact_nn_permute(ctx, &r, dxf, B, H, L, d));
-    lact_tensor *dn = &r;
-    if (l->cfg.rope) {
-        LACT_NN_RUN(ar, lact_rope_backward(ctx, &n, &r, 0, l->cfg.rope_theta));
-        dn = &n;
-    }
-    lact_tensor xs4 = LACT_NN_VIEW(xs, B, L, H, d);
-    LACT_NN_RUN(ar, lact_l2norm_backward(ctx, &dxs, dn, &xs4, LACT_TTT_L2_EPS));
-    lact_tensor dxs3 = LACT_NN_VIEW(&dxs, B, L, D);
-    LACT_NN_RUN(ar, lact_add_backward(ctx, NULL, &tmp, &dxs3));
-    LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &p->items[offset].g, &tmp));
-    LACT_NN_RUN(ar, lact_mul_backward(ctx, d_x, &tmp, &dxs3, x, &p->items[scale].w));
-    LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &p->items[scale].g, &tmp));
-    lact_arena_release(ar, mark);
-    return LACT_OK;
-}
-
-/* d_x [B, L, D] += the attention branch's gradient dxa [B, H, L, d]. */
-static lact_status attn_path_backward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
-                                      const lact_ttt_layer_saved *s, lact_tensor *d_x,
-                                      const lact_tensor *dxa) {
-    int64_t B = s->B, L = s->L, H = l->cfg.heads, d = l->cfg.dim / H;
-    size_t mark = lact_arena_mark(ar);
-    lact_tensor r, n;
-    LACT_TRY(LACT_NN_ALLOC_AS(ar, s->x.dtype, &r, B, L, H, d));
-    LACT_TRY(LACT_NN_ALLOC_AS(ar, s->x.dtype, &n, B, L, H, d));
-    LACT_NN_RUN(ar, lact_nn_permute(ctx, &r, dxa, B, H, L, d));
-    lact_tensor *dn = &r;
-    if (l->cfg.rope) {
-        LACT_NN_RUN(ar, lact_rope_backward(ctx, &n, &r, 0, l->cfg.rope_theta));
-        dn = &n;
-    }
-    lact_tensor dn3 = LACT_NN_VIEW(dn, B, L, l->cfg.dim);
-    LACT_NN_RUN(ar, lact_nn_accumulate(ctx, d_x, &dn3));
+    lact_tensor dxs, dsc, doff;
+    LACT_TRY(LACT_NN_ALLOC_AS(ar, s->x.dtype, &dxs, B, L, H, d));
+    LACT_TRY(LACT_NN_ALLOC(ar, &dsc, D));
+    LACT_TRY(LACT_NN_ALLOC(ar, &doff, D));
+    lact_tensor z4 = LACT_NN_VIEW(z, B, L, H, d), dz4 = LACT_NN_VIEW(dz, B, L, H, d);
+    lact_tensor dxf4 = LACT_NN_VIEW(dxf, B, H, L, d);
+    LACT_NN_RUN(ar, lact_headprep_backward(ctx, &dz4, &dsc, &doff, &dxs, &dxf4, dxa, &z4,
+                                           &p->items[scale].w, &p->items[offset].w, 0,
+                                           lact_ttt_layer_theta(l), LACT_TTT_L2_EPS));
+    LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &p->items[offset].g, &doff));
+    LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &p->items[scale].g, &dsc));
     lact_arena_release(ar, mark);
     return LACT_OK;
 }
@@ -188,28 +161,28 @@ lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena
     LACT_NN_RUN(ar, lact_ttt_layer_reduce(ctx, &p->items[l->w2].g, &dw2, B));
 
     /* v: both paths read it; then SiLU and the projection (dx overwritten). */
-    lact_tensor dvb, dg, dz;
-    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dvb, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dg, B, L, D));
+    lact_tensor dz;
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dz, B, L, D));
     if (c->window_attn) {
         lact_tensor dva3 = LACT_NN_VIEW(&dva, N, L, d);
         LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &dvf, &dva3));
     }
-    LACT_NN_RUN(ar, lact_nn_permute(ctx, &dvb, &dvf, B, H, L, d));
-    LACT_NN_RUN(ar, lact_silu_backward(ctx, &dz, &dvb, &s->zv));
+    {
+        lact_tensor dz4 = LACT_NN_VIEW(&dz, B, L, H, d), zv4 = LACT_NN_VIEW(&s->zv, B, L, H, d);
+        lact_tensor dv4 = LACT_NN_VIEW(&dvf, B, H, L, d);
+        LACT_NN_RUN(ar, lact_headprep_backward(ctx, &dz4, NULL, NULL, NULL, NULL, &dv4, &zv4,
+                                               NULL, NULL, 0, 0.0f, LACT_TTT_L2_EPS));
+    }
     LACT_TRY(lact_linear_backward(ctx, ar, dx, false, &p->items[l->wv].g, NULL, &dz, &s->x,
                                   lact_param_mm(&p->items[l->wv], act)));
 
-    /* q and k: fast path (+ attention path), SiLU, projection. */
-    LACT_TRY(fast_path_backward(ctx, ar, l, s, &dg, &dqf, &s->qs, &s->q, l->q_scale, l->q_offset));
-    if (c->window_attn) LACT_TRY(attn_path_backward(ctx, ar, l, s, &dg, &dqa));
-    LACT_NN_RUN(ar, lact_silu_backward(ctx, &dz, &dg, &s->zq));
+    /* q and k: both paths, SiLU, projection. */
+    LACT_TRY(qk_backward(ctx, ar, l, s, &dz, &dqf, c->window_attn ? &dqa : NULL, &s->zq,
+                         l->q_scale, l->q_offset));
     LACT_TRY(lact_linear_backward(ctx, ar, dx, true, &p->items[l->wq].g, NULL, &dz, &s->x,
                                   lact_param_mm(&p->items[l->wq], act)));
-    LACT_TRY(fast_path_backward(ctx, ar, l, s, &dg, &dkf, &s->ks, &s->k, l->k_scale, l->k_offset));
-    if (c->window_attn) LACT_TRY(attn_path_backward(ctx, ar, l, s, &dg, &dka));
-    LACT_NN_RUN(ar, lact_silu_backward(ctx, &dz, &dg, &s->zk));
+    LACT_TRY(qk_backward(ctx, ar, l, s, &dz, &dkf, c->window_attn ? &dka : NULL, &s->zk,
+                         l->k_scale, l->k_offset));
     LACT_TRY(lact_linear_backward(ctx, ar, dx, true, &p->items[l->wk].g, NULL, &dz, &s->x,
                                   lact_param_mm(&p->items[l->wk], act)));
 

@@ -8,6 +8,11 @@
 /* The spec's L2 normalisation x / (‖x‖ + 1e-5). */
 #define LACT_TTT_L2_EPS 1e-5f
 
+/* RoPE's theta as the headprep op takes it (0: no RoPE). */
+static inline float lact_ttt_layer_theta(const lact_ttt_layer *l) {
+    return l->cfg.rope ? l->cfg.rope_theta : 0.0f;
+}
+
 /* The layer's order for length len (built orders are cached in the layer)
  * into args; fails when the order does not fit len. */
 lact_status lact_ttt_layer_order(lact_ttt_layer *l, int64_t len, lact_ttt_args *args);

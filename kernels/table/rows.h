@@ -26,6 +26,7 @@
     X(layernorm)                                                                                   \
     X(l2norm)                                                                                      \
     X(rope)                                                                                        \
+    X(headprep)                                                                                    \
     X(softmax)                                                                                     \
     X(xent)                                                                                        \
     X(embedding)                                                                                   \
