@@ -29,13 +29,37 @@ lact_status lact_adamw_clip(lact_ctx *ctx, lact_adamw *o, float max_norm, float 
     return LACT_OK;
 }
 
+/* A flat view of n elements of a block, starting at param's place in it. */
+static lact_tensor run_view(const lact_tensor *t, int64_t n) {
+    return lact_tensor_view(t->data, LACT_F32, t->device, 1, &n);
+}
+
+static float decay_of(const lact_adamw *o, const lact_param *it) {
+    return it->ndim >= 2 ? o->weight_decay : 0.0f;
+}
+
 lact_status lact_adamw_update(lact_ctx *ctx, lact_adamw *o, float lr, int64_t step) {
     lact_params *p = o->params;
-    for (int i = 0; i < lact_params_count(p); i++) {
-        lact_param *it = lact_params_at(p, i);
-        lact_adamw_args a = {lr, o->beta1, o->beta2, o->eps, it->ndim >= 2 ? o->weight_decay : 0,
-                             step};
-        LACT_TRY(lact_adamw_step(ctx, &it->w, &it->state[0], &it->state[1], &it->g, &a));
+    int n = lact_params_count(p);
+    /* One step per run of consecutive parameters with the same weight
+     * decay, over the block from the run's first element to its last: the
+     * padding between them is zero in weights, gradients and moments, and
+     * an AdamW step leaves a zero element zero, so the run's elements get
+     * exactly the per-parameter update, in fewer launches. */
+    for (int i = 0; i < n;) {
+        lact_param *first = lact_params_at(p, i);
+        float wd = decay_of(o, first);
+        int j = i;
+        while (j + 1 < n && decay_of(o, lact_params_at(p, j + 1)) == wd &&
+               lact_params_at(p, j + 1)->offset > lact_params_at(p, j)->offset)
+            j++;
+        lact_param *last = lact_params_at(p, j);
+        int64_t len = last->offset + lact_tensor_numel(&last->w) - first->offset;
+        lact_tensor w = run_view(&first->w, len), g = run_view(&first->g, len);
+        lact_tensor m = run_view(&first->state[0], len), v = run_view(&first->state[1], len);
+        lact_adamw_args a = {lr, o->beta1, o->beta2, o->eps, wd, step};
+        LACT_TRY(lact_adamw_step(ctx, &w, &m, &v, &g, &a));
+        i = j + 1;
     }
     /* The next forward's BF16 operands: one cast of the whole block. */
     return lact_params_sync_shadow(ctx, p);
