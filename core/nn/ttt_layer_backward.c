@@ -24,22 +24,34 @@ lact_status lact_ttt_layer_replicate(lact_ctx *ctx, lact_tensor *dst, const lact
                                      int64_t B) {
     int64_t n = lact_tensor_numel(src);
     lact_tensor flat = LACT_NN_VIEW(src, n);
-    for (int64_t b = 0; b < B; b++) {
-        lact_tensor part = slice(dst, b * n, 1, &n);
-        /* A copy through a kernel, so it is ordered on the context's stream. */
-        LACT_TRY(lact_scale_forward(ctx, &part, &flat, 1.0f));
+    lact_tensor part = slice(dst, 0, 1, &n);
+    /* Copies through a kernel, so they are ordered on the context's stream;
+     * the copies made so far double each time (log2 B + 1 launches). */
+    LACT_TRY(lact_scale_forward(ctx, &part, &flat, 1.0f));
+    for (int64_t k = 1; k < B; k *= 2) {
+        int64_t m = (k < B - k ? k : B - k) * n;
+        lact_tensor from = slice(dst, 0, 1, &m), to = slice(dst, k * n, 1, &m);
+        LACT_TRY(lact_scale_forward(ctx, &to, &from, 1.0f));
     }
     return LACT_OK;
 }
 
-lact_status lact_ttt_layer_reduce(lact_ctx *ctx, lact_tensor *grad, const lact_tensor *d,
-                                  int64_t B) {
+lact_status lact_ttt_layer_reduce(lact_ctx *ctx, lact_arena *ar, lact_tensor *grad,
+                                  const lact_tensor *d, int64_t B) {
     int64_t n = lact_tensor_numel(grad);
     lact_tensor flat = LACT_NN_VIEW(grad, n);
-    for (int64_t b = 0; b < B; b++) {
-        lact_tensor part = slice(d, b * n, 1, &n);
-        LACT_TRY(lact_nn_accumulate(ctx, &flat, &part));
+    if (B == 1) {
+        LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &flat, d));
+        return LACT_OK;
     }
+    /* The sum over the copies is the broadcast gradient of an add: one
+     * column sum instead of B accumulations. */
+    size_t mark = lact_arena_mark(ar);
+    lact_tensor sum, all = LACT_NN_VIEW(d, B * n);
+    LACT_TRY(LACT_NN_ALLOC(ar, &sum, n));
+    LACT_NN_RUN(ar, lact_add_backward(ctx, NULL, &sum, &all));
+    LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &flat, &sum));
+    lact_arena_release(ar, mark);
     return LACT_OK;
 }
 
@@ -156,9 +168,9 @@ lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena
                                       c->momentum ? &dmom : NULL, &dw0, &dw1, &dw2, &don,
                                       &s->state, &s->qf, &s->kf, &s->v, &lr3[0], &lr3[1], &lr3[2],
                                       mom, &s->w0, &s->w1, &s->w2, &args));
-    LACT_NN_RUN(ar, lact_ttt_layer_reduce(ctx, &p->items[l->w0].g, &dw0, B));
-    LACT_NN_RUN(ar, lact_ttt_layer_reduce(ctx, &p->items[l->w1].g, &dw1, B));
-    LACT_NN_RUN(ar, lact_ttt_layer_reduce(ctx, &p->items[l->w2].g, &dw2, B));
+    LACT_TRY(lact_ttt_layer_reduce(ctx, ar, &p->items[l->w0].g, &dw0, B));
+    LACT_TRY(lact_ttt_layer_reduce(ctx, ar, &p->items[l->w1].g, &dw1, B));
+    LACT_TRY(lact_ttt_layer_reduce(ctx, ar, &p->items[l->w2].g, &dw2, B));
 
     /* v: both paths read it; then SiLU and the projection (dx overwritten). */
     lact_tensor dz;

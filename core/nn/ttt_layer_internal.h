@@ -19,9 +19,11 @@ lact_status lact_ttt_layer_order(lact_ttt_layer *l, int64_t len, lact_ttt_args *
 /* dst [B·H, ...] = B copies of src [H, ...]. */
 lact_status lact_ttt_layer_replicate(lact_ctx *ctx, lact_tensor *dst, const lact_tensor *src,
                                      int64_t B);
-/* grad [H, ...] += Σ_b d [b] over the batch copies of d [B·H, ...]. */
-lact_status lact_ttt_layer_reduce(lact_ctx *ctx, lact_tensor *grad, const lact_tensor *d,
-                                  int64_t B);
+/* grad [H, ...] += Σ_b d [b] over the batch copies of d [B·H, ...]; takes an
+ * [H, ...] scratch from ar (call it outside LACT_NN_RUN, so the measuring pass
+ * sees it). */
+lact_status lact_ttt_layer_reduce(lact_ctx *ctx, lact_arena *ar, lact_tensor *grad,
+                                  const lact_tensor *d, int64_t B);
 /* The three [N, L] views of lr [3, N, L]. */
 void lact_ttt_layer_split_lr(const lact_tensor *lr, lact_tensor out[3], int64_t N, int64_t L);
 
