@@ -60,6 +60,15 @@ __device__ __forceinline__ void hp_rotate(float (&a)[V], float (&b)[V], const fl
     }
 }
 
+/* The scale and offset of V channels from c (16-byte words when V allows:
+ * per-element loads of the two vectors would outnumber the row's own). */
+template <int V>
+__device__ __forceinline__ void hp_params(const float *scale, const float *offset, int c,
+                                          float (&sc)[V], float (&of)[V]) {
+    vload<V>(scale + c, sc);
+    vload<V>(offset + c, of);
+}
+
 /* Sum over the TPR lanes of a group (every lane of the warp calls it). */
 template <int TPR> __device__ __forceinline__ float hp_group_sum(float v) {
 #pragma unroll
@@ -107,12 +116,12 @@ __global__ void __launch_bounds__(HP_THREADS)
                     hp_unit<V, ROPE>(g, u, o[0], o[1]);
 #pragma unroll
                     for (int p = 0; p < P; p++) {
-                        float x[V];
+                        float x[V], sc[V], of[V];
                         vload<V>(zr + o[p], x);
+                        hp_params<V>(scale, offset, h * g.d + o[p], sc, of);
 #pragma unroll
                         for (int e = 0; e < V; e++) {
-                            const int c = h * g.d + o[p] + e;
-                            float xs = x[e] * hp_sigmoid(x[e]) * scale[c] + offset[c];
+                            float xs = x[e] * hp_sigmoid(x[e]) * sc[e] + of[e];
                             ss += xs * xs;
                         }
                     }
@@ -138,12 +147,13 @@ __global__ void __launch_bounds__(HP_THREADS)
                     if (ROPE) s1[e] *= hp_sigmoid(s1[e]);
                 }
                 if (qf) {
-                    float n0[V], n1[V];
+                    float n0[V], n1[V], sc0[V], of0[V], sc1[V], of1[V];
+                    hp_params<V>(scale, offset, h * g.d + o0, sc0, of0);
+                    if (ROPE) hp_params<V>(scale, offset, h * g.d + o1, sc1, of1);
 #pragma unroll
                     for (int e = 0; e < V; e++) {
-                        const int c0 = h * g.d + o0 + e, c1 = h * g.d + o1 + e;
-                        n0[e] = (s0[e] * scale[c0] + offset[c0]) * inv;
-                        n1[e] = ROPE ? (s1[e] * scale[c1] + offset[c1]) * inv : 0.0f;
+                        n0[e] = (s0[e] * sc0[e] + of0[e]) * inv;
+                        n1[e] = ROPE ? (s1[e] * sc1[e] + of1[e]) * inv : 0.0f;
                     }
                     if (ROPE) hp_rotate<V>(n0, n1, cs, sn, o0);
                     vstore<V>(qf + out_row + o0, n0);
@@ -191,19 +201,19 @@ __global__ void __launch_bounds__(HP_THREADS)
                     if (!on || u >= g.units) continue;
                     int o[2];
                     hp_unit<V, ROPE>(g, u, o[0], o[1]);
-                    float x[2][V], dn[2][V];
+                    float x[2][V], dn[2][V], sc[2][V], of[2][V];
 #pragma unroll
                     for (int p = 0; p < P; p++) {
                         vload<V>(zr + o[p], x[p]);
                         vload<V>(dqf + out_row + o[p], dn[p]);
+                        hp_params<V>(scale, offset, h * g.d + o[p], sc[p], of[p]);
                     }
                     if (ROPE) hp_rotate<V>(dn[0], dn[1], cs, sn, o[0]);
 #pragma unroll
                     for (int p = 0; p < P; p++)
 #pragma unroll
                         for (int e = 0; e < V; e++) {
-                            const int c = h * g.d + o[p] + e;
-                            float xs = x[p][e] * hp_sigmoid(x[p][e]) * scale[c] + offset[c];
+                            float xs = x[p][e] * hp_sigmoid(x[p][e]) * sc[p][e] + of[p][e];
                             ss += xs * xs;
                             dot += dn[p][e] * xs;
                         }
@@ -227,19 +237,20 @@ __global__ void __launch_bounds__(HP_THREADS)
                         dg[p][e] = 0.0f;
                 }
                 if (dqf) {
-                    float dn[2][V];
+                    float dn[2][V], sc[2][V], of[2][V];
 #pragma unroll
-                    for (int p = 0; p < P; p++)
+                    for (int p = 0; p < P; p++) {
                         vload<V>(dqf + out_row + o[p], dn[p]);
+                        hp_params<V>(scale, offset, h * g.d + o[p], sc[p], of[p]);
+                    }
                     if (ROPE) hp_rotate<V>(dn[0], dn[1], cs, sn, o[0]);
 #pragma unroll
                     for (int p = 0; p < P; p++) {
 #pragma unroll
                         for (int e = 0; e < V; e++) {
-                            const int c = h * g.d + o[p] + e;
-                            float xs = x[p][e] * hp_sigmoid(x[p][e]) * scale[c] + offset[c];
+                            float xs = x[p][e] * hp_sigmoid(x[p][e]) * sc[p][e] + of[p][e];
                             dn[p][e] = dn[p][e] * rs - xs * k;
-                            dg[p][e] = dn[p][e] * scale[c];
+                            dg[p][e] = dn[p][e] * sc[p][e];
                         }
                         vstore<V>(dxs + in_row + o[p], dn[p]);
                     }
@@ -367,7 +378,8 @@ extern "C" lact_status lact_cuda_headprep_forward(lact_ctx *ctx, lact_tensor *qf
         T *pf = qf ? (T *)qf->data : NULL, *pa = qa ? (T *)qa->data : NULL;
         const T *pz = (const T *)z->data;
         hp_launch lp;
-        LACT_TRY(hp_plan(&lp, z, pos0, theta, vec_width<T>::value, lact_aligned16(pf, pa, pz)));
+        LACT_TRY(
+            hp_plan(&lp, z, pos0, theta, vec_width<T>::value, lact_aligned16(pf, pa, pz, sc, of)));
         HP_LAUNCH(headprep_fwd_kernel, T, pf, pa, pz, sc, of, lp.g, eps);
     });
     LACT_CU_LAUNCH("headprep");
@@ -388,8 +400,8 @@ lact_cuda_headprep_backward(lact_ctx *ctx, lact_tensor *dz, lact_tensor *dscale,
         const T *pf = dqf ? (const T *)dqf->data : NULL, *pa = dqa ? (const T *)dqa->data : NULL;
         const T *pz = (const T *)z->data;
         hp_launch lp;
-        LACT_TRY(
-            hp_plan(&lp, z, pos0, theta, vec_width<T>::value, lact_aligned16(pdz, px, pf, pa, pz)));
+        LACT_TRY(hp_plan(&lp, z, pos0, theta, vec_width<T>::value,
+                         lact_aligned16(pdz, px, pf, pa, pz) && lact_aligned16(sc, of)));
         HP_LAUNCH(headprep_bwd_kernel, T, pdz, px, pf, pa, pz, sc, of, lp.g, eps);
         LACT_CU_LAUNCH("headprep_backward");
         constexpr int W = vec_width<T>::value;

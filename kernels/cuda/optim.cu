@@ -1,25 +1,46 @@
-/* Optimizer steps: AdamW as one fused elementwise kernel; Muon as a momentum
+/* Optimizer steps: AdamW as one fused elementwise kernel (16-byte words of
+ * the four arrays where they are aligned, then a scalar tail); Muon as a momentum
  * kernel, the quintic Newton–Schulz orthogonalisation (fp32 GEMMs through
  * lact_cuda_gemm) and an update kernel. Newton–Schulz works on the wide
  * orientation (rows ≤ cols) in a cached per-stream buffer. */
 #include <math.h>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vec.cuh"
 
 #define GRID_LOOP(i, n)                                                                   \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);             \
          i += (int64_t)gridDim.x * blockDim.x)
 
+/* One element's AdamW update (the same expression on both paths, so the
+ * vector and scalar kernels give the same bits). */
+__device__ __forceinline__ void adamw_one(float &p, float &m, float &v, float g, float lr, float b1,
+                                          float b2, float eps, float wd, float bc1, float bc2) {
+    m = b1 * m + (1.0f - b1) * g;
+    v = b2 * v + (1.0f - b2) * g * g;
+    p = p - lr * ((m / bc1) / (sqrtf(v / bc2) + eps) + wd * p);
+}
+
 __global__ void adamw_kernel(float *p, float *m, float *v, const float *g, int64_t n, float lr,
                              float b1, float b2, float eps, float wd, float bc1, float bc2) {
     GRID_LOOP(i, n) {
-        float gi = g[i];
-        float mi = b1 * m[i] + (1.0f - b1) * gi;
-        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        float pi = p[i];
-        p[i] = pi - lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps) + wd * pi);
+        float pi = p[i], mi = m[i], vi = v[i];
+        adamw_one(pi, mi, vi, g[i], lr, b1, b2, eps, wd, bc1, bc2);
+        p[i] = pi, m[i] = mi, v[i] = vi;
+    }
+}
+
+/* n4 groups of four elements as 16-byte words (the four arrays aligned). */
+__global__ void adamw4_kernel(float4 *p, float4 *m, float4 *v, const float4 *g, int64_t n4,
+                              float lr, float b1, float b2, float eps, float wd, float bc1,
+                              float bc2) {
+    GRID_LOOP(i, n4) {
+        float4 pi = p[i], mi = m[i], vi = v[i], gi = g[i];
+        adamw_one(pi.x, mi.x, vi.x, gi.x, lr, b1, b2, eps, wd, bc1, bc2);
+        adamw_one(pi.y, mi.y, vi.y, gi.y, lr, b1, b2, eps, wd, bc1, bc2);
+        adamw_one(pi.z, mi.z, vi.z, gi.z, lr, b1, b2, eps, wd, bc1, bc2);
+        adamw_one(pi.w, mi.w, vi.w, gi.w, lr, b1, b2, eps, wd, bc1, bc2);
+        p[i] = pi, m[i] = mi, v[i] = vi;
     }
 }
 
@@ -30,10 +51,25 @@ extern "C" lact_status lact_cuda_adamw_step(lact_ctx *ctx, lact_tensor *param, l
     if (!n) return LACT_OK;
     float bc1 = (float)(1.0 - pow((double)a->beta1, (double)a->step));
     float bc2 = (float)(1.0 - pow((double)a->beta2, (double)a->step));
-    adamw_kernel<<<lact_grid_1d(n, 256), 256, 0, lact_cuda_stream(ctx)>>>(
-        (float *)param->data, (float *)m->data, (float *)v->data, (const float *)grad->data, n,
-        a->lr, a->beta1, a->beta2, a->eps, a->weight_decay, bc1, bc2);
-    LACT_CU_LAUNCH("adamw");
+    float *pp = (float *)param->data, *pm = (float *)m->data, *pv = (float *)v->data;
+    const float *pg = (const float *)grad->data;
+    cudaStream_t st = lact_cuda_stream(ctx);
+    /* Whole words of four where all four arrays allow them, then the tail. */
+    int64_t n4 = lact_aligned16(pp, pm, pv, pg) ? n / 4 : 0;
+    if (n4) {
+        adamw4_kernel<<<lact_grid_1d(n4, 256), 256, 0, st>>>(
+            (float4 *)pp, (float4 *)pm, (float4 *)pv, (const float4 *)pg, n4, a->lr, a->beta1,
+            a->beta2, a->eps, a->weight_decay, bc1, bc2);
+        LACT_CU_LAUNCH("adamw");
+    }
+    int64_t done = 4 * n4;
+    if (done < n) {
+        adamw_kernel<<<lact_grid_1d(n - done, 256), 256, 0, st>>>(pp + done, pm + done, pv + done,
+                                                                  pg + done, n - done, a->lr,
+                                                                  a->beta1, a->beta2, a->eps,
+                                                                  a->weight_decay, bc1, bc2);
+        LACT_CU_LAUNCH("adamw");
+    }
     return LACT_OK;
 }
 
