@@ -1,6 +1,7 @@
 #include "bench_util.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/base/tensor.h"
 #include "kernels/kernels.h"
@@ -64,4 +65,27 @@ lact_status bench_gemm_rate(lact_ctx *ctx, int64_t n, int iters, double *tflops)
     lact_tensor_free(&g.b);
     lact_tensor_free(&g.c);
     return s;
+}
+
+int bench_open(const cli_command *cmd, const cli_common *c, const char *dtype, lact_dtype *dt,
+               lact_ctx *ctx) {
+    if (!strcmp(dtype, "bf16"))
+        *dt = LACT_BF16;
+    else if (!strcmp(dtype, "f32"))
+        *dt = LACT_F32;
+    else {
+        cli_error(cmd, "--dtype must be bf16 or f32, not '%s'", dtype);
+        return 2;
+    }
+    lact_device dev;
+    if (!cli_resolve_device(cmd, c, &dev)) return 2;
+    if (dev != LACT_CUDA && *dt == LACT_BF16) {
+        cli_error(cmd, "bf16 needs a GPU (none is visible); use --dtype f32 on the CPU");
+        return 1;
+    }
+    if (lact_ctx_init(ctx, dev, (int)c->threads) != LACT_OK) {
+        cli_error(cmd, "%s", lact_errmsg());
+        return 1;
+    }
+    return 0;
 }

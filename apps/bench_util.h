@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "cli.h"
 #include "core/base/context.h"
 #include "core/base/status.h"
 
@@ -21,5 +22,11 @@ lact_status bench_time(lact_ctx *ctx, bench_fn fn, void *arg, int iters, double 
 /* The dense GEMM rate of this device, measured now: one plain library call
  * (lact_reference_gemm) on n×n×n, BF16 on a GPU, F32 on the CPU. */
 lact_status bench_gemm_rate(lact_ctx *ctx, int64_t n, int iters, double *tflops);
+
+/* For the op benchmarks: parses --dtype (bf16 or f32), resolves --device
+ * (bf16 needs a GPU) and opens the context. Returns 0, or the exit status
+ * after printing one line. */
+int bench_open(const cli_command *cmd, const cli_common *c, const char *dtype, lact_dtype *dt,
+               lact_ctx *ctx);
 
 #endif

@@ -129,16 +129,18 @@ done:
     return rc;
 }
 
-int cmd_bench_ttt(int argc, char **argv);  /* cmd_bench_ttt.c */
-int cmd_bench_mesa(int argc, char **argv); /* cmd_bench_mesa.c */
-int cmd_bench_lm(int argc, char **argv);   /* cmd_bench_lm.c */
-int cmd_bench_ew(int argc, char **argv);   /* cmd_bench_ew.c */
+int cmd_bench_ttt(int argc, char **argv);       /* cmd_bench_ttt.c */
+int cmd_bench_mesa(int argc, char **argv);      /* cmd_bench_mesa.c */
+int cmd_bench_lm(int argc, char **argv);        /* cmd_bench_lm.c */
+int cmd_bench_ew(int argc, char **argv);        /* cmd_bench_ew.c */
+int cmd_bench_attention(int argc, char **argv); /* cmd_bench_attention.c */
 
 int cmd_bench(int argc, char **argv) {
     if (argc > 0 && !strcmp(argv[0], "ttt")) return cmd_bench_ttt(argc - 1, argv + 1);
     if (argc > 0 && !strcmp(argv[0], "mesa")) return cmd_bench_mesa(argc - 1, argv + 1);
     if (argc > 0 && !strcmp(argv[0], "lm")) return cmd_bench_lm(argc - 1, argv + 1);
     if (argc > 0 && !strcmp(argv[0], "ew")) return cmd_bench_ew(argc - 1, argv + 1);
+    if (argc > 0 && !strcmp(argv[0], "attention")) return cmd_bench_attention(argc - 1, argv + 1);
     bench_opts o;
     const cli_opt opts[] = {
         {"--size", CLI_INT, "N", "gemm: N x N x N (0: 8192 on a GPU, 1024 on the CPU)", "0",
@@ -156,7 +158,7 @@ int cmd_bench(int argc, char **argv) {
     };
     const cli_command cmd = {
         "lact bench",
-        "gemm|copy|ttt|mesa|lm|ew [options]",
+        "gemm|copy|ttt|mesa|attention|lm|ew [options]",
         "Times lact_matmul_forward against one plain library GEMM (BF16 on a GPU, F32 on the\n"
         "CPU), or device-to-device copies (GB/s counting bytes read and written).",
         NULL,

@@ -259,25 +259,9 @@ int cmd_bench_mesa(int argc, char **argv) {
         return 2;
     }
     lact_dtype dt;
-    if (!strcmp(o.dtype, "bf16"))
-        dt = LACT_BF16;
-    else if (!strcmp(o.dtype, "f32"))
-        dt = LACT_F32;
-    else {
-        cli_error(&cmd, "--dtype must be bf16 or f32, not '%s'", o.dtype);
-        return 2;
-    }
-    lact_device dev;
-    if (!cli_resolve_device(&cmd, &o.c, &dev)) return 2;
-    if (dev != LACT_CUDA && dt == LACT_BF16) {
-        cli_error(&cmd, "bf16 needs a GPU (none is visible); use --dtype f32 on the CPU");
-        return 1;
-    }
     lact_ctx ctx;
-    if (lact_ctx_init(&ctx, dev, (int)o.c.threads) != LACT_OK) {
-        cli_error(&cmd, "%s", lact_errmsg());
-        return 1;
-    }
+    const int open_rc = bench_open(&cmd, &o.c, o.dtype, &dt, &ctx);
+    if (open_rc) return open_rc;
     int rc = mb_main(&cmd, &o, &ctx, dt);
     lact_ctx_free(&ctx);
     return rc;

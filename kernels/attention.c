@@ -36,6 +36,16 @@ void lact_attention_key_range(const lact_attn_args *args, int64_t p, int64_t n, 
     }
 }
 
+double lact_attention_pairs(const lact_attn_args *args, int64_t n) {
+    double pairs = 0.0;
+    for (int64_t p = 0; p < n; p++) {
+        int64_t lo, hi;
+        lact_attention_key_range(args, p, n, &lo, &hi);
+        pairs += (double)(hi - lo);
+    }
+    return pairs;
+}
+
 float lact_attention_scale(const lact_attn_args *args, int64_t d) {
     return args->scale != 0.0f ? args->scale : (float)(1.0 / sqrt((double)d));
 }

@@ -70,6 +70,9 @@ typedef struct lact_attn_args {
  * sequence of n keys sees under the mask. */
 void lact_attention_key_range(const lact_attn_args *args, int64_t p, int64_t n, int64_t *lo,
                               int64_t *hi);
+/* The (query, key) pairs one head of a sequence of n tokens computes under
+ * the mask: what the FLOP counts of the benchmarks are made of. */
+double lact_attention_pairs(const lact_attn_args *args, int64_t n);
 /* The scale the op uses for head dim d. */
 float lact_attention_scale(const lact_attn_args *args, int64_t d);
 

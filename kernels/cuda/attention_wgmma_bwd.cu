@@ -1,13 +1,22 @@
 /* The BF16 attention backward on Hopper's warpgroup MMA (sm_90a), head dims
- * 64 and 128: the two kernels of attention_tc_bwd.cu (d_k/d_v and d_q, one
- * writer per result, no atomics, so runs are bit-reproducible) on wgmma,
- * after the same row pass (D = Σ d_y·y, d_g, dO = d_y ⊙ σ(g)).
+ * 64 and 128, after the row pass of attention.cu (D = Σ d_y·y, d_g,
+ * dO = d_y ⊙ σ(g)). Two ways:
+ *   fused (default): one kernel per key block makes d_k, d_v and adds each
+ *     tile's share of d_q into an F32 buffer through the copy engine's
+ *     reducing bulk tensor copies (five products per tile); a last pass
+ *     scales and rounds d_q. The order of the additions varies from run to
+ *     run, so d_q may differ in its last bits between runs.
+ *   deterministic (LACT_ATTN_DETERMINISTIC=1): the two kernels of
+ *     attention_tc_bwd.cu on wgmma, d_k/d_v and d_q, one writer per result,
+ *     bit-reproducible; d_q recomputes the scores (seven products).
  *
- * Both are one template. A block owns 128 "fixed" rows and streams "tiles"
- * of BT rows of two other tensors past them:
+ * One template. A block owns 128 "fixed" rows and streams "tiles" of BT rows
+ * of two other tensors past them:
  *   d_k/d_v (KV): fixed K, V of one kv head; tiles of Q, dO of every query
  *     head of the group that sees the keys (key_queries hull);
- *     Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ, dV += Pᵀ·dO, dK += dSᵀ·Q;
+ *     Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ, dV += Pᵀ·dO, dK += dSᵀ·Q; fused, also
+ *     dQ_tile = dS·K (both consumers' dSᵀ through shared memory, each
+ *     consumer one 64 × 64 half of the product), added to F32;
  *   d_q: fixed Q, dO of one head; tiles of K, V (row_keys hull);
  *     S = Q·Kᵀ, dP = dO·Vᵀ, dQ += dS·K;
  * with P = exp2(S·scale·log2 e − lse·log2 e) (masked) and dS = P ⊙ (dP − D).
@@ -32,6 +41,8 @@
 namespace {
 
 constexpr int WGB_BF = 128, WGB_THREADS = 384;
+/* A 64-column slab of the dSᵀ buffer: 128 key rows of 128 bytes. */
+#define WGB_DS_SLAB (128u * 128u)
 
 /* Tile rows: 64 for d_k/d_v at d = 128 (two score tiles, their bf16
  * copies and two 64 × 128 accumulators fill the 232 registers; more makes
@@ -41,14 +52,19 @@ template <bool KV, int D> constexpr int wgb_bt() {
 }
 
 /* Shared memory: the fixed A0, A1 (128 rows each, A1 at F_BYTES), STAGES
- * tiles of B0 and B1, the mbarriers (fixed full; full and empty per stage)
- * and slack to align the base to 1024 bytes. */
-template <bool KV, int D> struct wgb_cfg {
+ * tiles of B0 and B1, fused: two dSᵀ buffers (128 keys × BT queries, in
+ * 64-query slabs) and a 64 × 64 F32 staging buffer per consumer (two
+ * stages only, to fit), the mbarriers (fixed full; full and empty per stage) and
+ * slack to align the base to 1024 bytes. */
+template <bool KV, int D, bool FQ = false> struct wgb_cfg {
     static constexpr int BT = wgb_bt<KV, D>();
     /* Three tile buffers where they fit (d_q at d = 128 has room for two). */
-    static constexpr int STAGES = !KV && D == 128 ? 2 : 3;
+    static constexpr int STAGES = (!KV && D == 128) || FQ ? 2 : 3;
     static constexpr uint32_t F_BYTES = WGB_BF * D * 2, T_BYTES = BT * D * 2;
-    static constexpr uint32_t B_OFF = 2 * F_BYTES, BAR_OFF = B_OFF + 2 * STAGES * T_BYTES;
+    static constexpr uint32_t DS_BYTES = FQ ? WGB_BF * BT * 2 : 0;
+    static constexpr uint32_t B_OFF = 2 * F_BYTES, DS_OFF = B_OFF + 2 * STAGES * T_BYTES;
+    static constexpr uint32_t ST_OFF = DS_OFF + 2 * DS_BYTES;
+    static constexpr uint32_t BAR_OFF = ST_OFF + (FQ ? 2 * 16384 : 0);
     static constexpr uint32_t SMEM = BAR_OFF + 8 * (1 + 2 * STAGES) + 1024;
     static __device__ __forceinline__ uint32_t b0(uint32_t base, int s) {
         return base + B_OFF + 2 * s * T_BYTES;
@@ -98,16 +114,18 @@ wgb_issue_grad(float (&acc)[D / 2], const uint32_t (&x)[BT / 16][4], uint32_t sb
 /* Grid: (fixed row blocks, heads (d_q) or kv heads (d_k/d_v), batch). The
  * blocks with the most tiles (causal: the last query rows, the first keys)
  * start first. */
-template <bool KV, int D>
+template <bool KV, int D, bool FQ>
 __global__ void __launch_bounds__(WGB_THREADS, 1)
     attn_wgmma_bwd_kernel(const __grid_constant__ CUtensorMap ta0,
                           const __grid_constant__ CUtensorMap ta1,
                           const __grid_constant__ CUtensorMap tb0,
-                          const __grid_constant__ CUtensorMap tb1, bf16 *__restrict__ out0,
+                          const __grid_constant__ CUtensorMap tb1,
+                          const __grid_constant__ CUtensorMap tdq, bf16 *__restrict__ out0,
                           bf16 *__restrict__ out1, const float *__restrict__ lse,
                           const float *__restrict__ dsum, attn_geom G) {
 #if WGMMA_DEVICE
-    using C = wgb_cfg<KV, D>;
+    static_assert(KV || !FQ, "d_q is fused into the d_k/d_v kernel only");
+    using C = wgb_cfg<KV, D, FQ>;
     constexpr int BT = C::BT, BF = WGB_BF, STAGES = C::STAGES;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     __shared__ wgb_info<KV ? BT : 1> info[STAGES];
@@ -309,18 +327,95 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
             for (int j = 0; j < BT / 16; j++)
                 wg_acc_to_a(x[j], sc, j);
         }
+        if constexpr (FQ) {
+            const uint32_t dsb = base + C::DS_OFF + (it & 1) * C::DS_BYTES;
+            /* This consumer's 64 rows of dSᵀ into the buffer, as y holds
+             * them (row 16·warp + g + 8·(m % 2), columns 16j + 8·(m / 2) + 2t). */
+            const int kr = cw * 64 + warp * 16 + gq;
+#pragma unroll
+            for (int j = 0; j < BT / 16; j++)
+#pragma unroll
+                for (int m = 0; m < 4; m++) {
+                    const int row = kr + 8 * (m & 1), col = 16 * j + 8 * (m >> 1) + 2 * tq;
+                    const uint32_t a = dsb + (col >> 6) * WGB_DS_SLAB + sw128_offset(row, col & 63);
+                    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a), "r"(y[j][m]) : "memory");
+                }
+            wg_fence_proxy_async();
+        }
         wg_fence_regs(acc0);
         if constexpr (KV) wg_fence_regs(acc1);
         wg_fence();
         if constexpr (KV) wgb_issue_grad<D, BT>(acc1, x, tb1s);
         wgb_issue_grad<D, BT>(acc0, y, tb0s);
         wg_commit();
-        wg_wait<0>();
-        wg_fence_regs(acc0);
-        if constexpr (KV) wg_fence_regs(acc1);
-        if (lane == 0) mbar_arrive(empty_t(s));
+        if constexpr (FQ) {
+            /* dQ_tile = dS·K over the block's 128 keys once both consumers
+             * have stored their dSᵀ rows. Consumer cw takes D columns
+             * [64cw, 64cw + 64) at d = 128 (BT = 64), query rows
+             * [64cw, 64cw + 64) at d = 64 (BT = 128). The buffers alternate:
+             * a consumer reaches this barrier again only after its product
+             * that read the other buffer has completed. */
+            const uint32_t dsb = base + C::DS_OFF + (it & 1) * C::DS_BYTES;
+            const int ms = D == 128 ? 0 : cw, ns = D == 128 ? cw : 0;
+            float dq[32];
+#pragma unroll
+            for (int i = 0; i < 32; i++)
+                dq[i] = 0.0f;
+            wg_bar_sync(1, 256);
+            wg_fence_regs(dq);
+            wg_fence();
+#pragma unroll
+            for (int j = 0; j < WGB_BF / 16; j++)
+                wg_mma_ss_tt64(dq, wg_desc(dsb + ms * WGB_DS_SLAB + 2048 * j, WGB_DS_SLAB, 1024),
+                               wg_desc(sa0 + ns * WGB_BF * 128 + 2048 * j, WGB_BF * 128, 1024),
+                               j > 0);
+            wg_commit();
+            wg_wait<1>();
+            wg_fence_regs(acc0);
+            wg_fence_regs(acc1);
+            if (lane == 0) mbar_arrive(empty_t(s));
+            wg_wait<0>();
+            wg_fence_regs(dq);
+            const int64_t h = tile_head(it);
+            {
+                /* Through this consumer's staging buffer (two 32-column
+                 * boxes in the reduce map's swizzled layout) into the F32
+                 * sums; the buffer is rewritten once the copy engine has
+                 * read the previous tile's. */
+                const uint32_t stg = base + C::ST_OFF + cw * 16384;
+                if (tid == 0) tma_wait_read();
+                wg_bar_sync(2 + cw, 128);
+#pragma unroll
+                for (int g8 = 0; g8 < 8; g8++)
+#pragma unroll
+                    for (int r = 0; r < 2; r++) {
+                        const int row = warp * 16 + gq + 8 * r, cc = (8 * g8 + 2 * tq) & 31;
+                        const uint32_t a = stg + (g8 >> 2) * 8192 + row * 128 +
+                                           ((((cc >> 2) ^ row) & 7) << 4) + (cc & 3) * 4;
+                        asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(a),
+                                     "f"(dq[4 * g8 + 2 * r]), "f"(dq[4 * g8 + 2 * r + 1])
+                                     : "memory");
+                    }
+                wg_fence_proxy_async();
+                wg_bar_sync(2 + cw, 128);
+                if (tid == 0) {
+                    tma_reduce_add_3d(&tdq, stg, ns * 64, t0 + ms * 64, (int)(b * G.nh + h));
+                    tma_reduce_add_3d(&tdq, stg + 8192, ns * 64 + 32, t0 + ms * 64,
+                                      (int)(b * G.nh + h));
+                    tma_commit();
+                }
+            }
+        } else {
+            wg_wait<0>();
+            wg_fence_regs(acc0);
+            if constexpr (KV) wg_fence_regs(acc1);
+            if (lane == 0) mbar_arrive(empty_t(s));
+        }
     }
 
+    if constexpr (FQ) {
+        if (tid == 0) tma_wait_all();
+    }
     /* Epilogue: KV writes dK = acc0·scale (out0) and dV = acc1 (out1); d_q
      * writes dQ = acc0·scale (out0). */
     const int64_t obase = KV ? (b * G.nkv + hh) * G.lk : qbase;
@@ -354,10 +449,12 @@ bool wgb_probe(int dev) {
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
         major == 9 && minor == 0;
-    ok = ok && cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 64>) == cudaSuccess &&
-         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 128>) == cudaSuccess &&
-         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<false, 64>) == cudaSuccess &&
-         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<false, 128>) == cudaSuccess;
+    ok = ok && cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 64, false>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 128, false>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 64, true>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 128, true>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<false, 64, false>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<false, 128, false>) == cudaSuccess;
     ok = ok && cudaMemcpyFromSymbol(&built, attn_wgmma_bwd_built, sizeof built) == cudaSuccess &&
          built == 1;
     ok = ok && wg_encode_fn() != NULL;
@@ -384,27 +481,68 @@ int wgb_parts(void) {
     return wgb_known[dev] > 0 ? parts : 0;
 }
 
-template <bool KV, int D>
+template <bool KV, int D, bool FQ>
 lact_status wgb_launch(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *out0, bf16 *out1,
                        const bf16 *a0, const bf16 *a1, const bf16 *b0, const bf16 *b1,
-                       const float *lse, const float *dsum) {
-    using C = wgb_cfg<KV, D>;
+                       const float *lse, const float *dsum, float *dq_acc) {
+    using C = wgb_cfg<KV, D, FQ>;
     const int64_t nfix = KV ? G.lk : G.lq, ntile = KV ? G.lq : G.lk;
     const int64_t zf = nb * (KV ? G.nkv : G.nh), zt = nb * (KV ? G.nh : G.nkv);
     if (nfix <= 0 || zf <= 0) return LACT_OK;
-    CUtensorMap m0, m1, m2, m3;
+    CUtensorMap m0, m1, m2, m3, m4;
     LACT_TRY(wg_tensor_map_bf16(&m0, a0, D, (uint64_t)nfix, (uint64_t)zf, WGB_BF));
     LACT_TRY(wg_tensor_map_bf16(&m1, a1, D, (uint64_t)nfix, (uint64_t)zf, WGB_BF));
     LACT_TRY(wg_tensor_map_bf16(&m2, b0, D, (uint64_t)ntile, (uint64_t)zt, C::BT));
     LACT_TRY(wg_tensor_map_bf16(&m3, b1, D, (uint64_t)ntile, (uint64_t)zt, C::BT));
-    LACT_CU(cudaFuncSetAttribute(attn_wgmma_bwd_kernel<KV, D>,
+    if (FQ)
+        LACT_TRY(wg_tensor_map_f32(&m4, dq_acc, D, (uint64_t)G.lq, (uint64_t)(nb * G.nh), 64));
+    else
+        m4 = m0;
+    LACT_CU(cudaFuncSetAttribute(attn_wgmma_bwd_kernel<KV, D, FQ>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
     dim3 grid((unsigned)((nfix + WGB_BF - 1) / WGB_BF), (unsigned)(KV ? G.nkv : G.nh),
               (unsigned)nb);
-    attn_wgmma_bwd_kernel<KV, D><<<grid, WGB_THREADS, C::SMEM, lact_cuda_stream(ctx)>>>(
-        m0, m1, m2, m3, out0, out1, lse, dsum, G);
+    attn_wgmma_bwd_kernel<KV, D, FQ><<<grid, WGB_THREADS, C::SMEM, lact_cuda_stream(ctx)>>>(
+        m0, m1, m2, m3, m4, out0, out1, lse, dsum, G);
     LACT_CU_LAUNCH(KV ? "attention backward d_k/d_v (wgmma)" : "attention backward d_q (wgmma)");
     return LACT_OK;
+}
+
+/* The fused path's last pass: dq = bf16(acc · scale), four at a time (the
+ * row length is a multiple of 64). */
+__global__ void wgb_dq_finish_kernel(bf16 *__restrict__ dq, const float4 *__restrict__ acc,
+                                     int64_t n4, float scale) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const float4 a = acc[i];
+        __nv_bfloat162 lo = __floats2bfloat162_rn(a.x * scale, a.y * scale);
+        __nv_bfloat162 hi = __floats2bfloat162_rn(a.z * scale, a.w * scale);
+        uint2 w;
+        w.x = *reinterpret_cast<uint32_t *>(&lo), w.y = *reinterpret_cast<uint32_t *>(&hi);
+        reinterpret_cast<uint2 *>(dq)[i] = w;
+    }
+}
+
+template <int D>
+lact_status wgb_fused(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *dq, bf16 *dk, bf16 *dv,
+                      const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *dout,
+                      const float *lse, const float *dsum) {
+    const int64_t n = nb * G.nh * G.lq * D;
+    float *acc = NULL;
+    LACT_TRY(lact_cuda_buffer(ctx, LACT_BUF_ATTN_DQ_ACC, (size_t)n * sizeof(float), (void **)&acc));
+    cudaStream_t st = lact_cuda_stream(ctx);
+    LACT_CU(cudaMemsetAsync(acc, 0, (size_t)n * sizeof(float), st));
+    LACT_TRY((wgb_launch<true, D, true>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum, acc)));
+    wgb_dq_finish_kernel<<<lact_grid_1d(n / 4, 256), 256, 0, st>>>(dq, (const float4 *)acc, n / 4,
+                                                                   G.scale);
+    LACT_CU_LAUNCH("attention backward d_q finish");
+    return LACT_OK;
+}
+
+/* Whether LACT_ATTN_DETERMINISTIC asks for the bit-reproducible backward. */
+bool wgb_deterministic(void) {
+    const char *e = getenv("LACT_ATTN_DETERMINISTIC");
+    return e && *e && strcmp(e, "0") != 0;
 }
 
 } // namespace
@@ -418,17 +556,24 @@ lact_status attn_wgmma_backward(lact_ctx *ctx, const attn_geom &G, int64_t nb, b
                                 const bf16 *dout, const float *lse, const float *dsum) {
     const int parts = wgb_parts();
     const bool wkv = (parts & 1) && (dk || dv), wq = (parts & 2) && dq;
+    if (wkv && wq && !wgb_deterministic())
+        return G.d == 64 ? wgb_fused<64>(ctx, G, nb, dq, dk, dv, q, k, v, dout, lse, dsum)
+                         : wgb_fused<128>(ctx, G, nb, dq, dk, dv, q, k, v, dout, lse, dsum);
     if (wkv) {
         if (G.d == 64)
-            LACT_TRY((wgb_launch<true, 64>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum)));
+            LACT_TRY(
+                (wgb_launch<true, 64, false>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum, NULL)));
         else
-            LACT_TRY((wgb_launch<true, 128>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum)));
+            LACT_TRY(
+                (wgb_launch<true, 128, false>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum, NULL)));
     }
     if (wq) {
         if (G.d == 64)
-            LACT_TRY((wgb_launch<false, 64>(ctx, G, nb, dq, NULL, q, dout, k, v, lse, dsum)));
+            LACT_TRY((wgb_launch<false, 64, false>(ctx, G, nb, dq, NULL, q, dout, k, v, lse, dsum,
+                                                   NULL)));
         else
-            LACT_TRY((wgb_launch<false, 128>(ctx, G, nb, dq, NULL, q, dout, k, v, lse, dsum)));
+            LACT_TRY((wgb_launch<false, 128, false>(ctx, G, nb, dq, NULL, q, dout, k, v, lse, dsum,
+                                                    NULL)));
     }
     /* The parts switched off run on the mma.sync kernels. */
     if ((!wq && dq) || (!wkv && (dk || dv)))

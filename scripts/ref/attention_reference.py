@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
-"""PyTorch timings of the shapes of lact's attention timing table
-(tests/kernels/test_attention_cuda.c): bf16 [B=4, H=16, L=8192, d=128],
-causal (SDPA, cuDNN/flash backend), sliding window 2048 and block-causal 4096
-(flex_attention, compiled). Same FLOP convention: 4·d per unmasked (query,
-key) pair and head for the forward, forward + backward = 3.5× forward.
-Medians of CUDA-event timings after warm-up."""
+"""PyTorch timings of the shapes of `lact bench attention` (and of the timing
+table of tests/kernels/test_attention_cuda.c): bf16 [B=4, H=16, L, d=128] for
+L in --len, causal (SDPA with the cuDNN and the flash backend), sliding
+window 2048 and block-causal 4096 (flex_attention, compiled). Same FLOP
+convention: 4·d per unmasked (query, key) pair and head for the forward,
+forward + backward = 3.5× forward. Medians of CUDA-event timings after
+warm-up. With --lact FILE (the JSON lines of `lact bench attention --json`
+on the same GPU) it prints lact's figures beside PyTorch's and the ratios
+(PyTorch time / lact time; above 1 means lact is faster)."""
+import argparse
+import json
 import sys
 
 import torch
 import torch.nn.functional as F
 
-B, H, L, D = 4, 16, 8192, 128
+B, H, D = 4, 16, 128
 REPS = 5
 
 
-def pairs(kind, arg):
+def pairs(kind, arg, L):
     p = torch.arange(L, dtype=torch.float64)
     if kind == "causal":
         return float((p + 1).sum())
@@ -38,27 +43,33 @@ def timed(fn):
     return ts[len(ts) // 2]
 
 
-def main():
-    torch.manual_seed(0)
+def sdpa_fn(q, k, v, backend):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    b = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}[backend]
+
+    def fwd():
+        with sdpa_kernel(b):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return fwd
+
+
+def run_length(L, lact):
     dev = "cuda"
+    torch.manual_seed(0)
     q, k, v = (torch.randn(B, H, L, D, device=dev, dtype=torch.bfloat16, requires_grad=True)
                for _ in range(3))
     dy = torch.randn(B, H, L, D, device=dev, dtype=torch.bfloat16)
-    cases = [("causal", "causal", 0), ("window 2048", "window", 2048),
-             ("block-causal 4096", "block", 4096)]
-    print(f"pytorch {torch.__version__} bf16 [B={B}, H={H}, L={L}, d={D}]; median of {REPS}")
-    print(f"  {'mask':18s} {'impl':8s} {'fwd ms':>10s} {'fwd TF/s':>10s} {'fwd+bwd ms':>12s} "
-          f"{'f+b TF/s':>10s}")
+    cases = [("causal", "causal", 0, "sdpa-cudnn"), ("causal", "causal", 0, "sdpa-flash"),
+             ("window", "window", 2048, "flex"), ("block-causal", "block", 4096, "flex")]
     flex = None
-    for name, kind, arg in cases:
-        if kind == "causal":
-            impl = "sdpa"
-            fwd = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    for name, kind, arg, impl in cases:
+        if impl.startswith("sdpa"):
+            fwd = sdpa_fn(q, k, v, impl[5:])
         else:
             try:
                 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
             except ImportError:
-                print(f"  {name:18s} flex_attention unavailable")
+                print(f"  {name:13s} flex_attention unavailable")
                 continue
             if flex is None:
                 flex = torch.compile(flex_attention)
@@ -67,10 +78,13 @@ def main():
             else:
                 mask = lambda b, h, i, j, n=arg: (j // n) <= (i // n)
             bm = create_block_mask(mask, None, None, L, L, device=dev)
-            impl = "flex"
             fwd = lambda bm=bm: flex(q, k, v, block_mask=bm)
-        for _ in range(2):
-            fwd().backward(dy)
+        try:
+            for _ in range(2):
+                fwd().backward(dy)
+        except RuntimeError as e:  # a backend that does not take this shape
+            print(f"  {name:13s} {impl:11s} {L:7d} unavailable: {str(e).splitlines()[0][:60]}")
+            continue
         with torch.no_grad():
             tf = timed(fwd)
 
@@ -78,10 +92,39 @@ def main():
             fwd().backward(dy)
 
         tb = timed(both)
-        fl = 4.0 * D * pairs(kind, arg) * B * H
-        print(f"  {name:18s} {impl:8s} {tf:10.3f} {fl / tf * 1e-9:10.1f} {tb:12.3f} "
-              f"{3.5 * fl / tb * 1e-9:10.1f}")
+        fl = 4.0 * D * pairs(kind, arg, L) * B * H
+        line = (f"  {name:13s} {impl:11s} {L:7d} {tf:9.3f} {fl / tf * 1e-9:8.1f} {tb:9.3f} "
+                f"{3.5 * fl / tb * 1e-9:8.1f}")
+        mine = lact.get((name, L))
+        if mine:
+            line += (f" | {mine['fwd_ms']:8.3f} {mine['fwd_bwd_ms']:9.3f} | "
+                     f"{tf / mine['fwd_ms']:5.2f}x {tb / mine['fwd_bwd_ms']:5.2f}x")
+        print(line)
         sys.stdout.flush()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--len", default="8192,32768", help="lengths, comma-separated")
+    ap.add_argument("--lact", help="JSON lines of `lact bench attention --json` to compare with")
+    a = ap.parse_args()
+    lact = {}
+    if a.lact:
+        with open(a.lact) as f:
+            for line in f:
+                if line.strip():
+                    r = json.loads(line)
+                    lact[(r["mask"], int(r["len"]))] = r
+    print(f"pytorch {torch.__version__} bf16 [B={B}, H={H}, L, d={D}]; median of {REPS}; "
+          f"window 2048, block 4096")
+    head = (f"  {'mask':13s} {'impl':11s} {'L':>7s} {'fwd ms':>9s} {'TF/s':>8s} {'f+b ms':>9s} "
+            f"{'TF/s':>8s}")
+    if lact:
+        head += f" | {'lact fwd':>8s} {'lact f+b':>9s} | {'fwd':>6s} {'f+b':>6s}  (PyTorch/lact)"
+    print(head)
+    for L in (int(x) for x in a.len.split(",")):
+        run_length(L, lact)
+        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@
  * BF16 (tensor-core kernels for d 64 and 128), forward and backward, with
  * the outputs poisoned before each run; then a timing table of long BF16
  * cases. Where the Hopper kernels (wgmma) run, every BF16 case and the
- * table run twice: once with them (forward and backward), once with
- * LACT_ATTN_WGMMA=0 and LACT_ATTN_WGMMA_BWD=0 (mma.sync).
+ * table run three times: with them (the fused backward), with them and
+ * LACT_ATTN_DETERMINISTIC=1 (the two-kernel backward, whose second run
+ * must repeat the first bit for bit), and with LACT_ATTN_WGMMA=0 and
+ * LACT_ATTN_WGMMA_BWD=0 (mma.sync).
  * Skips (77) without a CUDA device. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -24,12 +26,17 @@
 #endif
 
 /* The BF16 kernels to run: the Hopper forward and backward where they are
- * active, and always the mma.sync ones (forced through the environment
- * switches LACT_ATTN_WGMMA=0 and LACT_ATTN_WGMMA_BWD=0). */
-enum { KERN_DEFAULT, KERN_MMA_SYNC };
+ * active (fused, and deterministic through LACT_ATTN_DETERMINISTIC=1), and
+ * always the mma.sync ones (forced through the environment switches
+ * LACT_ATTN_WGMMA=0 and LACT_ATTN_WGMMA_BWD=0). */
+enum { KERN_DEFAULT, KERN_DETERMINISTIC, KERN_MMA_SYNC, KERN_COUNT };
 static bool wgmma_active, wgmma_bwd_active;
+static int n_kernels(void) {
+    return wgmma_active ? KERN_COUNT : 1;
+}
 static const char *kern_name(int kern) {
-    return kern == KERN_MMA_SYNC || !wgmma_active ? "mma.sync" : "wgmma";
+    if (kern == KERN_MMA_SYNC || !wgmma_active) return "mma.sync";
+    return kern == KERN_DETERMINISTIC ? "wgmma-det" : "wgmma";
 }
 static void select_kernel(int kern) {
     if (!wgmma_active) return; /* one kernel only: leave the caller's environment alone */
@@ -40,6 +47,10 @@ static void select_kernel(int kern) {
         unsetenv("LACT_ATTN_WGMMA");
         unsetenv("LACT_ATTN_WGMMA_BWD");
     }
+    if (kern == KERN_DETERMINISTIC)
+        setenv("LACT_ATTN_DETERMINISTIC", "1", 1);
+    else
+        unsetenv("LACT_ATTN_DETERMINISTIC");
 }
 
 typedef struct big {
@@ -102,6 +113,24 @@ static double rel_err(const lact_tensor *dev, const lact_tensor *ref) {
     return sqrt(num / fmax(den, 1e-30));
 }
 
+/* A second backward with the same inputs gives the same gradients, bit for
+ * bit. */
+static void check_repeatable(lact_ctx *gpu, lact_tensor *d, const big *bc, const lact_tensor *dg_in,
+                             const lact_tensor *dcu, int c) {
+    const int outs[] = {DQ, DK, DV};
+    lact_tensor first[3] = {{0}}, again = {0};
+    for (int j = 0; j < 3; j++)
+        CHECK_OK(lact_tensor_clone(&first[j], &d[outs[j]], d[outs[j]].dtype, LACT_CPU));
+    CHECK_OK(lact_attention_backward(gpu, &d[DQ], &d[DK], &d[DV], bc->gate ? &d[DG] : NULL, &d[DY],
+                                     &d[Q], &d[K], &d[V], dg_in, dcu, &d[Y], &d[LSE], &bc->a));
+    for (int j = 0; j < 3; j++) {
+        CHECK_OK(lact_tensor_clone(&again, &d[outs[j]], d[outs[j]].dtype, LACT_CPU));
+        CHECK_MSG(memcmp(again.data, first[j].data, lact_tensor_nbytes(&again)) == 0,
+                  "big case %d (wgmma-det): gradient %d differs between two runs", c, j);
+        lact_tensor_free(&again), lact_tensor_free(&first[j]);
+    }
+}
+
 static void run_big(lact_ctx *cpu, lact_ctx *gpu, const big *bc, int c, lact_dtype dt) {
     int n_seq = 0;
     int64_t lq = bc->lq, lk = bc->lk;
@@ -155,7 +184,7 @@ static void run_big(lact_ctx *cpu, lact_ctx *gpu, const big *bc, int c, lact_dty
     CHECK_OK(lact_attention_forward(cpu, &h[Y], &h[LSE], &h[Q], &h[K], &h[V], hg, hcu, &bc->a));
     CHECK_OK(lact_attention_backward(cpu, &h[DQ], &h[DK], &h[DV], bc->gate ? &h[DG] : NULL, &h[DY],
                                      &h[Q], &h[K], &h[V], hg, hcu, &h[Y], &h[LSE], &bc->a));
-    const int n_kern = dt == LACT_BF16 && wgmma_active ? 2 : 1;
+    const int n_kern = dt == LACT_BF16 ? n_kernels() : 1;
     for (int kern = 0; kern < n_kern; kern++) {
         select_kernel(kern);
         for (int j = Y; j < N_T; j++) /* poison: an unwritten element fails the check */
@@ -180,21 +209,12 @@ static void run_big(lact_ctx *cpu, lact_ctx *gpu, const big *bc, int c, lact_dty
             CHECK_MSG(e <= tol, "big case %d (%s): %s rel err %.3g > %.3g", c,
                       dt == LACT_BF16 ? kern_name(kern) : "f32", names[outs[j]], e, tol);
         }
+        if (dt == LACT_BF16 && wgmma_active && kern == KERN_DETERMINISTIC)
+            check_repeatable(gpu, d, bc, dg_in, dcu, c);
     }
     select_kernel(KERN_DEFAULT);
     for (int j = 0; j < N_T; j++)
         lact_tensor_free(&h[j]), lact_tensor_free(&d[j]);
-}
-
-/* Unmasked (query, key) pairs of one head of length n under the mask. */
-static double unmasked_pairs(const lact_attn_args *a, int64_t n) {
-    double pairs = 0.0;
-    for (int64_t p = 0; p < n; p++) {
-        int64_t lo, hi;
-        lact_attention_key_range(a, p, n, &lo, &hi);
-        pairs += (double)(hi - lo);
-    }
-    return pairs;
 }
 
 static double median(double *x, int n) {
@@ -229,7 +249,7 @@ static void time_long(lact_ctx *gpu) {
                  {"block-causal 4096", {LACT_ATTN_BLOCK_CAUSAL, 0, 4096, 0}}};
     lact_timer tm;
     CHECK_OK(lact_timer_init(&tm, gpu));
-    const int n_kern = wgmma_active ? 2 : 1;
+    const int n_kern = n_kernels();
     for (int64_t d = 128; d >= 64; d -= 64) {
         int64_t sd[4] = {4, 16, 8192, d};
         lact_tensor v[N_BUF];
@@ -258,7 +278,7 @@ static void time_long(lact_ctx *gpu) {
                 CHECK_OK(lact_timer_stop(&tm, &ms_b));
                 if (r >= 0) fwd[r] = ms_f, both[r] = ms_f + ms_b;
             }
-            const double flops = 4.0 * (double)d * unmasked_pairs(a, 8192) * 4 * 16;
+            const double flops = 4.0 * (double)d * lact_attention_pairs(a, 8192) * 4 * 16;
             const double mf = median(fwd, REPS), mb = median(both, REPS);
             printf("  %-18s %-9s %10.3f %10.1f %12.3f %12.1f\n", cases[c].name, kern_name(kern), mf,
                    flops / mf * 1e-9, mb, 3.5 * flops / mb * 1e-9);
