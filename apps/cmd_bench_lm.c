@@ -260,8 +260,10 @@ int cmd_bench_lm(int argc, char **argv) {
          &o.config},
         {"--set", CLI_LIST, "KEY=VALUE", "override a config key (repeatable)", NULL, &o.set},
         {"--steps", CLI_INT, "N", "timed optimizer steps", "10", &o.steps},
-        {"--warmup", CLI_INT, "N", "untimed steps first (not the config's lr warm-up)", "2",
-         &o.warmup},
+        {"--warmup", CLI_INT, "N",
+         "untimed steps first (not the config's lr warm-up; on a GPU the second one records the "
+         "step as a CUDA graph, so keep 2 or more)",
+         "2", &o.warmup},
         {"--gemm-size", CLI_INT, "N",
          "reference GEMM N x N x N (0: 8192 on a GPU, 1024 on the CPU)", "0", &o.gemm_size},
         {"--peak-tflops", CLI_FLOAT, "T",

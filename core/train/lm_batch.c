@@ -44,8 +44,7 @@ void lact_lm_batch_free(lact_lm_batch *b) {
     memset(b, 0, sizeof *b);
 }
 
-lact_status lact_lm_batch_upload(lact_lm_batch *b, int64_t rows, float weight,
-                                 int64_t *n_tokens) {
+lact_status lact_lm_batch_upload(lact_lm_batch *b, int64_t rows, float weight, int64_t *n_tokens) {
     int64_t T = b->T;
     for (int64_t r = 0; r < b->B; r++)
         for (int64_t t = 0; t < T; t++) {
@@ -63,9 +62,17 @@ lact_status lact_lm_batch_upload(lact_lm_batch *b, int64_t rows, float weight,
     return lact_mem_copy(b->dloss.data, dev, b->h_loss, LACT_CPU, n * sizeof(float));
 }
 
-lact_status lact_lm_batch_forward(lact_ctx *ctx, lact_lm *m, lact_lm_batch *b, double *sum) {
+lact_status lact_lm_batch_forward_device(lact_ctx *ctx, lact_lm *m, lact_lm_batch *b) {
     lact_arena_reset(&b->arena);
-    LACT_TRY(lact_lm_forward(ctx, m, &b->arena, &b->loss, &b->ids, &b->targets));
+    return lact_lm_forward(ctx, m, &b->arena, &b->loss, &b->ids, &b->targets);
+}
+
+lact_status lact_lm_batch_forward(lact_ctx *ctx, lact_lm *m, lact_lm_batch *b, double *sum) {
+    LACT_TRY(lact_lm_batch_forward_device(ctx, m, b));
+    return lact_lm_batch_loss_sum(b, sum);
+}
+
+lact_status lact_lm_batch_loss_sum(lact_lm_batch *b, double *sum) {
     size_t n = (size_t)(b->B * b->T);
     LACT_TRY(lact_mem_copy(b->h_loss, LACT_CPU, b->loss.data, b->loss.device, n * sizeof(float)));
     double s = 0;
@@ -76,8 +83,7 @@ lact_status lact_lm_batch_forward(lact_ctx *ctx, lact_lm *m, lact_lm_batch *b, d
 }
 
 lact_status lact_lm_eval(lact_ctx *ctx, lact_lm *m, lact_lm_batch *b, lact_loader *l,
-                         int64_t max_batches, const int32_t *token_bytes,
-                         lact_lm_eval_result *r) {
+                         int64_t max_batches, const int32_t *token_bytes, lact_lm_eval_result *r) {
     memset(r, 0, sizeof *r);
     while (max_batches == 0 || r->batches < max_batches) {
         int64_t rows, n;

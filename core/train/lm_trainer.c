@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/base/log.h"
 #include "core/io/checkpoint.h"
 #include "core/io/file.h"
 
@@ -43,8 +44,10 @@ static lact_status data_vocab(const char *dir, int64_t *vocab) {
 static lact_status check_data(const char *dir, const lact_lm_cfg *m, bool *has_val) {
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return lact_fail(LACT_E_NOT_FOUND, "%s: no such data directory (make one with lact lm "
-                                           "prepare)", dir);
+        return lact_fail(LACT_E_NOT_FOUND,
+                         "%s: no such data directory (make one with lact lm "
+                         "prepare)",
+                         dir);
     int64_t vocab;
     LACT_TRY(data_vocab(dir, &vocab));
     if (vocab > m->vocab)
@@ -99,6 +102,8 @@ lact_status lact_lm_trainer_init(lact_lm_trainer *t, lact_ctx *ctx, const lact_l
 }
 
 void lact_lm_trainer_free(lact_lm_trainer *t) {
+    lact_graph_free(&t->graph);
+    t->graph_state = 0;
     if (t->parts & PART_BATCH) lact_lm_batch_free(&t->batch);
     if (t->parts & PART_LOADER) lact_loader_free(&t->train);
     if (t->parts & PART_OPT) lact_adamw_free(&t->opt);
@@ -118,6 +123,38 @@ lact_status lact_lm_trainer_step(lact_lm_trainer *t, lact_lm_step_stats *st) {
     return lact_lm_trainer_step_from(t, loader_windows, &t->train, st);
 }
 
+/* Forward and backward of the uploaded batch; the losses stay on the device. */
+static lact_status micro_step(lact_lm_trainer *t) {
+    LACT_TRY(lact_lm_batch_forward_device(t->ctx, &t->model, &t->batch));
+    return lact_lm_backward(t->ctx, &t->model, &t->batch.arena, &t->batch.dloss);
+}
+
+/* On CUDA the first micro-step runs as it is (it sizes the kernels' cached
+ * buffers); the second is recorded as a graph and every later one replays
+ * it: the shapes and the arena's addresses repeat, and the batch arrives in
+ * the same device buffers. If recording fails, the steps run kernel by
+ * kernel from then on. */
+static lact_status run_micro_step(lact_lm_trainer *t) {
+    if (t->graph.exec) return lact_graph_launch(t->ctx, &t->graph);
+    if (t->graph_state == 0) {
+        const char *e = getenv("LACT_CUDA_GRAPH");
+        t->graph_state = t->ctx->device == LACT_CUDA && !(e && !strcmp(e, "0")) ? 1 : -1;
+        return micro_step(t);
+    }
+    if (t->graph_state < 0) return micro_step(t);
+    LACT_TRY(lact_graph_begin(t->ctx));
+    lact_status s = micro_step(t);
+    char why[256]; /* the first failure names the call that cannot be recorded */
+    snprintf(why, sizeof why, "%s", s == LACT_OK ? "" : lact_errmsg());
+    lact_status e = lact_graph_end(t->ctx, &t->graph, s == LACT_OK);
+    if (s == LACT_OK && e == LACT_OK) return lact_graph_launch(t->ctx, &t->graph);
+    LACT_WARN("lm: the training step could not be recorded as a CUDA graph (%s); it runs kernel "
+              "by kernel",
+              s != LACT_OK ? why : lact_errmsg());
+    t->graph_state = -1;
+    return micro_step(t);
+}
+
 lact_status lact_lm_trainer_step_from(lact_lm_trainer *t, lact_lm_windows_fn next, void *arg,
                                       lact_lm_step_stats *st) {
     const lact_lm_run_cfg *c = &t->cfg;
@@ -131,8 +168,8 @@ lact_status lact_lm_trainer_step_from(lact_lm_trainer *t, lact_lm_windows_fn nex
         double part;
         LACT_TRY(next(arg, t->batch.window, &rows));
         LACT_TRY(lact_lm_batch_upload(&t->batch, rows, weight, &n));
-        LACT_TRY(lact_lm_batch_forward(t->ctx, &t->model, &t->batch, &part));
-        LACT_TRY(lact_lm_backward(t->ctx, &t->model, &t->batch.arena, &t->batch.dloss));
+        LACT_TRY(run_micro_step(t));
+        LACT_TRY(lact_lm_batch_loss_sum(&t->batch, &part));
         sum += part;
         tokens += n;
     }
@@ -234,8 +271,7 @@ lact_status lact_lm_trainer_save(lact_lm_trainer *t, const char *path) {
     lact_status s = ckpt_tensors(t, &names, &ts, &n);
     char *state = s == LACT_OK ? state_json(t) : NULL;
     if (s == LACT_OK && !state) s = lact_fail(LACT_E_NOMEM, "checkpoint: cannot build the state");
-    if (s == LACT_OK)
-        s = lact_checkpoint_save(path, n, (const char *const *)names, ts, state);
+    if (s == LACT_OK) s = lact_checkpoint_save(path, n, (const char *const *)names, ts, state);
     free(state);
     free_names(names, ts, n);
     return s;
@@ -260,10 +296,9 @@ static lact_status parse_state(const char *path, const char *json, lact_lm_run_c
     lact_status s = LACT_OK;
     int64_t tk = 0;
     if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "lact.lm.train") != 0 ||
-        !get_int(root, "step", step) || !get_int(root, "tokens", &tk) ||
-        !cJSON_IsObject(loader) || !get_int(loader, "epoch", &pos->epoch) ||
-        !get_int(loader, "shard", &pos->shard) || !get_int(loader, "window", &pos->window) ||
-        !cJSON_IsObject(c))
+        !get_int(root, "step", step) || !get_int(root, "tokens", &tk) || !cJSON_IsObject(loader) ||
+        !get_int(loader, "epoch", &pos->epoch) || !get_int(loader, "shard", &pos->shard) ||
+        !get_int(loader, "window", &pos->window) || !cJSON_IsObject(c))
         s = lact_fail(LACT_E_FORMAT, "%s: the training state is not a lact lm state", path);
     if (tokens) *tokens = tk;
     if (s == LACT_OK) {

@@ -10,6 +10,7 @@
 #ifndef LACT_TRAIN_LM_TRAINER_H
 #define LACT_TRAIN_LM_TRAINER_H
 
+#include "core/base/graph.h"
 #include "core/train/lm_batch.h"
 #include "core/train/lm_config.h"
 #include "core/train/optim.h"
@@ -31,10 +32,16 @@ typedef struct lact_lm_trainer {
     int64_t step;      /* optimizer steps done */
     int64_t tokens;    /* training tokens seen */
     int parts;         /* what init made, for free */
+    /* CUDA: the micro-step (forward + backward) recorded once and replayed;
+     * graph_state 0 until the first micro-step ran, 1 once recorded (or
+     * being recorded next), −1 when off (LACT_CUDA_GRAPH=0, or recording
+     * failed). */
+    lact_graph graph;
+    int graph_state;
 } lact_lm_trainer;
 
 typedef struct lact_lm_step_stats {
-    double loss;      /* mean over the step's tokens */
+    double loss; /* mean over the step's tokens */
     double lr, grad_norm;
     int64_t tokens;
 } lact_lm_step_stats;

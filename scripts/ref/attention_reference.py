@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch timings of the shapes of `lact bench attention` (and of the timing
-table of tests/kernels/test_attention_cuda.c): bf16 [B=4, H=16, L, d=128] for
-L in --len, causal (SDPA with the cuDNN and the flash backend), sliding
-window 2048 and block-causal 4096 (flex_attention, compiled). Same FLOP
+table of tests/kernels/test_attention_cuda.c): bf16 [B, H, L, d=128] (B = 4,
+H = 16 unless --batch, --heads) for L in --len, causal (SDPA with the cuDNN
+and the flash backend), sliding window 2048 and block-causal 4096
+(flex_attention, compiled). Same FLOP
 convention: 4·d per unmasked (query, key) pair and head for the forward,
 forward + backward = 3.5× forward. Medians of CUDA-event timings after
 warm-up. With --lact FILE (the JSON lines of `lact bench attention --json`
@@ -107,7 +108,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--len", default="8192,32768", help="lengths, comma-separated")
     ap.add_argument("--lact", help="JSON lines of `lact bench attention --json` to compare with")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=16)
     a = ap.parse_args()
+    global B, H
+    B, H = a.batch, a.heads
     lact = {}
     if a.lact:
         with open(a.lact) as f:

@@ -37,6 +37,8 @@
  *     refresh (weights written directly) and after optimizer steps.
  * Recompute (cfg.recompute) against the plain step in BF16, lact + attention
  * and mesa + attention: equal losses and gradients (≤ 1e-6), smaller arena.
+ * Graph replay: the trainer's recorded micro-step trains as the
+ * kernel-by-kernel one does (test_graph_replay).
  * Training: 20 AdamW steps through lact_lm_trainer on a fixed batch from a
  * learnable sequence (x' = 5x + 3 mod 512), in BF16 and in F32: the BF16
  * loss falls to below 0.9 of its first value and by at least half of what
@@ -46,6 +48,7 @@
  * Before the GPU part (and without a GPU): the dtype key's parsing and
  * errors, and the CPU refusing bf16 for training. Skips (77) without a GPU
  * when those pass. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,11 +362,11 @@ static lact_status fixed_windows(void *arg, int32_t *window, int64_t *rows) {
     return LACT_OK;
 }
 
-/* 20 steps; losses[20]. */
-static lact_status train(lact_ctx *ctx, const char *dtype, double *losses, lact_lm_trainer *t,
-                         bool *made) {
+/* 20 steps of the mixers; losses[20]. */
+static lact_status train_mixers(lact_ctx *ctx, const char *mixers, const char *dtype,
+                                double *losses, lact_lm_trainer *t, bool *made) {
     lact_lm_run_cfg c = lact_lm_run_defaults();
-    c.model = model_cfg("lact,attention", true, true, dtype);
+    c.model = model_cfg(mixers, true, true, dtype);
     c.seq_len = T, c.batch = B, c.accum = 1;
     c.steps = 20, c.warmup = 2, c.lr = 3e-3;
     c.eval_every = 0, c.checkpoint_every = 0;
@@ -376,6 +379,45 @@ static lact_status train(lact_ctx *ctx, const char *dtype, double *losses, lact_
         losses[k] = st.loss;
     }
     return lact_ctx_sync(ctx);
+}
+
+static lact_status train(lact_ctx *ctx, const char *dtype, double *losses, lact_lm_trainer *t,
+                         bool *made) {
+    return train_mixers(ctx, "lact,attention", dtype, losses, t, made);
+}
+
+/* The trainer replays its micro-step as a CUDA graph from the second step
+ * on: the losses of 20 steps equal those of the kernel-by-kernel run
+ * (LACT_CUDA_GRAPH=0) up to the order of the atomic additions (attention
+ * d_q, embedding gradient), and the graph was recorded. A model whose
+ * step cannot be recorded (the Mesa layer reads its inputs' check back)
+ * falls back and trains the same. */
+static void test_graph_replay(lact_ctx *ctx, const char *mixers, bool must_record) {
+    double lg[20] = {0}, lk[20] = {0};
+    lact_lm_trainer tg, tk;
+    bool mg, mk;
+    lact_status sg = train_mixers(ctx, mixers, "bf16", lg, &tg, &mg);
+    setenv("LACT_CUDA_GRAPH", "0", 1);
+    lact_status sk = train_mixers(ctx, mixers, "bf16", lk, &tk, &mk);
+    unsetenv("LACT_CUDA_GRAPH");
+    CHECK_OK(sg);
+    CHECK_OK(sk);
+    if (sg == LACT_OK && sk == LACT_OK) {
+        double worst = 0;
+        for (int k = 0; k < 20; k++)
+            worst = fmax(worst, fabs(lg[k] - lk[k]) / fabs(lk[k]));
+        printf("graph replay (%s): recorded %s; 20 losses vs kernel by kernel, worst rel %.2e "
+               "(last %.6f / %.6f)\n",
+               mixers, tg.graph.exec ? "yes" : "no", worst, lg[19], lk[19]);
+        CHECK_MSG(worst <= 1e-3, "graph replay (%s): losses differ by %.3g relative", mixers,
+                  worst);
+        CHECK_MSG(!must_record || tg.graph.exec != NULL, "graph replay (%s): nothing recorded",
+                  mixers);
+        CHECK_MSG(tk.graph.exec == NULL && tk.graph_state < 0,
+                  "graph replay (%s): LACT_CUDA_GRAPH=0 still recorded", mixers);
+    }
+    if (mg) lact_lm_trainer_free(&tg);
+    if (mk) lact_lm_trainer_free(&tk);
 }
 
 static void test_training(lact_ctx *ctx) {
@@ -432,6 +474,8 @@ int main(void) {
     compare_recompute(&gpu, "lact,attention");
     compare_recompute(&gpu, "mesa,attention");
     test_training(&gpu);
+    test_graph_replay(&gpu, "lact,attention", true);
+    test_graph_replay(&gpu, "mesa,attention", false);
     lact_ctx_free(&gpu);
     return check_summary("nn_lm_bf16_cuda");
 }
