@@ -48,6 +48,13 @@ lact_status lact_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *r
 lact_status lact_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
                                   const lact_tensor *dout, const lact_tensor *x,
                                   const lact_tensor *w, const lact_tensor *rstd) {
+    return lact_rmsnorm_backward_add(ctx, dx, dw, dout, x, w, rstd, NULL);
+}
+
+lact_status lact_rmsnorm_backward_add(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
+                                      const lact_tensor *dout, const lact_tensor *x,
+                                      const lact_tensor *w, const lact_tensor *rstd,
+                                      const lact_tensor *res) {
     const char *op = "rmsnorm backward";
     LACT_TRY(check_x(ctx, op, x));
     LACT_TRY(check_like_x(ctx, op, "dout", dout, x));
@@ -56,8 +63,12 @@ lact_status lact_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *d
     if (dx) LACT_TRY(check_like_x(ctx, op, "dx", dx, x));
     if (dw && !w) return lact_fail(LACT_E_ARG, "%s: dw is given but w is NULL", op);
     LACT_TRY(check_channel(ctx, op, "dw", dw, x));
+    if (res) {
+        if (!dx) return lact_fail(LACT_E_ARG, "%s: res is given but dx is NULL", op);
+        LACT_TRY(check_like_x(ctx, op, "res", res, x));
+    }
     if (!dx && !dw) return LACT_OK;
-    return LACT_KDISPATCH(ctx, rmsnorm_backward, dx, dw, dout, x, w, rstd);
+    return LACT_KDISPATCH(ctx, rmsnorm_backward, dx, dw, dout, x, w, rstd, res);
 }
 
 lact_status lact_layernorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *mean,

@@ -61,8 +61,7 @@ lact_status lact_add_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
 lact_status lact_mul_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
                              const lact_tensor *b);
 lact_status lact_mul_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
-                              const lact_tensor *dout, const lact_tensor *a,
-                              const lact_tensor *b);
+                              const lact_tensor *dout, const lact_tensor *a, const lact_tensor *b);
 /* out = s * a */
 lact_status lact_scale_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a, float s);
 lact_status lact_scale_backward(lact_ctx *ctx, lact_tensor *da, const lact_tensor *dout, float s);
@@ -118,15 +117,22 @@ lact_status lact_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *r
 lact_status lact_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
                                   const lact_tensor *dout, const lact_tensor *x,
                                   const lact_tensor *w, const lact_tensor *rstd);
+/* The same with a residual gradient added in the same pass:
+ * dx = res + rmsnormᵀ(dout) (res like x, may be dx itself; NULL adds
+ * nothing). A pre-norm block's backward takes its residual branch so. */
+lact_status lact_rmsnorm_backward_add(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
+                                      const lact_tensor *dout, const lact_tensor *x,
+                                      const lact_tensor *w, const lact_tensor *rstd,
+                                      const lact_tensor *res);
 /* Per row: mean, rstd = 1/sqrt(var + eps) (biased variance);
  * out = (x - mean) * rstd * w + b. w, b [C] F32 or NULL; mean, rstd [rows] F32. */
 lact_status lact_layernorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *mean,
                                    lact_tensor *rstd, const lact_tensor *x, const lact_tensor *w,
                                    const lact_tensor *b, float eps);
 lact_status lact_layernorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
-                                    lact_tensor *db, const lact_tensor *dout,
-                                    const lact_tensor *x, const lact_tensor *w,
-                                    const lact_tensor *mean, const lact_tensor *rstd);
+                                    lact_tensor *db, const lact_tensor *dout, const lact_tensor *x,
+                                    const lact_tensor *w, const lact_tensor *mean,
+                                    const lact_tensor *rstd);
 /* Per row: out = x / (‖x‖₂ + eps)  (the LaCT convention, eps 1e-5). */
 lact_status lact_l2norm_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x, float eps);
 lact_status lact_l2norm_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout,
@@ -138,8 +144,8 @@ lact_status lact_l2norm_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tens
  * x [B, L, H, D] (or [B, L, D], read as H = 1), D even. Token l has position
  * p = pos0 + l; pair (i, i + D/2), i < D/2, is rotated by p * theta^(-2i/D):
  *   out_i = x_i cos - x_{i+D/2} sin,  out_{i+D/2} = x_{i+D/2} cos + x_i sin. */
-lact_status lact_rope_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x,
-                              int64_t pos0, float theta);
+lact_status lact_rope_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x, int64_t pos0,
+                              float theta);
 /* dx = rotation by the opposite angle of dout. */
 lact_status lact_rope_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout,
                                int64_t pos0, float theta);
@@ -159,14 +165,14 @@ lact_status lact_softmax_backward(lact_ctx *ctx, lact_tensor *dx, const lact_ten
  * means "ignore": loss 0 and no gradient); loss [N] F32; lse [N] F32 saved.
  * vocab_chunk: columns of the vocabulary per pass (0 = default 8192). */
 lact_status lact_xent_forward(lact_ctx *ctx, lact_tensor *loss, lact_tensor *lse,
-                              const lact_tensor *h, const lact_tensor *w,
-                              const lact_tensor *target, int64_t vocab_chunk);
+                              const lact_tensor *h, const lact_tensor *w, const lact_tensor *target,
+                              int64_t vocab_chunk);
 /* dh [N, C] (h's dtype), dw [V, C] F32, from dloss [N] F32:
  *   dlogits[n, v] = dloss[n] * (softmax[n, v] − [v == target[n]]). */
 lact_status lact_xent_backward(lact_ctx *ctx, lact_tensor *dh, lact_tensor *dw,
-                               const lact_tensor *dloss, const lact_tensor *h,
-                               const lact_tensor *w, const lact_tensor *target,
-                               const lact_tensor *lse, int64_t vocab_chunk);
+                               const lact_tensor *dloss, const lact_tensor *h, const lact_tensor *w,
+                               const lact_tensor *target, const lact_tensor *lse,
+                               int64_t vocab_chunk);
 
 /* ---- embedding ---------------------------------------------------------- */
 
@@ -214,7 +220,7 @@ lact_status lact_adamw_step(lact_ctx *ctx, lact_tensor *param, lact_tensor *m, l
 typedef struct lact_muon_args {
     float lr, momentum, weight_decay;
     bool nesterov;
-    int ns_steps;   /* Newton–Schulz iterations, 5 */
+    int ns_steps; /* Newton–Schulz iterations, 5 */
 } lact_muon_args;
 
 /* Muon for a 2-D weight [R, C], F32:
@@ -227,8 +233,7 @@ typedef struct lact_muon_args {
 lact_status lact_muon_step(lact_ctx *ctx, lact_tensor *param, lact_tensor *m,
                            const lact_tensor *grad, const lact_muon_args *args);
 /* The orthogonalisation alone: out = NS(g) as above (out, g [R, C] F32). */
-lact_status lact_newton_schulz(lact_ctx *ctx, lact_tensor *out, const lact_tensor *g,
-                               int steps);
+lact_status lact_newton_schulz(lact_ctx *ctx, lact_tensor *out, const lact_tensor *g, int steps);
 
 #ifdef __cplusplus
 }

@@ -110,20 +110,19 @@ lact_status lact_block_forward(lact_ctx *ctx, lact_block *b, lact_arena *arena, 
     return LACT_OK;
 }
 
-/* out = res + rmsnorm_backward(dn) (out may alias res), with the norm
- * weight's gradient accumulated into the store through a [D] scratch. */
+/* out = res + rmsnorm_backward(dn) in one pass (out may alias res), with
+ * the norm weight's gradient accumulated into the store through a [D]
+ * scratch. */
 static lact_status norm_backward_add(lact_ctx *ctx, lact_arena *arena, lact_tensor *out,
                                      const lact_tensor *res, lact_param *w, const lact_tensor *dn,
-                                     const lact_tensor *x, const lact_tensor *rstd,
-                                     lact_tensor *tmp, int64_t D) {
+                                     const lact_tensor *x, const lact_tensor *rstd, int64_t D) {
     lact_tensor dw;
     int64_t n = lact_tensor_numel(x) / D;
     LACT_TRY(LACT_NN_ALLOC(arena, &dw, D));
     lact_tensor x2 = LACT_NN_VIEW(x, n, D), dn2 = LACT_NN_VIEW(dn, n, D);
-    lact_tensor t2 = LACT_NN_VIEW(tmp, n, D);
-    LACT_NN_RUN(arena, lact_rmsnorm_backward(ctx, &t2, &dw, &dn2, &x2, &w->w, rstd));
+    lact_tensor o2 = LACT_NN_VIEW(out, n, D), r2 = LACT_NN_VIEW(res, n, D);
+    LACT_NN_RUN(arena, lact_rmsnorm_backward_add(ctx, &o2, &dw, &dn2, &x2, &w->w, rstd, &r2));
     LACT_NN_RUN(arena, lact_nn_accumulate(ctx, &w->g, &dw));
-    LACT_NN_RUN(arena, lact_add_forward(ctx, out, res, tmp));
     return LACT_OK;
 }
 
@@ -134,17 +133,15 @@ lact_status lact_block_backward(lact_ctx *ctx, lact_block *b, lact_arena *arena,
     lact_param *it = b->params->items;
     lact_dtype act = s->x.dtype;
     size_t mark = lact_arena_mark(arena);
-    lact_tensor dh, dn, tmp;
+    lact_tensor dh, dn;
     LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &dh, B, L, D));
     LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &dn, B, L, D));
-    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &tmp, B, L, D));
     /* out = h + mlp(norm2(h)): dh = dout + norm2ᵀ(mlpᵀ(dout)). */
     LACT_TRY(lact_mlp_backward(ctx, &b->mlp, arena, &s->mlp, &dn, dout));
-    LACT_TRY(
-        norm_backward_add(ctx, arena, &dh, dout, &it[b->norm2], &dn, &s->h, &s->rstd2, &tmp, D));
+    LACT_TRY(norm_backward_add(ctx, arena, &dh, dout, &it[b->norm2], &dn, &s->h, &s->rstd2, D));
     /* h = x + mixer(norm1(x)): dx = dh + norm1ᵀ(mixerᵀ(dh)). */
     LACT_TRY(mixer_backward(ctx, b, arena, s, &dn, &dh));
-    LACT_TRY(norm_backward_add(ctx, arena, dx, &dh, &it[b->norm1], &dn, &s->x, &s->rstd1, &tmp, D));
+    LACT_TRY(norm_backward_add(ctx, arena, dx, &dh, &it[b->norm1], &dn, &s->x, &s->rstd1, D));
     lact_arena_release(arena, mark);
     return LACT_OK;
 }

@@ -44,9 +44,11 @@ lact_status lact_cpu_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tenso
  *   dx = rstd (g − x̂ · mean(g ⊙ x̂)),  dw = Σ_rows dout ⊙ x̂. */
 lact_status lact_cpu_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
                                       const lact_tensor *dout, const lact_tensor *x,
-                                      const lact_tensor *w, const lact_tensor *rstd) {
+                                      const lact_tensor *w, const lact_tensor *rstd,
+                                      const lact_tensor *res) {
     int64_t rows = lact_tensor_rows(x), c = lact_tensor_cols(x);
     const float *px = x->data, *pw = w ? w->data : NULL, *pd = dout->data, *ps = rstd->data;
+    const float *pr = res ? res->data : NULL;
     /* Parameter gradients first: dx may overwrite dout in place. */
     if (dw) reduce_columns(dw->data, pd, px, ps, NULL, rows, c);
     if (dx) {
@@ -60,7 +62,10 @@ lact_status lact_cpu_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tenso
             double mean_gx = c > 0 ? dot / (double)c : 0.0;
             for (int64_t j = 0; j < c; j++) {
                 double g = dr[j] * (pw ? pw[j] : 1.0);
-                pdx[r * c + j] = (float)(s * (g - xr[j] * s * mean_gx));
+                /* Rounded before the residual is added, as a separate add
+                 * would: the fused and unfused steps agree to the bit. */
+                const float v = (float)(s * (g - xr[j] * s * mean_gx));
+                pdx[r * c + j] = pr ? pr[r * c + j] + v : v;
             }
         }
     }

@@ -198,7 +198,7 @@ __global__ void __launch_bounds__(ROW_THREADS)
 template <class T, int V, int NV>
 __global__ void __launch_bounds__(ROW_THREADS, ROW_DW_MIN_BLOCKS)
     rmsnorm_backward_kernel(T *dx, float *dw_part, const T *dout, const T *x, const float *w,
-                            const float *rstd, int64_t R, int64_t C) {
+                            const float *rstd, const T *res, int64_t R, int64_t C) {
     __shared__ float sh[8];
     extern __shared__ float dw_sh[]; /* [rpb, C] when dw_part and rpb > 1 */
     const int64_t nvec = C / V;
@@ -239,6 +239,14 @@ __global__ void __launch_bounds__(ROW_THREADS, ROW_DW_MIN_BLOCKS)
 #pragma unroll
                 for (int e = 0; e < V; e++)
                     y[e] = rs * (d[k][e] * wv[e] - xv[k][e] * kk);
+                if (res) {
+                    /* the gradient rounded first, as a separate add would */
+                    float rv[V];
+                    vload<V>(res + r * C + j * V, rv);
+#pragma unroll
+                    for (int e = 0; e < V; e++)
+                        y[e] = rv[e] + to_f32(from_f32<T>(y[e]));
+                }
                 vstore<V>(dx + r * C + j * V, y);
             }
             if (dw_part)
@@ -298,7 +306,7 @@ __global__ void rmsnorm_loop_kernel(T *out, float *rstd, const T *x, const float
 
 template <class T>
 __global__ void rmsnorm_backward_loop_kernel(T *dx, const T *dout, const T *x, const float *w,
-                                             const float *rstd, int64_t C) {
+                                             const float *rstd, const T *res, int64_t C) {
     __shared__ float sh[32];
     int64_t r = blockIdx.x;
     const T *xr = x + r * C, *dr = dout + r * C;
@@ -311,7 +319,8 @@ __global__ void rmsnorm_backward_loop_kernel(T *dx, const T *dout, const T *x, c
     float rs = rstd[r], k = rs * rs * dot / (float)C;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
         float g = ld(dr, c) * (w ? w[c] : 1.0f);
-        st(dx + r * C, c, rs * (g - ld(xr, c) * k));
+        const float v = rs * (g - ld(xr, c) * k);
+        st(dx + r * C, c, res ? ld(res + r * C, c) + to_f32(from_f32<T>(v)) : v);
     }
 }
 
@@ -360,7 +369,8 @@ extern "C" lact_status lact_cuda_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out
 
 extern "C" lact_status lact_cuda_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
                                                   const lact_tensor *dout, const lact_tensor *x,
-                                                  const lact_tensor *w, const lact_tensor *rstd) {
+                                                  const lact_tensor *w, const lact_tensor *rstd,
+                                                  const lact_tensor *res) {
     int64_t R = lact_tensor_rows(x), C = lact_tensor_cols(x);
     if (!R || !C || (!dx && !dw)) return LACT_OK;
     const float *wp = w && w->data ? (const float *)w->data : NULL;
@@ -373,6 +383,7 @@ extern "C" lact_status lact_cuda_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx
     LACT_DISPATCH_FLOAT(x->dtype, "rmsnorm backward", {
         T *dxp = dx ? (T *)dx->data : NULL;
         const T *dp = (const T *)dout->data, *xp = (const T *)x->data;
+        const T *rsp = res ? (const T *)res->data : NULL;
         row_geom g;
         int64_t blocks = 0;
         auto launch = [&](auto v, auto nv, const row_geom &rg) -> lact_status {
@@ -384,12 +395,13 @@ extern "C" lact_status lact_cuda_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx
                 if (rg.rpb > 1) smem = (size_t)rg.rpb * (size_t)C * sizeof(float);
             }
             rmsnorm_backward_kernel<T, decltype(v)::value, decltype(nv)::value>
-                <<<(unsigned)blocks, dim3(rg.tpr, rg.rpb), smem, st>>>(dxp, part, dp, xp, wp, rp, R,
-                                                                       C);
+                <<<(unsigned)blocks, dim3(rg.tpr, rg.rpb), smem, st>>>(dxp, part, dp, xp, wp, rp,
+                                                                       rsp, R, C);
             LACT_CU_LAUNCH("rmsnorm_backward");
             return LACT_OK;
         };
-        if (row_launch<T>(C, lact_aligned16(dxp, dp, xp, wp), ROW_DW_ELEMS, &g, launch, &s)) {
+        if (row_launch<T>(C, lact_aligned16(dxp, dp, xp, wp) && lact_aligned16(rsp), ROW_DW_ELEMS,
+                          &g, launch, &s)) {
             if (s == LACT_OK && part) {
                 colsum_final_kernel<<<(unsigned)((C + 31) / 32), dim3(32, COLSUM_FINAL_LANES), 0,
                                       st>>>(part, blocks, C, (float *)dw->data);
@@ -398,7 +410,7 @@ extern "C" lact_status lact_cuda_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx
         } else {
             if (dxp) {
                 rmsnorm_backward_loop_kernel<T>
-                    <<<(unsigned)R, lact_row_threads(C), 0, st>>>(dxp, dp, xp, wp, rp, C);
+                    <<<(unsigned)R, lact_row_threads(C), 0, st>>>(dxp, dp, xp, wp, rp, rsp, C);
                 LACT_CU_LAUNCH("rmsnorm_backward");
             }
             if (dw)

@@ -267,7 +267,20 @@ static void test_embedding_and_skips(void) {
         want += F(&dy)[i * 4 + 1] * F(&x)[i * 4 + 1] * F(&rstd)[i];
     CHECK_NEAR(F(&dw)[1], want, 1e-5);
     CHECK_OK(lact_rmsnorm_backward(&ctx, NULL, NULL, &dy, &x, &w, &rstd));
-    lact_tensor *all[] = {&table, &ids, &out, &dout, &dtable, &x, &y, &rstd, &w, &dw, &dy};
+    /* With a residual: res + the gradient, to the bit of a separate add,
+     * also in place (dx = res); res without dx is refused. */
+    lact_tensor g = zeros(2, xs, LACT_F32), res = rand_tensor(2, xs, 2.0f);
+    lact_tensor sum = zeros(2, xs, LACT_F32), fused = zeros(2, xs, LACT_F32);
+    CHECK_OK(lact_rmsnorm_backward(&ctx, &g, NULL, &dy, &x, &w, &rstd));
+    CHECK_OK(lact_add_forward(&ctx, &sum, &res, &g));
+    CHECK_OK(lact_rmsnorm_backward_add(&ctx, &fused, NULL, &dy, &x, &w, &rstd, &res));
+    CHECK(memcmp(F(&fused), F(&sum), lact_tensor_nbytes(&sum)) == 0);
+    CHECK_OK(lact_rmsnorm_backward_add(&ctx, &res, NULL, &dy, &x, &w, &rstd, &res));
+    CHECK(memcmp(F(&res), F(&sum), lact_tensor_nbytes(&sum)) == 0);
+    CHECK_FAILS(lact_rmsnorm_backward_add(&ctx, NULL, &dw, &dy, &x, &w, &rstd, &res), LACT_E_ARG);
+    CHECK(strstr(lact_errmsg(), "res is given but dx is NULL") != NULL);
+    lact_tensor *all[] = {&table, &ids, &out, &dout, &dtable, &x,   &y,    &rstd,
+                          &w,     &dw,  &dy,  &g,    &res,    &sum, &fused};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         lact_tensor_free(all[i]);
 }
@@ -433,8 +446,8 @@ static void check_permute_shape(int64_t A, int64_t B, int64_t C, int64_t E) {
                 for (int64_t e = 0; e < E; e++)
                     bad += F(&y)[((a * C + c) * B + b) * E + e] !=
                            F(&x)[((a * B + b) * C + c) * E + e];
-    CHECK_MSG(bad == 0, "permute [%lld, %lld, %lld, %lld]: %lld elements misplaced",
-              (long long)A, (long long)B, (long long)C, (long long)E, (long long)bad);
+    CHECK_MSG(bad == 0, "permute [%lld, %lld, %lld, %lld]: %lld elements misplaced", (long long)A,
+              (long long)B, (long long)C, (long long)E, (long long)bad);
     CHECK_OK(lact_permute_backward(&ctx, &back, &y));
     CHECK(memcmp(back.data, x.data, lact_tensor_nbytes(&x)) == 0);
     lact_tensor_free(&x);
