@@ -67,6 +67,14 @@ lact_status bench_gemm_rate(lact_ctx *ctx, int64_t n, int iters, double *tflops)
     return s;
 }
 
+static int open_ctx(const cli_command *cmd, const cli_common *c, lact_device dev, lact_ctx *ctx) {
+    if (lact_ctx_init(ctx, dev, (int)c->threads) != LACT_OK) {
+        cli_error(cmd, "%s", lact_errmsg());
+        return 1;
+    }
+    return 0;
+}
+
 int bench_open(const cli_command *cmd, const cli_common *c, const char *dtype, lact_dtype *dt,
                lact_ctx *ctx) {
     if (!strcmp(dtype, "bf16"))
@@ -83,9 +91,15 @@ int bench_open(const cli_command *cmd, const cli_common *c, const char *dtype, l
         cli_error(cmd, "bf16 needs a GPU (none is visible); use --dtype f32 on the CPU");
         return 1;
     }
-    if (lact_ctx_init(ctx, dev, (int)c->threads) != LACT_OK) {
-        cli_error(cmd, "%s", lact_errmsg());
+    return open_ctx(cmd, c, dev, ctx);
+}
+
+int bench_open_gpu(const cli_command *cmd, const cli_common *c, lact_ctx *ctx) {
+    lact_device dev;
+    if (!cli_resolve_device(cmd, c, &dev)) return 2;
+    if (dev != LACT_CUDA) {
+        cli_error(cmd, "needs a GPU (BF16 activations); none is visible");
         return 1;
     }
-    return 0;
+    return open_ctx(cmd, c, dev, ctx);
 }

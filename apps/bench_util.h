@@ -28,5 +28,7 @@ lact_status bench_gemm_rate(lact_ctx *ctx, int64_t n, int iters, double *tflops)
  * after printing one line. */
 int bench_open(const cli_command *cmd, const cli_common *c, const char *dtype, lact_dtype *dt,
                lact_ctx *ctx);
+/* The same for the benchmarks that run on a GPU only (BF16 activations). */
+int bench_open_gpu(const cli_command *cmd, const cli_common *c, lact_ctx *ctx);
 
 #endif

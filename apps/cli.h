@@ -80,6 +80,9 @@ typedef struct cli_common {
     { "--json", CLI_BOOL, NULL, "print results as JSON lines", NULL, &(c)->json }
 #define CLI_OPT_QUIET(c)                                                                           \
     { "--quiet", CLI_BOOL, NULL, "print only errors", NULL, &(c)->quiet }
+/* The five above, in that order: the flags of every command that runs work. */
+#define CLI_OPT_COMMON(c)                                                                          \
+    CLI_OPT_DEVICE(c), CLI_OPT_THREADS(c), CLI_OPT_SEED(c), CLI_OPT_JSON(c), CLI_OPT_QUIET(c)
 #define CLI_OPT_END                                                                                \
     { NULL, CLI_BOOL, NULL, NULL, NULL, NULL }
 

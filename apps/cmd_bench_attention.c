@@ -179,11 +179,7 @@ int cmd_bench_attention(int argc, char **argv) {
          &o.dtype},
         {"--iters", CLI_INT, "N", "timed runs after two warm-up runs; the median is shown", "5",
          &o.iters},
-        CLI_OPT_DEVICE(&o.c),
-        CLI_OPT_THREADS(&o.c),
-        CLI_OPT_SEED(&o.c),
-        CLI_OPT_JSON(&o.c),
-        CLI_OPT_QUIET(&o.c),
+        CLI_OPT_COMMON(&o.c),
         CLI_OPT_END,
     };
     const cli_command cmd = {"lact bench attention",

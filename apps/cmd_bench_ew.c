@@ -243,11 +243,7 @@ int cmd_bench_ew(int argc, char **argv) {
         {"--copy-mib", CLI_INT, "M", "size of the reference copy in MiB", "1024", &o.copy_mib},
         {"--iters", CLI_INT, "N", "timed runs after two warm-up runs; the median is shown", "10",
          &o.iters},
-        CLI_OPT_DEVICE(&o.c),
-        CLI_OPT_THREADS(&o.c),
-        CLI_OPT_SEED(&o.c),
-        CLI_OPT_JSON(&o.c),
-        CLI_OPT_QUIET(&o.c),
+        CLI_OPT_COMMON(&o.c),
         CLI_OPT_END,
     };
     const cli_command cmd = {"lact bench ew",
@@ -272,17 +268,9 @@ int cmd_bench_ew(int argc, char **argv) {
                         "into an even head dim");
         return 2;
     }
-    lact_device dev;
-    if (!cli_resolve_device(&cmd, &o.c, &dev)) return 2;
-    if (dev != LACT_CUDA) {
-        cli_error(&cmd, "needs a GPU (BF16 activations); none is visible");
-        return 1;
-    }
     lact_ctx ctx;
-    if (lact_ctx_init(&ctx, dev, (int)o.c.threads) != LACT_OK) {
-        cli_error(&cmd, "%s", lact_errmsg());
-        return 1;
-    }
+    const int open_rc = bench_open_gpu(&cmd, &o.c, &ctx);
+    if (open_rc) return open_rc;
     double copy_gbs = 0;
     int rc = 1;
     if (ew_copy_rate(&ctx, &o, &copy_gbs) != LACT_OK) {

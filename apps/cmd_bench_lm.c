@@ -270,11 +270,7 @@ int cmd_bench_lm(int argc, char **argv) {
          "a peak rate to quote MFU against as well (0: 989, the H100 dense bf16 datasheet "
          "figure, on a GPU; none on the CPU)",
          "0", &o.peak_tflops},
-        CLI_OPT_DEVICE(&o.c),
-        CLI_OPT_THREADS(&o.c),
-        CLI_OPT_SEED(&o.c),
-        CLI_OPT_JSON(&o.c),
-        CLI_OPT_QUIET(&o.c),
+        CLI_OPT_COMMON(&o.c),
         CLI_OPT_END,
     };
     const cli_command cmd = {

@@ -236,11 +236,7 @@ int cmd_bench_mesa(int argc, char **argv) {
          &o.iters},
         {"--dump", CLI_STRING, "FILE", "write inputs, output and gradients to a safetensors file",
          NULL, &o.dump},
-        CLI_OPT_DEVICE(&o.c),
-        CLI_OPT_THREADS(&o.c),
-        CLI_OPT_SEED(&o.c),
-        CLI_OPT_JSON(&o.c),
-        CLI_OPT_QUIET(&o.c),
+        CLI_OPT_COMMON(&o.c),
         CLI_OPT_END,
     };
     const cli_command cmd = {"lact bench mesa",

@@ -206,11 +206,7 @@ int cmd_bench_ttt(int argc, char **argv) {
         {"--momentum", CLI_INT, "0|1", "momentum on the updates", "1", &o.mom},
         {"--iters", CLI_INT, "N", "timed runs after two warm-up runs; the median is shown", "10",
          &o.iters},
-        CLI_OPT_DEVICE(&o.c),
-        CLI_OPT_THREADS(&o.c),
-        CLI_OPT_SEED(&o.c),
-        CLI_OPT_JSON(&o.c),
-        CLI_OPT_QUIET(&o.c),
+        CLI_OPT_COMMON(&o.c),
         CLI_OPT_END,
     };
     const cli_command cmd = {"lact bench ttt",
@@ -228,17 +224,9 @@ int cmd_bench_ttt(int argc, char **argv) {
                         "positive and --muon 0, 1 or 2");
         return 2;
     }
-    lact_device dev;
-    if (!cli_resolve_device(&cmd, &o.c, &dev)) return 2;
-    if (dev != LACT_CUDA) {
-        cli_error(&cmd, "needs a GPU (BF16 activations); none is visible");
-        return 1;
-    }
     lact_ctx ctx;
-    if (lact_ctx_init(&ctx, dev, (int)o.c.threads) != LACT_OK) {
-        cli_error(&cmd, "%s", lact_errmsg());
-        return 1;
-    }
+    const int open_rc = bench_open_gpu(&cmd, &o.c, &ctx);
+    if (open_rc) return open_rc;
     int rc = tb_main(&cmd, &o, &ctx);
     lact_ctx_free(&ctx);
     return rc;

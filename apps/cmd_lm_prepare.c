@@ -63,7 +63,8 @@ static lact_status split_put(prepare_run *p, split_out *s, const int32_t *ids, s
             s->in_shard = 0;
         }
         size_t k = n;
-        if ((int64_t)k > p->o->shard_tokens - s->in_shard) k = (size_t)(p->o->shard_tokens - s->in_shard);
+        if ((int64_t)k > p->o->shard_tokens - s->in_shard)
+            k = (size_t)(p->o->shard_tokens - s->in_shard);
         LACT_TRY(lact_shard_writer_put(&s->w, ids, k));
         s->in_shard += (int64_t)k, s->total += (int64_t)k;
         ids += k, n -= k;
@@ -178,7 +179,7 @@ static int prepare_main(const cli_command *cmd, const prepare_opts *o, const cha
     }
     if (!o->out || n == 0 || !(o->val_fraction >= 0 && o->val_fraction < 1) ||
         o->shard_tokens < 1 || o->shard_tokens > INT32_MAX) {
-        cli_error(cmd, !o->out ? "--out DIR is required"
+        cli_error(cmd, !o->out  ? "--out DIR is required"
                        : n == 0 ? "no input files given"
                                 : "--val-fraction must be in [0, 1) and --shard-tokens in "
                                   "1..2147483647");
@@ -198,8 +199,9 @@ static int prepare_main(const cli_command *cmd, const prepare_opts *o, const cha
     p.eot = o->eot >= 0 ? (int32_t)o->eot : lact_tokenizer_eot(&p.tok);
     int rc = 0;
     if (p.eot < 0 || p.eot >= vocab) {
-        cli_error(cmd, p.eot < 0 ? "the tokenizer has no <|endoftext|> token; pass --eot ID"
-                                 : "--eot %lld is outside the vocabulary of %lld ids",
+        cli_error(cmd,
+                  p.eot < 0 ? "the tokenizer has no <|endoftext|> token; pass --eot ID"
+                            : "--eot %lld is outside the vocabulary of %lld ids",
                   (long long)p.eot, (long long)vocab);
         rc = 2;
     }
@@ -219,8 +221,10 @@ static int prepare_main(const cli_command *cmd, const prepare_opts *o, const cha
                (long long)p.val.total, (long long)p.val_docs, p.val.n_shards,
                p.version == 1 ? 16 : 32, p.eot, o->out, p.name);
         if (o->val_fraction > 0 && p.val_docs == 0)
-            fprintf(stderr, "lact lm prepare: no validation documents (%lld documents in all); "
-                            "try --docs paragraph\n", (long long)p.docs);
+            fprintf(stderr,
+                    "lact lm prepare: no validation documents (%lld documents in all); "
+                    "try --docs paragraph\n",
+                    (long long)p.docs);
     }
     lact_tokenizer_free(&p.tok);
     lact_ids_free(&p.ids);
@@ -233,8 +237,8 @@ int cmd_lm_prepare(int argc, char **argv) {
         {"--tokenizer", CLI_STRING, "FILE|bytes", "tokenizer.json, or bytes (257 ids, eot 256)",
          "bytes", &o.tokenizer},
         {"--out", CLI_STRING, "DIR", "directory for the shards (created)", NULL, &o.out},
-        {"--name", CLI_STRING, "NAME", "shard name prefix (default: the --out folder's name)",
-         NULL, &o.name},
+        {"--name", CLI_STRING, "NAME", "shard name prefix (default: the --out folder's name)", NULL,
+         &o.name},
         {"--val-fraction", CLI_FLOAT, "F", "share of documents held out for validation", "0.01",
          &o.val_fraction},
         {"--shard-tokens", CLI_INT, "N", "tokens per shard", "100000000", &o.shard_tokens},

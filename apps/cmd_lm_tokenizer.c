@@ -57,7 +57,8 @@ static lact_status parse_ids(const lact_bytes *in, lact_ids *ids) {
     cJSON *j = cJSON_Parse(text);
     free(text);
     lact_status s = LACT_OK;
-    if (!cJSON_IsArray(j)) s = lact_fail(LACT_E_FORMAT, "stdin: expected a JSON array of token ids");
+    if (!cJSON_IsArray(j))
+        s = lact_fail(LACT_E_FORMAT, "stdin: expected a JSON array of token ids");
     int i = 0;
     for (const cJSON *e = j ? j->child : NULL; e && s == LACT_OK; e = e->next, i++) {
         if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 2147483647.0 ||
@@ -106,8 +107,10 @@ typedef struct train_opts {
 
 static int run_train(const cli_command *cmd, const train_opts *o, const char **files, int n_files) {
     text_pretok kind;
-    if (!strcmp(o->pretok, "gpt2")) kind = TEXT_PRETOK_GPT2;
-    else if (!strcmp(o->pretok, "llama3")) kind = TEXT_PRETOK_LLAMA3;
+    if (!strcmp(o->pretok, "gpt2"))
+        kind = TEXT_PRETOK_GPT2;
+    else if (!strcmp(o->pretok, "llama3"))
+        kind = TEXT_PRETOK_LLAMA3;
     else {
         cli_error(cmd, "--pretok expects gpt2 or llama3, got '%s'", o->pretok);
         return 2;
@@ -116,7 +119,7 @@ static int run_train(const cli_command *cmd, const train_opts *o, const char **f
     const char *const *specials = o->special.n ? o->special.items : def_special;
     int n_specials = o->special.n ? o->special.n : 1;
     if (!o->out || n_files == 0 || o->vocab < 256 + n_specials || o->min_frequency < 1) {
-        cli_error(cmd, !o->out ? "--out FILE is required"
+        cli_error(cmd, !o->out        ? "--out FILE is required"
                        : n_files == 0 ? "no corpus files given"
                                       : "--vocab must be at least 256 + the special tokens and "
                                         "--min-frequency at least 1");
@@ -151,8 +154,8 @@ static int tokenizer_train(int argc, char **argv) {
         {"--pretok", CLI_STRING, "gpt2|llama3", "pre-tokenisation rules", "gpt2", &o.pretok},
         {"--min-frequency", CLI_INT, "N", "stop when the best pair occurs fewer times", "2",
          &o.min_frequency},
-        {"--special", CLI_LIST, "TOKEN", "special token, may repeat (default <|endoftext|>)",
-         NULL, &o.special},
+        {"--special", CLI_LIST, "TOKEN", "special token, may repeat (default <|endoftext|>)", NULL,
+         &o.special},
         {"--field", CLI_STRING, "NAME", "the text field of .jsonl files", "text", &o.field},
         {"--quiet", CLI_BOOL, NULL, "print only errors", NULL, &o.quiet},
         CLI_OPT_END,

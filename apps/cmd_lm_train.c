@@ -85,14 +85,12 @@ typedef struct train_log {
     int64_t n, tokens;
 } train_log;
 
-static lact_status log_line(train_log *lg, const char *path, int64_t step, double lr,
-                            double val) {
+static lact_status log_line(train_log *lg, const char *path, int64_t step, double lr, double val) {
     double tok_s = lg->seconds > 0 ? (double)lg->tokens / lg->seconds : 0;
     fprintf(lg->metrics,
             "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.6g, \"grad_norm\": %.6g, "
             "\"tokens_per_s\": %.1f",
-            (long long)step, lg->loss_sum / (double)lg->n, lr, lg->norm_sum / (double)lg->n,
-            tok_s);
+            (long long)step, lg->loss_sum / (double)lg->n, lr, lg->norm_sum / (double)lg->n, tok_s);
     if (!isnan(val)) fprintf(lg->metrics, ", \"val_loss\": %.9g", val);
     fprintf(lg->metrics, "}\n");
     if (fflush(lg->metrics) != 0 || ferror(lg->metrics))
@@ -111,8 +109,10 @@ static lact_status train_loop(const train_opts *o, lact_lm_trainer *t, const cha
         if (g_interrupted) {
             LACT_TRY(lact_lm_trainer_save(t, ckpt));
             if (lg->show && lg->bar.tty) fprintf(stderr, "\n");
-            fprintf(stderr, "lact lm train: interrupted at step %lld; checkpoint %s (continue "
-                            "with --resume)\n", (long long)t->step, ckpt);
+            fprintf(stderr,
+                    "lact lm train: interrupted at step %lld; checkpoint %s (continue "
+                    "with --resume)\n",
+                    (long long)t->step, ckpt);
             *rc = 130;
             return LACT_OK;
         }
@@ -140,10 +140,9 @@ static lact_status train_loop(const train_opts *o, lact_lm_trainer *t, const cha
     }
     if (lg->show) lact_progress_finish(&lg->bar);
     if (!o->c.quiet)
-        printf("train: steps %lld..%lld, %lld tokens in all; checkpoint %s\n",
-               (long long)start + 1, (long long)t->step, (long long)t->tokens, ckpt);
-    if (!o->c.quiet && !isnan(val))
-        printf("val loss %.4f (ppl %.2f)\n", val, exp(val));
+        printf("train: steps %lld..%lld, %lld tokens in all; checkpoint %s\n", (long long)start + 1,
+               (long long)t->step, (long long)t->tokens, ckpt);
+    if (!o->c.quiet && !isnan(val)) printf("val loss %.4f (ppl %.2f)\n", val, exp(val));
     return LACT_OK;
 }
 
@@ -177,8 +176,7 @@ static lact_status train_main(const train_opts *o, lact_device dev, int *rc) {
                (long long)lact_lm_numel(&t.model), cfg.model.tie_embeddings ? "tied" : "untied",
                (long long)cfg.model.n_layers, cfg.model.mixers, lact_device_name(dev),
                (long long)(cfg.batch * cfg.seq_len * cfg.accum),
-               (double)t.batch.arena.capacity / (1 << 20),
-               o->resume ? "; resuming" : "");
+               (double)t.batch.arena.capacity / (1 << 20), o->resume ? "; resuming" : "");
         if (o->resume) printf("resume: from step %lld\n", (long long)t.step);
         fflush(stdout);
     }
@@ -228,8 +226,8 @@ int cmd_lm_train(int argc, char **argv) {
     cli_result res = cli_parse(&cmd, argc, argv, NULL, NULL);
     if (res != CLI_PARSED) return res == CLI_HELP ? 0 : 2;
     if (!o.data || !o.out || (!o.config && !o.resume) || o.steps < 0) {
-        cli_error(&cmd, !o.data  ? "--data DIR is required"
-                        : !o.out ? "--out DIR is required"
+        cli_error(&cmd, !o.data       ? "--data DIR is required"
+                        : !o.out      ? "--out DIR is required"
                         : o.steps < 0 ? "--steps must be positive"
                                       : "--config FILE is required (or --resume)");
         return 2;

@@ -1,6 +1,7 @@
 # `lact bench attention` on the CPU (F32, small shapes): one text row and one
 # JSON line per (length, mask), FLOP counts of the unmasked area worked out
-# by hand, positive timings; bad flags give one line and exit 2.
+# by hand, positive timings; bad flags give one line and exit 2, a bf16
+# run on the CPU one line and exit 1 (as the GPU-only ttt and ew benchmarks).
 set -u
 lact=$1
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -48,4 +49,8 @@ expect_error 2 "--len wants" "$lact" bench attention --len 0
 expect_error 2 "multiple of --kv-heads" "$lact" bench attention --heads 6 --kv-heads 4
 expect_error 2 "must be positive" "$lact" bench attention --iters 0
 expect_error 2 "--dtype must be" "$lact" bench attention --dtype f16
+expect_error 1 "bf16 needs a GPU" "$lact" bench attention --device cpu
+# The GPU-only op benchmarks refuse the CPU the same way (bench_util.c).
+expect_error 1 "needs a GPU (BF16 activations)" "$lact" bench ttt --device cpu
+expect_error 1 "needs a GPU (BF16 activations)" "$lact" bench ew --device cpu
 echo "bench_attention: ok"
