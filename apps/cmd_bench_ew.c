@@ -48,6 +48,9 @@ static lact_status ew_rms_fwd(lact_ctx *ctx, ew_bench *b) {
 static lact_status ew_rms_bwd(lact_ctx *ctx, ew_bench *b) {
     return lact_rmsnorm_backward(ctx, &b->dx, &b->dw, &b->g, &b->x, &b->w, &b->rstd);
 }
+static lact_status ew_rms_bwd_res(lact_ctx *ctx, ew_bench *b) {
+    return lact_rmsnorm_backward_add(ctx, &b->dx, &b->dw, &b->g, &b->x, &b->w, &b->rstd, &b->y);
+}
 static lact_status ew_l2_fwd(lact_ctx *ctx, ew_bench *b) {
     return lact_l2norm_forward(ctx, &b->yh, &b->xh, 1e-5f);
 }
@@ -102,6 +105,7 @@ static const ew_case ew_cases[] = {
     {"rope_bwd", ew_rope_bwd, 2, false, 0, "[B, L, H, d]"},
     {"rmsnorm_fwd", ew_rms_fwd, 2, false, 1, "act, w"},
     {"rmsnorm_bwd", ew_rms_bwd, 3, false, 1, "dx and dw"},
+    {"rmsnorm_bwd_res", ew_rms_bwd_res, 4, false, 1, "dx = res + ..., dw"},
     {"l2norm_fwd", ew_l2_fwd, 2, false, 0, "rows of d"},
     {"l2norm_bwd", ew_l2_bwd, 3, false, 0, "rows of d"},
     {"silu_fwd", ew_silu_fwd, 2, false, 0, "act"},

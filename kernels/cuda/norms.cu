@@ -24,7 +24,9 @@
 #define ROW_MAX_ELEMS 32 /* values of a row per thread, per tensor */
 /* The fused rmsnorm backward holds dout, x and the dw sums: fewer values a
  * thread, so that ROW_DW_MIN_BLOCKS blocks fit an SM and the
- * ROW_DW_BLOCKS blocks of partial sums run as one wave on a large GPU. */
+ * ROW_DW_BLOCKS blocks of partial sums run as one wave on a large GPU. The
+ * counts are fixed, not taken from the device, so dw's bits do not depend
+ * on it. */
 #define ROW_DW_ELEMS 16
 #define ROW_DW_MIN_BLOCKS 3
 #define ROW_DW_BLOCKS 384 /* partial rows of the fused weight gradient */
@@ -195,7 +197,7 @@ __global__ void __launch_bounds__(ROW_THREADS)
  * block's share of dw = Σ_r dout x rstd: its rows per column in registers,
  * then its rpb row lanes added in order through shared memory into
  * dw_part[blockIdx.x, :]. */
-template <class T, int V, int NV>
+template <class T, int V, int NV, bool RES>
 __global__ void __launch_bounds__(ROW_THREADS, ROW_DW_MIN_BLOCKS)
     rmsnorm_backward_kernel(T *dx, float *dw_part, const T *dout, const T *x, const float *w,
                             const float *rstd, const T *res, int64_t R, int64_t C) {
@@ -239,7 +241,7 @@ __global__ void __launch_bounds__(ROW_THREADS, ROW_DW_MIN_BLOCKS)
 #pragma unroll
                 for (int e = 0; e < V; e++)
                     y[e] = rs * (d[k][e] * wv[e] - xv[k][e] * kk);
-                if (res) {
+                if constexpr (RES) {
                     /* the gradient rounded first, as a separate add would */
                     float rv[V];
                     vload<V>(res + r * C + j * V, rv);
@@ -394,9 +396,16 @@ extern "C" lact_status lact_cuda_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx
                 if (blocks > max_part) blocks = max_part;
                 if (rg.rpb > 1) smem = (size_t)rg.rpb * (size_t)C * sizeof(float);
             }
-            rmsnorm_backward_kernel<T, decltype(v)::value, decltype(nv)::value>
-                <<<(unsigned)blocks, dim3(rg.tpr, rg.rpb), smem, st>>>(dxp, part, dp, xp, wp, rp,
-                                                                       rsp, R, C);
+            /* The residual is a template switch: the plain kernel keeps
+             * its registers (a runtime test cost it a fifth of its rate). */
+            if (rsp)
+                rmsnorm_backward_kernel<T, decltype(v)::value, decltype(nv)::value, true>
+                    <<<(unsigned)blocks, dim3(rg.tpr, rg.rpb), smem, st>>>(dxp, part, dp, xp, wp,
+                                                                           rp, rsp, R, C);
+            else
+                rmsnorm_backward_kernel<T, decltype(v)::value, decltype(nv)::value, false>
+                    <<<(unsigned)blocks, dim3(rg.tpr, rg.rpb), smem, st>>>(dxp, part, dp, xp, wp,
+                                                                           rp, NULL, R, C);
             LACT_CU_LAUNCH("rmsnorm_backward");
             return LACT_OK;
         };
