@@ -36,13 +36,20 @@ static lact_status check_stat(lact_ctx *ctx, const char *op, const char *name, c
 
 lact_status lact_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd,
                                  const lact_tensor *x, const lact_tensor *w, float eps) {
+    return lact_rmsnorm_forward_add(ctx, out, rstd, x, w, eps, NULL);
+}
+
+lact_status lact_rmsnorm_forward_add(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd,
+                                     const lact_tensor *x, const lact_tensor *w, float eps,
+                                     const lact_tensor *res) {
     const char *op = "rmsnorm";
     LACT_TRY(check_x(ctx, op, x));
     LACT_TRY(check_like_x(ctx, op, "out", out, x));
     LACT_TRY(check_stat(ctx, op, "rstd", rstd, x));
     LACT_TRY(check_channel(ctx, op, "w", w, x));
+    if (res) LACT_TRY(check_like_x(ctx, op, "res", res, x));
     if (!(eps >= 0.0f)) return lact_fail(LACT_E_ARG, "%s: eps = %g must be >= 0", op, eps);
-    return LACT_KDISPATCH(ctx, rmsnorm_forward, out, rstd, x, w, eps);
+    return LACT_KDISPATCH(ctx, rmsnorm_forward, out, rstd, x, w, eps, res);
 }
 
 lact_status lact_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,

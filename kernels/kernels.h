@@ -114,6 +114,12 @@ lact_status lact_slice_assign(lact_ctx *ctx, lact_tensor *dst, const lact_tensor
  * w [C] F32 or NULL (no scale); rstd [rows] F32 (saved for backward). */
 lact_status lact_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd,
                                  const lact_tensor *x, const lact_tensor *w, float eps);
+/* The same with a tensor added in the same pass: out = res + x * rstd * w
+ * (res like x, may be out itself; the normalised value rounded first, as a
+ * separate add would round it; NULL adds nothing). */
+lact_status lact_rmsnorm_forward_add(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd,
+                                     const lact_tensor *x, const lact_tensor *w, float eps,
+                                     const lact_tensor *res);
 lact_status lact_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
                                   const lact_tensor *dout, const lact_tensor *x,
                                   const lact_tensor *w, const lact_tensor *rstd);

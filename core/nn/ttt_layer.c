@@ -259,12 +259,10 @@ lact_status lact_ttt_layer_output(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *
     size_t mark = lact_arena_mark(ar);
     lact_tensor on;
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &on, N, L, d));
-    LACT_NN_RUN(ar, lact_rmsnorm_forward(ctx, &on, &s->rstd, &s->o, &p->items[l->o_norm].w,
-                                         c->norm_eps));
-    if (c->window_attn) {
-        lact_tensor ya3 = LACT_NN_VIEW(&s->ya, N, L, d);
-        LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &on, &ya3));
-    }
+    /* The window branch's output is added in the norm's pass. */
+    lact_tensor ya3 = c->window_attn ? LACT_NN_VIEW(&s->ya, N, L, d) : (lact_tensor){0};
+    LACT_NN_RUN(ar, lact_rmsnorm_forward_add(ctx, &on, &s->rstd, &s->o, &p->items[l->o_norm].w,
+                                             c->norm_eps, c->window_attn ? &ya3 : NULL));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->u, &on, B, H, L, d));
     lact_arena_release(ar, mark);
     LACT_NN_RUN(ar, lact_linear_forward(ctx, y, &s->u, lact_param_mm(&p->items[l->wo], act), NULL));

@@ -22,9 +22,10 @@ static void reduce_columns(float *dst, const float *a, const float *b, const flo
 }
 
 lact_status lact_cpu_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd,
-                                     const lact_tensor *x, const lact_tensor *w, float eps) {
+                                     const lact_tensor *x, const lact_tensor *w, float eps,
+                                     const lact_tensor *res) {
     int64_t rows = lact_tensor_rows(x), c = lact_tensor_cols(x);
-    const float *px = x->data, *pw = w ? w->data : NULL;
+    const float *px = x->data, *pw = w ? w->data : NULL, *pr = res ? res->data : NULL;
     float *po = out->data, *ps = rstd->data;
 #pragma omp parallel for
     for (int64_t r = 0; r < rows; r++) {
@@ -34,8 +35,10 @@ lact_status lact_cpu_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tenso
             ss += (double)xr[j] * xr[j];
         float s = (float)(1.0 / sqrt(ss / (double)c + eps));
         ps[r] = s;
-        for (int64_t j = 0; j < c; j++)
-            po[r * c + j] = xr[j] * s * (pw ? pw[j] : 1.0f);
+        for (int64_t j = 0; j < c; j++) {
+            const float v = xr[j] * s * (pw ? pw[j] : 1.0f);
+            po[r * c + j] = pr ? pr[r * c + j] + v : v;
+        }
     }
     return LACT_OK;
 }

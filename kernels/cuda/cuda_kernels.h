@@ -28,7 +28,7 @@ lact_status lact_cuda_softplus_backward(lact_ctx *ctx, lact_tensor *dx, const la
 lact_status lact_cuda_sigmoid_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);
 lact_status lact_cuda_sigmoid_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout, const lact_tensor *out);
 lact_status lact_cuda_permute_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);
-lact_status lact_cuda_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd, const lact_tensor *x, const lact_tensor *w, float eps);
+lact_status lact_cuda_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd, const lact_tensor *x, const lact_tensor *w, float eps, const lact_tensor *res);
 lact_status lact_cuda_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw, const lact_tensor *dout, const lact_tensor *x, const lact_tensor *w, const lact_tensor *rstd, const lact_tensor *res);
 lact_status lact_cuda_layernorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *mean, lact_tensor *rstd, const lact_tensor *x, const lact_tensor *w, const lact_tensor *b, float eps);
 lact_status lact_cuda_layernorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw, lact_tensor *db, const lact_tensor *dout, const lact_tensor *x, const lact_tensor *w, const lact_tensor *mean, const lact_tensor *rstd);

@@ -157,10 +157,10 @@ __device__ __forceinline__ void row_weight(float (&wv)[V], const float *w, int64
 
 /* ---- rmsnorm ------------------------------------------------------------------ */
 
-template <class T, int V, int NV>
+template <class T, int V, int NV, bool RES>
 __global__ void __launch_bounds__(ROW_THREADS)
-    rmsnorm_kernel(T *out, float *rstd, const T *x, const float *w, int64_t R, int64_t C,
-                   float eps) {
+    rmsnorm_kernel(T *out, float *rstd, const T *x, const float *w, const T *res, int64_t R,
+                   int64_t C, float eps) {
     __shared__ float sh[8];
     const int64_t nvec = C / V;
     for (int64_t r0 = (int64_t)blockIdx.x * blockDim.y; r0 < R;
@@ -188,6 +188,13 @@ __global__ void __launch_bounds__(ROW_THREADS)
 #pragma unroll
             for (int e = 0; e < V; e++)
                 y[e] = v[k][e] * rs * wv[e];
+            if constexpr (RES) {
+                float rv[V];
+                vload<V>(res + r * C + j * V, rv);
+#pragma unroll
+                for (int e = 0; e < V; e++)
+                    y[e] = rv[e] + to_f32(from_f32<T>(y[e]));
+            }
             vstore<V>(out + r * C + j * V, y);
         }
     }
@@ -288,8 +295,8 @@ __global__ void __launch_bounds__(ROW_THREADS, ROW_DW_MIN_BLOCKS)
 /* ---- loop rows (rows too long for registers) ------------------------------------ */
 
 template <class T>
-__global__ void rmsnorm_loop_kernel(T *out, float *rstd, const T *x, const float *w, int64_t C,
-                                    float eps) {
+__global__ void rmsnorm_loop_kernel(T *out, float *rstd, const T *x, const float *w, const T *res,
+                                    int64_t C, float eps) {
     __shared__ float sh[32];
     int64_t r = blockIdx.x;
     const T *xr = x + r * C;
@@ -302,8 +309,10 @@ __global__ void rmsnorm_loop_kernel(T *out, float *rstd, const T *x, const float
     ss = block_sum(ss, sh);
     float rs = rsqrtf(ss / (float)C + eps);
     if (threadIdx.x == 0) rstd[r] = rs;
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
-        st(yr, c, ld(xr, c) * rs * (w ? w[c] : 1.0f));
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+        const float v = ld(xr, c) * rs * (w ? w[c] : 1.0f);
+        st(yr, c, res ? ld(res + r * C, c) + to_f32(from_f32<T>(v)) : v);
+    }
 }
 
 template <class T>
@@ -343,7 +352,7 @@ template <class T, int V> struct rms_dw_at {
 
 extern "C" lact_status lact_cuda_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd,
                                                  const lact_tensor *x, const lact_tensor *w,
-                                                 float eps) {
+                                                 float eps, const lact_tensor *res) {
     int64_t R = lact_tensor_rows(x), C = lact_tensor_cols(x);
     if (!R || !C) return LACT_OK;
     const float *wp = w && w->data ? (const float *)w->data : NULL;
@@ -353,16 +362,23 @@ extern "C" lact_status lact_cuda_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out
         T *o = (T *)out->data;
         const T *xp = (const T *)x->data;
         float *rp = (float *)rstd->data;
+        const T *rsp = res ? (const T *)res->data : NULL;
         row_geom g;
         auto launch = [&](auto v, auto nv, const row_geom &rg) -> lact_status {
-            rmsnorm_kernel<T, decltype(v)::value, decltype(nv)::value>
-                <<<row_grid(R, &rg), dim3(rg.tpr, rg.rpb), 0, st>>>(o, rp, xp, wp, R, C, eps);
+            const unsigned grid = row_grid(R, &rg);
+            if (rsp)
+                rmsnorm_kernel<T, decltype(v)::value, decltype(nv)::value, true>
+                    <<<grid, dim3(rg.tpr, rg.rpb), 0, st>>>(o, rp, xp, wp, rsp, R, C, eps);
+            else
+                rmsnorm_kernel<T, decltype(v)::value, decltype(nv)::value, false>
+                    <<<grid, dim3(rg.tpr, rg.rpb), 0, st>>>(o, rp, xp, wp, NULL, R, C, eps);
             LACT_CU_LAUNCH("rmsnorm");
             return LACT_OK;
         };
-        if (!row_launch<T>(C, lact_aligned16(o, xp, wp), ROW_MAX_ELEMS, &g, launch, &s)) {
+        if (!row_launch<T>(C, lact_aligned16(o, xp, wp) && lact_aligned16(rsp), ROW_MAX_ELEMS, &g,
+                           launch, &s)) {
             rmsnorm_loop_kernel<T>
-                <<<(unsigned)R, lact_row_threads(C), 0, st>>>(o, rp, xp, wp, C, eps);
+                <<<(unsigned)R, lact_row_threads(C), 0, st>>>(o, rp, xp, wp, rsp, C, eps);
             LACT_CU_LAUNCH("rmsnorm");
         }
     });

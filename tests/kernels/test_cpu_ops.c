@@ -278,9 +278,18 @@ static void test_embedding_and_skips(void) {
     CHECK_OK(lact_rmsnorm_backward_add(&ctx, &res, NULL, &dy, &x, &w, &rstd, &res));
     CHECK(memcmp(F(&res), F(&sum), lact_tensor_nbytes(&sum)) == 0);
     CHECK_FAILS(lact_rmsnorm_backward_add(&ctx, NULL, &dw, &dy, &x, &w, &rstd, &res), LACT_E_ARG);
+    /* The forward with a tensor added: the same bits as the norm then an add,
+     * also in place (out = res). */
+    lact_tensor yf = zeros(2, xs, LACT_F32), rstd2 = zeros(1, &r, LACT_F32);
+    CHECK_OK(lact_add_forward(&ctx, &sum, &dy, &y));
+    CHECK_OK(lact_rmsnorm_forward_add(&ctx, &yf, &rstd2, &x, &w, 1e-6f, &dy));
+    CHECK(memcmp(F(&yf), F(&sum), lact_tensor_nbytes(&sum)) == 0);
+    CHECK(memcmp(F(&rstd2), F(&rstd), lact_tensor_nbytes(&rstd)) == 0);
+    CHECK_OK(lact_rmsnorm_forward_add(&ctx, &dy, &rstd2, &x, &w, 1e-6f, &dy));
+    CHECK(memcmp(F(&dy), F(&sum), lact_tensor_nbytes(&sum)) == 0);
     CHECK(strstr(lact_errmsg(), "res is given but dx is NULL") != NULL);
-    lact_tensor *all[] = {&table, &ids, &out, &dout, &dtable, &x,   &y,    &rstd,
-                          &w,     &dw,  &dy,  &g,    &res,    &sum, &fused};
+    lact_tensor *all[] = {&table, &ids, &out, &dout, &dtable, &x,     &y,  &rstd, &w,
+                          &dw,    &dy,  &g,   &res,  &sum,    &fused, &yf, &rstd2};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         lact_tensor_free(all[i]);
 }

@@ -88,13 +88,13 @@ static void compare(pair *p, const char *what, int i) {
     lact_tensor_free(&h);
 }
 
-/* Forward, backward, and the backward with a residual added in place
- * (dx2 starts as res and receives res + the gradient). */
+/* Forward, backward, and both with a residual added in place (o2 and dx2
+ * start as res and receive res + the result). */
 static void check_rmsnorm(pair *p, int64_t R, int64_t C, bool with_w) {
     int64_t sh[2] = {R, C}, rows[1] = {R}, vec[1] = {C};
     int x = rand_in(p, true, 2, sh, -2, 2), d = rand_in(p, true, 2, sh, -1, 1);
     int w = with_w ? rand_in(p, false, 1, vec, 0.5f, 1.5f) : -1;
-    int dx2 = rand_in(p, true, 2, sh, -3, 3);
+    int dx2 = rand_in(p, true, 2, sh, -3, 3), o2 = rand_in(p, true, 2, sh, -3, 3);
     int o = out_t(p, true, 2, sh), rs = out_t(p, false, 1, rows);
     int dx = out_t(p, true, 2, sh), dw = out_t(p, false, 1, vec);
     for (int k = 0; k < 2; k++) {
@@ -106,6 +106,8 @@ static void check_rmsnorm(pair *p, int64_t R, int64_t C, bool with_w) {
                                        w >= 0 ? &t[w] : NULL, &t[rs]));
         CHECK_OK(lact_rmsnorm_backward_add(ctx, &t[dx2], NULL, &t[d], &t[x], w >= 0 ? &t[w] : NULL,
                                            &t[rs], &t[dx2]));
+        CHECK_OK(lact_rmsnorm_forward_add(ctx, &t[o2], &t[rs], &t[x], w >= 0 ? &t[w] : NULL, 1e-6f,
+                                          &t[o2]));
     }
     char what[64];
     snprintf(what, sizeof what, "rmsnorm [%lld, %lld]", (long long)R, (long long)C);
@@ -115,6 +117,7 @@ static void check_rmsnorm(pair *p, int64_t R, int64_t C, bool with_w) {
     if (with_w) compare(p, what, dw);
     snprintf(what, sizeof what, "rmsnorm + residual [%lld, %lld]", (long long)R, (long long)C);
     compare(p, what, dx2);
+    compare(p, what, o2);
     pair_free(p);
 }
 
