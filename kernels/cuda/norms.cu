@@ -157,6 +157,17 @@ __device__ __forceinline__ void row_weight(float (&wv)[V], const float *w, int64
 
 /* ---- rmsnorm ------------------------------------------------------------------ */
 
+/* y = res + y, y rounded to T first: the bits of a separate add (the
+ * `_add` variants of the rmsnorm forward and backward). */
+template <class T, int V>
+__device__ __forceinline__ void add_rounded(float (&y)[V], const T *__restrict__ res) {
+    float rv[V];
+    vload<V>(res, rv);
+#pragma unroll
+    for (int e = 0; e < V; e++)
+        y[e] = rv[e] + to_f32(from_f32<T>(y[e]));
+}
+
 template <class T, int V, int NV, bool RES>
 __global__ void __launch_bounds__(ROW_THREADS)
     rmsnorm_kernel(T *out, float *rstd, const T *x, const float *w, const T *res, int64_t R,
@@ -188,13 +199,7 @@ __global__ void __launch_bounds__(ROW_THREADS)
 #pragma unroll
             for (int e = 0; e < V; e++)
                 y[e] = v[k][e] * rs * wv[e];
-            if constexpr (RES) {
-                float rv[V];
-                vload<V>(res + r * C + j * V, rv);
-#pragma unroll
-                for (int e = 0; e < V; e++)
-                    y[e] = rv[e] + to_f32(from_f32<T>(y[e]));
-            }
+            if constexpr (RES) add_rounded<T, V>(y, res + r * C + j * V);
             vstore<V>(out + r * C + j * V, y);
         }
     }
@@ -248,14 +253,7 @@ __global__ void __launch_bounds__(ROW_THREADS, ROW_DW_MIN_BLOCKS)
 #pragma unroll
                 for (int e = 0; e < V; e++)
                     y[e] = rs * (d[k][e] * wv[e] - xv[k][e] * kk);
-                if constexpr (RES) {
-                    /* the gradient rounded first, as a separate add would */
-                    float rv[V];
-                    vload<V>(res + r * C + j * V, rv);
-#pragma unroll
-                    for (int e = 0; e < V; e++)
-                        y[e] = rv[e] + to_f32(from_f32<T>(y[e]));
-                }
+                if constexpr (RES) add_rounded<T, V>(y, res + r * C + j * V);
                 vstore<V>(dx + r * C + j * V, y);
             }
             if (dw_part)
