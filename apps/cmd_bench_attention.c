@@ -17,7 +17,14 @@
 
 int cmd_bench_attention(int argc, char **argv);
 
-enum { AB_MAX_LENS = 8 };
+enum { AB_MAX_LENS = 8, AB_MAX_MASKS = 8 };
+
+/* The masks of --mask, parsed once. */
+typedef struct ab_masks {
+    lact_attn_args args[AB_MAX_MASKS];
+    const char *names[AB_MAX_MASKS];
+    int n;
+} ab_masks;
 
 typedef struct attn_bench_opts {
     int64_t batch, heads, kv_heads, dim, window, block, iters;
@@ -118,7 +125,7 @@ static void ab_print(const attn_bench_opts *o, const char *mask, int64_t len, do
 }
 
 static int ab_main(const cli_command *cmd, const attn_bench_opts *o, lact_ctx *ctx, lact_dtype dt,
-                   const int64_t *lens, int n_lens) {
+                   const int64_t *lens, int n_lens, const ab_masks *masks) {
     const double gib = 1024.0 * 1024.0 * 1024.0;
     if (!o->c.json)
         printf("attention B=%lld H=%lld Hkv=%lld d=%lld %s; FLOPs 4·d per unmasked (query, key) "
@@ -136,11 +143,9 @@ static int ab_main(const cli_command *cmd, const attn_bench_opts *o, lact_ctx *c
             ab_free(&b);
             return 1;
         }
-        for (const char *m = o->masks; *m;) {
-            const size_t len = strcspn(m, ",");
-            const char *name = NULL;
-            ab_parse_mask(m, len, o, &b.args, &name); /* checked before */
-            m += len + (m[len] == ',');
+        for (int mi = 0; mi < masks->n; mi++) {
+            const char *name = masks->names[mi];
+            b.args = masks->args[mi];
             double ms_f = 0.0, ms_b = 0.0;
             b.backward = false;
             lact_status s = bench_time(ctx, ab_run, &b, (int)o->iters, &ms_f);
@@ -211,15 +216,19 @@ int cmd_bench_attention(int argc, char **argv) {
                   AB_MAX_LENS, o.lens);
         return 2;
     }
+    ab_masks masks = {.n = 0};
     for (const char *m = o.masks;;) {
         const size_t len = strcspn(m, ",");
-        lact_attn_args a;
-        const char *name;
-        if (!ab_parse_mask(m, len, &o, &a, &name)) {
+        if (masks.n == AB_MAX_MASKS) {
+            cli_error(&cmd, "--mask: at most %d masks", AB_MAX_MASKS);
+            return 2;
+        }
+        if (!ab_parse_mask(m, len, &o, &masks.args[masks.n], &masks.names[masks.n])) {
             cli_error(&cmd, "--mask: unknown mask '%.*s' (causal, window, block, full)", (int)len,
                       m);
             return 2;
         }
+        masks.n++;
         if (!m[len]) break;
         m += len + 1;
     }
@@ -227,7 +236,7 @@ int cmd_bench_attention(int argc, char **argv) {
     lact_ctx ctx;
     const int open_rc = bench_open(&cmd, &o.c, o.dtype, &dt, &ctx);
     if (open_rc) return open_rc;
-    int rc = ab_main(&cmd, &o, &ctx, dt, lens, n_lens);
+    int rc = ab_main(&cmd, &o, &ctx, dt, lens, n_lens, &masks);
     lact_ctx_free(&ctx);
     return rc;
 }
