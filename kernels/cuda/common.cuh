@@ -194,7 +194,8 @@ lact_status lact_cuda_buffer(lact_ctx *ctx, int slot, size_t bytes, void **out);
 /* ---- matrix products (matmul.cu) ------------------------------------------- */
 
 /* Row-major batched product c[i] = alpha op(a[i]) op(b[i]) + beta c[i],
- * i < batch, with element strides between batch items (0 broadcasts). */
+ * i < batch, with element strides between batch items (0 broadcasts). With
+ * addend set, beta·addend[i] (same layout as c) replaces beta·c[i]. */
 typedef struct lact_gemm_desc {
     const void *a, *b;
     void *c;
@@ -203,6 +204,7 @@ typedef struct lact_gemm_desc {
     int64_t M, N, K, batch;
     int64_t stride_a, stride_b, stride_c;
     float alpha, beta;
+    const void *addend; /* NULL: c itself; last, so brace initialisers leave it NULL */
 } lact_gemm_desc;
 
 lact_status lact_cuda_gemm(lact_ctx *ctx, const lact_gemm_desc *g);
@@ -217,6 +219,7 @@ static inline lact_gemm_desc lact_gemm_desc_make(const void *a, const void *b, v
     g.a = a;
     g.b = b;
     g.c = c;
+    g.addend = NULL;
     g.ab_dtype = ab;
     g.c_dtype = cd;
     g.ta = ta;

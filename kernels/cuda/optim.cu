@@ -8,8 +8,8 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/vec.cuh"
 
-#define GRID_LOOP(i, n)                                                                   \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);             \
+#define GRID_LOOP(i, n)                                                                            \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                      \
          i += (int64_t)gridDim.x * blockDim.x)
 
 /* One element's AdamW update (the same expression on both paths, so the
@@ -64,10 +64,9 @@ extern "C" lact_status lact_cuda_adamw_step(lact_ctx *ctx, lact_tensor *param, l
     }
     int64_t done = 4 * n4;
     if (done < n) {
-        adamw_kernel<<<lact_grid_1d(n - done, 256), 256, 0, st>>>(pp + done, pm + done, pv + done,
-                                                                  pg + done, n - done, a->lr,
-                                                                  a->beta1, a->beta2, a->eps,
-                                                                  a->weight_decay, bc1, bc2);
+        adamw_kernel<<<lact_grid_1d(n - done, 256), 256, 0, st>>>(
+            pp + done, pm + done, pv + done, pg + done, n - done, a->lr, a->beta1, a->beta2, a->eps,
+            a->weight_decay, bc1, bc2);
         LACT_CU_LAUNCH("adamw");
     }
     return LACT_OK;
@@ -109,16 +108,16 @@ static lact_status newton_schulz_run(lact_ctx *ctx, float *out, const float *g, 
     LACT_CU_LAUNCH("ns_init");
     for (int it = 0; it < steps; it++) {
         /* A = X Xᵀ;  B = qb A + qc A A;  Y = qa X + B X */
-        lact_gemm_desc ga = {x, x, A, LACT_F32, LACT_F32, false, true, r, r, c, 1, 0, 0, 0,
-                             1.0f, 0.0f};
+        lact_gemm_desc ga = lact_gemm_desc_make(x, x, A, LACT_F32, LACT_F32, false, true, r, r, c,
+                                                1, 0, 0, 0, 1.0f, 0.0f);
         LACT_TRY(lact_cuda_gemm(ctx, &ga));
-        LACT_CU(cudaMemcpyAsync(B, A, as * sizeof(float), cudaMemcpyDeviceToDevice, st));
-        lact_gemm_desc gb = {A, A, B, LACT_F32, LACT_F32, false, false, r, r, r, 1, 0, 0, 0,
-                             qc, qb};
+        lact_gemm_desc gb = lact_gemm_desc_make(A, A, B, LACT_F32, LACT_F32, false, false, r, r, r,
+                                                1, 0, 0, 0, qc, qb);
+        gb.addend = A;
         LACT_TRY(lact_cuda_gemm(ctx, &gb));
-        LACT_CU(cudaMemcpyAsync(y, x, xs * sizeof(float), cudaMemcpyDeviceToDevice, st));
-        lact_gemm_desc gy = {B, x, y, LACT_F32, LACT_F32, false, false, r, c, r, 1, 0, 0, 0,
-                             1.0f, qa};
+        lact_gemm_desc gy = lact_gemm_desc_make(B, x, y, LACT_F32, LACT_F32, false, false, r, c, r,
+                                                1, 0, 0, 0, 1.0f, qa);
+        gy.addend = x;
         LACT_TRY(lact_cuda_gemm(ctx, &gy));
         float *t = x;
         x = y;

@@ -2,24 +2,29 @@
  *
  * The cross-entropy never holds [N, V] logits: it walks the vocabulary in
  * chunks of vocab_chunk columns, computing each chunk's logits with the GEMM
- * into a cached F32 buffer [N, chunk] and folding them into a running
+ * into a cached buffer [N, chunk] and folding them into a running
  * (max, sum of exp, target logit) per row. The backward recomputes each
  * chunk, turns it into dlogits in place and applies the two products
- * dh += dlogits · w_chunk and dw_chunk = dlogitsᵀ · h. */
+ * dh += dlogits · w_chunk and dw_chunk = dlogitsᵀ · h. The logits have the
+ * activations' type (F32 or BF16, as a BF16 model rounds them in the
+ * frameworks too): the fold and the dlogits pass are pure memory traffic
+ * over [N, V], and so is a good part of the vocabulary GEMM's epilogue, so
+ * BF16 logits halve both (the sums stay in F32). */
 #include "kernels/cuda/common.cuh"
 
 /* ---- softmax ------------------------------------------------------------------ */
 
-template <class T>
-__global__ void softmax_kernel(T *out, const T *x, int64_t C) {
+template <class T> __global__ void softmax_kernel(T *out, const T *x, int64_t C) {
     __shared__ float sh[32];
     int64_t r = blockIdx.x;
     const T *xr = x + r * C;
     float m = -INFINITY;
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) m = fmaxf(m, ld(xr, c));
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+        m = fmaxf(m, ld(xr, c));
     m = block_max(m, sh);
     float s = 0.0f;
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += expf(ld(xr, c) - m);
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+        s += expf(ld(xr, c) - m);
     float inv = 1.0f / block_sum(s, sh);
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
         st(out + r * C, c, expf(ld(xr, c) - m) * inv);
@@ -31,7 +36,8 @@ __global__ void softmax_backward_kernel(T *dx, const T *dy, const T *y, int64_t 
     int64_t r = blockIdx.x;
     const T *yr = y + r * C, *dr = dy + r * C;
     float s = 0.0f;
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += ld(dr, c) * ld(yr, c);
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+        s += ld(dr, c) * ld(yr, c);
     s = block_sum(s, sh);
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
         st(dx + r * C, c, ld(yr, c) * (ld(dr, c) - s));
@@ -85,6 +91,17 @@ __device__ __forceinline__ void lse_add4(float &m, float &s, float4 v) {
     m = nm;
 }
 
+/* Four consecutive logits from a 16-byte (F32) or 8-byte (BF16) word. */
+__device__ __forceinline__ float4 ld4(const float *p, int64_t c4) {
+    return ((const float4 *)p)[c4];
+}
+__device__ __forceinline__ float4 ld4(const bf16 *p, int64_t c4) {
+    const uint2 u = ((const uint2 *)p)[c4];
+    const float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x),
+                 b = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
+    return make_float4(a.x, a.y, b.x, b.y);
+}
+
 __device__ __forceinline__ void lse_warp_merge(float &m, float &s) {
     for (int o = 16; o > 0; o >>= 1) {
         float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
@@ -99,19 +116,19 @@ __device__ __forceinline__ void lse_warp_merge(float &m, float &s) {
  * max m, sum s (relative to m) and target logit tl of each row. One pass
  * over the chunk, read once (the chunk is far larger than the caches): a
  * block of XENT_FOLD_THREADS per row, each thread issuing XENT_FOLD_UNROLL
- * 16-byte loads before it folds them into its online (max, sum) when rows
- * are 16-byte aligned (cw % 4 == 0); the warps' pairs are then merged by
+ * four-column loads before it folds them into its online (max, sum) when
+ * rows are aligned (cw % 4 == 0); the warps' pairs are then merged by
  * shuffles. */
+template <class L>
 __global__ void __launch_bounds__(XENT_FOLD_THREADS)
-    xent_fold_kernel(float *m, float *s, float *tl, const float *logits, const int32_t *target,
+    xent_fold_kernel(float *m, float *s, float *tl, const L *logits, const int32_t *target,
                      int64_t cw, int64_t v0, int first) {
     __shared__ float shm[32], shs[32];
     int64_t r = blockIdx.x;
-    const float *lr = logits + r * cw;
+    const L *lr = logits + r * cw;
     float cm = -INFINITY, cs = 0.0f;
     int64_t c0 = 0;
     if (cw % 4 == 0) {
-        const float4 *l4 = (const float4 *)lr;
         const int64_t n4 = cw / 4, step = (int64_t)XENT_FOLD_UNROLL * blockDim.x;
         const float4 pad = make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
         for (int64_t b = threadIdx.x; b < n4; b += step) {
@@ -119,15 +136,16 @@ __global__ void __launch_bounds__(XENT_FOLD_THREADS)
 #pragma unroll
             for (int u = 0; u < XENT_FOLD_UNROLL; u++) {
                 int64_t c = b + (int64_t)u * blockDim.x;
-                v[u] = c < n4 ? l4[c] : pad;
+                v[u] = c < n4 ? ld4(lr, c) : pad;
             }
 #pragma unroll
-            for (int u = 0; u < XENT_FOLD_UNROLL; u++) lse_add4(cm, cs, v[u]);
+            for (int u = 0; u < XENT_FOLD_UNROLL; u++)
+                lse_add4(cm, cs, v[u]);
         }
         c0 = cw;
     }
     for (int64_t c = c0 + threadIdx.x; c < cw; c += blockDim.x) {
-        float x = lr[c], nm = fmaxf(cm, x);
+        float x = ld(lr, c), nm = fmaxf(cm, x);
         cs = (cm == -INFINITY ? 0.0f : cs * expf(cm - nm)) + expf(x - nm);
         cm = nm;
     }
@@ -151,7 +169,7 @@ __global__ void __launch_bounds__(XENT_FOLD_THREADS)
             m[r] = om;
             s[r] = os;
         }
-        if (t >= v0 && t < v0 + cw) tl[r] = lr[t - v0];
+        if (t >= v0 && t < v0 + cw) tl[r] = ld(lr, t - v0);
     }
 }
 
@@ -174,30 +192,22 @@ __device__ __forceinline__ void st4(bf16 *p, int64_t i, float4 v) {
     u.x = *(uint32_t *)&a, u.y = *(uint32_t *)&b;
     *(uint2 *)(p + i) = u;
 }
-__device__ __forceinline__ void st4(__half *p, int64_t i, float4 v) {
-    __half2 a = __floats2half2_rn(v.x, v.y), b = __floats2half2_rn(v.z, v.w);
-    uint2 u;
-    u.x = *(uint32_t *)&a, u.y = *(uint32_t *)&b;
-    *(uint2 *)(p + i) = u;
-}
 
-/* dlogits = dloss (softmax − onehot(target)), written as T (in place when T
- * is float) for the two products that follow. A block per row: the row's
- * lse, weight and target are read once, four columns at a time when rows
- * are 16-byte aligned. */
+/* dlogits = dloss (softmax − onehot(target)), written in place over the
+ * logits (each element by the thread that read it) for the two products
+ * that follow. A block per row: the row's lse, weight and target are read
+ * once, four columns at a time when rows are aligned. */
 template <class T>
-__global__ void xent_dlogits_kernel(T *dl, const float *logits, const float *lse,
-                                    const float *dloss, const int32_t *target, int64_t cw,
-                                    int64_t v0) {
+__global__ void xent_dlogits_kernel(T *dl, const float *lse, const float *dloss,
+                                    const int32_t *target, int64_t cw, int64_t v0) {
     int64_t r = blockIdx.x, base = r * cw;
     int32_t t = target[r];
     float l = lse[r], w = t >= 0 ? dloss[r] : 0.0f;
     int64_t tc = t >= 0 ? (int64_t)t - v0 : -1; /* the target's column in this chunk */
     int64_t c0 = 0;
     if (cw % 4 == 0) {
-        const float4 *l4 = (const float4 *)(logits + base);
         for (int64_t c = threadIdx.x; c < cw / 4; c += blockDim.x) {
-            float4 x = l4[c], g;
+            float4 x = ld4(dl + base, c), g;
             g.x = w * (expf(x.x - l) - (4 * c == tc ? 1.0f : 0.0f));
             g.y = w * (expf(x.y - l) - (4 * c + 1 == tc ? 1.0f : 0.0f));
             g.z = w * (expf(x.z - l) - (4 * c + 2 == tc ? 1.0f : 0.0f));
@@ -207,7 +217,7 @@ __global__ void xent_dlogits_kernel(T *dl, const float *logits, const float *lse
         c0 = cw;
     }
     for (int64_t c = c0 + threadIdx.x; c < cw; c += blockDim.x)
-        st(dl, base + c, w * (expf(logits[base + c] - l) - (c == tc ? 1.0f : 0.0f)));
+        st(dl, base + c, w * (expf(ld(dl, base + c) - l) - (c == tc ? 1.0f : 0.0f)));
 }
 
 static int64_t xent_chunk(int64_t vocab_chunk, int64_t V) {
@@ -215,34 +225,30 @@ static int64_t xent_chunk(int64_t vocab_chunk, int64_t V) {
     return c < V ? c : V;
 }
 
-/* Cached layout: logits [N, chunk] F32 | dlogits [N, chunk] T (BF16 only) |
- * dh accumulator [N, C] F32 (BF16 only) | m, s, tl [N] F32 each. */
-static lact_status xent_buffers(lact_ctx *ctx, int64_t N, int64_t C, int64_t chunk,
-                                lact_dtype dt, bool backward, float **logits, void **dl,
-                                float **dh_acc, float **stats) {
-    size_t lg = (size_t)(N * chunk) * 4, dlb = 0, acc = 0, st3 = (size_t)(3 * N) * 4;
-    if (backward && dt != LACT_F32) {
-        dlb = ((size_t)(N * chunk) * lact_dtype_size(dt) + 255) / 256 * 256;
-        acc = (size_t)(N * C) * 4;
-    }
+/* Cached layout: logits (then dlogits in place) [N, chunk] of the
+ * activations' type | dh accumulator [N, C] F32 (BF16 backward only) |
+ * m, s, tl [N] F32 each. */
+static lact_status xent_buffers(lact_ctx *ctx, int64_t N, int64_t C, int64_t chunk, lact_dtype dt,
+                                bool backward, void **logits, float **dh_acc, float **stats) {
+    size_t lg = (size_t)(N * chunk) * lact_dtype_size(dt), acc = 0, st3 = (size_t)(3 * N) * 4;
+    if (backward && dt != LACT_F32) acc = (size_t)(N * C) * 4;
     lg = (lg + 255) / 256 * 256;
     acc = (acc + 255) / 256 * 256;
     char *base = NULL;
-    LACT_TRY(lact_cuda_buffer(ctx, LACT_BUF_XENT, lg + dlb + acc + st3, (void **)&base));
-    *logits = (float *)base;
-    *dl = dlb ? (void *)(base + lg) : (void *)base;
-    *dh_acc = acc ? (float *)(base + lg + dlb) : NULL;
-    *stats = (float *)(base + lg + dlb + acc);
+    LACT_TRY(lact_cuda_buffer(ctx, LACT_BUF_XENT, lg + acc + st3, (void **)&base));
+    *logits = base;
+    *dh_acc = acc ? (float *)(base + lg) : NULL;
+    *stats = (float *)(base + lg + acc);
     return LACT_OK;
 }
 
-/* logits [N, cw] = h [N, C] · w[v0 : v0 + cw]ᵀ */
-static lact_status xent_logits(lact_ctx *ctx, float *logits, const lact_tensor *h,
+/* logits [N, cw] = h [N, C] · w[v0 : v0 + cw]ᵀ, of h's type. */
+static lact_status xent_logits(lact_ctx *ctx, void *logits, const lact_tensor *h,
                                const lact_tensor *w, int64_t v0, int64_t cw) {
     int64_t N = lact_tensor_rows(h), C = lact_tensor_cols(h);
     const char *wp = (const char *)w->data + (size_t)(v0 * C) * lact_dtype_size(w->dtype);
-    lact_gemm_desc g = {h->data, wp, logits, h->dtype, LACT_F32, false, true, N, cw, C, 1,
-                        0, 0, 0, 1.0f, 0.0f};
+    lact_gemm_desc g = lact_gemm_desc_make(h->data, wp, logits, h->dtype, h->dtype, false, true, N,
+                                           cw, C, 1, 0, 0, 0, 1.0f, 0.0f);
     return lact_cuda_gemm(ctx, &g);
 }
 
@@ -252,22 +258,29 @@ extern "C" lact_status lact_cuda_xent_forward(lact_ctx *ctx, lact_tensor *loss, 
     int64_t N = lact_tensor_rows(h), C = lact_tensor_cols(h), V = w->shape[0];
     if (!N) return LACT_OK;
     if (!V) return lact_fail(LACT_E_ARG, "xent: empty vocabulary");
+    if (h->dtype != LACT_F32 && h->dtype != LACT_BF16)
+        return lact_fail(LACT_E_UNSUPPORTED, "xent: activations must be F32 or BF16, not %s",
+                         lact_dtype_name(h->dtype));
     int64_t chunk = xent_chunk(vocab_chunk, V);
-    float *logits, *dh_acc, *stats;
-    void *dl;
-    LACT_TRY(xent_buffers(ctx, N, C, chunk, h->dtype, false, &logits, &dl, &dh_acc, &stats));
+    float *dh_acc, *stats;
+    void *logits;
+    LACT_TRY(xent_buffers(ctx, N, C, chunk, h->dtype, false, &logits, &dh_acc, &stats));
     float *m = stats, *s = stats + N, *tl = stats + 2 * N;
     const int32_t *tg = (const int32_t *)target->data;
     cudaStream_t st = lact_cuda_stream(ctx);
     for (int64_t v0 = 0; v0 < V; v0 += chunk) {
         int64_t cw = V - v0 < chunk ? V - v0 : chunk;
         LACT_TRY(xent_logits(ctx, logits, h, w, v0, cw));
-        xent_fold_kernel<<<(unsigned)N, XENT_FOLD_THREADS, 0, st>>>(m, s, tl, logits, tg, cw, v0,
-                                                                    v0 == 0);
+        if (h->dtype == LACT_BF16)
+            xent_fold_kernel<bf16><<<(unsigned)N, XENT_FOLD_THREADS, 0, st>>>(
+                m, s, tl, (const bf16 *)logits, tg, cw, v0, v0 == 0);
+        else
+            xent_fold_kernel<float><<<(unsigned)N, XENT_FOLD_THREADS, 0, st>>>(
+                m, s, tl, (const float *)logits, tg, cw, v0, v0 == 0);
         LACT_CU_LAUNCH("xent_fold");
     }
-    xent_finish_kernel<<<lact_grid_1d(N, 256), 256, 0, st>>>(
-        (float *)loss->data, (float *)lse->data, m, s, tl, tg, N);
+    xent_finish_kernel<<<lact_grid_1d(N, 256), 256, 0, st>>>((float *)loss->data,
+                                                             (float *)lse->data, m, s, tl, tg, N);
     LACT_CU_LAUNCH("xent_finish");
     return LACT_OK;
 }
@@ -285,32 +298,38 @@ extern "C" lact_status lact_cuda_xent_backward(lact_ctx *ctx, lact_tensor *dh, l
     }
     int64_t chunk = xent_chunk(vocab_chunk, V);
     lact_dtype dt = h->dtype;
-    float *logits, *dh_acc, *stats;
+    if (dt != LACT_F32 && dt != LACT_BF16)
+        return lact_fail(LACT_E_UNSUPPORTED, "xent: activations must be F32 or BF16, not %s",
+                         lact_dtype_name(dt));
+    float *dh_acc, *stats;
     void *dl;
-    LACT_TRY(xent_buffers(ctx, N, C, chunk, dt, true, &logits, &dl, &dh_acc, &stats));
+    LACT_TRY(xent_buffers(ctx, N, C, chunk, dt, true, &dl, &dh_acc, &stats));
     cudaStream_t st = lact_cuda_stream(ctx);
     size_t es = lact_dtype_size(dt);
     /* fp32 accumulation of dh across chunks; for F32 straight into dh. */
     void *dh_out = dh ? (dt == LACT_F32 ? dh->data : (void *)dh_acc) : NULL;
     for (int64_t v0 = 0; v0 < V; v0 += chunk) {
         int64_t cw = V - v0 < chunk ? V - v0 : chunk;
-        LACT_TRY(xent_logits(ctx, logits, h, w, v0, cw));
-        LACT_DISPATCH_FLOAT(dt, "xent backward", {
-            xent_dlogits_kernel<T><<<(unsigned)N, 256, 0, st>>>(
-                (T *)dl, logits, (const float *)lse->data, (const float *)dloss->data,
+        LACT_TRY(xent_logits(ctx, dl, h, w, v0, cw));
+        if (dt == LACT_BF16)
+            xent_dlogits_kernel<bf16><<<(unsigned)N, 256, 0, st>>>(
+                (bf16 *)dl, (const float *)lse->data, (const float *)dloss->data,
                 (const int32_t *)target->data, cw, v0);
-        });
+        else
+            xent_dlogits_kernel<float><<<(unsigned)N, 256, 0, st>>>(
+                (float *)dl, (const float *)lse->data, (const float *)dloss->data,
+                (const int32_t *)target->data, cw, v0);
         LACT_CU_LAUNCH("xent_dlogits");
         const char *wp = (const char *)w->data + (size_t)(v0 * C) * es;
         if (dh_out) { /* dh [N, C] += dl [N, cw] · w_chunk [cw, C] */
-            lact_gemm_desc g = {dl, wp, dh_out, dt, LACT_F32, false, false, N, C, cw, 1, 0, 0, 0,
-                                1.0f, v0 == 0 ? 0.0f : 1.0f};
+            lact_gemm_desc g = lact_gemm_desc_make(dl, wp, dh_out, dt, LACT_F32, false, false, N, C,
+                                                   cw, 1, 0, 0, 0, 1.0f, v0 == 0 ? 0.0f : 1.0f);
             LACT_TRY(lact_cuda_gemm(ctx, &g));
         }
         if (dw) { /* dw_chunk [cw, C] = dlᵀ [cw, N] · h [N, C] */
             float *dwp = (float *)dw->data + v0 * C;
-            lact_gemm_desc g = {dl, h->data, dwp, dt, LACT_F32, true, false, cw, C, N, 1, 0, 0, 0,
-                                1.0f, 0.0f};
+            lact_gemm_desc g = lact_gemm_desc_make(dl, h->data, dwp, dt, LACT_F32, true, false, cw,
+                                                   C, N, 1, 0, 0, 0, 1.0f, 0.0f);
             LACT_TRY(lact_cuda_gemm(ctx, &g));
         }
     }

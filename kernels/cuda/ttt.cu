@@ -240,7 +240,7 @@ template <class T> struct ttt_run {
             u = M;
         }
         LACT_TRY(ns.prepare(u));
-        LACT_TRY(ns.forward());
+        LACT_TRY(ns.forward(false));
         ttt_renorm_kernel<T><<<rows, TTT_THREADS, 0, st>>>(g, ns.X[5], NULL, NULL, NULL, W, Wc, r0);
         LACT_CU_LAUNCH("ttt_renorm");
         return LACT_OK;

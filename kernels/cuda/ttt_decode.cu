@@ -15,6 +15,7 @@
 #include "core/base/device.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ttt_decode_cuda.h"
+#include "kernels/cuda/ttt_ns_fused.h"
 #include "kernels/ttt.h"
 
 namespace {
@@ -193,7 +194,7 @@ static lact_status update(lact_ctx *ctx, lact_ttt_dec_cuda *s) {
     ns.nnorm = s->ns_norm;
     ns.acc = s->ns_acc;
     LACT_TRY(ns.prepare(u));
-    LACT_TRY(ns.forward());
+    LACT_TRY(ns.forward(false));
     ttt_renorm_kernel<float>
         <<<rows, DEC_THREADS, 0, st>>>(g, ns.X[5], NULL, NULL, NULL, s->W, s->W, s->r0);
     LACT_CU_LAUNCH("ttt_renorm");

@@ -485,21 +485,4 @@ __global__ void ttt_ns_unscale_kernel(ttt_geom g, const float *u, const T *dX0, 
         dst[e] = ld(dx, e) / ne - k * src[e];
 }
 
-/* P = b A + a I over a batch of p×p matrices; grid (slices, matrices), V
- * elements per access (V = 2 needs p even). The diagonal is every (p+1)-th
- * element, so no row/column division is needed. */
-template <class T, int V>
-__global__ void ttt_ns_poly_kernel(int pp, int p, const T *A, T *P, float a, float b) {
-    size_t base = (size_t)blockIdx.y * (size_t)pp;
-    for (int w = (int)(blockIdx.x * blockDim.x + threadIdx.x) * V; w < pp;
-         w += (int)(gridDim.x * blockDim.x) * V) {
-        float x[V];
-        ldv<V>(x, A + base + w);
-#pragma unroll
-        for (int v = 0; v < V; v++)
-            x[v] = b * x[v] + ((w + v) % (p + 1) == 0 ? a : 0.0f);
-        stv<V>(P + base + w, x);
-    }
-}
-
 #endif

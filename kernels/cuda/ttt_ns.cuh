@@ -5,11 +5,13 @@
  * (rows <= cols) is X = Y; a tall one is X = Yᵀ, and the step
  * X' = P X with A = X Xᵀ, P = aI + bA + cA² becomes Y' = Y P with A = Yᵀ Y,
  * so no transposes are materialised. With d == dh all 3N matrices share
- * one orientation and every product is one call. */
+ * one orientation and every product is one call. BF16 matrices of up to
+ * 128 × 256 run every step in one kernel instead (ttt_ns_fused.cu). */
 #ifndef LACT_CUDA_TTT_NS_CUH
 #define LACT_CUDA_TTT_NS_CUH
 
 #include "kernels/cuda/ttt_kernels.cuh"
+#include "kernels/cuda/ttt_ns_fused.h"
 
 static inline lact_status ttt_gemm(lact_ctx *ctx, lact_dtype ab, lact_dtype cd, bool ta, bool tb,
                                    int64_t M, int64_t N, int64_t K, int64_t batch, const void *a,
@@ -66,43 +68,30 @@ template <class T> struct ttt_ns {
     }
 
     lact_dtype dt() const { return ttt_dt<T>::v; }
+    /* c = alpha·op(a)·op(b) + beta·(add ? add : c). */
     lact_status gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t batch, const T *a,
-                     int64_t sa, const T *b, int64_t sb, T *c, int64_t sc, float alpha,
-                     float beta) const {
-        return ttt_gemm(ctx, dt(), dt(), ta, tb, M, N, K, batch, a, sa, b, sb, c, sc, alpha, beta);
+                     int64_t sa, const T *b, int64_t sb, T *c, int64_t sc, float alpha, float beta,
+                     const T *add = NULL) const {
+        lact_gemm_desc gd = lact_gemm_desc_make(a, b, c, dt(), dt(), ta, tb, M, N, K, batch, sa, sb,
+                                                sc, alpha, beta);
+        gd.addend = add;
+        return lact_cuda_gemm(ctx, &gd);
     }
     const T *mat(const T *base, int k) const { return base + first[k] * g.nel; }
     T *mat(T *base, int k) const { return base + first[k] * g.nel; }
     T *sq(T *base, int k) const { return base + first[k] * p * p; }
 
-    /* out = b·in + a·I on each of the 3N p×p matrices. */
-    lact_status poly_ew(const T *in, T *out, float a, float b) {
-        if (3 * g.n > 65535)
-            return lact_fail(LACT_E_UNSUPPORTED, "ttt: Muon on more than 21845 head-batches");
-        int pp = (int)(p * p), v = p % 2 == 0 ? 2 : 1;
-        int64_t bx = (pp / v + 255) / 256;
-        dim3 grid((unsigned)(bx < 65535 ? bx : 65535), (unsigned)(3 * g.n));
-        if (v == 2)
-            ttt_ns_poly_kernel<T, 2>
-                <<<grid, 256, 0, lact_cuda_stream(ctx)>>>(pp, (int)p, in, out, a, b);
-        else
-            ttt_ns_poly_kernel<T, 1>
-                <<<grid, 256, 0, lact_cuda_stream(ctx)>>>(pp, (int)p, in, out, a, b);
-        LACT_CU_LAUNCH("ttt_ns_poly");
-        return LACT_OK;
-    }
-
-    /* A[s] = X Xᵀ (wide) or Yᵀ Y (tall), then P[s] = aI + bA + cA². */
+    /* A[s] = X Xᵀ (wide) or Yᵀ Y (tall), then P[s] = bA + cA²: the aI term
+     * is added by times(), so no element-wise pass is needed. */
     lact_status poly(const T *Xs, int s) {
         const float *k = ttt_ns_coef(muon, s);
         T *As = A[s], *Ps = P[s];
         for (int j = 0; j < n_groups; j++)
             LACT_TRY(gemm(tall[j], !tall[j], p, p, q, count[j], mat(Xs, j), g.nel, mat(Xs, j),
                           g.nel, sq(As, j), p * p, 1.0f, 0.0f));
-        LACT_TRY(poly_ew(As, Ps, k[0], k[1]));
-        return gemm(false, false, p, p, p, 3 * g.n, As, p * p, As, p * p, Ps, p * p, k[2], 1.0f);
+        return gemm(false, false, p, p, p, 3 * g.n, As, p * p, As, p * p, Ps, p * p, k[2], k[1],
+                    As);
     }
-
     /* X[0] from u (master layout, fp32); ‖u‖_F into nnorm. */
     lact_status prepare(const float *u) {
         cudaStream_t st = lact_cuda_stream(ctx);
@@ -125,24 +114,48 @@ template <class T> struct ttt_ns {
         return LACT_OK;
     }
 
-    /* out = P·X (wide) or Y·P (tall), plus beta·out. */
-    lact_status times(const T *Pm, const T *Xs, T *out, float beta) {
+    /* out = P·X (wide) or Y·P (tall), plus beta·add (beta·out without add):
+     * with add = X and beta = a that is (aI + P)·X. */
+    lact_status times(const T *Pm, const T *Xs, T *out, float beta, const T *add) {
         for (int k = 0; k < n_groups; k++) {
+            const T *ak = add ? mat(add, k) : NULL;
             if (!tall[k])
                 LACT_TRY(gemm(false, false, p, q, p, count[k], sq((T *)Pm, k), p * p, mat(Xs, k),
-                              g.nel, mat(out, k), g.nel, 1.0f, beta));
+                              g.nel, mat(out, k), g.nel, 1.0f, beta, ak));
             else
                 LACT_TRY(gemm(false, false, q, p, p, count[k], mat(Xs, k), g.nel, sq((T *)Pm, k),
-                              p * p, mat(out, k), g.nel, 1.0f, beta));
+                              p * p, mat(out, k), g.nel, 1.0f, beta, ak));
         }
         return LACT_OK;
     }
 
-    /* X[1..5] from X[0] (written by prepare()). */
-    lact_status forward() {
+    bool fused() const { return ttt_dt<T>::v == LACT_BF16 && ttt_ns_fused_fits(p, q); }
+
+    nsf_args fused_args(bool keep) const {
+        nsf_args a;
+        memset(&a, 0, sizeof a);
+        for (int i = 0; i < 6; i++)
+            a.x[i] = (bf16 *)X[i];
+        for (int i = 0; i < 5; i++) {
+            a.a[i] = (bf16 *)A[i], a.pm[i] = (bf16 *)P[i];
+            memcpy(a.coef[i], ttt_ns_coef(muon, i), sizeof a.coef[i]);
+        }
+        a.p = (int)p, a.q = (int)q, a.count = (int)(3 * g.n);
+        a.split = (int)count[0], a.tall0 = tall[0], a.tall1 = n_groups > 1 ? tall[1] : tall[0];
+        a.keep = keep;
+        return a;
+    }
+
+    /* X[5] from X[0] (written by prepare()); with keep, also X[1..4], A[s]
+     * and P[s], which backward() needs. */
+    lact_status forward(bool keep = true) {
+        if (fused()) {
+            nsf_args a = fused_args(keep);
+            return ttt_ns_fused_forward(ctx, &a);
+        }
         for (int s = 0; s < 5; s++) {
             LACT_TRY(poly(X[s], s));
-            LACT_TRY(times(P[s], X[s], X[s + 1], 0.0f));
+            LACT_TRY(times(P[s], X[s], X[s + 1], ttt_ns_coef(muon, s)[0], X[s]));
         }
         return LACT_OK;
     }
@@ -150,6 +163,12 @@ template <class T> struct ttt_ns {
     /* From dX[0] = adjoint of X[5], right after forward() (which left A[s],
      * P[s]); returns the adjoint of X[0] (one of the dX buffers). */
     lact_status backward(T **dx0) {
+        if (fused()) {
+            nsf_args a = fused_args(true);
+            a.g_in = (const bf16 *)dX[0], a.g_out = (bf16 *)dX[0];
+            *dx0 = dX[0];
+            return ttt_ns_fused_backward(ctx, &a);
+        }
         int cur = 0;
         for (int s = 4; s >= 0; s--) {
             const float *k = ttt_ns_coef(muon, s);
@@ -165,13 +184,13 @@ template <class T> struct ttt_ns {
                               sq(Q, j), p * p, 1.0f, 1.0f));
             }
             /* R = b Q + c (QA + AQ): the symmetrised adjoint of A */
-            LACT_TRY(poly_ew(Q, R, 0.0f, k[1]));
             LACT_TRY(
-                gemm(false, false, p, p, p, 3 * g.n, Q, p * p, As, p * p, R, p * p, k[2], 1.0f));
+                gemm(false, false, p, p, p, 3 * g.n, Q, p * p, As, p * p, R, p * p, k[2], k[1], Q));
             LACT_TRY(
                 gemm(false, false, p, p, p, 3 * g.n, As, p * p, Q, p * p, R, p * p, k[2], 1.0f));
-            LACT_TRY(times(Ps, dXo, dXn, 0.0f));
-            LACT_TRY(times(R, Xs, dXn, 1.0f));
+            /* dX = (aI + P)·dX' + R·X (P and R symmetric) */
+            LACT_TRY(times(Ps, dXo, dXn, k[0], dXo));
+            LACT_TRY(times(R, Xs, dXn, 1.0f, NULL));
             cur = 1 - cur;
         }
         *dx0 = dX[cur];

@@ -11,7 +11,9 @@
  * smallest singular values, so two fp32 summation orders differ by up to
  * 3e-4 there (the CPU float reference itself is that far from double at
  * d = 512). Those cases compare the CUDA result with the CPU reference in
- * double and require it within max(2e-4, 4× the CPU float run's error). */
+ * double and require it within max(2e-4, 4× the CPU float run's error).
+ * BF16 with Muon runs twice, with the fused and the batched Newton–Schulz. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,7 +167,10 @@ static bool reference_f64(const lact_tensor *h, const lact_tensor *hdo, int64_t 
     return ok;
 }
 
-static void run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci, lact_dtype act) {
+/* Runs one case against the CPU; returns the worst relative error of the
+ * outputs and gradients (-1 when the case could not run). */
+static double run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci, lact_dtype act) {
+    double result = -1.0;
     int64_t N = cc->n, L = cc->len, d = cc->d, dh = d * cc->mult;
     int64_t shapes[NT][3] = {{N, L, d}, {N, L, d}, {N, L, d},  {N, L, 0},  {N, L, 0},
                              {N, L, 0}, {N, L, 0}, {N, dh, d}, {N, d, dh}, {N, dh, d}};
@@ -269,6 +274,7 @@ static void run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci, 
             double e = rel_err(&dst, &hst);
             CHECK_MSG(e <= tol, "case %d %s: state rel err %.3g > %.3g", ci, dn, e, tol);
         }
+        result = worst;
         printf("case %d %-4s N=%lld L=%lld d=%lld dh=%lld C=%lld mom=%d muon=%d n_ctx=%lld: "
                "worst %.2e of bound %.2e (%s)%s\n   %s\n",
                ci, dn, (long long)N, (long long)L, (long long)d, (long long)dh,
@@ -283,6 +289,7 @@ static void run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci, 
     }
     lact_tensor_free(&ho), lact_tensor_free(&dov), lact_tensor_free(&hdo);
     lact_tensor_free(&ddo), lact_tensor_free(&hst), lact_tensor_free(&dst);
+    return result;
 }
 
 int main(void) {
@@ -294,7 +301,18 @@ int main(void) {
     CHECK_OK(lact_ctx_init(&gpu, LACT_CUDA, 0));
     for (int c = 0; c < (int)(sizeof cases / sizeof cases[0]); c++) {
         run_case(&cpu, &gpu, &cases[c], c, LACT_F32);
-        run_case(&cpu, &gpu, &cases[c], c, LACT_BF16);
+        double batched = run_case(&cpu, &gpu, &cases[c], c, LACT_BF16);
+        if (cases[c].muon == LACT_TTT_MUON_OFF) continue;
+        /* BF16 Newton–Schulz can run in one kernel per matrix where it fits
+         * (d, dh <= 256; LACT_TTT_NS_FUSED=1): the batched products are the
+         * reference it must not fall behind (it rounds less often). */
+        printf("   the same with the fused Newton-Schulz (LACT_TTT_NS_FUSED=1):\n");
+        setenv("LACT_TTT_NS_FUSED", "1", 1);
+        double fused = run_case(&cpu, &gpu, &cases[c], c, LACT_BF16);
+        unsetenv("LACT_TTT_NS_FUSED");
+        CHECK_MSG(fused >= 0 && batched >= 0 && fused <= 2 * batched + 1e-3,
+                  "case %d bf16: error %.3g with the fused Newton-Schulz, %.3g batched", c, fused,
+                  batched);
     }
     lact_ctx_free(&gpu);
     lact_ctx_free(&cpu);

@@ -1,0 +1,371 @@
+/* Newton–Schulz of the ttt update for small matrices, one block per matrix
+ * with every step in shared memory: the forward's five steps in one kernel
+ * and their backward in another, instead of five to ten batched cuBLASLt
+ * products per step (each a few microseconds at these sizes, where the
+ * launch and the ramp cost more than the arithmetic).
+ *
+ * A matrix is worked on wide, X [p, q] with p <= q: a tall stored matrix
+ * Y [q, p] is transposed on its way in and out. Per step, with (a, b, c)
+ * the step's coefficients (ttt_ns.cuh keeps the same buffers):
+ *   forward   A = X Xᵀ, P = bA + cA², X' = aX + P X;
+ *   backward  from G = ∂/∂X': Q = G Xᵀ + X Gᵀ, R = bQ + c(QA + AQ),
+ *             ∂/∂X = aG + P G + R X;
+ * A, P, Q, R are symmetric, so AQ = (QA)ᵀ and X Gᵀ = (G Xᵀ)ᵀ: one product
+ * each and a transposed add in shared memory. Operands are BF16 with F32
+ * accumulation, rounded where the batched path rounds (A, P, X' and the
+ * adjoints in BF16).
+ *
+ * Shared matrices are row-major with 16-byte chunks swizzled by the row
+ * (chunk ^ (row % 8)), so the ldmatrix reads of eight rows at one column
+ * hit eight different bank groups without padding; that is what lets the
+ * backward's five matrices (224 KB at p = 128, q = 256) fit in one SM. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/attention_mma.cuh"
+#include "kernels/cuda/ttt_ns_fused.h"
+
+namespace {
+
+constexpr int NSF_THREADS = 256; /* eight warps: 2 along rows × 4 along columns */
+
+/* A swizzled shared matrix: base address and row length in elements. */
+struct smat {
+    uint32_t base;
+    int cols;
+    __device__ __forceinline__ uint32_t at(int r, int c) const {
+        return base + (uint32_t)(r * cols * 2) + ((((c >> 3) ^ r) & 7) << 4) +
+               (((c >> 3) & ~7) << 4) + (uint32_t)((c & 7) * 2);
+    }
+};
+
+__device__ __forceinline__ float lds_bf16(uint32_t a) {
+    unsigned short v;
+    asm volatile("ld.shared.u16 %0, [%1];\n" : "=h"(v) : "r"(a));
+    return __bfloat162float(__ushort_as_bfloat16(v));
+}
+__device__ __forceinline__ void sts_bf16(uint32_t a, float x) {
+    unsigned short v = __bfloat16_as_ushort(__float2bfloat16_rn(x));
+    asm volatile("st.shared.u16 [%0], %1;\n" ::"r"(a), "h"(v));
+}
+__device__ __forceinline__ void sts_u32(uint32_t a, uint32_t v) {
+    asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(a), "r"(v));
+}
+__device__ __forceinline__ uint4 lds_v4(uint32_t a) {
+    uint4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "r"(a));
+    return v;
+}
+__device__ __forceinline__ void sts_v4(uint32_t a, uint4 v) {
+    asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(v.x), "r"(v.y),
+                 "r"(v.z), "r"(v.w));
+}
+
+/* Global ↔ shared for one matrix of the NS layout: the stored matrix is
+ * [rows, cols] = [p, q] (wide) or [q, p] (tall, transposed here). */
+template <int P, int Q> __device__ void nsf_load(smat s, const bf16 *__restrict__ g, bool tall) {
+    if (!tall) {
+        for (int i = threadIdx.x; i < P * Q / 8; i += NSF_THREADS) {
+            const int r = i / (Q / 8), c = (i % (Q / 8)) * 8;
+            sts_v4(s.at(r, c), *(const uint4 *)(g + (size_t)r * Q + c));
+        }
+        return;
+    }
+    /* Y [Q, P]: consecutive threads take consecutive rows of Y, so their
+     * 2-byte shared stores land on one row of X side by side. */
+    for (int i = threadIdx.x; i < P * Q / 8; i += NSF_THREADS) {
+        const int y = i % Q, c = (i / Q) * 8;
+        uint4 v = *(const uint4 *)(g + (size_t)y * P + c);
+        const bf16 *e = (const bf16 *)&v;
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            sts_bf16(s.at(c + k, y), __bfloat162float(e[k]));
+    }
+}
+
+template <int P, int Q> __device__ void nsf_store(bf16 *__restrict__ g, smat s, bool tall) {
+    if (!tall) {
+        for (int i = threadIdx.x; i < P * Q / 8; i += NSF_THREADS) {
+            const int r = i / (Q / 8), c = (i % (Q / 8)) * 8;
+            *(uint4 *)(g + (size_t)r * Q + c) = lds_v4(s.at(r, c));
+        }
+        return;
+    }
+    for (int i = threadIdx.x; i < P * Q / 8; i += NSF_THREADS) {
+        const int y = i % Q, c = (i / Q) * 8;
+        uint4 v;
+        uint32_t *w = (uint32_t *)&v;
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            w[k] = pack_bf16(lds_bf16(s.at(c + 2 * k, y)), lds_bf16(s.at(c + 2 * k + 1, y)));
+        *(uint4 *)(g + (size_t)y * P + c) = v;
+    }
+}
+
+/* The warp's tile of C [M, N] (rows m0.., columns n0..; MT m16 tiles, NT n8
+ * tiles) += A·B over K: A [M, K] row-major in sa; B from sb either as its
+ * transpose's rows (KN false: B[k][n] = sb(n, k), e.g. Xᵀ or a symmetric
+ * matrix) or row-major (KN true: B[k][n] = sb(k, n + nb)). */
+template <int MT, int NT, bool KN>
+__device__ __forceinline__ void nsf_mma(float (&acc)[MT][NT][4], smat sa, int m0, smat sb, int n0,
+                                        int nb, int K) {
+    const int lane = threadIdx.x & 31;
+    for (int kk = 0; kk < K; kk += 16) {
+        uint32_t a[MT][4], b[NT][2];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+            ldsm_x4(a[mt], sa.at(m0 + mt * 16 + (lane & 15), kk + (lane >> 4) * 8));
+#pragma unroll
+        for (int np = 0; np < NT / 2; np++) {
+            uint32_t r[4];
+            if (KN)
+                ldsm_x4_t(r, sb.at(kk + (lane & 7) + ((lane >> 3) & 1) * 8,
+                                   nb + n0 + np * 16 + (lane >> 4) * 8));
+            else
+                ldsm_x4(r, sb.at(n0 + np * 16 + (lane & 7) + ((lane >> 4) << 3),
+                                 kk + ((lane >> 3) & 1) * 8));
+            b[2 * np][0] = r[0], b[2 * np][1] = r[1];
+            b[2 * np + 1][0] = r[2], b[2 * np + 1][1] = r[3];
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++)
+                mma_bf16(acc[mt][nt], a[mt], b[nt][0], b[nt][1]);
+    }
+}
+
+/* The warp's place in an [M, N] output: 2 warps along M, 4 along N. */
+template <int M, int N> struct nsf_tile {
+    static constexpr int MT = M / 32, NT = N / 32;
+    int m0, n0;
+    __device__ __forceinline__ nsf_tile() {
+        const int w = threadIdx.x >> 5;
+        m0 = (w >> 2) * (M / 2), n0 = (w & 3) * (N / 4);
+    }
+};
+
+template <int MT, int NT> __device__ __forceinline__ void nsf_zero(float (&acc)[MT][NT][4]) {
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                acc[mt][nt][e] = 0.0f;
+}
+
+/* Calls f(row, col, acc[..][..][e], acc[..][..][e + 1]) for each pair of
+ * adjacent columns the thread holds. */
+template <int MT, int NT, class F>
+__device__ __forceinline__ void nsf_each(float (&acc)[MT][NT][4], int m0, int n0, F f) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int h = 0; h < 2; h++)
+                f(m0 + mt * 16 + g + 8 * h, n0 + nt * 8 + 2 * t, acc[mt][nt][2 * h],
+                  acc[mt][nt][2 * h + 1]);
+}
+
+template <int MT, int NT>
+__device__ __forceinline__ void nsf_put(smat s, float (&acc)[MT][NT][4], int m0, int n0, int nb) {
+    nsf_each(acc, m0, n0,
+             [&](int r, int c, float x, float y) { sts_u32(s.at(r, nb + c), pack_bf16(x, y)); });
+}
+
+/* Columns of X' (or ∂/∂X) computed per pass: 128 keeps the accumulators at
+ * 64 registers a thread. */
+template <int Q> constexpr int nsf_chunk() {
+    return Q < 128 ? Q : 128;
+}
+
+/* Forward: X[1..5] (X[5] only, unless keep) and A[s], P[s] (keep) from
+ * X[0]. Shared: X [P, Q] | A then P [P, P]. Two blocks fit an SM. */
+template <int P, int Q>
+__global__ void __launch_bounds__(NSF_THREADS, 2) ttt_ns_fused_fwd_kernel(nsf_args args) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    const int mi = blockIdx.x;
+    const bool tall = mi < args.split ? args.tall0 : args.tall1;
+    const size_t nel = (size_t)P * Q, sq = (size_t)P * P;
+    const uint32_t base = smem_addr(smem);
+    const smat sx{base, Q}, sa{base + (uint32_t)(nel * 2), P};
+    nsf_load<P, Q>(sx, args.x[0] + mi * nel, tall);
+    __syncthreads();
+    for (int s = 0; s < 5; s++) {
+        const float ca = args.coef[s][0], cb = args.coef[s][1], cc = args.coef[s][2];
+        {
+            /* A = X Xᵀ */
+            nsf_tile<P, P> t;
+            float acc[nsf_tile<P, P>::MT][nsf_tile<P, P>::NT][4];
+            nsf_zero(acc);
+            nsf_mma<nsf_tile<P, P>::MT, nsf_tile<P, P>::NT, false>(acc, sx, t.m0, sx, t.n0, 0, Q);
+            nsf_put(sa, acc, t.m0, t.n0, 0);
+            __syncthreads();
+            if (args.keep) nsf_store<P, P>(args.a[s] + mi * sq, sa, false);
+            /* P = bA + cA² over A's place, the A operand read first */
+            nsf_zero(acc);
+            nsf_mma<nsf_tile<P, P>::MT, nsf_tile<P, P>::NT, false>(acc, sa, t.m0, sa, t.n0, 0, P);
+            nsf_each(acc, t.m0, t.n0, [&](int r, int c, float &x, float &y) {
+                x = cc * x + cb * lds_bf16(sa.at(r, c));
+                y = cc * y + cb * lds_bf16(sa.at(r, c + 1));
+            });
+            __syncthreads();
+            nsf_put(sa, acc, t.m0, t.n0, 0);
+            __syncthreads();
+            if (args.keep) nsf_store<P, P>(args.pm[s] + mi * sq, sa, false);
+        }
+        /* X' = aX + P X, a column chunk at a time, each written over the
+         * chunk of X it read */
+        constexpr int CH = nsf_chunk<Q>();
+        for (int nb = 0; nb < Q; nb += CH) {
+            nsf_tile<P, CH> t;
+            float acc[nsf_tile<P, CH>::MT][nsf_tile<P, CH>::NT][4];
+            nsf_zero(acc);
+            nsf_mma<nsf_tile<P, CH>::MT, nsf_tile<P, CH>::NT, true>(acc, sa, t.m0, sx, t.n0, nb, P);
+            nsf_each(acc, t.m0, t.n0, [&](int r, int c, float &x, float &y) {
+                x += ca * lds_bf16(sx.at(r, nb + c));
+                y += ca * lds_bf16(sx.at(r, nb + c + 1));
+            });
+            __syncthreads();
+            nsf_put(sx, acc, t.m0, t.n0, nb);
+        }
+        __syncthreads();
+        if (args.keep || s == 4) nsf_store<P, Q>(args.x[s + 1] + mi * nel, sx, tall);
+    }
+}
+
+/* Backward: from the adjoint of X[5] in g_in to that of X[0] in g_out (may
+ * be the same buffer), with X[s], A[s], P[s] kept by the forward. Shared:
+ * G, X [P, Q] | A (then T, then R), P, Q [P, P]. */
+template <int P, int Q>
+__global__ void __launch_bounds__(NSF_THREADS, 1) ttt_ns_fused_bwd_kernel(nsf_args args) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    const int mi = blockIdx.x;
+    const bool tall = mi < args.split ? args.tall0 : args.tall1;
+    const size_t nel = (size_t)P * Q, sq = (size_t)P * P;
+    const uint32_t base = smem_addr(smem);
+    const smat sg{base, Q}, sx{base + (uint32_t)(nel * 2), Q};
+    const smat sa{base + (uint32_t)(nel * 4), P}, sp{base + (uint32_t)(nel * 4 + sq * 2), P},
+        sqm{base + (uint32_t)(nel * 4 + sq * 4), P};
+    nsf_load<P, Q>(sg, args.g_in + mi * nel, tall);
+    for (int s = 4; s >= 0; s--) {
+        const float ca = args.coef[s][0], cb = args.coef[s][1], cc = args.coef[s][2];
+        nsf_load<P, Q>(sx, args.x[s] + mi * nel, tall);
+        nsf_load<P, P>(sa, args.a[s] + mi * sq, false);
+        nsf_load<P, P>(sp, args.pm[s] + mi * sq, false);
+        __syncthreads();
+        nsf_tile<P, P> t;
+        float acc[nsf_tile<P, P>::MT][nsf_tile<P, P>::NT][4];
+        /* Q = G Xᵀ + (G Xᵀ)ᵀ */
+        nsf_zero(acc);
+        nsf_mma<nsf_tile<P, P>::MT, nsf_tile<P, P>::NT, false>(acc, sg, t.m0, sx, t.n0, 0, Q);
+        nsf_put(sqm, acc, t.m0, t.n0, 0);
+        __syncthreads();
+        for (int i = threadIdx.x; i < P * P; i += NSF_THREADS) {
+            const int r = i / P, c = i % P;
+            if (r > c) continue;
+            const float v = lds_bf16(sqm.at(r, c)) + lds_bf16(sqm.at(c, r));
+            sts_bf16(sqm.at(r, c), v);
+            sts_bf16(sqm.at(c, r), v);
+        }
+        __syncthreads();
+        /* T = Q A over A's place once A is read; R = bQ + c(T + Tᵀ) there */
+        nsf_zero(acc);
+        nsf_mma<nsf_tile<P, P>::MT, nsf_tile<P, P>::NT, false>(acc, sqm, t.m0, sa, t.n0, 0, P);
+        __syncthreads();
+        nsf_put(sa, acc, t.m0, t.n0, 0);
+        __syncthreads();
+        for (int i = threadIdx.x; i < P * P; i += NSF_THREADS) {
+            const int r = i / P, c = i % P;
+            if (r > c) continue;
+            const float v =
+                cb * lds_bf16(sqm.at(r, c)) + cc * (lds_bf16(sa.at(r, c)) + lds_bf16(sa.at(c, r)));
+            sts_bf16(sa.at(r, c), v);
+            sts_bf16(sa.at(c, r), v);
+        }
+        __syncthreads();
+        /* ∂/∂X = aG + P G + R X, a column chunk at a time over G */
+        constexpr int CH = nsf_chunk<Q>();
+        for (int nb = 0; nb < Q; nb += CH) {
+            nsf_tile<P, CH> u;
+            float acc2[nsf_tile<P, CH>::MT][nsf_tile<P, CH>::NT][4];
+            nsf_zero(acc2);
+            nsf_mma<nsf_tile<P, CH>::MT, nsf_tile<P, CH>::NT, true>(acc2, sp, u.m0, sg, u.n0, nb,
+                                                                    P);
+            nsf_mma<nsf_tile<P, CH>::MT, nsf_tile<P, CH>::NT, true>(acc2, sa, u.m0, sx, u.n0, nb,
+                                                                    P);
+            nsf_each(acc2, u.m0, u.n0, [&](int r, int c, float &x, float &y) {
+                x += ca * lds_bf16(sg.at(r, nb + c));
+                y += ca * lds_bf16(sg.at(r, nb + c + 1));
+            });
+            __syncthreads();
+            nsf_put(sg, acc2, u.m0, u.n0, nb);
+        }
+        __syncthreads();
+    }
+    nsf_store<P, Q>(args.g_out + mi * nel, sg, tall);
+}
+
+template <int P, int Q> constexpr size_t nsf_fwd_smem() {
+    return (size_t)P * Q * 2 + (size_t)P * P * 2;
+}
+template <int P, int Q> constexpr size_t nsf_bwd_smem() {
+    return (size_t)P * Q * 4 + (size_t)P * P * 6;
+}
+
+template <int P, int Q> lact_status nsf_launch(lact_ctx *ctx, const nsf_args &a, bool bwd) {
+    const size_t smem = bwd ? nsf_bwd_smem<P, Q>() : nsf_fwd_smem<P, Q>();
+    if (bwd) {
+        LACT_CU(cudaFuncSetAttribute(ttt_ns_fused_bwd_kernel<P, Q>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        ttt_ns_fused_bwd_kernel<P, Q>
+            <<<(unsigned)a.count, NSF_THREADS, smem, lact_cuda_stream(ctx)>>>(a);
+    } else {
+        LACT_CU(cudaFuncSetAttribute(ttt_ns_fused_fwd_kernel<P, Q>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        ttt_ns_fused_fwd_kernel<P, Q>
+            <<<(unsigned)a.count, NSF_THREADS, smem, lact_cuda_stream(ctx)>>>(a);
+    }
+    LACT_CU_LAUNCH(bwd ? "ttt_ns_fused_bwd" : "ttt_ns_fused_fwd");
+    return LACT_OK;
+}
+
+lact_status nsf_run(lact_ctx *ctx, const nsf_args &a, bool bwd) {
+    switch (a.p * 1000 + a.q) {
+    case 64064:
+        return nsf_launch<64, 64>(ctx, a, bwd);
+    case 64128:
+        return nsf_launch<64, 128>(ctx, a, bwd);
+    case 64256:
+        return nsf_launch<64, 256>(ctx, a, bwd);
+    case 128128:
+        return nsf_launch<128, 128>(ctx, a, bwd);
+    case 128256:
+        return nsf_launch<128, 256>(ctx, a, bwd);
+    default:
+        return lact_fail(LACT_E_UNSUPPORTED, "ttt: no fused Newton–Schulz for %d × %d", a.p, a.q);
+    }
+}
+
+} // namespace
+
+bool ttt_ns_fused_fits(int64_t p, int64_t q) {
+    const char *e = getenv("LACT_TTT_NS_FUSED");
+    if (!e || strcmp(e, "1") != 0) return false;
+    return (p == 64 && (q == 64 || q == 128 || q == 256)) || (p == 128 && (q == 128 || q == 256));
+}
+
+lact_status ttt_ns_fused_forward(lact_ctx *ctx, const nsf_args *a) {
+    if (a->count <= 0) return LACT_OK;
+    return nsf_run(ctx, *a, false);
+}
+
+lact_status ttt_ns_fused_backward(lact_ctx *ctx, const nsf_args *a) {
+    if (a->count <= 0) return LACT_OK;
+    return nsf_run(ctx, *a, true);
+}

@@ -1,0 +1,28 @@
+/* The fused Newton–Schulz of the ttt update for small matrices
+ * (ttt_ns_fused.cu), used by ttt_ns.cuh where the shape allows. */
+#ifndef LACT_CUDA_TTT_NS_FUSED_H
+#define LACT_CUDA_TTT_NS_FUSED_H
+
+#include "kernels/cuda/common.cuh"
+
+/* Buffers in the Newton–Schulz layout (ttt_kernels.cuh): count matrices of
+ * p·q elements, matrix i stored tall ([q, p]) when (i < split ? tall0 :
+ * tall1); A and P hold count p×p matrices per step. */
+typedef struct nsf_args {
+    bf16 *x[6];         /* iterates; x[0] is read, the forward writes the rest */
+    bf16 *a[5], *pm[5]; /* per step, A and P, written by the forward when keep */
+    const bf16 *g_in;   /* backward: the adjoint of x[5] */
+    bf16 *g_out;        /* backward: the adjoint of x[0] (may be g_in) */
+    float coef[5][3];   /* per step (a, b, c) */
+    int p, q, count, split;
+    bool tall0, tall1;
+    bool keep; /* forward: write x[1..4], a, p for the backward */
+} nsf_args;
+
+/* Whether p × q matrices have a fused kernel and LACT_TTT_NS_FUSED is 1
+ * (opt-in until its speed has been measured against the batched path). */
+bool ttt_ns_fused_fits(int64_t p, int64_t q);
+lact_status ttt_ns_fused_forward(lact_ctx *ctx, const nsf_args *a);
+lact_status ttt_ns_fused_backward(lact_ctx *ctx, const nsf_args *a);
+
+#endif
