@@ -113,7 +113,10 @@ static lact_status tb_make(lact_ctx *ctx, const ttt_bench_opts *o, ttt_bench *b)
         LACT_TRY(lact_fill_normal(ctx, &b->x[i], seed, 30 + (uint64_t)i, 0.0f, sd));
     }
     LACT_TRY(lact_tensor_alloc(&b->o, LACT_BF16, ctx->device, 3, act));
-    return lact_ctx_sync(ctx);
+    LACT_TRY(lact_ctx_sync(ctx));
+    /* The draw scratch is the bench's, not the op's: keep it out of the peak. */
+    lact_tensor_free(&b->tmp);
+    return LACT_OK;
 }
 
 /* State, output gradient and input gradients: only the training modes. */
@@ -167,9 +170,10 @@ static int tb_main(const cli_command *cmd, const ttt_bench_opts *o, lact_ctx *ct
                (long long)o->batch, (long long)o->len, (long long)o->heads, (long long)o->dim,
                (long long)(o->dim * o->mult), (long long)o->chunk, (long long)o->muon,
                (long long)o->mom, flop);
-    lact_mem_reset_peak(ctx->device);
     double ms = 0;
-    if (tb_make(ctx, o, &b) != LACT_OK ||
+    lact_status made = tb_make(ctx, o, &b);
+    lact_mem_reset_peak(ctx->device);
+    if (made != LACT_OK ||
         tb_time(ctx, &b, TB_INFER, (int)o->iters, &ms) != LACT_OK) {
         cli_error(cmd, "forward: %s", lact_errmsg());
         goto done;

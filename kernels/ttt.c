@@ -68,6 +68,13 @@ int64_t lact_ttt_state_numel(const lact_ttt_args *args, bool momentum, int64_t d
     return (lact_ttt_n_updates(args) + 1) * (momentum ? 6 : 3) * d * dh;
 }
 
+int64_t lact_ttt_state_offset(int64_t n, bool momentum, int64_t d, int64_t dh, int64_t u,
+                              int64_t h, int i, bool moment) {
+    static const int slot[3] = {0, 2, 1}; /* W0, W1, W2 -> position in W0 | W2 | W1 */
+    int64_t nel = d * dh, snap = (momentum ? 6 : 3) * nel * n;
+    return u * snap + (moment ? 3 * nel * n : 0) + h * 3 * nel + slot[i] * nel;
+}
+
 /* t is an F32 tensor of exactly the given shape on ctx's device. */
 static lact_status check_shape_dt(const lact_ctx *ctx, const char *op, const char *name,
                                   const lact_tensor *t, unsigned dtypes, int ndim, int64_t d0,

@@ -11,7 +11,8 @@
  *   o             [N, L, d]    output; rows no apply op covers are zero
  *   state         [N, S]       F32, S = lact_ttt_state_numel(...): the fast
  *                              weights (and momentum) after each update,
- *                              saved for the backward pass; may be NULL.
+ *                              saved for the backward pass (where each
+ *                              lies: lact_ttt_state_offset); may be NULL.
  *
  * The operations run in sequence. An operation {start, end, update, apply}
  * covers tokens [start, end):
@@ -79,6 +80,15 @@ int64_t lact_ttt_n_updates(const lact_ttt_args *args);
 /* Elements of the saved state per head: (updates + 1) snapshots of W0, W1,
  * W2 (and M0, M1, M2 with momentum). */
 int64_t lact_ttt_state_numel(const lact_ttt_args *args, bool momentum, int64_t d, int64_t dh);
+/* Where, in elements from the start of a state of n heads, fast weight i
+ * (0: W0, 1: W1, 2: W2; with moment its momentum M_i) of head h lies in
+ * snapshot u (0: the initial weights, then one after each update). The
+ * [N, S] shape of the state gives its size only: the layout is
+ * snapshot-major, each snapshot the N heads' weights (per head W0, W2, W1)
+ * followed by, with momentum, their momenta in the same order, so that a
+ * snapshot is the CUDA version's working layout and is read in place. */
+int64_t lact_ttt_state_offset(int64_t n, bool momentum, int64_t d, int64_t dh, int64_t u,
+                              int64_t h, int i, bool moment);
 
 /* o and state (state may be NULL) from the inputs; momentum may be NULL. */
 lact_status lact_ttt_forward(lact_ctx *ctx, lact_tensor *o, lact_tensor *state,

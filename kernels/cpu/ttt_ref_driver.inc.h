@@ -9,20 +9,27 @@
 typedef TTT_NAME(lact_ttt_in) ttt_in;
 typedef TTT_NAME(lact_ttt_grad) ttt_grad;
 
-static int64_t ttt_snapshot_numel(const ttt_ws *ws, bool has_mom) {
-    return (has_mom ? 6 : 3) * ws->nel;
-}
-
-static void ttt_save(const ttt_ws *ws, real *snap, bool has_mom) {
-    int n = has_mom ? 6 : 3;
-    for (int j = 0; j < n; j++)
-        memcpy(snap + j * ws->nel, j < 3 ? ws->w[j] : ws->m[j - 3], (size_t)ws->nel * sizeof(real));
-}
-
-static void ttt_load(ttt_ws *ws, const real *snap, bool has_mom) {
+/* Head h's weights (and momenta) of snapshot u of a state of n heads
+ * (layout: lact_ttt_state_offset). */
+static void ttt_save(const ttt_ws *ws, real *state, int64_t n, int64_t u, int64_t h,
+                     bool has_mom) {
     for (int j = 0; j < 3; j++) {
-        memcpy(ws->w[j], snap + j * ws->nel, (size_t)ws->nel * sizeof(real));
-        if (has_mom) memcpy(ws->m[j], snap + (3 + j) * ws->nel, (size_t)ws->nel * sizeof(real));
+        int64_t w = lact_ttt_state_offset(n, has_mom, ws->d, ws->dh, u, h, j, false);
+        memcpy(state + w, ws->w[j], (size_t)ws->nel * sizeof(real));
+        if (!has_mom) continue;
+        int64_t m = lact_ttt_state_offset(n, has_mom, ws->d, ws->dh, u, h, j, true);
+        memcpy(state + m, ws->m[j], (size_t)ws->nel * sizeof(real));
+    }
+}
+
+static void ttt_load(ttt_ws *ws, const real *state, int64_t n, int64_t u, int64_t h,
+                     bool has_mom) {
+    for (int j = 0; j < 3; j++) {
+        int64_t w = lact_ttt_state_offset(n, has_mom, ws->d, ws->dh, u, h, j, false);
+        memcpy(ws->w[j], state + w, (size_t)ws->nel * sizeof(real));
+        if (!has_mom) continue;
+        int64_t m = lact_ttt_state_offset(n, has_mom, ws->d, ws->dh, u, h, j, true);
+        memcpy(ws->m[j], state + m, (size_t)ws->nel * sizeof(real));
     }
 }
 
@@ -49,16 +56,14 @@ lact_status TTT_NAME(lact_cpu_ttt_forward)(real *o, real *state, const ttt_in *i
     bool has_mom = in->momentum != NULL;
     ttt_ws ws;
     LACT_TRY(ttt_ws_init(&ws, d, dims->dh));
-    int64_t per = ttt_snapshot_numel(&ws, has_mom);
-    int64_t S = (lact_ttt_n_updates(args) + 1) * per;
     memset(o, 0, (size_t)(dims->n * L * d) * sizeof(real));
     for (int64_t h = 0; h < dims->n; h++) {
         const real *q = in->q + h * L * d, *k = in->k + h * L * d, *v = in->v + h * L * d;
         const real *l0 = in->lr0 + h * L, *l1 = in->lr1 + h * L, *l2 = in->lr2 + h * L;
         real *oh = o + h * L * d;
-        real *snap = state ? state + h * S : NULL;
+        int64_t u = 0;
         ttt_start_head(&ws, in, h);
-        if (snap) ttt_save(&ws, snap, has_mom), snap += per;
+        if (state) ttt_save(&ws, state, dims->n, u++, h, has_mom);
         for (int64_t j = 0; j < args->n_ops; j++) {
             const lact_ttt_op *op = &args->ops[j];
             if (op->apply)
@@ -76,7 +81,7 @@ lact_status TTT_NAME(lact_cpu_ttt_forward)(real *o, real *state, const ttt_in *i
             real beta = has_mom ? ttt_mean_beta(in->momentum + h * L, op) : 0;
             for (int i = 0; i < 3; i++)
                 ttt_step_fwd(&ws, i, beta, has_mom, args->muon);
-            if (snap) ttt_save(&ws, snap, has_mom), snap += per;
+            if (state) ttt_save(&ws, state, dims->n, u++, h, has_mom);
         }
     }
     ttt_ws_free(&ws);
@@ -108,7 +113,6 @@ lact_status TTT_NAME(lact_cpu_ttt_backward)(const ttt_grad *grad, const real *d_
     acc.q = acc.mem, acc.k = acc.q + L * d, acc.v = acc.k + L * d;
     acc.l0 = acc.v + L * d, acc.l1 = acc.l0 + L, acc.l2 = acc.l1 + L, acc.mom = acc.l2 + L;
     int64_t n_upd = lact_ttt_n_updates(args);
-    int64_t per = ttt_snapshot_numel(&ws, has_mom), S = (n_upd + 1) * per;
     real *dw_out[3] = {grad->w0, grad->w1, grad->w2};
     const real *w_init[3] = {in->w0, in->w1, in->w2};
 
@@ -116,7 +120,7 @@ lact_status TTT_NAME(lact_cpu_ttt_backward)(const ttt_grad *grad, const real *d_
         const real *q = in->q + h * L * d, *k = in->k + h * L * d, *v = in->v + h * L * d;
         const real *l0 = in->lr0 + h * L, *l1 = in->lr1 + h * L, *l2 = in->lr2 + h * L;
         const real *mom = has_mom ? in->momentum + h * L : NULL;
-        const real *doh = d_o + h * L * d, *snap = state + h * S;
+        const real *doh = d_o + h * L * d;
         memset(acc.mem, 0, (size_t)(3 * L * d + 4 * L) * sizeof(real));
         ttt_start_head(&ws, in, h);
         for (int i = 0; i < 3; i++) {
@@ -128,7 +132,7 @@ lact_status TTT_NAME(lact_cpu_ttt_backward)(const ttt_grad *grad, const real *d_
         for (int64_t j = args->n_ops - 1; j >= 0; j--) {
             const lact_ttt_op *op = &args->ops[j];
             if (op->update) upd--;
-            ttt_load(&ws, snap + upd * per, has_mom);
+            ttt_load(&ws, state, dims->n, upd, h, has_mom);
             if (op->update) {
                 for (int i = 0; i < 3; i++)
                     memset(ws.g[i], 0, (size_t)ws.nel * sizeof(real));

@@ -418,10 +418,10 @@ bool wgf_probe(int dev, int *sms) {
 signed char wgf_known[64]; /* per device: 0 not asked yet, 1 usable, -1 not */
 int wgf_sms[64];
 
-template <int D>
+template <int D, int STAGES>
 lact_status wgf_launch(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *y, float *lse,
                        const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *g) {
-    using C = wgf_cfg<D, WGF_STAGES>;
+    using C = wgf_cfg<D, STAGES>;
     const int64_t n_items = (G.lq + WGF_BM - 1) / WGF_BM * G.nh * nb;
     if (n_items >= INT32_MAX)
         return lact_fail(LACT_E_UNSUPPORTED, "attention forward (wgmma): too many row blocks");
@@ -432,9 +432,9 @@ lact_status wgf_launch(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *y, f
     LACT_TRY(wg_tensor_map_bf16(&mq, q, D, (uint64_t)G.lq, (uint64_t)(nb * G.nh), WGF_BM));
     LACT_TRY(wg_tensor_map_bf16(&mk, k, D, (uint64_t)G.lk, (uint64_t)(nb * G.nkv), WGF_BN));
     LACT_TRY(wg_tensor_map_bf16(&mv, v, D, (uint64_t)G.lk, (uint64_t)(nb * G.nkv), WGF_BN));
-    LACT_CU(cudaFuncSetAttribute(attn_wgmma_fwd_kernel<D, WGF_STAGES>,
+    LACT_CU(cudaFuncSetAttribute(attn_wgmma_fwd_kernel<D, STAGES>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
-    attn_wgmma_fwd_kernel<D, WGF_STAGES>
+    attn_wgmma_fwd_kernel<D, STAGES>
         <<<(unsigned)grid, WGF_THREADS, C::SMEM, lact_cuda_stream(ctx)>>>(mq, mk, mv, y, lse, g, G,
                                                                           (int)nb, (int)n_items);
     LACT_CU_LAUNCH("attention forward (wgmma)");
@@ -457,8 +457,15 @@ bool attn_wgmma_ready(void) {
 
 lact_status attn_wgmma_forward(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *y, float *lse,
                                const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *g) {
-    if (G.d == 64) return wgf_launch<64>(ctx, G, nb, y, lse, q, k, v, g);
-    return wgf_launch<128>(ctx, G, nb, y, lse, q, k, v, g);
+    /* LACT_ATTN_FWD_STAGES=3: a third K/V stage (224 KiB of shared memory
+     * at d = 128), for timing against the default two. */
+    const char *e = getenv("LACT_ATTN_FWD_STAGES");
+    const bool three = e && e[0] == '3' && e[1] == '\0';
+    if (G.d == 64)
+        return three ? wgf_launch<64, 3>(ctx, G, nb, y, lse, q, k, v, g)
+                     : wgf_launch<64, WGF_STAGES>(ctx, G, nb, y, lse, q, k, v, g);
+    return three ? wgf_launch<128, 3>(ctx, G, nb, y, lse, q, k, v, g)
+                 : wgf_launch<128, WGF_STAGES>(ctx, G, nb, y, lse, q, k, v, g);
 }
 
 extern "C" bool lact_cuda_attention_wgmma_active(void) {

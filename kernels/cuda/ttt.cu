@@ -49,7 +49,7 @@ template <class T> struct ttt_run {
     const lact_ttt_cuda_in *in;
     const lact_ttt_args *args;
     bool mom, muon, bwd;
-    int64_t tile, per, S;
+    int64_t tile, per;
     const T *q, *k, *v;
 
     lact_ttt_op *ops;
@@ -57,6 +57,9 @@ template <class T> struct ttt_run {
     float *W, *M, *G, *r0;
     T *Wc;
     float *dW, *dM, *U, *dr0;
+    /* Backward: W, M of the snapshot being undone and the step's input βM + G
+     * (the next snapshot's M), read in place from the state. */
+    const float *sW, *sM, *sU;
     T *dGc;
     T *Zab, *Ze, *X02, *H1, *P1, *KG, *dAB, *dE;
     ttt_ns<T> ns;
@@ -70,8 +73,10 @@ template <class T> struct ttt_run {
         beta = (float *)carve(base, off, (size_t)(n_ops * N) * 4);
         dbeta = (float *)carve(base, off, (size_t)(n_ops * N) * 4);
         dbeta_part = (float *)carve(base, off, (size_t)(TTT_MOM_BLOCKS * N) * 4);
-        W = (float *)carve(base, off, (size_t)(N * nel3) * 4);
-        M = mom ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
+        /* The backward reads W and M from the state (snapshots have this
+         * layout), so only the forward keeps its own. */
+        W = bwd ? NULL : (float *)carve(base, off, (size_t)(N * nel3) * 4);
+        M = mom && !bwd ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
         G = (float *)carve(base, off, (size_t)(N * nel3) * 4);
         r0 = (float *)carve(base, off, (size_t)(N * g.rows) * 4);
         Wc = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
@@ -84,7 +89,7 @@ template <class T> struct ttt_run {
         if (bwd) {
             dW = (float *)carve(base, off, (size_t)(N * nel3) * 4);
             dM = mom ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
-            U = (float *)carve(base, off, (size_t)(N * nel3) * 4);
+            U = mom ? NULL : (float *)carve(base, off, (size_t)(N * nel3) * 4);
             dr0 = (float *)carve(base, off, (size_t)(N * g.rows) * 4);
             dGc = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
             P1 = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
@@ -121,7 +126,6 @@ template <class T> struct ttt_run {
         muon = a->muon != LACT_TTT_MUON_OFF;
         q = (const T *)i->q, k = (const T *)i->k, v = (const T *)i->v;
         per = (mom ? 6 : 3) * g.nel;
-        S = (lact_ttt_n_updates(a) + 1) * per;
         int64_t longest = 1;
         for (int64_t j = 0; j < a->n_ops; j++)
             if (a->ops[j].end - a->ops[j].start > longest)
@@ -190,58 +194,53 @@ template <class T> struct ttt_run {
         return LACT_OK;
     }
 
-    /* Snapshot u of the state: per head and weight one contiguous block
-     * of nel floats on both sides, so one strided copy per weight. */
+    /* Snapshot u of the state (lact_ttt_state_offset): the N heads' W, then
+     * their M, each exactly the working layout, so one copy each. */
+    float *snapshot(float *state, int64_t u) const { return state + u * g.n * per; }
+    const float *snapshot(const float *state, int64_t u) const { return state + u * g.n * per; }
+
     lact_status save(float *state, int64_t u) {
-        static const int slot[3] = {0, 2, 1}; /* master W0, W2, W1 -> state W0, W1, W2 */
-        size_t w = (size_t)g.nel * 4, sp = (size_t)S * 4, mp = (size_t)(3 * g.nel) * 4;
-        for (int j = 0; j < 3; j++) {
-            float *dst = state + u * per + slot[j] * g.nel;
-            LACT_CU(cudaMemcpy2DAsync(dst, sp, W + j * g.nel, mp, w, (size_t)g.n,
-                                      cudaMemcpyDeviceToDevice, st));
-            if (mom)
-                LACT_CU(cudaMemcpy2DAsync(dst + 3 * g.nel, sp, M + j * g.nel, mp, w, (size_t)g.n,
-                                          cudaMemcpyDeviceToDevice, st));
-        }
+        size_t bytes = (size_t)(g.n * 3 * g.nel) * 4;
+        float *dst = snapshot(state, u);
+        LACT_CU(cudaMemcpyAsync(dst, W, bytes, cudaMemcpyDeviceToDevice, st));
+        if (mom)
+            LACT_CU(cudaMemcpyAsync(dst + g.n * 3 * g.nel, M, bytes, cudaMemcpyDeviceToDevice, st));
         return LACT_OK;
     }
 
+    /* Points sW, sM at snapshot u and refreshes the product copy Wc. */
     lact_status load(const float *state, int64_t u) {
-        static const int slot[3] = {0, 2, 1};
-        size_t w = (size_t)g.nel * 4, sp = (size_t)S * 4, mp = (size_t)(3 * g.nel) * 4;
-        for (int j = 0; j < 3; j++) {
-            const float *src = state + u * per + slot[j] * g.nel;
-            LACT_CU(cudaMemcpy2DAsync(W + j * g.nel, mp, src, sp, w, (size_t)g.n,
-                                      cudaMemcpyDeviceToDevice, st));
-            if (mom)
-                LACT_CU(cudaMemcpy2DAsync(M + j * g.nel, mp, src + 3 * g.nel, sp, w, (size_t)g.n,
-                                          cudaMemcpyDeviceToDevice, st));
-        }
+        sW = snapshot(state, u);
+        sM = mom ? sW + g.n * 3 * g.nel : NULL;
         int64_t n = g.n * 3 * g.nel;
-        ttt_cast_kernel<T><<<grid(n / 4 + 1), TTT_THREADS, 0, st>>>(n, W, Wc);
+        ttt_cast_kernel<T><<<grid(n / 4 + 1), TTT_THREADS, 0, st>>>(n, sW, Wc);
         LACT_CU_LAUNCH("ttt_cast");
         return LACT_OK;
     }
 
-    /* The update of op j after G: momentum, Newton–Schulz, add, renorm. */
-    lact_status step_fwd(int64_t j) {
+    /* The update of op j after G: momentum, Newton–Schulz, add, renorm; the
+     * new W and M also go to the state snapshot snap when given. */
+    lact_status step_fwd(int64_t j, float *snap) {
         dim3 rows((unsigned)g.rows, (unsigned)g.n);
         const float *bj = mom ? beta + j * g.n : NULL;
+        float *snap_m = snap && mom ? snap + g.n * 3 * g.nel : NULL;
         if (!muon) {
-            ttt_renorm_kernel<T>
-                <<<rows, TTT_THREADS, 0, st>>>(g, (const T *)NULL, bj, M, G, W, Wc, r0);
+            ttt_renorm_kernel<T><<<rows, TTT_THREADS, 0, st>>>(g, (const T *)NULL, bj, M, G, W, Wc,
+                                                               r0, snap, snap_m);
             LACT_CU_LAUNCH("ttt_renorm");
             return LACT_OK;
         }
         const float *u = G;
         if (mom) {
-            ttt_mom_mix_kernel<<<grid(g.n * 3 * g.nel), TTT_THREADS, 0, st>>>(g, bj, M, G, M);
+            ttt_mom_mix_kernel<<<grid(g.n * 3 * g.nel), TTT_THREADS, 0, st>>>(g, bj, M, G, M,
+                                                                              snap_m);
             LACT_CU_LAUNCH("ttt_mom_mix");
             u = M;
         }
         LACT_TRY(ns.prepare(u));
         LACT_TRY(ns.forward(false));
-        ttt_renorm_kernel<T><<<rows, TTT_THREADS, 0, st>>>(g, ns.X[5], NULL, NULL, NULL, W, Wc, r0);
+        ttt_renorm_kernel<T>
+            <<<rows, TTT_THREADS, 0, st>>>(g, ns.X[5], NULL, NULL, NULL, W, Wc, r0, snap);
         LACT_CU_LAUNCH("ttt_renorm");
         return LACT_OK;
     }
@@ -255,55 +254,44 @@ template <class T> struct ttt_run {
             if (op->apply) LACT_TRY(apply_fwd(op, o));
             if (!op->update) continue;
             LACT_TRY(grad_fwd(op));
-            LACT_TRY(step_fwd(j));
-            if (state) LACT_TRY(save(state, u++));
+            LACT_TRY(step_fwd(j, state ? snapshot(state, u++) : NULL));
         }
         return LACT_OK;
     }
 
     /* ---- backward ---- */
 
-    /* dst (master layout) = the momentum of snapshot u. */
-    lact_status load_m(const float *state, int64_t u, float *dst) {
-        static const int slot[3] = {0, 2, 1};
-        size_t w = (size_t)g.nel * 4, sp = (size_t)S * 4, mp = (size_t)(3 * g.nel) * 4;
-        for (int j = 0; j < 3; j++)
-            LACT_CU(cudaMemcpy2DAsync(dst + j * g.nel, mp, state + u * per + (3 + slot[j]) * g.nel,
-                                      sp, w, (size_t)g.n, cudaMemcpyDeviceToDevice, st));
-        return LACT_OK;
-    }
-
-    /* Backward of the step of update op j, at W, M as before it and the
-     * step's input in U (with momentum: βM + G) or G (without): dW :=
+    /* Backward of the step of update op j, at sW, sM as before it and the
+     * step's input in sU (with momentum: βM + G) or G (without): dW :=
      * adjoint before the step, dM, dr0, dbeta; dGc = dG. */
     lact_status step_bwd(int64_t j) {
         dim3 rows((unsigned)g.rows, (unsigned)g.n);
         const float *bj = mom ? beta + j * g.n : NULL;
-        const float *u = mom ? U : G;
+        const float *u = mom ? sU : G;
         const float *dun = dW;
         if (muon) {
             LACT_TRY(ns.prepare(u));
             LACT_TRY(ns.forward());
             ttt_renorm_bwd_kernel<T>
-                <<<rows, TTT_THREADS, 0, st>>>(g, ns.X[5], NULL, W, r0, dW, dr0, ns.dX[0]);
+                <<<rows, TTT_THREADS, 0, st>>>(g, ns.X[5], NULL, sW, r0, dW, dr0, ns.dX[0]);
             LACT_CU_LAUNCH("ttt_renorm_bwd");
             T *dx0 = NULL;
             LACT_TRY(ns.backward(&dx0));
-            /* U is free again once the prepare backward has read u */
+            /* G is free with momentum (u is sU); without, U is free */
             float *du = mom ? G : U;
             LACT_TRY(ns.prepare_bwd(u, dx0, du));
             dun = du;
         } else {
             ttt_renorm_bwd_kernel<T>
-                <<<rows, TTT_THREADS, 0, st>>>(g, (const T *)NULL, u, W, r0, dW, dr0, (T *)NULL);
+                <<<rows, TTT_THREADS, 0, st>>>(g, (const T *)NULL, u, sW, r0, dW, dr0, (T *)NULL);
             LACT_CU_LAUNCH("ttt_renorm_bwd");
         }
         int64_t blocks = (3 * g.nel + 4 * TTT_THREADS - 1) / (4 * TTT_THREADS);
         if (blocks > TTT_MOM_BLOCKS) blocks = TTT_MOM_BLOCKS;
         ttt_mom_bwd_kernel<T><<<dim3((unsigned)blocks, (unsigned)g.n), TTT_THREADS, 0, st>>>(
-            g, dun, bj, M, dM, dGc, dbeta_part);
+            g, dun, bj, sM, dM, dGc, dbeta_part);
         LACT_CU_LAUNCH("ttt_mom_bwd");
-        if (M) {
+        if (sM) {
             ttt_sum_parts_kernel<<<1, 128, 0, st>>>(dbeta_part, blocks, g.n, dbeta + j * g.n);
             LACT_CU_LAUNCH("ttt_sum_parts");
         }
@@ -397,7 +385,7 @@ template <class T> struct ttt_run {
                 /* With momentum the step's input M' = βM + G is the next
                  * snapshot's M: no need to recompute G. */
                 if (mom)
-                    LACT_TRY(load_m(state, u + 1, U));
+                    sU = snapshot(state, u + 1) + g.n * 3 * g.nel;
                 else
                     LACT_TRY(grad_fwd(op));
                 LACT_TRY(step_bwd(j));

@@ -62,7 +62,7 @@ __global__ void ttt_init_kernel(ttt_geom g, const float *w0, const float *w1, co
     for (int64_t c = threadIdx.x; c < len; c += blockDim.x) {
         float x = src[c];
         ss += x * x;
-        W[off + c] = x;
+        if (W) W[off + c] = x; /* the backward reads W from the state */
         st(Wc, off + c, x);
         if (M) M[off + c] = 0.0f;
     }
@@ -260,18 +260,23 @@ __global__ void ttt_grad_bwd_ew_kernel(ttt_geom g, int64_t Tt, int64_t t0, const
 
 /* out = beta[n] M + G over the master layout (out may be M). */
 __global__ void ttt_mom_mix_kernel(ttt_geom g, const float *beta, const float *M, const float *G,
-                                   float *out) {
+                                   float *out, float *out2 = NULL) {
     int64_t total = g.n * 3 * g.nel;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (int64_t)gridDim.x * blockDim.x)
-        out[i] = beta[i / (3 * g.nel)] * M[i] + G[i];
+         i += (int64_t)gridDim.x * blockDim.x) {
+        float x = beta[i / (3 * g.nel)] * M[i] + G[i];
+        out[i] = x;
+        if (out2) out2[i] = x;
+    }
 }
 
 /* Per row: u = (NS output | beta M + G with M updated | G); p = W + u;
- * W = p · r0 / (‖p‖ + eps); Wc = W in T. Grid (R, N). */
+ * W = p · r0 / (‖p‖ + eps); Wc = W in T; the new W (and the M it updates)
+ * also into a state snapshot sW (sM) when given. Grid (R, N). */
 template <class T>
 __global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, float *M,
-                                  const float *G, float *W, T *Wc, const float *r0) {
+                                  const float *G, float *W, T *Wc, const float *r0,
+                                  float *sW = NULL, float *sM = NULL) {
     __shared__ float sh[32];
     int64_t r = blockIdx.x, n = blockIdx.y, len = ttt_row_len(g, r);
     int64_t rel = ttt_row_off(g, r), off = n * 3 * g.nel + rel;
@@ -284,6 +289,7 @@ __global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, fl
         } else if (M) {
             u = bn * M[off + c] + G[off + c];
             M[off + c] = u;
+            if (sM) sM[off + c] = u;
         } else {
             u = G[off + c];
         }
@@ -297,6 +303,7 @@ __global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, fl
         float w = W[off + c] * s;
         W[off + c] = w;
         st(Wc, off + c, w);
+        if (sW) sW[off + c] = w;
     }
 }
 

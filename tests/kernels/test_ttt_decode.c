@@ -137,10 +137,11 @@ static void test_weights(bool mom, lact_ttt_muon muon) {
     CHECK(st.fill == 0);
     lact_cpu_ttt_decode_weights_f64(&st, w, w + c.n * nel, w + 2 * c.n * nel);
     double worst = 0;
-    int64_t per = (mom ? 6 : 3) * nel;
+    int64_t last = lact_ttt_n_updates(&c.args);
     for (int64_t h = 0; h < c.n; h++)
         for (int i = 0; i < 3; i++) {
-            const double *want = state + h * S + (S - per) + i * nel;
+            const double *want =
+                state + lact_ttt_state_offset(c.n, mom, c.d, c.dh, last, h, i, false);
             double e = tc_rel_err(w + i * c.n * nel + h * nel, want, nel);
             if (e > worst) worst = e;
         }

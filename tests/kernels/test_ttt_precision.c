@@ -121,6 +121,27 @@ static void check_orders(void) {
     lact_ttt_args a = {ops, 4, LACT_TTT_MUON_OFF};
     CHECK(lact_ttt_n_updates(&a) == 3);
     CHECK(lact_ttt_state_numel(&a, true, 2, 3) == 4 * 6 * 6);
+    /* The offsets tile a state of 5 heads exactly: every block of 2·3
+     * elements named once, none past the end; snapshot 1 of head 0's W1
+     * comes after its W0 and W2 (W0 | W2 | W1 per head). */
+    for (int mom = 0; mom < 2; mom++) {
+        int64_t n = 5, nel = 6, total = n * lact_ttt_state_numel(&a, mom, 2, 3);
+        int hits[5 * 4 * 6 * 6 / 6] = {0};
+        bool ok = true;
+        for (int64_t u = 0; u < 4; u++)
+            for (int64_t h = 0; h < n; h++)
+                for (int i = 0; i < 3; i++)
+                    for (int m = 0; m <= mom; m++) {
+                        int64_t off = lact_ttt_state_offset(n, mom, 2, 3, u, h, i, m);
+                        ok = ok && off >= 0 && off % nel == 0 && off + nel <= total;
+                        if (ok) hits[off / nel]++;
+                    }
+        CHECK(ok);
+        for (int64_t b = 0; b < total / nel; b++)
+            CHECK(hits[b] == 1);
+        CHECK(lact_ttt_state_offset(n, mom, 2, 3, 1, 0, 1, false) ==
+              (mom ? 6 : 3) * nel * n + 2 * nel);
+    }
     CHECK_OK(lact_ttt_check_args(&a, 10));
     CHECK_FAILS(lact_ttt_check_args(&a, 9), LACT_E_ARG);
     ops[1].update = false;
