@@ -18,18 +18,23 @@
 #define TTT_TILE 4096
 #define TTT_THREADS 256
 
-/* Launches a row kernel (ttt_kernels.cuh) over rows token rows, with two
- * columns per access when dh is even. */
+/* Launches a row kernel (ttt_kernels.cuh) over rows token rows: 16-byte
+ * accesses when dh allows them (else two or one columns per access), up to
+ * a warp per row and several rows per block of TTT_THREADS. */
 #define TTT_LAUNCH_ROWS(kernel, rows, ...)                                                         \
     do {                                                                                           \
-        int v_ = g.dh % 2 == 0 ? 2 : 1;                                                            \
-        int th_ = lact_row_threads(g.dh / v_);                                                     \
-        if (th_ > TTT_THREADS) th_ = TTT_THREADS;                                                  \
-        unsigned bl_ = (unsigned)((rows) < 1048576 ? (rows) : 1048576);                            \
-        if (v_ == 2)                                                                               \
-            kernel<T, 2><<<bl_, th_, 0, st>>>(__VA_ARGS__);                                        \
+        constexpr int vw_ = 16 / (int)sizeof(T);                                                   \
+        const int v_ = g.dh % vw_ == 0 ? vw_ : g.dh % 2 == 0 ? 2 : 1;                              \
+        int lanes_ = 1;                                                                            \
+        while (lanes_ < 32 && lanes_ < g.dh / v_) lanes_ *= 2;                                     \
+        const int64_t per_ = TTT_THREADS / lanes_, need_ = ((rows) + per_ - 1) / per_;             \
+        const unsigned bl_ = (unsigned)(need_ < 1048576 ? need_ : 1048576);                        \
+        if (v_ == vw_)                                                                             \
+            kernel<T, vw_><<<bl_, TTT_THREADS, 0, st>>>(__VA_ARGS__);                              \
+        else if (v_ == 2)                                                                          \
+            kernel<T, 2><<<bl_, TTT_THREADS, 0, st>>>(__VA_ARGS__);                                \
         else                                                                                       \
-            kernel<T, 1><<<bl_, th_, 0, st>>>(__VA_ARGS__);                                        \
+            kernel<T, 1><<<bl_, TTT_THREADS, 0, st>>>(__VA_ARGS__);                                \
         LACT_CU_LAUNCH(#kernel);                                                                   \
     } while (0)
 

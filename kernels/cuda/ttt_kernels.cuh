@@ -93,42 +93,87 @@ __global__ void ttt_beta_kernel(ttt_geom g, const float *mom, const lact_ttt_op 
 
 /* ---- per-token element-wise parts ------------------------------------------ */
 
-/* V consecutive elements at p (V = 2: one 4- or 8-byte access; the caller
- * guarantees alignment by launching V = 2 only for an even dh). */
+/* V consecutive elements at p in one access (V · sizeof(T) ≤ 16 bytes; the
+ * launcher picks V so that every access is aligned: dh a multiple of V). */
 template <int V> __device__ __forceinline__ void ldv(float *x, const float *p) {
-    if (V == 2) {
-        float2 v = *(const float2 *)p;
-        x[0] = v.x, x[V - 1] = v.y;
+    if constexpr (V == 4) {
+        const float4 v = *(const float4 *)p;
+        x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+    } else if constexpr (V == 2) {
+        const float2 v = *(const float2 *)p;
+        x[0] = v.x, x[1] = v.y;
     } else {
         x[0] = p[0];
     }
 }
 template <int V> __device__ __forceinline__ void ldv(float *x, const bf16 *p) {
-    if (V == 2) {
-        float2 v = __bfloat1622float2(*(const __nv_bfloat162 *)p);
-        x[0] = v.x, x[V - 1] = v.y;
+    if constexpr (V >= 2) {
+        constexpr int W = V / 2; /* 32-bit words */
+        uint32_t u[W];
+        if constexpr (W == 4) {
+            const uint4 q = *(const uint4 *)p;
+            u[0] = q.x, u[1] = q.y, u[2] = q.z, u[3] = q.w;
+        } else if constexpr (W == 2) {
+            const uint2 q = *(const uint2 *)p;
+            u[0] = q.x, u[1] = q.y;
+        } else {
+            u[0] = *(const uint32_t *)p;
+        }
+#pragma unroll
+        for (int w = 0; w < W; w++) {
+            const float2 f = __bfloat1622float2(*(const __nv_bfloat162 *)&u[w]);
+            x[2 * w] = f.x, x[2 * w + 1] = f.y;
+        }
     } else {
         x[0] = __bfloat162float(p[0]);
     }
 }
 template <int V> __device__ __forceinline__ void stv(float *p, const float *x) {
-    if (V == 2)
-        *(float2 *)p = make_float2(x[0], x[V - 1]);
+    if constexpr (V == 4)
+        *(float4 *)p = make_float4(x[0], x[1], x[2], x[3]);
+    else if constexpr (V == 2)
+        *(float2 *)p = make_float2(x[0], x[1]);
     else
         p[0] = x[0];
 }
 template <int V> __device__ __forceinline__ void stv(bf16 *p, const float *x) {
-    if (V == 2)
-        *(__nv_bfloat162 *)p = __floats2bfloat162_rn(x[0], x[V - 1]);
-    else
+    if constexpr (V >= 2) {
+        constexpr int W = V / 2;
+        uint32_t u[W];
+#pragma unroll
+        for (int w = 0; w < W; w++) {
+            const __nv_bfloat162 h = __floats2bfloat162_rn(x[2 * w], x[2 * w + 1]);
+            u[w] = *(const uint32_t *)&h;
+        }
+        if constexpr (W == 4)
+            *(uint4 *)p = make_uint4(u[0], u[1], u[2], u[3]);
+        else if constexpr (W == 2)
+            *(uint2 *)p = make_uint2(u[0], u[1]);
+        else
+            *(uint32_t *)p = u[0];
+    } else {
         p[0] = __float2bfloat16_rn(x[0]);
+    }
 }
 
-/* Every kernel below takes one token row per block (grid-stride over the
- * N·Tt rows), threads over the dh columns, V columns per access. */
+/* Lanes per token row in the kernels below: the power of two covering
+ * dh / V accesses, at most a warp (a wider row loops), so that a row's sums
+ * are warp shuffles within an aligned group of lanes. */
+__device__ __forceinline__ int ttt_row_lanes(int64_t accesses) {
+    int t = 1;
+    while (t < 32 && t < accesses) t *= 2;
+    return t;
+}
+
+/* Every kernel below takes blockDim.x / lanes token rows per block
+ * (grid-stride over the N·Tt rows), lanes threads over the dh columns of
+ * each, V columns per access. Each row of a group of lanes runs the same
+ * number of column steps. */
 #define TTT_ROWS_LOOP(rows)                                                                        \
-    for (int64_t row = blockIdx.x; row < (rows); row += gridDim.x)                                 \
-        for (int64_t j = (int64_t)threadIdx.x * V; j < dh; j += (int64_t)blockDim.x * V)
+    const int lanes_ = ttt_row_lanes(dh / V), per_block_ = blockDim.x / lanes_;                    \
+    for (int64_t row = (int64_t)blockIdx.x * per_block_ + threadIdx.x / lanes_; row < (rows);      \
+         row += (int64_t)gridDim.x * per_block_)                                                   \
+        for (int64_t j = (int64_t)(threadIdx.x % lanes_) * V; j < dh; j += (int64_t)lanes_ * V)
 
 /* From a, b (Zab) and e (Ze): X0 = l0 e b silu'(a), X2 = l2 e silu(a),
  * H1 = l1 silu(a) b. Tokens t0 + [0, Tt) of each head. */
@@ -198,21 +243,27 @@ __global__ void ttt_apply_bwd_ew_kernel(ttt_geom g, int64_t Tt, const T *Zab, co
 
 /* Backward of ttt_grad_ew_kernel and of the products that feed it: from
  * P1 = V dG1 and KG = K [dG0; dG2]ᵀ, writes H1, X02 (recomputed), dAB
- * (adjoints of a, b), dE and adds the per-token lr gradients. One block
- * per token row (blockDim a multiple of 32). */
+ * (adjoints of a, b), dE and adds the per-token lr gradients. Rows as in
+ * TTT_ROWS_LOOP, but every lane of the block takes the same number of
+ * steps over the rows so that the sums' shuffles see the whole warp (blockDim
+ * a multiple of 32). */
 template <class T, int V>
 __global__ void ttt_grad_bwd_ew_kernel(ttt_geom g, int64_t Tt, int64_t t0, const T *Zab,
                                        const T *Ze, const T *P1, const T *KG, const float *l0,
                                        const float *l1, const float *l2, T *H1, T *X02, T *dAB,
                                        T *dE, float *dl0, float *dl1, float *dl2) {
-    __shared__ float sh[32];
-    int64_t dh = g.dh, rows = g.n * Tt;
-    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-        int64_t n = row / Tt, li = n * g.len + t0 + (row - n * Tt);
-        float L0 = l0[li], L1 = l1[li], L2 = l2[li];
+    const int64_t dh = g.dh, rows = g.n * Tt;
+    const int lanes = ttt_row_lanes(dh / V), per_block = blockDim.x / lanes;
+    const int lane = threadIdx.x % lanes;
+    for (int64_t base = (int64_t)blockIdx.x * per_block; base < rows;
+         base += (int64_t)gridDim.x * per_block) {
+        const int64_t row = base + threadIdx.x / lanes;
+        const bool valid = row < rows;
+        const int64_t n = row / Tt, li = n * g.len + t0 + (row - n * Tt);
+        float L0 = valid ? l0[li] : 0.0f, L1 = valid ? l1[li] : 0.0f, L2 = valid ? l2[li] : 0.0f;
         float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f;
         const int64_t r2 = row * 2 * dh, r1 = row * dh;
-        for (int64_t j = (int64_t)threadIdx.x * V; j < dh; j += (int64_t)blockDim.x * V) {
+        for (int64_t j = (int64_t)lane * V; valid && j < dh; j += (int64_t)lanes * V) {
             float a[V], b[V], e[V], p1[V], kg0[V], kg2[V];
             float h1[V], x0[V], x2[V], da[V], db[V], de[V];
             ldv<V>(a, Zab + r2 + j);
@@ -245,10 +296,12 @@ __global__ void ttt_grad_bwd_ew_kernel(ttt_geom g, int64_t Tt, int64_t t0, const
             stv<V>(dAB + r2 + dh + j, db);
             stv<V>(dE + r1 + j, de);
         }
-        s0 = block_sum(s0, sh);
-        s1 = block_sum(s1, sh);
-        s2 = block_sum(s2, sh);
-        if (threadIdx.x == 0) {
+        for (int o = lanes / 2; o > 0; o /= 2) {
+            s0 += __shfl_xor_sync(0xffffffffu, s0, o);
+            s1 += __shfl_xor_sync(0xffffffffu, s1, o);
+            s2 += __shfl_xor_sync(0xffffffffu, s2, o);
+        }
+        if (valid && lane == 0) {
             if (dl0) dl0[li] += s0;
             if (dl1) dl1[li] += s1;
             if (dl2) dl2[li] += s2;

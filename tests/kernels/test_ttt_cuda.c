@@ -47,6 +47,10 @@ static const cuda_case cases[] = {
     {1, 1300, 512, 1, 512, true, LACT_TTT_MUON_TABLE, 0},
     {1, 100, 512, 2, 48, false, LACT_TTT_MUON_OFF, 0},
     {1, 4500, 16, 2, 4500, true, LACT_TTT_MUON_TABLE, 4500},
+    /* dh not a multiple of 16 bytes' columns: the row kernels' narrower
+     * accesses (two columns, then one) */
+    {2, 90, 6, 1, 32, true, LACT_TTT_MUON_OFF, 0},
+    {1, 70, 5, 1, 20, false, LACT_TTT_MUON_OFF, 0},
 };
 
 static const char *const names[NT] = {"q",   "k",        "v",  "lr0", "lr1",
