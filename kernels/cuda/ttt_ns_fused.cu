@@ -356,7 +356,7 @@ lact_status nsf_run(lact_ctx *ctx, const nsf_args &a, bool bwd) {
 
 bool ttt_ns_fused_fits(int64_t p, int64_t q) {
     const char *e = getenv("LACT_TTT_NS_FUSED");
-    if (!e || strcmp(e, "1") != 0) return false;
+    if (e && strcmp(e, "0") == 0) return false;
     return (p == 64 && (q == 64 || q == 128 || q == 256)) || (p == 128 && (q == 128 || q == 256));
 }
 

@@ -19,8 +19,8 @@ typedef struct nsf_args {
     bool keep; /* forward: write x[1..4], a, p for the backward */
 } nsf_args;
 
-/* Whether p × q matrices have a fused kernel and LACT_TTT_NS_FUSED is 1
- * (opt-in until its speed has been measured against the batched path). */
+/* Whether p × q matrices have a fused kernel (LACT_TTT_NS_FUSED=0 in the
+ * environment forces the batched products instead). */
 bool ttt_ns_fused_fits(int64_t p, int64_t q);
 lact_status ttt_ns_fused_forward(lact_ctx *ctx, const nsf_args *a);
 lact_status ttt_ns_fused_backward(lact_ctx *ctx, const nsf_args *a);
