@@ -391,6 +391,8 @@ __global__ void __launch_bounds__(WGF_THREADS, 1)
 
 namespace {
 
+/* Two K/V stages: a third (224 KiB of shared memory at d = 128) timed the
+ * same on causal [4, 16, 8192, 128] (docs/attention.md). */
 constexpr int WGF_STAGES = 2;
 
 /* Whether this device runs the sm_90a image of the kernel: compute
@@ -457,15 +459,8 @@ bool attn_wgmma_ready(void) {
 
 lact_status attn_wgmma_forward(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *y, float *lse,
                                const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *g) {
-    /* LACT_ATTN_FWD_STAGES=3: a third K/V stage (224 KiB of shared memory
-     * at d = 128), for timing against the default two. */
-    const char *e = getenv("LACT_ATTN_FWD_STAGES");
-    const bool three = e && e[0] == '3' && e[1] == '\0';
-    if (G.d == 64)
-        return three ? wgf_launch<64, 3>(ctx, G, nb, y, lse, q, k, v, g)
-                     : wgf_launch<64, WGF_STAGES>(ctx, G, nb, y, lse, q, k, v, g);
-    return three ? wgf_launch<128, 3>(ctx, G, nb, y, lse, q, k, v, g)
-                 : wgf_launch<128, WGF_STAGES>(ctx, G, nb, y, lse, q, k, v, g);
+    if (G.d == 64) return wgf_launch<64, WGF_STAGES>(ctx, G, nb, y, lse, q, k, v, g);
+    return wgf_launch<128, WGF_STAGES>(ctx, G, nb, y, lse, q, k, v, g);
 }
 
 extern "C" bool lact_cuda_attention_wgmma_active(void) {
