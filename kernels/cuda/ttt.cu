@@ -25,8 +25,7 @@
     do {                                                                                           \
         constexpr int vw_ = 16 / (int)sizeof(T);                                                   \
         const int v_ = g.dh % vw_ == 0 ? vw_ : g.dh % 2 == 0 ? 2 : 1;                              \
-        int lanes_ = 1;                                                                            \
-        while (lanes_ < 32 && lanes_ < g.dh / v_) lanes_ *= 2;                                     \
+        const int lanes_ = ttt_row_lanes(g.dh / v_);                                               \
         const int64_t per_ = TTT_THREADS / lanes_, need_ = ((rows) + per_ - 1) / per_;             \
         const unsigned bl_ = (unsigned)(need_ < 1048576 ? need_ : 1048576);                        \
         if (v_ == vw_)                                                                             \

@@ -158,8 +158,9 @@ template <int V> __device__ __forceinline__ void stv(bf16 *p, const float *x) {
 
 /* Lanes per token row in the kernels below: the power of two covering
  * dh / V accesses, at most a warp (a wider row loops), so that a row's sums
- * are warp shuffles within an aligned group of lanes. */
-__device__ __forceinline__ int ttt_row_lanes(int64_t accesses) {
+ * are warp shuffles within an aligned group of lanes. The launcher sizes
+ * the grid with the same function. */
+__host__ __device__ __forceinline__ int ttt_row_lanes(int64_t accesses) {
     int t = 1;
     while (t < 32 && t < accesses) t *= 2;
     return t;
