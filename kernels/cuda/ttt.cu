@@ -65,7 +65,7 @@ template <class T> struct ttt_run {
      * (the next snapshot's M), read in place from the state. */
     const float *sW, *sM, *sU;
     T *dGc;
-    T *Zab, *Ze, *X02, *H1, *P1, *KG, *dAB, *dE;
+    T *Zab, *Ze, *X02, *H1, *P1, *KG;
     ttt_ns<T> ns;
 
     lact_dtype dt() const { return ttt_dt<T>::v; }
@@ -81,15 +81,26 @@ template <class T> struct ttt_run {
          * layout), so only the forward keeps its own. */
         W = bwd ? NULL : (float *)carve(base, off, (size_t)(N * nel3) * 4);
         M = mom && !bwd ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
-        G = (float *)carve(base, off, (size_t)(N * nel3) * 4);
+        /* The backward with momentum reads βM + G from the state; G is then
+         * only Newton–Schulz's scratch. */
+        G = !bwd || !mom || muon ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
         r0 = (float *)carve(base, off, (size_t)(N * g.rows) * 4);
         Wc = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
         Zab = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
         Ze = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
-        X02 = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
-        H1 = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
+        /* The row kernels read and write each element in one thread, so
+         * their outputs may overwrite inputs of the same shape: X02 over
+         * Zab and H1 over Ze, except where the backward without momentum
+         * keeps G's tile (Zab, Ze) for grad_bwd. */
+        if (bwd && !mom) {
+            X02 = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
+            H1 = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
+        } else {
+            X02 = Zab;
+            H1 = Ze;
+        }
         dW = dM = U = dr0 = NULL;
-        dGc = P1 = KG = dAB = dE = NULL;
+        dGc = P1 = KG = NULL;
         if (bwd) {
             dW = (float *)carve(base, off, (size_t)(N * nel3) * 4);
             dM = mom ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
@@ -98,8 +109,6 @@ template <class T> struct ttt_run {
             dGc = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
             P1 = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
             KG = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
-            dAB = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
-            dE = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
         }
         if (muon) {
             int64_t sq = 3 * N * ns.p * ns.p;
@@ -241,8 +250,7 @@ template <class T> struct ttt_run {
             LACT_CU_LAUNCH("ttt_mom_mix");
             u = M;
         }
-        LACT_TRY(ns.prepare(u));
-        LACT_TRY(ns.forward(false));
+        LACT_TRY(ns.forward(u, false));
         ttt_renorm_kernel<T>
             <<<rows, TTT_THREADS, 0, st>>>(g, ns.X[5], NULL, NULL, NULL, W, Wc, r0, snap);
         LACT_CU_LAUNCH("ttt_renorm");
@@ -274,16 +282,13 @@ template <class T> struct ttt_run {
         const float *u = mom ? sU : G;
         const float *dun = dW;
         if (muon) {
-            LACT_TRY(ns.prepare(u));
-            LACT_TRY(ns.forward());
+            LACT_TRY(ns.forward(u));
             ttt_renorm_bwd_kernel<T>
                 <<<rows, TTT_THREADS, 0, st>>>(g, ns.X[5], NULL, sW, r0, dW, dr0, ns.dX[0]);
             LACT_CU_LAUNCH("ttt_renorm_bwd");
-            T *dx0 = NULL;
-            LACT_TRY(ns.backward(&dx0));
             /* G is free with momentum (u is sU); without, U is free */
             float *du = mom ? G : U;
-            LACT_TRY(ns.prepare_bwd(u, dx0, du));
+            LACT_TRY(ns.backward(u, du));
             dun = du;
         } else {
             ttt_renorm_bwd_kernel<T>
@@ -316,20 +321,23 @@ template <class T> struct ttt_run {
                               dGc + 2 * g.nel, nel3, P1, Tt * dh, 1.0f, 0.0f));
             LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, 2 * dh, d, g.n, kt, Ld, dGc, nel3,
                               KG, Tt * 2 * dh, 1.0f, 0.0f));
+            /* In place (layout()): H1 over Ze, X02 over Zab, dAB over KG,
+             * dE over P1. */
+            T *h1 = Ze, *x02 = Zab, *dAB = KG, *dE = P1;
             TTT_LAUNCH_ROWS(ttt_grad_bwd_ew_kernel, g.n * Tt, g, Tt, t0, Zab, Ze, P1, KG, in->lr0,
-                            in->lr1, in->lr2, H1, X02, dAB, dE, gr->lr0, gr->lr1, gr->lr2);
+                            in->lr1, in->lr2, h1, x02, dAB, dE, gr->lr0, gr->lr1, gr->lr2);
             /* Straight into the zeroed token gradients (beta 1): each
              * token's rows get at most two products per op. */
             if (gr->v) {
                 T *dvt = (T *)gr->v + t0 * d;
-                LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, d, dh, g.n, H1, Tt * dh,
+                LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, d, dh, g.n, h1, Tt * dh,
                                   dGc + 2 * g.nel, nel3, dvt, Ld, 1.0f, 1.0f));
                 LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, d, dh, g.n, dE, Tt * dh,
                                   Wc + 2 * g.nel, nel3, dvt, Ld, 1.0f, 1.0f));
             }
             if (gr->k) {
                 T *dkt = (T *)gr->k + t0 * d;
-                LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 2 * dh, g.n, X02,
+                LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 2 * dh, g.n, x02,
                                   Tt * 2 * dh, dGc, nel3, dkt, Ld, 1.0f, 1.0f));
                 LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 2 * dh, g.n, dAB,
                                   Tt * 2 * dh, Wc, nel3, dkt, Ld, 1.0f, 1.0f));
@@ -350,8 +358,9 @@ template <class T> struct ttt_run {
             LACT_TRY(tile_ab(q, t0, Tt));
             LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, dh, d, g.n, dot, Ld,
                               Wc + 2 * g.nel, nel3, P1, Tt * dh, 1.0f, 0.0f));
-            TTT_LAUNCH_ROWS(ttt_apply_bwd_ew_kernel, g.n * Tt, g, Tt, Zab, P1, H1, dAB);
-            LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, d, dh, Tt, g.n, dot, Ld, H1,
+            T *h1 = P1, *dAB = Zab; /* in place, as in grad_bwd */
+            TTT_LAUNCH_ROWS(ttt_apply_bwd_ew_kernel, g.n * Tt, g, Tt, Zab, P1, h1, dAB);
+            LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, d, dh, Tt, g.n, dot, Ld, h1,
                               Tt * dh, dW + 2 * g.nel, nel3, 1.0f, 1.0f));
             LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, 2 * dh, d, Tt, g.n, dAB,
                               Tt * 2 * dh, qt, Ld, dW, nel3, 1.0f, 1.0f));

@@ -193,8 +193,7 @@ static lact_status update(lact_ctx *ctx, lact_ttt_dec_cuda *s) {
     ns.Q = ns.R = ns.dX[0] = ns.dX[1] = NULL;
     ns.nnorm = s->ns_norm;
     ns.acc = s->ns_acc;
-    LACT_TRY(ns.prepare(u));
-    LACT_TRY(ns.forward(false));
+    LACT_TRY(ns.forward(u, false));
     ttt_renorm_kernel<float>
         <<<rows, DEC_THREADS, 0, st>>>(g, ns.X[5], NULL, NULL, NULL, s->W, s->W, s->r0);
     LACT_CU_LAUNCH("ttt_renorm");

@@ -169,7 +169,9 @@ __host__ __device__ __forceinline__ int ttt_row_lanes(int64_t accesses) {
 /* Every kernel below takes blockDim.x / lanes token rows per block
  * (grid-stride over the N·Tt rows), lanes threads over the dh columns of
  * each, V columns per access. Each row of a group of lanes runs the same
- * number of column steps. */
+ * number of column steps. A thread reads all its inputs at (row, j) before
+ * it writes there, so an output may be the input of the same shape (ttt.cu
+ * runs them in place): no __restrict__ on these pointers. */
 #define TTT_ROWS_LOOP(rows)                                                                        \
     const int lanes_ = ttt_row_lanes(dh / V), per_block_ = blockDim.x / lanes_;                    \
     for (int64_t row = (int64_t)blockIdx.x * per_block_ + threadIdx.x / lanes_; row < (rows);      \

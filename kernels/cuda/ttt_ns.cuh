@@ -143,16 +143,19 @@ template <class T> struct ttt_ns {
         a.p = (int)p, a.q = (int)q, a.count = (int)(3 * g.n);
         a.split = (int)count[0], a.tall0 = tall[0], a.tall1 = n_groups > 1 ? tall[1] : tall[0];
         a.keep = keep;
+        a.nnorm = nnorm, a.eps = TTT_NS_EPS;
         return a;
     }
 
-    /* X[5] from X[0] (written by prepare()); with keep, also X[1..4], A[s]
-     * and P[s], which backward() needs. */
-    lact_status forward(bool keep = true) {
+    /* X[5] from u (master layout, fp32) normalised; with keep, also what
+     * backward() needs (X[0..4], A[s], P[s], nnorm). */
+    lact_status forward(const float *u, bool keep = true) {
         if (fused()) {
             nsf_args a = fused_args(keep);
+            a.u = u;
             return ttt_ns_fused_forward(ctx, &a);
         }
+        LACT_TRY(prepare(u));
         for (int s = 0; s < 5; s++) {
             LACT_TRY(poly(X[s], s));
             LACT_TRY(times(P[s], X[s], X[s + 1], ttt_ns_coef(muon, s)[0], X[s]));
@@ -160,13 +163,12 @@ template <class T> struct ttt_ns {
         return LACT_OK;
     }
 
-    /* From dX[0] = adjoint of X[5], right after forward() (which left A[s],
-     * P[s]); returns the adjoint of X[0] (one of the dX buffers). */
-    lact_status backward(T **dx0) {
+    /* From dX[0] = adjoint of X[5], right after forward(u) with keep: dU
+     * (master layout), the adjoint of u. */
+    lact_status backward(const float *u, float *dU) {
         if (fused()) {
             nsf_args a = fused_args(true);
-            a.g_in = (const bf16 *)dX[0], a.g_out = (bf16 *)dX[0];
-            *dx0 = dX[0];
+            a.u = u, a.g_in = (const bf16 *)dX[0], a.du = dU;
             return ttt_ns_fused_backward(ctx, &a);
         }
         int cur = 0;
@@ -193,8 +195,7 @@ template <class T> struct ttt_ns {
             LACT_TRY(times(R, Xs, dXn, 1.0f, NULL));
             cur = 1 - cur;
         }
-        *dx0 = dX[cur];
-        return LACT_OK;
+        return prepare_bwd(u, dX[cur], dU);
     }
 };
 

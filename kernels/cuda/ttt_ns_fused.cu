@@ -5,7 +5,9 @@
  * launch and the ramp cost more than the arithmetic).
  *
  * A matrix is worked on wide, X [p, q] with p <= q: a tall stored matrix
- * Y [q, p] is transposed on its way in and out. Per step, with (a, b, c)
+ * Y [q, p] is transposed on its way in and out (the iterates kept for the
+ * backward are not: they stay wide). The normalisation X[0] = u / ‖u‖ and
+ * its backward run inside the kernels too. Per step, with (a, b, c)
  * the step's coefficients (ttt_ns.cuh keeps the same buffers):
  *   forward   A = X Xᵀ, P = bA + cA², X' = aX + P X;
  *   backward  from G = ∂/∂X': Q = G Xᵀ + X Gᵀ, R = bQ + c(QA + AQ),
@@ -63,45 +65,92 @@ __device__ __forceinline__ void sts_v4(uint32_t a, uint4 v) {
                  "r"(v.z), "r"(v.w));
 }
 
-/* Global ↔ shared for one matrix of the NS layout: the stored matrix is
- * [rows, cols] = [p, q] (wide) or [q, p] (tall, transposed here). */
-template <int P, int Q> __device__ void nsf_load(smat s, const bf16 *__restrict__ g, bool tall) {
-    if (!tall) {
-        for (int i = threadIdx.x; i < P * Q / 8; i += NSF_THREADS) {
-            const int r = i / (Q / 8), c = (i % (Q / 8)) * 8;
-            sts_v4(s.at(r, c), *(const uint4 *)(g + (size_t)r * Q + c));
-        }
-        return;
+/* One matrix of the NS layout is stored [P, Q] (wide) or [Q, P] (tall);
+ * X in shared memory is always [P, Q]. Unit i of the P·Q/8 covers eight
+ * consecutive stored elements, at stored row r, columns c..c+7: X(r, c..)
+ * when wide, X(c.., r) when tall, so that consecutive threads take
+ * consecutive stored rows of a tall matrix and their 2-byte shared accesses
+ * land side by side on one row of X. */
+template <int P, int Q> struct nsf_unit {
+    int r, c;
+    bool tall;
+    __device__ __forceinline__ nsf_unit(int i, bool t) : tall(t) {
+        r = t ? i % Q : i / (Q / 8);
+        c = t ? (i / Q) * 8 : (i % (Q / 8)) * 8;
     }
-    /* Y [Q, P]: consecutive threads take consecutive rows of Y, so their
-     * 2-byte shared stores land on one row of X side by side. */
-    for (int i = threadIdx.x; i < P * Q / 8; i += NSF_THREADS) {
-        const int y = i % Q, c = (i / Q) * 8;
-        uint4 v = *(const uint4 *)(g + (size_t)y * P + c);
-        const bf16 *e = (const bf16 *)&v;
+    __device__ __forceinline__ size_t off() const { return (size_t)r * (tall ? P : Q) + c; }
+    __device__ __forceinline__ void put(smat s, const float *v) const {
+        if (!tall) {
+            sts_v4(s.at(r, c), make_uint4(pack_bf16(v[0], v[1]), pack_bf16(v[2], v[3]),
+                                          pack_bf16(v[4], v[5]), pack_bf16(v[6], v[7])));
+            return;
+        }
 #pragma unroll
         for (int k = 0; k < 8; k++)
-            sts_bf16(s.at(c + k, y), __bfloat162float(e[k]));
+            sts_bf16(s.at(c + k, r), v[k]);
+    }
+    __device__ __forceinline__ void get(smat s, float *v) const {
+        if (!tall) {
+            const uint4 w = lds_v4(s.at(r, c));
+            const uint32_t u[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const float2 f = __bfloat1622float2(*(const __nv_bfloat162 *)&u[k]);
+                v[2 * k] = f.x, v[2 * k + 1] = f.y;
+            }
+            return;
+        }
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            v[k] = lds_bf16(s.at(c + k, r));
+    }
+};
+
+__device__ __forceinline__ void ld8(float *v, const float *p) {
+    const float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+__device__ __forceinline__ void ld8(float *v, const bf16 *p) {
+    const uint4 w = *(const uint4 *)p;
+    const uint32_t u[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        const float2 f = __bfloat1622float2(*(const __nv_bfloat162 *)&u[k]);
+        v[2 * k] = f.x, v[2 * k + 1] = f.y;
+    }
+}
+
+/* X = scale · g (F32 or BF16 source; BF16 with scale 1 is exact). */
+template <int P, int Q, class S>
+__device__ void nsf_load(smat s, const S *__restrict__ g, bool tall, float scale = 1.0f) {
+    for (int i = threadIdx.x; i < P * Q / 8; i += NSF_THREADS) {
+        const nsf_unit<P, Q> u(i, tall);
+        float v[8];
+        ld8(v, g + u.off());
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            v[k] *= scale;
+        u.put(s, v);
     }
 }
 
 template <int P, int Q> __device__ void nsf_store(bf16 *__restrict__ g, smat s, bool tall) {
-    if (!tall) {
-        for (int i = threadIdx.x; i < P * Q / 8; i += NSF_THREADS) {
-            const int r = i / (Q / 8), c = (i % (Q / 8)) * 8;
-            *(uint4 *)(g + (size_t)r * Q + c) = lds_v4(s.at(r, c));
-        }
-        return;
-    }
     for (int i = threadIdx.x; i < P * Q / 8; i += NSF_THREADS) {
-        const int y = i % Q, c = (i / Q) * 8;
-        uint4 v;
-        uint32_t *w = (uint32_t *)&v;
-#pragma unroll
-        for (int k = 0; k < 4; k++)
-            w[k] = pack_bf16(lds_bf16(s.at(c + 2 * k, y)), lds_bf16(s.at(c + 2 * k + 1, y)));
-        *(uint4 *)(g + (size_t)y * P + c) = v;
+        const nsf_unit<P, Q> u(i, tall);
+        float v[8];
+        u.get(s, v);
+        *(uint4 *)(g + u.off()) = make_uint4(pack_bf16(v[0], v[1]), pack_bf16(v[2], v[3]),
+                                             pack_bf16(v[4], v[5]), pack_bf16(v[6], v[7]));
     }
+}
+
+/* Matrix mi of the NS layout in the master layout (ttt_kernels.cuh): the
+ * W0/W2 group is head mi / 2, slot mi % 2; the W1 group head mi − 2N. */
+__device__ __forceinline__ size_t nsf_master(const nsf_args &a, int mi) {
+    const int n = a.count / 3;
+    const size_t nel = (size_t)a.p * a.q;
+    return mi < 2 * n ? (size_t)(mi / 2) * 3 * nel + (size_t)(mi % 2) * nel
+                      : (size_t)(mi - 2 * n) * 3 * nel + 2 * nel;
 }
 
 /* The warp's tile of C [M, N] (rows m0.., columns n0..; MT m16 tiles, NT n8
@@ -184,8 +233,9 @@ template <int Q> constexpr int nsf_chunk() {
     return Q < 128 ? Q : 128;
 }
 
-/* Forward: X[1..5] (X[5] only, unless keep) and A[s], P[s] (keep) from
- * X[0]. Shared: X [P, Q] | A then P [P, P]. Two blocks fit an SM. */
+/* Forward: X[0] from u, then X[1..5] (X[5] only, unless keep) and A[s],
+ * P[s] (keep); ‖u‖ into nnorm. Shared: X [P, Q] | A then P [P, P]. Two
+ * blocks fit an SM. */
 template <int P, int Q>
 __global__ void __launch_bounds__(NSF_THREADS, 2) ttt_ns_fused_fwd_kernel(nsf_args args) {
     extern __shared__ __align__(128) unsigned char smem[];
@@ -194,8 +244,21 @@ __global__ void __launch_bounds__(NSF_THREADS, 2) ttt_ns_fused_fwd_kernel(nsf_ar
     const size_t nel = (size_t)P * Q, sq = (size_t)P * P;
     const uint32_t base = smem_addr(smem);
     const smat sx{base, Q}, sa{base + (uint32_t)(nel * 2), P};
-    nsf_load<P, Q>(sx, args.x[0] + mi * nel, tall);
+    /* X[0] = u / (‖u‖_F + eps) straight from the master layout: two reads
+     * of u, the second from L2. */
+    __shared__ float red[32];
+    const float *u = args.u + nsf_master(args, mi);
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < P * Q / 4; i += NSF_THREADS) {
+        const float4 v = ((const float4 *)u)[i];
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    const float nr = sqrtf(block_sum(ss, red));
+    if (threadIdx.x == 0) args.nnorm[mi] = nr;
+    nsf_load<P, Q>(sx, u, tall, 1.0f / (nr + args.eps));
     __syncthreads();
+    /* The iterates the backward reads stay in X's own (wide) layout. */
+    if (args.keep) nsf_store<P, Q>(args.x[0] + mi * nel, sx, false);
     for (int s = 0; s < 5; s++) {
         const float ca = args.coef[s][0], cb = args.coef[s][1], cc = args.coef[s][2];
         {
@@ -235,13 +298,13 @@ __global__ void __launch_bounds__(NSF_THREADS, 2) ttt_ns_fused_fwd_kernel(nsf_ar
             nsf_put(sx, acc, t.m0, t.n0, nb);
         }
         __syncthreads();
-        if (args.keep || s == 4) nsf_store<P, Q>(args.x[s + 1] + mi * nel, sx, tall);
+        if (args.keep || s == 4) nsf_store<P, Q>(args.x[s + 1] + mi * nel, sx, tall && s == 4);
     }
 }
 
-/* Backward: from the adjoint of X[5] in g_in to that of X[0] in g_out (may
- * be the same buffer), with X[s], A[s], P[s] kept by the forward. Shared:
- * G, X [P, Q] | A (then T, then R), P, Q [P, P]. */
+/* Backward: from the adjoint of X[5] in g_in to that of u in du, with
+ * X[s], A[s], P[s] and nnorm kept by the forward. Shared: G, X [P, Q] | A
+ * (then T, then R), P, Q [P, P]. */
 template <int P, int Q>
 __global__ void __launch_bounds__(NSF_THREADS, 1) ttt_ns_fused_bwd_kernel(nsf_args args) {
     extern __shared__ __align__(128) unsigned char smem[];
@@ -255,7 +318,7 @@ __global__ void __launch_bounds__(NSF_THREADS, 1) ttt_ns_fused_bwd_kernel(nsf_ar
     nsf_load<P, Q>(sg, args.g_in + mi * nel, tall);
     for (int s = 4; s >= 0; s--) {
         const float ca = args.coef[s][0], cb = args.coef[s][1], cc = args.coef[s][2];
-        nsf_load<P, Q>(sx, args.x[s] + mi * nel, tall);
+        nsf_load<P, Q>(sx, args.x[s] + mi * nel, false);
         nsf_load<P, P>(sa, args.a[s] + mi * sq, false);
         nsf_load<P, P>(sp, args.pm[s] + mi * sq, false);
         __syncthreads();
@@ -308,7 +371,37 @@ __global__ void __launch_bounds__(NSF_THREADS, 1) ttt_ns_fused_bwd_kernel(nsf_ar
         }
         __syncthreads();
     }
-    nsf_store<P, Q>(args.g_out + mi * nel, sg, tall);
+    /* dU = dX0 / ne − k u with k = <dX0, u> / (ne² ‖u‖), ne = ‖u‖ + eps,
+     * into the master layout: the backward of the normalisation. */
+    __shared__ float red[32];
+    const size_t mo = nsf_master(args, mi);
+    const float *u = args.u + mo;
+    float *du = args.du + mo;
+    /* f(X's eight values, u's, their stored offset) over the matrix */
+    auto each = [&](auto f) {
+        for (int i = threadIdx.x; i < P * Q / 8; i += NSF_THREADS) {
+            const nsf_unit<P, Q> un(i, tall);
+            float x[8], v[8];
+            un.get(sg, x);
+            ld8(v, u + un.off());
+            f(x, v, un.off());
+        }
+    };
+    float dot = 0.0f;
+    each([&](const float *x, const float *v, size_t) {
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            dot += x[k] * v[k];
+    });
+    dot = block_sum(dot, red);
+    const float nr = args.nnorm[mi], ne = nr + args.eps, kk = nr > 0.0f ? dot / (ne * ne * nr) : 0.0f;
+    each([&](float *x, const float *v, size_t o) {
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            x[k] = x[k] / ne - kk * v[k];
+        *(float4 *)(du + o) = make_float4(x[0], x[1], x[2], x[3]);
+        *(float4 *)(du + o + 4) = make_float4(x[4], x[5], x[6], x[7]);
+    });
 }
 
 template <int P, int Q> constexpr size_t nsf_fwd_smem() {

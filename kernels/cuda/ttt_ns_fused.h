@@ -7,16 +7,22 @@
 
 /* Buffers in the Newton–Schulz layout (ttt_kernels.cuh): count matrices of
  * p·q elements, matrix i stored tall ([q, p]) when (i < split ? tall0 :
- * tall1); A and P hold count p×p matrices per step. */
+ * tall1); A and P hold count p×p matrices per step. The kernels read u and
+ * write dU in the master layout themselves (the normalisation and its
+ * backward), and keep the iterates the backward reads as X is held ([p, q]),
+ * so only x[5] and g_in are transposed on the way. */
 typedef struct nsf_args {
-    bf16 *x[6];         /* iterates; x[0] is read, the forward writes the rest */
+    const float *u;     /* the fp32 input, master layout; X[0] = u / (‖u‖_F + eps) */
+    float *nnorm;       /* ‖u‖_F per matrix: forward writes, backward reads */
+    float eps;
+    bf16 *x[6];         /* iterates: x[5] in the stored orientation, x[0..4] (keep) wide */
     bf16 *a[5], *pm[5]; /* per step, A and P, written by the forward when keep */
     const bf16 *g_in;   /* backward: the adjoint of x[5] */
-    bf16 *g_out;        /* backward: the adjoint of x[0] (may be g_in) */
+    float *du;          /* backward: the adjoint of u, master layout */
     float coef[5][3];   /* per step (a, b, c) */
     int p, q, count, split;
     bool tall0, tall1;
-    bool keep; /* forward: write x[1..4], a, p for the backward */
+    bool keep; /* forward: write x[0..4], a, p for the backward */
 } nsf_args;
 
 /* Whether p × q matrices have a fused kernel (LACT_TTT_NS_FUSED=0 in the
