@@ -101,4 +101,41 @@ static __device__ __forceinline__ void frag_b_kn(uint32_t b[4], const bf16 *tile
                            (lane >> 4) * 8));
 }
 
+/* A row-major shared matrix whose 16-byte chunks are swizzled by the row
+ * (chunk c of row r at c ^ (r % 8) within each group of eight), so that
+ * ldmatrix reads of eight rows at one column hit eight bank groups without
+ * padding; cols a multiple of 64. Base address and row length in elements. */
+struct smat {
+    uint32_t base;
+    int cols;
+    __device__ __forceinline__ uint32_t at(int r, int c) const {
+        return base + (uint32_t)(r * cols * 2) + ((((c >> 3) ^ r) & 7) << 4) +
+               (((c >> 3) & ~7) << 4) + (uint32_t)((c & 7) * 2);
+    }
+};
+
+static __device__ __forceinline__ float lds_bf16(uint32_t a) {
+    unsigned short v;
+    asm volatile("ld.shared.u16 %0, [%1];\n" : "=h"(v) : "r"(a));
+    return __bfloat162float(__ushort_as_bfloat16(v));
+}
+static __device__ __forceinline__ void sts_bf16(uint32_t a, float x) {
+    unsigned short v = __bfloat16_as_ushort(__float2bfloat16_rn(x));
+    asm volatile("st.shared.u16 [%0], %1;\n" ::"r"(a), "h"(v));
+}
+static __device__ __forceinline__ void sts_u32(uint32_t a, uint32_t v) {
+    asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(a), "r"(v));
+}
+static __device__ __forceinline__ uint4 lds_v4(uint32_t a) {
+    uint4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "r"(a));
+    return v;
+}
+static __device__ __forceinline__ void sts_v4(uint32_t a, uint4 v) {
+    asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(v.x), "r"(v.y),
+                 "r"(v.z), "r"(v.w));
+}
+
 #endif

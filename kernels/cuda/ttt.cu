@@ -13,6 +13,7 @@
 
 #include "core/base/device.h"
 #include "kernels/cuda/ttt_cuda.h"
+#include "kernels/cuda/ttt_apply_fused.h"
 #include "kernels/cuda/ttt_ns.cuh"
 
 #define TTT_TILE 4096
@@ -180,6 +181,9 @@ template <class T> struct ttt_run {
     }
 
     lact_status apply_fwd(const lact_ttt_op *op, T *o) {
+        if (dt() == LACT_BF16 && ttt_apply_fused_fits(g.d, g.dh))
+            return ttt_apply_fused(ctx, (const bf16 *)q, (const bf16 *)Wc, (bf16 *)o, g.n, g.len,
+                                   op->start, op->end - op->start, g.d, g.dh);
         for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
             int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
             LACT_TRY(tile_ab(q, t0, Tt));
