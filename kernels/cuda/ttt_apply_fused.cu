@@ -22,6 +22,10 @@
 
 #include "kernels/cuda/attention_mma.cuh"
 #include "kernels/cuda/ttt_apply_fused.h"
+#include "kernels/cuda/wgmma.cuh"
+
+/* 1 only in the sm_90a image, whose wgmma kernel has a body (wgmma.cuh). */
+__device__ int taf_wgmma_built = WGMMA_DEVICE;
 
 namespace {
 
@@ -31,14 +35,65 @@ __device__ __forceinline__ float taf_silu(float x) {
     return x / (1.0f + __expf(-x));
 }
 
-/* rows × cols BF16 from global (row-major) into a swizzled shared matrix,
- * rows at or past `valid` zero-filled. */
-template <int COLS>
-__device__ __forceinline__ void taf_load(smat s, const bf16 *g, int rows, int valid) {
+/* rows × COLS BF16 from global (row-major) into shared memory at s, rows at
+ * or past `valid` zero-filled: swizzled rows (smat) for the mma.sync
+ * kernel, or with SW the SW128 layout of wgmma.cuh (64-column slabs of
+ * rows·128 bytes). */
+template <int COLS, bool SW>
+__device__ __forceinline__ void taf_load(uint32_t s, const bf16 *g, int rows, int valid) {
     for (int i = threadIdx.x; i < rows * (COLS / 8); i += TAF_THREADS) {
         const int r = i / (COLS / 8), c = (i % (COLS / 8)) * 8;
-        cp_async16(s.at(r, c), g + (size_t)r * COLS + c, r < valid);
+        const uint32_t dst = SW ? s + (uint32_t)((c / 64) * rows * 128) + sw128_offset(r, c % 64)
+                                : smat{s, COLS}.at(r, c);
+        cp_async16(dst, g + (size_t)r * COLS + c, r < valid);
     }
+}
+
+/* A block's contiguous run [first, last) of the N·tiles (head, 128-row
+ * tile) items, the runs of the grid differing in length by at most one. */
+struct taf_run {
+    int tiles, first, last;
+    __device__ __forceinline__ taf_run(int N, int Tt) {
+        tiles = (Tt + TAF_ROWS - 1) / TAF_ROWS;
+        const int items = N * tiles, per = items / (int)gridDim.x, extra = items % (int)gridDim.x;
+        const int b = (int)blockIdx.x;
+        first = b * per + (b < extra ? b : extra);
+        last = first + per + (b < extra);
+    }
+};
+
+struct taf_item {
+    int n, valid;
+    size_t row0; /* the tile's first row of q and o */
+};
+
+/* Item it into shared memory: the head's weights W0 at s0, W2 at s2, W1 at
+ * s1 where the head differs from `loaded`, the q tile at sq; returns when
+ * the copies have landed and every thread of the block sees them. */
+template <int D, int DH, bool SW>
+__device__ __forceinline__ taf_item taf_stage(int it, const taf_run &run, int Tt, int64_t len,
+                                              int64_t t0, const bf16 *q, const bf16 *Wc,
+                                              uint32_t s0, uint32_t s2, uint32_t s1, uint32_t sq,
+                                              int &loaded) {
+    taf_item x;
+    x.n = it / run.tiles;
+    const int r0 = (it % run.tiles) * TAF_ROWS;
+    x.valid = Tt - r0 < TAF_ROWS ? Tt - r0 : TAF_ROWS;
+    x.row0 = (size_t)x.n * len + t0 + r0;
+    __syncthreads(); /* the previous tile's reads of shared memory are done */
+    if (x.n != loaded) {
+        const bf16 *w = Wc + (size_t)x.n * 3 * D * DH;
+        taf_load<D, SW>(s0, w, DH, DH);
+        taf_load<D, SW>(s2, w + D * DH, DH, DH);
+        taf_load<DH, SW>(s1, w + 2 * D * DH, D, D);
+        loaded = x.n;
+    }
+    taf_load<D, SW>(sq, q + x.row0 * D, TAF_ROWS, x.valid);
+    cp_async_commit();
+    cp_async_wait<0>();
+    if constexpr (SW) wg_fence_proxy_async(); /* copies before the tensor cores read */
+    __syncthreads();
+    return x;
 }
 
 template <int D, int DH>
@@ -50,27 +105,14 @@ __global__ void __launch_bounds__(TAF_THREADS, 1)
     const smat s0{base, D}, s2{base + DH * D * 2, D}, s1{base + 2 * DH * D * 2, DH},
         sq{base + 3 * DH * D * 2, D};
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-    const int tiles = (Tt + TAF_ROWS - 1) / TAF_ROWS, items = N * tiles;
-    const int per = items / (int)gridDim.x, extra = items % (int)gridDim.x;
-    const int b = (int)blockIdx.x;
-    const int first = b * per + (b < extra ? b : extra), last = first + per + (b < extra);
+    const taf_run run(N, Tt);
     int loaded = -1;
-    for (int it = first; it < last; it++) {
-        const int n = it / tiles, r0 = (it % tiles) * TAF_ROWS;
-        const int valid = Tt - r0 < TAF_ROWS ? Tt - r0 : TAF_ROWS;
-        __syncthreads(); /* the previous tile's reads of shared memory are done */
-        if (n != loaded) {
-            const bf16 *w = Wc + (size_t)n * 3 * D * DH;
-            taf_load<D>(s0, w, DH, DH);
-            taf_load<D>(s2, w + D * DH, DH, DH);
-            taf_load<DH>(s1, w + 2 * D * DH, D, D);
-            loaded = n;
-        }
-        const size_t row0 = (size_t)n * len + t0 + r0;
-        taf_load<D>(sq, q + row0 * D, TAF_ROWS, valid);
-        cp_async_commit();
-        cp_async_wait<0>();
-        __syncthreads();
+    for (int it = run.first; it < run.last; it++) {
+        const taf_item x =
+            taf_stage<D, DH, false>(it, run, Tt, len, t0, q, Wc, s0.base, s2.base, s1.base, sq.base,
+                                    loaded);
+        const int valid = x.valid;
+        const size_t row0 = x.row0;
 
         const int m0 = warp * 16;
         uint32_t qa[D / 16][4];
@@ -127,24 +169,138 @@ __global__ void __launch_bounds__(TAF_THREADS, 1)
                 }
         }
 
-        /* o += acc for the warp's valid rows */
+        /* o += acc for the warp's valid rows; every old value is loaded
+         * before the first store, or each store would wait for its own
+         * load's latency in turn */
 #pragma unroll
         for (int hh = 0; hh < 2; hh++) {
             const int rl = m0 + g + 8 * hh;
             if (rl >= valid) continue;
-            bf16 *orow = o + (row0 + rl) * D;
+            __nv_bfloat162 *orow = (__nv_bfloat162 *)(o + (row0 + rl) * D + 2 * t);
+            __nv_bfloat162 old[D / 8];
+#pragma unroll
+            for (int j = 0; j < D / 8; j++)
+                old[j] = orow[j * 4];
 #pragma unroll
             for (int j = 0; j < D / 8; j++) {
-                __nv_bfloat162 *p = (__nv_bfloat162 *)(orow + j * 8 + 2 * t);
-                const float2 old = __bfloat1622float2(*p);
-                *p = __floats2bfloat162_rn(old.x + acc[j][2 * hh], old.y + acc[j][2 * hh + 1]);
+                const float2 f = __bfloat1622float2(old[j]);
+                orow[j * 4] = __floats2bfloat162_rn(f.x + acc[j][2 * hh], f.y + acc[j][2 * hh + 1]);
             }
         }
     }
 }
 
+/* The same apply on Hopper's warpgroup products: two warpgroups of 64 rows
+ * each; per slice of 64 hidden units a = q W0ᵀ and b = q W2ᵀ are two
+ * chains of m64n64k16 with both operands in shared memory, and h W1ᵀ is
+ * m64nDk16 with h from registers (the accumulator layout is the A layout).
+ * Same items, rounding and results as the mma.sync kernel. */
+template <int D, int DH>
+__global__ void __launch_bounds__(TAF_THREADS, 1)
+    ttt_apply_wg_kernel(const bf16 *__restrict__ q, const bf16 *__restrict__ Wc,
+                        bf16 *__restrict__ o, int N, int64_t len, int64_t t0, int Tt) {
+#if WGMMA_DEVICE
+    extern __shared__ __align__(128) unsigned char smem_wg[];
+    const uint32_t base = (smem_addr(smem_wg) + 1023u) & ~1023u;
+    const uint32_t s0 = base, s2 = s0 + DH * D * 2, s1 = s2 + DH * D * 2, sq = s1 + D * DH * 2;
+    const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3, wgi = threadIdx.x >> 7;
+    const uint32_t sqw = sq + (uint32_t)(wgi * 64 * 128);
+    const taf_run run(N, Tt);
+    int loaded = -1;
+    for (int it = run.first; it < run.last; it++) {
+        const taf_item x =
+            taf_stage<D, DH, true>(it, run, Tt, len, t0, q, Wc, s0, s2, s1, sq, loaded);
+        const int valid = x.valid;
+        const size_t row0 = x.row0;
+
+        float acc[D / 2];
+#pragma unroll
+        for (int i = 0; i < D / 2; i++)
+            acc[i] = 0.0f;
+#pragma unroll 1
+        for (int h0 = 0; h0 < DH; h0 += 64) {
+            float a[32], bb[32];
+#pragma unroll
+            for (int i = 0; i < 32; i++)
+                a[i] = bb[i] = 0.0f;
+            wg_fence_regs(a);
+            wg_fence_regs(bb);
+            wg_fence();
+#pragma unroll
+            for (int c = 0; c < D / 16; c++) {
+                const uint32_t k = (uint32_t)((c % 4) * 32);
+                const uint64_t dq = wg_desc(sqw + (c / 4) * TAF_ROWS * 128 + k, 16, 1024);
+                const uint32_t wo = (uint32_t)((c / 4) * DH * 128 + h0 * 128) + k;
+                wg_mma_ss<64>(a, dq, wg_desc(s0 + wo, 16, 1024), c > 0);
+                wg_mma_ss<64>(bb, dq, wg_desc(s2 + wo, 16, 1024), c > 0);
+            }
+            wg_commit();
+            wg_wait<0>();
+            wg_fence_regs(a);
+            wg_fence_regs(bb);
+#pragma unroll
+            for (int i = 0; i < 32; i++)
+                a[i] = taf_silu(a[i]) * bb[i];
+            uint32_t hf[4][4];
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++)
+                wg_acc_to_a(hf[kk], a, kk);
+            wg_fence_regs(acc);
+            wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++)
+                wg_mma_rs<D>(acc, hf[kk],
+                             wg_desc(s1 + (uint32_t)((h0 / 64) * D * 128 + kk * 32), 16, 1024));
+            wg_commit();
+            wg_wait<0>();
+            wg_fence_regs(acc);
+        }
+
+        /* o += acc, all old values loaded before the first store (see the
+         * mma.sync kernel) */
+        __nv_bfloat162 old[D / 4];
+#pragma unroll
+        for (int i = 0; i < D / 2; i += 2) {
+            const int rl = wg_acc_row(i, warp, lane) + 64 * wgi, c = wg_acc_col(i, lane);
+            if (rl < valid) old[i / 2] = *(const __nv_bfloat162 *)(o + (row0 + rl) * D + c);
+        }
+#pragma unroll
+        for (int i = 0; i < D / 2; i += 2) {
+            const int rl = wg_acc_row(i, warp, lane) + 64 * wgi, c = wg_acc_col(i, lane);
+            if (rl >= valid) continue;
+            const float2 f = __bfloat1622float2(old[i / 2]);
+            *(__nv_bfloat162 *)(o + (row0 + rl) * D + c) =
+                __floats2bfloat162_rn(f.x + acc[i], f.y + acc[i + 1]);
+        }
+    }
+#endif
+}
+
 template <int D, int DH> constexpr size_t taf_smem() {
     return (size_t)(3 * DH * D + TAF_ROWS * D) * 2;
+}
+
+/* Whether this device runs the sm_90a image (compute capability 9.0 and
+ * the wgmma kernel's body built); LACT_TTT_APPLY_WGMMA=0 forces the
+ * mma.sync kernel. Asked once per device. */
+signed char taf_wg_known[64]; /* 0 not asked yet, 1 usable, -1 not */
+
+bool taf_wgmma_ready(int dev) {
+    const char *e = getenv("LACT_TTT_APPLY_WGMMA");
+    if ((e && strcmp(e, "0") == 0) || dev < 0 || dev >= 64) return false;
+    if (!taf_wg_known[dev]) {
+        int major = 0, minor = 0, built = 0;
+        bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) ==
+                      cudaSuccess &&
+                  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) ==
+                      cudaSuccess &&
+                  major == 9 && minor == 0 &&
+                  cudaMemcpyFromSymbol(&built, taf_wgmma_built, sizeof built) == cudaSuccess &&
+                  built == 1;
+        (void)cudaGetLastError(); /* a failed query is an answer */
+        taf_wg_known[dev] = ok ? 1 : -1;
+    }
+    return taf_wg_known[dev] > 0;
 }
 
 template <int D, int DH>
@@ -155,11 +311,20 @@ lact_status taf_launch(lact_ctx *ctx, const bf16 *q, const bf16 *Wc, bf16 *o, in
     LACT_CU(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     const int64_t items = N * ((Tt + TAF_ROWS - 1) / TAF_ROWS);
     const unsigned grid = (unsigned)(items < sms ? items : sms);
-    const size_t smem = taf_smem<D, DH>();
-    LACT_CU(cudaFuncSetAttribute(ttt_apply_fused_kernel<D, DH>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    ttt_apply_fused_kernel<D, DH><<<grid, TAF_THREADS, smem, lact_cuda_stream(ctx)>>>(
-        q, Wc, o, (int)N, len, t0, (int)Tt);
+    cudaStream_t st = lact_cuda_stream(ctx);
+    if (taf_wgmma_ready(dev)) {
+        const size_t smem = taf_smem<D, DH>() + 1024; /* slabs 1024-aligned */
+        LACT_CU(cudaFuncSetAttribute(ttt_apply_wg_kernel<D, DH>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        ttt_apply_wg_kernel<D, DH>
+            <<<grid, TAF_THREADS, smem, st>>>(q, Wc, o, (int)N, len, t0, (int)Tt);
+    } else {
+        const size_t smem = taf_smem<D, DH>();
+        LACT_CU(cudaFuncSetAttribute(ttt_apply_fused_kernel<D, DH>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        ttt_apply_fused_kernel<D, DH>
+            <<<grid, TAF_THREADS, smem, st>>>(q, Wc, o, (int)N, len, t0, (int)Tt);
+    }
     LACT_CU_LAUNCH("ttt_apply_fused");
     return LACT_OK;
 }

@@ -123,24 +123,35 @@ static __device__ __forceinline__ void wg_mma_ss(float (&d)[N / 2], uint64_t da,
 }
 
 /* d (64×N, fp32) += A·B: A (64×16) from registers (wg_acc_to_a layout), B
- * from shared memory MN-major (stored [k][n], as V in P·V). */
-template <int N>
-static __device__ __forceinline__ void wg_mma_rs_tb(float (&d)[N / 2], const uint32_t (&a)[4],
-                                                    uint64_t db) {
-    static_assert(N == 64 || N == 128, "wg_mma_rs_tb: N is 64 or 128");
+ * from shared memory, MN-major (TB 1: stored [k][n], as V in P·V) or
+ * K-major (TB 0: stored [n][k], as a weight W in h·Wᵀ). */
+template <int N, int TB>
+static __device__ __forceinline__ void wg_mma_rs_b(float (&d)[N / 2], const uint32_t (&a)[4],
+                                                   uint64_t db) {
+    static_assert(N == 64 || N == 128, "wg_mma_rs: N is 64 or 128");
     if constexpr (N == 128) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " WG_R64
-                     ", {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+                     ", {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
                      : WG_D32(0), WG_D32(32)
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1), "n"(TB));
     } else {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " WG_R32
-                     ", {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+                     ", {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
                      : WG_D32(0)
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1), "n"(TB));
     }
+}
+template <int N>
+static __device__ __forceinline__ void wg_mma_rs_tb(float (&d)[N / 2], const uint32_t (&a)[4],
+                                                    uint64_t db) {
+    wg_mma_rs_b<N, 1>(d, a, db);
+}
+template <int N>
+static __device__ __forceinline__ void wg_mma_rs(float (&d)[N / 2], const uint32_t (&a)[4],
+                                                 uint64_t db) {
+    wg_mma_rs_b<N, 0>(d, a, db);
 }
 
 /* d (64×64, fp32) = A·B (+ d if acc): A and B from shared memory, both
