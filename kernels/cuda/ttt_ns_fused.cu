@@ -30,6 +30,10 @@
 namespace {
 
 constexpr int NSF_THREADS = 256; /* eight warps: 2 along rows × 4 along columns */
+/* The backward (one block per multiprocessor, 224 KB of shared memory at
+ * 128 × 256) takes sixteen warps, 4 along rows × 4 along columns, to hide
+ * more of its latency. */
+constexpr int NSF_BWD_WM = 4, NSF_BWD_THREADS = 32 * 4 * NSF_BWD_WM;
 
 /* One matrix of the NS layout is stored [P, Q] (wide) or [Q, P] (tall);
  * X in shared memory is always [P, Q]. Unit i of the P·Q/8 covers eight
@@ -89,7 +93,7 @@ __device__ __forceinline__ void ld8(float *v, const bf16 *p) {
 /* X = scale · g (F32 or BF16 source; BF16 with scale 1 is exact). */
 template <int P, int Q, class S>
 __device__ void nsf_load(smat s, const S *__restrict__ g, bool tall, float scale = 1.0f) {
-    for (int i = threadIdx.x; i < P * Q / 8; i += NSF_THREADS) {
+    for (int i = threadIdx.x; i < P * Q / 8; i += (int)blockDim.x) {
         const nsf_unit<P, Q> u(i, tall);
         float v[8];
         ld8(v, g + u.off());
@@ -101,7 +105,7 @@ __device__ void nsf_load(smat s, const S *__restrict__ g, bool tall, float scale
 }
 
 template <int P, int Q> __device__ void nsf_store(bf16 *__restrict__ g, smat s, bool tall) {
-    for (int i = threadIdx.x; i < P * Q / 8; i += NSF_THREADS) {
+    for (int i = threadIdx.x; i < P * Q / 8; i += (int)blockDim.x) {
         const nsf_unit<P, Q> u(i, tall);
         float v[8];
         u.get(s, v);
@@ -153,12 +157,12 @@ __device__ __forceinline__ void nsf_mma(float (&acc)[MT][NT][4], smat sa, int m0
 }
 
 /* The warp's place in an [M, N] output: 2 warps along M, 4 along N. */
-template <int M, int N> struct nsf_tile {
-    static constexpr int MT = M / 32, NT = N / 32;
+template <int M, int N, int WM = 2> struct nsf_tile {
+    static constexpr int MT = M / (16 * WM), NT = N / 32;
     int m0, n0;
     __device__ __forceinline__ nsf_tile() {
         const int w = threadIdx.x >> 5;
-        m0 = (w >> 2) * (M / 2), n0 = (w & 3) * (N / 4);
+        m0 = (w >> 2) * (M / WM), n0 = (w & 3) * (N / 4);
     }
 };
 
@@ -215,7 +219,7 @@ __global__ void __launch_bounds__(NSF_THREADS, 2) ttt_ns_fused_fwd_kernel(nsf_ar
     __shared__ float red[32];
     const float *u = args.u + nsf_master(args, mi);
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < P * Q / 4; i += NSF_THREADS) {
+    for (int i = threadIdx.x; i < P * Q / 4; i += (int)blockDim.x) {
         const float4 v = ((const float4 *)u)[i];
         ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
     }
@@ -272,7 +276,7 @@ __global__ void __launch_bounds__(NSF_THREADS, 2) ttt_ns_fused_fwd_kernel(nsf_ar
  * X[s], A[s], P[s] and nnorm kept by the forward. Shared: G, X [P, Q] | A
  * (then T, then R), P, Q [P, P]. */
 template <int P, int Q>
-__global__ void __launch_bounds__(NSF_THREADS, 1) ttt_ns_fused_bwd_kernel(nsf_args args) {
+__global__ void __launch_bounds__(NSF_BWD_THREADS, 1) ttt_ns_fused_bwd_kernel(nsf_args args) {
     extern __shared__ __align__(128) unsigned char smem[];
     const int mi = blockIdx.x;
     const bool tall = mi < args.split ? args.tall0 : args.tall1;
@@ -288,14 +292,14 @@ __global__ void __launch_bounds__(NSF_THREADS, 1) ttt_ns_fused_bwd_kernel(nsf_ar
         nsf_load<P, P>(sa, args.a[s] + mi * sq, false);
         nsf_load<P, P>(sp, args.pm[s] + mi * sq, false);
         __syncthreads();
-        nsf_tile<P, P> t;
-        float acc[nsf_tile<P, P>::MT][nsf_tile<P, P>::NT][4];
+        nsf_tile<P, P, NSF_BWD_WM> t;
+        float acc[nsf_tile<P, P, NSF_BWD_WM>::MT][nsf_tile<P, P, NSF_BWD_WM>::NT][4];
         /* Q = G Xᵀ + (G Xᵀ)ᵀ */
         nsf_zero(acc);
-        nsf_mma<nsf_tile<P, P>::MT, nsf_tile<P, P>::NT, false>(acc, sg, t.m0, sx, t.n0, 0, Q);
+        nsf_mma<nsf_tile<P, P, NSF_BWD_WM>::MT, nsf_tile<P, P, NSF_BWD_WM>::NT, false>(acc, sg, t.m0, sx, t.n0, 0, Q);
         nsf_put(sqm, acc, t.m0, t.n0, 0);
         __syncthreads();
-        for (int i = threadIdx.x; i < P * P; i += NSF_THREADS) {
+        for (int i = threadIdx.x; i < P * P; i += (int)blockDim.x) {
             const int r = i / P, c = i % P;
             if (r > c) continue;
             const float v = lds_bf16(sqm.at(r, c)) + lds_bf16(sqm.at(c, r));
@@ -305,11 +309,11 @@ __global__ void __launch_bounds__(NSF_THREADS, 1) ttt_ns_fused_bwd_kernel(nsf_ar
         __syncthreads();
         /* T = Q A over A's place once A is read; R = bQ + c(T + Tᵀ) there */
         nsf_zero(acc);
-        nsf_mma<nsf_tile<P, P>::MT, nsf_tile<P, P>::NT, false>(acc, sqm, t.m0, sa, t.n0, 0, P);
+        nsf_mma<nsf_tile<P, P, NSF_BWD_WM>::MT, nsf_tile<P, P, NSF_BWD_WM>::NT, false>(acc, sqm, t.m0, sa, t.n0, 0, P);
         __syncthreads();
         nsf_put(sa, acc, t.m0, t.n0, 0);
         __syncthreads();
-        for (int i = threadIdx.x; i < P * P; i += NSF_THREADS) {
+        for (int i = threadIdx.x; i < P * P; i += (int)blockDim.x) {
             const int r = i / P, c = i % P;
             if (r > c) continue;
             const float v =
@@ -321,12 +325,12 @@ __global__ void __launch_bounds__(NSF_THREADS, 1) ttt_ns_fused_bwd_kernel(nsf_ar
         /* ∂/∂X = aG + P G + R X, a column chunk at a time over G */
         constexpr int CH = nsf_chunk<Q>();
         for (int nb = 0; nb < Q; nb += CH) {
-            nsf_tile<P, CH> u;
-            float acc2[nsf_tile<P, CH>::MT][nsf_tile<P, CH>::NT][4];
+            nsf_tile<P, CH, NSF_BWD_WM> u;
+            float acc2[nsf_tile<P, CH, NSF_BWD_WM>::MT][nsf_tile<P, CH, NSF_BWD_WM>::NT][4];
             nsf_zero(acc2);
-            nsf_mma<nsf_tile<P, CH>::MT, nsf_tile<P, CH>::NT, true>(acc2, sp, u.m0, sg, u.n0, nb,
+            nsf_mma<nsf_tile<P, CH, NSF_BWD_WM>::MT, nsf_tile<P, CH, NSF_BWD_WM>::NT, true>(acc2, sp, u.m0, sg, u.n0, nb,
                                                                     P);
-            nsf_mma<nsf_tile<P, CH>::MT, nsf_tile<P, CH>::NT, true>(acc2, sa, u.m0, sx, u.n0, nb,
+            nsf_mma<nsf_tile<P, CH, NSF_BWD_WM>::MT, nsf_tile<P, CH, NSF_BWD_WM>::NT, true>(acc2, sa, u.m0, sx, u.n0, nb,
                                                                     P);
             nsf_each(acc2, u.m0, u.n0, [&](int r, int c, float &x, float &y) {
                 x += ca * lds_bf16(sg.at(r, nb + c));
@@ -345,7 +349,7 @@ __global__ void __launch_bounds__(NSF_THREADS, 1) ttt_ns_fused_bwd_kernel(nsf_ar
     float *du = args.du + mo;
     /* f(X's eight values, u's, their stored offset) over the matrix */
     auto each = [&](auto f) {
-        for (int i = threadIdx.x; i < P * Q / 8; i += NSF_THREADS) {
+        for (int i = threadIdx.x; i < P * Q / 8; i += (int)blockDim.x) {
             const nsf_unit<P, Q> un(i, tall);
             float x[8], v[8];
             un.get(sg, x);
@@ -383,7 +387,7 @@ template <int P, int Q> lact_status nsf_launch(lact_ctx *ctx, const nsf_args &a,
         LACT_CU(cudaFuncSetAttribute(ttt_ns_fused_bwd_kernel<P, Q>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         ttt_ns_fused_bwd_kernel<P, Q>
-            <<<(unsigned)a.count, NSF_THREADS, smem, lact_cuda_stream(ctx)>>>(a);
+            <<<(unsigned)a.count, NSF_BWD_THREADS, smem, lact_cuda_stream(ctx)>>>(a);
     } else {
         LACT_CU(cudaFuncSetAttribute(ttt_ns_fused_fwd_kernel<P, Q>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
