@@ -108,9 +108,8 @@ __global__ void __launch_bounds__(TAF_THREADS, 1)
     const taf_run run(N, Tt);
     int loaded = -1;
     for (int it = run.first; it < run.last; it++) {
-        const taf_item x =
-            taf_stage<D, DH, false>(it, run, Tt, len, t0, q, Wc, s0.base, s2.base, s1.base, sq.base,
-                                    loaded);
+        const taf_item x = taf_stage<D, DH, false>(it, run, Tt, len, t0, q, Wc, s0.base, s2.base,
+                                                   s1.base, sq.base, loaded);
         const int valid = x.valid;
         const size_t row0 = x.row0;
 
@@ -290,13 +289,12 @@ bool taf_wgmma_ready(int dev) {
     if ((e && strcmp(e, "0") == 0) || dev < 0 || dev >= 64) return false;
     if (!taf_wg_known[dev]) {
         int major = 0, minor = 0, built = 0;
-        bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) ==
-                      cudaSuccess &&
-                  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) ==
-                      cudaSuccess &&
-                  major == 9 && minor == 0 &&
-                  cudaMemcpyFromSymbol(&built, taf_wgmma_built, sizeof built) == cudaSuccess &&
-                  built == 1;
+        bool ok =
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
+            major == 9 && minor == 0 &&
+            cudaMemcpyFromSymbol(&built, taf_wgmma_built, sizeof built) == cudaSuccess &&
+            built == 1;
         (void)cudaGetLastError(); /* a failed query is an answer */
         taf_wg_known[dev] = ok ? 1 : -1;
     }

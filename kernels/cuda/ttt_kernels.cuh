@@ -20,7 +20,7 @@
 
 #define TTT_ROW_EPS 1e-5f
 #define TTT_NS_EPS 1e-7f
-#define TTT_NS_SLICES 16 /* blocks per matrix in the normalisation's sums */
+#define TTT_NS_SLICES 16  /* blocks per matrix in the normalisation's sums */
 #define TTT_MOM_BLOCKS 64 /* most blocks per head in ttt_mom_bwd_kernel */
 
 typedef struct ttt_geom {
@@ -162,7 +162,8 @@ template <int V> __device__ __forceinline__ void stv(bf16 *p, const float *x) {
  * the grid with the same function. */
 __host__ __device__ __forceinline__ int ttt_row_lanes(int64_t accesses) {
     int t = 1;
-    while (t < 32 && t < accesses) t *= 2;
+    while (t < 32 && t < accesses)
+        t *= 2;
     return t;
 }
 
@@ -426,7 +427,8 @@ __global__ void ttt_sum_parts_kernel(const float *part, int64_t nb, int64_t n, f
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x) {
         float s = 0.0f;
-        for (int64_t b = 0; b < nb; b++) s += part[i * nb + b];
+        for (int64_t b = 0; b < nb; b++)
+            s += part[i * nb + b];
         out[i] += s;
     }
 }
@@ -486,7 +488,8 @@ __device__ __forceinline__ const float *ttt_ns_src(const ttt_geom g, const float
  * every time, which activation recompute relies on). */
 __device__ __forceinline__ float ttt_ns_total(const float *part, int64_t idx) {
     float s = 0.0f;
-    for (unsigned b = 0; b < gridDim.x; b++) s += part[idx * gridDim.x + b];
+    for (unsigned b = 0; b < gridDim.x; b++)
+        s += part[idx * gridDim.x + b];
     return s;
 }
 

@@ -296,7 +296,8 @@ __global__ void __launch_bounds__(NSF_BWD_THREADS, 1) ttt_ns_fused_bwd_kernel(ns
         float acc[nsf_tile<P, P, NSF_BWD_WM>::MT][nsf_tile<P, P, NSF_BWD_WM>::NT][4];
         /* Q = G Xᵀ + (G Xᵀ)ᵀ */
         nsf_zero(acc);
-        nsf_mma<nsf_tile<P, P, NSF_BWD_WM>::MT, nsf_tile<P, P, NSF_BWD_WM>::NT, false>(acc, sg, t.m0, sx, t.n0, 0, Q);
+        nsf_mma<nsf_tile<P, P, NSF_BWD_WM>::MT, nsf_tile<P, P, NSF_BWD_WM>::NT, false>(
+            acc, sg, t.m0, sx, t.n0, 0, Q);
         nsf_put(sqm, acc, t.m0, t.n0, 0);
         __syncthreads();
         for (int i = threadIdx.x; i < P * P; i += (int)blockDim.x) {
@@ -309,7 +310,8 @@ __global__ void __launch_bounds__(NSF_BWD_THREADS, 1) ttt_ns_fused_bwd_kernel(ns
         __syncthreads();
         /* T = Q A over A's place once A is read; R = bQ + c(T + Tᵀ) there */
         nsf_zero(acc);
-        nsf_mma<nsf_tile<P, P, NSF_BWD_WM>::MT, nsf_tile<P, P, NSF_BWD_WM>::NT, false>(acc, sqm, t.m0, sa, t.n0, 0, P);
+        nsf_mma<nsf_tile<P, P, NSF_BWD_WM>::MT, nsf_tile<P, P, NSF_BWD_WM>::NT, false>(
+            acc, sqm, t.m0, sa, t.n0, 0, P);
         __syncthreads();
         nsf_put(sa, acc, t.m0, t.n0, 0);
         __syncthreads();
@@ -328,10 +330,10 @@ __global__ void __launch_bounds__(NSF_BWD_THREADS, 1) ttt_ns_fused_bwd_kernel(ns
             nsf_tile<P, CH, NSF_BWD_WM> u;
             float acc2[nsf_tile<P, CH, NSF_BWD_WM>::MT][nsf_tile<P, CH, NSF_BWD_WM>::NT][4];
             nsf_zero(acc2);
-            nsf_mma<nsf_tile<P, CH, NSF_BWD_WM>::MT, nsf_tile<P, CH, NSF_BWD_WM>::NT, true>(acc2, sp, u.m0, sg, u.n0, nb,
-                                                                    P);
-            nsf_mma<nsf_tile<P, CH, NSF_BWD_WM>::MT, nsf_tile<P, CH, NSF_BWD_WM>::NT, true>(acc2, sa, u.m0, sx, u.n0, nb,
-                                                                    P);
+            nsf_mma<nsf_tile<P, CH, NSF_BWD_WM>::MT, nsf_tile<P, CH, NSF_BWD_WM>::NT, true>(
+                acc2, sp, u.m0, sg, u.n0, nb, P);
+            nsf_mma<nsf_tile<P, CH, NSF_BWD_WM>::MT, nsf_tile<P, CH, NSF_BWD_WM>::NT, true>(
+                acc2, sa, u.m0, sx, u.n0, nb, P);
             nsf_each(acc2, u.m0, u.n0, [&](int r, int c, float &x, float &y) {
                 x += ca * lds_bf16(sg.at(r, nb + c));
                 y += ca * lds_bf16(sg.at(r, nb + c + 1));
@@ -364,7 +366,8 @@ __global__ void __launch_bounds__(NSF_BWD_THREADS, 1) ttt_ns_fused_bwd_kernel(ns
             dot += x[k] * v[k];
     });
     dot = block_sum(dot, red);
-    const float nr = args.nnorm[mi], ne = nr + args.eps, kk = nr > 0.0f ? dot / (ne * ne * nr) : 0.0f;
+    const float nr = args.nnorm[mi], ne = nr + args.eps,
+                kk = nr > 0.0f ? dot / (ne * ne * nr) : 0.0f;
     each([&](float *x, const float *v, size_t o) {
 #pragma unroll
         for (int k = 0; k < 8; k++)

@@ -12,8 +12,8 @@
  * backward), and keep the iterates the backward reads as X is held ([p, q]),
  * so only x[5] and g_in are transposed on the way. */
 typedef struct nsf_args {
-    const float *u;     /* the fp32 input, master layout; X[0] = u / (‖u‖_F + eps) */
-    float *nnorm;       /* ‖u‖_F per matrix: forward writes, backward reads */
+    const float *u; /* the fp32 input, master layout; X[0] = u / (‖u‖_F + eps) */
+    float *nnorm;   /* ‖u‖_F per matrix: forward writes, backward reads */
     float eps;
     bf16 *x[6];         /* iterates: x[5] in the stored orientation, x[0..4] (keep) wide */
     bf16 *a[5], *pm[5]; /* per step, A and P, written by the forward when keep */
