@@ -83,8 +83,21 @@ __device__ __forceinline__ taf_item taf_stage(int it, const taf_run &run, int Tt
     __syncthreads(); /* the previous tile's reads of shared memory are done */
     if (x.n != loaded) {
         const bf16 *w = Wc + (size_t)x.n * 3 * D * DH;
-        taf_load<D, SW>(s0, w, DH, DH);
-        taf_load<D, SW>(s2, w + D * DH, DH, DH);
+        if constexpr (SW) {
+            /* W0 and W2 interleaved per slice of 64 hidden units from s0: slice
+             * j is its 64 rows of W0 then its 64 rows of W2 (SW128 slabs of
+             * 128 rows), one B operand for [a | b] */
+            for (int i = threadIdx.x; i < 2 * DH * (D / 8); i += TAF_THREADS) {
+                const int r = i / (D / 8), c = (i % (D / 8)) * 8, m = r % DH;
+                const int row = (r / DH) * 64 + m % 64;
+                cp_async16(s0 + (uint32_t)((m / 64) * 128 * D * 2 + (c / 64) * 128 * 128) +
+                               sw128_offset(row, c % 64),
+                           w + (size_t)r * D + c, true);
+            }
+        } else {
+            taf_load<D, SW>(s0, w, DH, DH);
+            taf_load<D, SW>(s2, w + D * DH, DH, DH);
+        }
         taf_load<DH, SW>(s1, w + 2 * D * DH, D, D);
         loaded = x.n;
     }
@@ -190,10 +203,11 @@ __global__ void __launch_bounds__(TAF_THREADS, 1)
 }
 
 /* The same apply on Hopper's warpgroup products: two warpgroups of 64 rows
- * each; per slice of 64 hidden units a = q W0ᵀ and b = q W2ᵀ are two
- * chains of m64n64k16 with both operands in shared memory, and h W1ᵀ is
- * m64nDk16 with h from registers (the accumulator layout is the A layout).
- * Same items, rounding and results as the mma.sync kernel. */
+ * each; per slice of 64 hidden units [a | b] = q [W0ⱼ; W2ⱼ]ᵀ is one chain
+ * of m64n128k16 with both operands in shared memory (W0 and W2 stored
+ * interleaved per slice, taf_stage), and h W1ᵀ is m64nDk16 with h from
+ * registers (the accumulator layout is the A layout). Same items, rounding
+ * and results as the mma.sync kernel. */
 template <int D, int DH>
 __global__ void __launch_bounds__(TAF_THREADS, 1)
     ttt_apply_wg_kernel(const bf16 *__restrict__ q, const bf16 *__restrict__ Wc,
@@ -218,28 +232,26 @@ __global__ void __launch_bounds__(TAF_THREADS, 1)
             acc[i] = 0.0f;
 #pragma unroll 1
         for (int h0 = 0; h0 < DH; h0 += 64) {
-            float a[32], bb[32];
+            float ab[64]; /* [a | b]: accumulator columns 0–63 a, 64–127 b */
 #pragma unroll
-            for (int i = 0; i < 32; i++)
-                a[i] = bb[i] = 0.0f;
-            wg_fence_regs(a);
-            wg_fence_regs(bb);
+            for (int i = 0; i < 64; i++)
+                ab[i] = 0.0f;
+            wg_fence_regs(ab);
             wg_fence();
 #pragma unroll
             for (int c = 0; c < D / 16; c++) {
                 const uint32_t k = (uint32_t)((c % 4) * 32);
                 const uint64_t dq = wg_desc(sqw + (c / 4) * TAF_ROWS * 128 + k, 16, 1024);
-                const uint32_t wo = (uint32_t)((c / 4) * DH * 128 + h0 * 128) + k;
-                wg_mma_ss<64>(a, dq, wg_desc(s0 + wo, 16, 1024), c > 0);
-                wg_mma_ss<64>(bb, dq, wg_desc(s2 + wo, 16, 1024), c > 0);
+                const uint32_t wo = (uint32_t)((h0 / 64) * 128 * D * 2 + (c / 4) * 128 * 128) + k;
+                wg_mma_ss<128>(ab, dq, wg_desc(s0 + wo, 16, 1024), c > 0);
             }
             wg_commit();
             wg_wait<0>();
-            wg_fence_regs(a);
-            wg_fence_regs(bb);
+            wg_fence_regs(ab);
+            float a[32];
 #pragma unroll
             for (int i = 0; i < 32; i++)
-                a[i] = taf_silu(a[i]) * bb[i];
+                a[i] = taf_silu(ab[i]) * ab[i + 32];
             uint32_t hf[4][4];
 #pragma unroll
             for (int kk = 0; kk < 4; kk++)
