@@ -16,7 +16,9 @@
  *
  * Rounding: a and b stay fp32 (the unfused path rounds them to BF16 as its
  * products' outputs), h is rounded to BF16 as the product's input, o gets
- * o + h W1ᵀ rounded once. */
+ * o + h W1ᵀ rounded once. On Hopper a wgmma version of the same kernel
+ * (ttt_apply_wg_kernel, below) runs instead. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -291,15 +293,21 @@ template <int D, int DH> constexpr size_t taf_smem() {
     return (size_t)(3 * DH * D + TAF_ROWS * D) * 2;
 }
 
-/* Whether this device runs the sm_90a image (compute capability 9.0 and
- * the wgmma kernel's body built); LACT_TTT_APPLY_WGMMA=0 forces the
- * mma.sync kernel. Asked once per device. */
-signed char taf_wg_known[64]; /* 0 not asked yet, 1 usable, -1 not */
+/* Per device, asked once: the multiprocessor count (the persistent grid)
+ * and whether the device runs the sm_90a image (compute capability 9.0 and
+ * the wgmma kernel's body built). */
+struct taf_device {
+    signed char wgmma; /* 0 not asked yet, 1 usable, -1 not */
+    int sms;
+};
+taf_device taf_devices[64];
 
-bool taf_wgmma_ready(int dev) {
-    const char *e = getenv("LACT_TTT_APPLY_WGMMA");
-    if ((e && strcmp(e, "0") == 0) || dev < 0 || dev >= 64) return false;
-    if (!taf_wg_known[dev]) {
+lact_status taf_device_info(int dev, taf_device *out) {
+    if (dev < 0 || dev >= 64)
+        return lact_fail(LACT_E_UNSUPPORTED, "ttt fused apply: device %d", dev);
+    taf_device &d = taf_devices[dev];
+    if (!d.wgmma) {
+        LACT_CU(cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev));
         int major = 0, minor = 0, built = 0;
         bool ok =
             cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
@@ -308,21 +316,27 @@ bool taf_wgmma_ready(int dev) {
             cudaMemcpyFromSymbol(&built, taf_wgmma_built, sizeof built) == cudaSuccess &&
             built == 1;
         (void)cudaGetLastError(); /* a failed query is an answer */
-        taf_wg_known[dev] = ok ? 1 : -1;
+        d.wgmma = ok ? 1 : -1;
     }
-    return taf_wg_known[dev] > 0;
+    *out = d;
+    return LACT_OK;
 }
 
 template <int D, int DH>
 lact_status taf_launch(lact_ctx *ctx, const bf16 *q, const bf16 *Wc, bf16 *o, int64_t N,
                        int64_t len, int64_t t0, int64_t Tt) {
-    int dev = 0, sms = 0;
-    LACT_CU(cudaGetDevice(&dev));
-    LACT_CU(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     const int64_t items = N * ((Tt + TAF_ROWS - 1) / TAF_ROWS);
-    const unsigned grid = (unsigned)(items < sms ? items : sms);
+    if (items >= INT32_MAX || N >= INT32_MAX)
+        return lact_fail(LACT_E_UNSUPPORTED, "ttt fused apply: %lld heads × %lld tokens",
+                         (long long)N, (long long)Tt);
+    int dev = 0;
+    taf_device info;
+    LACT_CU(cudaGetDevice(&dev));
+    LACT_TRY(taf_device_info(dev, &info));
+    const unsigned grid = (unsigned)(items < info.sms ? items : info.sms);
     cudaStream_t st = lact_cuda_stream(ctx);
-    if (taf_wgmma_ready(dev)) {
+    const char *e = getenv("LACT_TTT_APPLY_WGMMA"); /* "0": the mma.sync kernel */
+    if (info.wgmma > 0 && !(e && strcmp(e, "0") == 0)) {
         const size_t smem = taf_smem<D, DH>() + 1024; /* slabs 1024-aligned */
         LACT_CU(cudaFuncSetAttribute(ttt_apply_wg_kernel<D, DH>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
