@@ -187,6 +187,7 @@ enum {
     LACT_BUF_TTT,
     LACT_BUF_MESA,
     LACT_BUF_ATTN_DECODE,
+    LACT_BUF_ATTN_SCHED,
     LACT_BUF_COUNT
 };
 lact_status lact_cuda_buffer(lact_ctx *ctx, int slot, size_t bytes, void **out);
