@@ -77,7 +77,7 @@ template <bool KV, int D, bool FQ = false> struct wgb_cfg {
 };
 
 /* Per-query data of one Q tile (KV mode): lse·log2 e, D, the key range. */
-template <int BT> struct wgb_info {
+template <int BT> struct __align__(16) wgb_info {
     float lse2[BT], dd[BT];
     int lo[BT], hi[BT];
     int full; /* every query of the tile sees every key of the block */
@@ -109,6 +109,49 @@ wgb_issue_grad(float (&acc)[D / 2], const uint32_t (&x)[BT / 16][4], uint32_t sb
 #pragma unroll
     for (int j = 0; j < BT / 16; j++)
         wg_mma_rs_tb<D>(acc, x[j], wg_desc(sb + j * 2048, BT * 128, 1024));
+}
+
+/* P (into sc) from the scores of a d_k/d_v tile: the tile's lse read two
+ * columns at a time, and the mask's ranges only where MASK (tiles that cut
+ * some query's range); two loops rather than a test per element, which
+ * compiled to a branch and two loads per element. */
+template <bool MASK, int BT>
+static __device__ __forceinline__ void wgb_probs_kv(float (&sc)[BT / 2], const wgb_info<BT> &inf,
+                                                    int key0, int tq, float sl2) {
+#pragma unroll
+    for (int c8 = 0; c8 < BT / 8; c8++) {
+        const int col = 8 * c8 + 2 * tq;
+        const float2 l2 = *reinterpret_cast<const float2 *>(&inf.lse2[col]);
+        int2 lo = {0, 0}, hi = {0, 0};
+        if (MASK) {
+            lo = *reinterpret_cast<const int2 *>(&inf.lo[col]);
+            hi = *reinterpret_cast<const int2 *>(&inf.hi[col]);
+        }
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int i = 4 * c8 + e, odd = e & 1;
+            float p = wg_exp2(fmaf(sc[i], sl2, -(odd ? l2.y : l2.x)));
+            if (MASK) {
+                const int key = key0 + 8 * (e >> 1);
+                if (key < (odd ? lo.y : lo.x) || key >= (odd ? hi.y : hi.x)) p = 0.0f;
+            }
+            sc[i] = p;
+        }
+    }
+}
+
+/* The same for a d_q tile: the rows' lse and ranges are in registers. */
+template <bool MASK, int BT>
+static __device__ __forceinline__ void wgb_probs_q(float (&sc)[BT / 2], int t0, const int (&lo)[2],
+                                                   const int (&hi)[2], const float (&lse2)[2],
+                                                   int tq, float sl2) {
+#pragma unroll
+    for (int i = 0; i < BT / 2; i++) {
+        const int col = 8 * (i >> 2) + 2 * tq + (i & 1), r = (i >> 1) & 1;
+        float p = wg_exp2(fmaf(sc[i], sl2, -lse2[r]));
+        if (MASK && (t0 + col < lo[r] || t0 + col >= hi[r])) p = 0.0f;
+        sc[i] = p;
+    }
 }
 
 #endif /* WGMMA_DEVICE */
@@ -318,33 +361,30 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
             full = t0 >= max_lo && t0 + BT <= min_hi;
         }
         /* P (in sc) from the scores. */
-#pragma unroll
-        for (int i = 0; i < BT / 2; i++) {
-            const int col = 8 * (i >> 2) + 2 * tq + (i & 1), r = (i >> 1) & 1;
-            float l2;
-            int key;
-            if (KV) {
-                l2 = info[s].lse2[col];
-                key = r0 + 8 * r;
-                float p = wg_exp2(fmaf(sc[i], sl2, -l2));
-                if (!full && (key < info[s].lo[col] || key >= info[s].hi[col])) p = 0.0f;
-                sc[i] = p;
-            } else {
-                l2 = lse2[r];
-                key = t0 + col;
-                float p = wg_exp2(fmaf(sc[i], sl2, -l2));
-                if (!full && (key < lo[r] || key >= hi[r])) p = 0.0f;
-                sc[i] = p;
-            }
+        if constexpr (KV) {
+            if (full)
+                wgb_probs_kv<false, BT>(sc, info[s], r0, tq, sl2);
+            else
+                wgb_probs_kv<true, BT>(sc, info[s], r0, tq, sl2);
+        } else {
+            if (full)
+                wgb_probs_q<false, BT>(sc, t0, lo, hi, lse2, tq, sl2);
+            else
+                wgb_probs_q<true, BT>(sc, t0, lo, hi, lse2, tq, sl2);
         }
         wg_wait<0>();
         wg_fence_regs(dp);
         /* dS (in dp). */
 #pragma unroll
-        for (int i = 0; i < BT / 2; i++) {
-            const int col = 8 * (i >> 2) + 2 * tq + (i & 1), r = (i >> 1) & 1;
-            const float d = KV ? info[s].dd[col] : dd[r];
-            dp[i] = sc[i] * (dp[i] - d);
+        for (int c8 = 0; c8 < BT / 8; c8++) {
+            float2 d2;
+            if constexpr (KV) d2 = *reinterpret_cast<const float2 *>(&info[s].dd[8 * c8 + 2 * tq]);
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int i = 4 * c8 + e;
+                const float d = KV ? ((e & 1) ? d2.y : d2.x) : dd[e >> 1];
+                dp[i] = sc[i] * (dp[i] - d);
+            }
         }
         /* dV += Pᵀ·dO, dK += dSᵀ·Q (KV); dQ += dS·K. P and dS are rounded
          * to bf16 only here: dS uses the fp32 P. */
