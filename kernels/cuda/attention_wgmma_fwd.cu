@@ -441,12 +441,16 @@ int wgf_sms[64], wgf_l2[64];
 /* (batch, head) pairs per section of the item order: as many as have their
  * keys and values fit in a third of L2, at least one. (Budgets of 8, 16, 30
  * and 48 MB of the H100's 50 timed within 3 % of each other at 8K and 32K,
- * all 12-20 % faster than no sections.) */
+ * all 12-20 % faster than no sections.) LACT_ATTN_SECTION=N sets N pairs a
+ * section instead (read at every call), which is how the test runs small
+ * shapes through several sections. */
 int wgf_section(const attn_geom &G, int64_t nb, int dev) {
     const int64_t nbh = nb * G.nh;
     const int64_t kv_bytes = 2 * G.lk * G.d * 2 / (G.group > 0 ? G.group : 1);
     const int64_t budget = (int64_t)wgf_l2[dev] / 3;
     int64_t sect = kv_bytes > 0 ? budget / kv_bytes : nbh;
+    const char *e = getenv("LACT_ATTN_SECTION");
+    if (e && atoi(e) > 0) sect = atoi(e);
     if (sect < 1) sect = 1;
     if (sect > nbh) sect = nbh;
     return (int)sect;

@@ -3,11 +3,12 @@
  * GQA, both gates, every mask, Lq < Lk), in F32 (CUDA-core kernels) and
  * BF16 (tensor-core kernels for d 64 and 128), forward and backward, with
  * the outputs poisoned before each run; then a timing table of long BF16
- * cases. Where the Hopper kernels (wgmma) run, every BF16 case and the
- * table run three times: with them (the fused backward), with them and
+ * cases. Where the Hopper kernels (wgmma) run, every BF16 case runs four
+ * times and the table three: with them (the fused backward), with them and
  * LACT_ATTN_DETERMINISTIC=1 (the two-kernel backward, whose second run
- * must repeat the first bit for bit), and with LACT_ATTN_WGMMA=0 and
- * LACT_ATTN_WGMMA_BWD=0 (mma.sync).
+ * must repeat the first bit for bit), with them and LACT_ATTN_SECTION=3
+ * (cases only), and with LACT_ATTN_WGMMA=0 and LACT_ATTN_WGMMA_BWD=0
+ * (mma.sync).
  * Skips (77) without a CUDA device. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -26,16 +27,19 @@
 #endif
 
 /* The BF16 kernels to run: the Hopper forward and backward where they are
- * active (fused, and deterministic through LACT_ATTN_DETERMINISTIC=1), and
- * always the mma.sync ones (forced through the environment switches
- * LACT_ATTN_WGMMA=0 and LACT_ATTN_WGMMA_BWD=0). */
-enum { KERN_DEFAULT, KERN_DETERMINISTIC, KERN_MMA_SYNC, KERN_COUNT };
+ * active (fused, and deterministic through LACT_ATTN_DETERMINISTIC=1; the
+ * forward once more with three (batch, head) pairs a section of its item
+ * order, LACT_ATTN_SECTION=3, which the test's shapes would not reach by
+ * themselves), and always the mma.sync ones (forced through the
+ * environment switches LACT_ATTN_WGMMA=0 and LACT_ATTN_WGMMA_BWD=0). */
+enum { KERN_DEFAULT, KERN_DETERMINISTIC, KERN_SECTIONS, KERN_MMA_SYNC, KERN_COUNT };
 static bool wgmma_active, wgmma_bwd_active;
 static int n_kernels(void) {
     return wgmma_active ? KERN_COUNT : 1;
 }
 static const char *kern_name(int kern) {
     if (kern == KERN_MMA_SYNC || !wgmma_active) return "mma.sync";
+    if (kern == KERN_SECTIONS) return "wgmma-s3";
     return kern == KERN_DETERMINISTIC ? "wgmma-det" : "wgmma";
 }
 static void select_kernel(int kern) {
@@ -51,6 +55,10 @@ static void select_kernel(int kern) {
         setenv("LACT_ATTN_DETERMINISTIC", "1", 1);
     else
         unsetenv("LACT_ATTN_DETERMINISTIC");
+    if (kern == KERN_SECTIONS)
+        setenv("LACT_ATTN_SECTION", "3", 1);
+    else
+        unsetenv("LACT_ATTN_SECTION");
 }
 
 typedef struct big {
@@ -265,6 +273,7 @@ static void time_long(lact_ctx *gpu) {
         for (int row = 0; row < 3 * n_kern; row++) {
             const int c = row / n_kern, kern = row % n_kern;
             const lact_attn_args *a = &cases[c].a;
+            if (kern == KERN_SECTIONS) continue; /* a check, not a configuration to time */
             select_kernel(kern);
             double fwd[REPS], both[REPS];
             for (int r = -1; r < REPS; r++) { /* r = -1: warm-up */
