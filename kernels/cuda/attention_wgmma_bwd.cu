@@ -25,8 +25,7 @@
  * per-query lse, D and key ranges to shared memory; fused, its second warp
  * issues the d_q reductions the consumers stage, which took the consumers'
  * two barriers per tile away: 3-4 % of forward + backward); warpgroups 1
- * and 2 own
- * 64 fixed rows each: the two score products with both operands in shared
+ * and 2 own 64 fixed rows each: the two score products with both operands in shared
  * memory, then the gradient products with P or dS from registers and the
  * tile read transposed by its descriptor (wgmma.cuh). The accumulators stay
  * in registers for the block's life and are written once at the end. */
