@@ -3,12 +3,14 @@
 table of tests/kernels/test_attention_cuda.c): bf16 [B, H, L, d=128] (B = 4,
 H = 16 unless --batch, --heads) for L in --len, causal (SDPA with the cuDNN
 and the flash backend), sliding window 2048 and block-causal 4096
-(flex_attention, compiled). Same FLOP
-convention: 4·d per unmasked (query, key) pair and head for the forward,
-forward + backward = 3.5× forward. Medians of CUDA-event timings after
-warm-up. With --lact FILE (the JSON lines of `lact bench attention --json`
-on the same GPU) it prints lact's figures beside PyTorch's and the ratios
-(PyTorch time / lact time; above 1 means lact is faster)."""
+(flex_attention, compiled). Same FLOP convention: 4·d per unmasked
+(query, key) pair and head for the forward, forward + backward = 3.5×
+forward. Medians of CUDA-event timings after warm-up. The backward returns
+d_q, d_k, d_v (torch.autograd.grad), as lact's does; adding them into .grad
+would time an extra pass. --masks picks the cases. With --lact FILE (the
+JSON lines of `lact bench attention --json` on the same GPU) it prints
+lact's figures beside PyTorch's and the ratios (PyTorch time / lact time;
+above 1 means lact is faster)."""
 import argparse
 import json
 import sys
@@ -54,7 +56,7 @@ def sdpa_fn(q, k, v, backend):
     return fwd
 
 
-def run_length(L, lact):
+def run_length(L, lact, masks):
     dev = "cuda"
     torch.manual_seed(0)
     q, k, v = (torch.randn(B, H, L, D, device=dev, dtype=torch.bfloat16, requires_grad=True)
@@ -64,6 +66,8 @@ def run_length(L, lact):
              ("window", "window", 2048, "flex"), ("block-causal", "block", 4096, "flex")]
     flex = None
     for name, kind, arg, impl in cases:
+        if name not in masks:
+            continue
         if impl.startswith("sdpa"):
             fwd = sdpa_fn(q, k, v, impl[5:])
         else:
@@ -82,7 +86,7 @@ def run_length(L, lact):
             fwd = lambda bm=bm: flex(q, k, v, block_mask=bm)
         try:
             for _ in range(2):
-                fwd().backward(dy)
+                torch.autograd.grad(fwd(), (q, k, v), dy)
         except RuntimeError as e:  # a backend that does not take this shape
             print(f"  {name:13s} {impl:11s} {L:7d} unavailable: {str(e).splitlines()[0][:60]}")
             continue
@@ -90,7 +94,9 @@ def run_length(L, lact):
             tf = timed(fwd)
 
         def both():
-            fwd().backward(dy)
+            # Gradients returned, not accumulated into .grad: lact's timing
+            # has no accumulation pass either.
+            torch.autograd.grad(fwd(), (q, k, v), dy)
 
         tb = timed(both)
         fl = 4.0 * D * pairs(kind, arg, L) * B * H
@@ -108,6 +114,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--len", default="8192,32768", help="lengths, comma-separated")
     ap.add_argument("--lact", help="JSON lines of `lact bench attention --json` to compare with")
+    ap.add_argument("--masks", default="causal,window,block-causal",
+                    help="cases to run, comma-separated")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--heads", type=int, default=16)
     a = ap.parse_args()
@@ -128,7 +136,7 @@ def main():
         head += f" | {'lact fwd':>8s} {'lact f+b':>9s} | {'fwd':>6s} {'f+b':>6s}  (PyTorch/lact)"
     print(head)
     for L in (int(x) for x in a.len.split(",")):
-        run_length(L, lact)
+        run_length(L, lact, a.masks.split(","))
         torch.cuda.empty_cache()
 
 
