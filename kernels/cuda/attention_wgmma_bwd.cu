@@ -416,7 +416,9 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
         if constexpr (KV) wg_fence_regs(acc1);
         wg_fence();
         if constexpr (KV) wgb_issue_grad<D, BT>(acc1, x, tb1s);
-        wgb_issue_grad<D, BT>(acc0, y, tb0s);
+        /* Fused, dK goes after dQ, so that this consumer stages its d_q
+         * while the tensor cores run dK. */
+        if constexpr (!FQ) wgb_issue_grad<D, BT>(acc0, y, tb0s);
         wg_commit();
         if constexpr (FQ) {
             /* dQ_tile = dS·K over the block's 128 keys once both consumers
@@ -440,11 +442,9 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
                                wg_desc(sa0 + ns * WGB_BF * 128 + 2048 * j, WGB_BF * 128, 1024),
                                j > 0);
             wg_commit();
+            wgb_issue_grad<D, BT>(acc0, y, tb0s);
+            wg_commit();
             wg_wait<1>();
-            wg_fence_regs(acc0);
-            wg_fence_regs(acc1);
-            if (lane == 0) mbar_arrive(empty_t(s));
-            wg_wait<0>();
             wg_fence_regs(dq);
             {
                 /* Through this consumer's staging buffer (two 32-column
@@ -467,6 +467,10 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
                 __syncwarp();
                 if (lane == 0) mbar_arrive(stage_full(cw));
             }
+            wg_wait<0>();
+            wg_fence_regs(acc0);
+            wg_fence_regs(acc1);
+            if (lane == 0) mbar_arrive(empty_t(s));
         } else {
             wg_wait<0>();
             wg_fence_regs(acc0);
