@@ -119,6 +119,10 @@ def main():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--heads", type=int, default=16)
     a = ap.parse_args()
+    known = {"causal", "window", "block-causal"}
+    bad = [m for m in a.masks.split(",") if m not in known]
+    if bad:
+        ap.error(f"--masks: unknown case {bad[0]!r} (known: causal, window, block-causal)")
     global B, H
     B, H = a.batch, a.heads
     lact = {}
