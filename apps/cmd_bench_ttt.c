@@ -19,7 +19,7 @@
 int cmd_bench_ttt(int argc, char **argv);
 
 typedef struct ttt_bench_opts {
-    int64_t batch, len, heads, dim, mult, chunk, muon, mom, iters;
+    int64_t batch, len, heads, dim, mult, chunk, muon, mom, save_every, iters;
     cli_common c;
 } ttt_bench_opts;
 
@@ -87,7 +87,10 @@ static lact_status tb_make(lact_ctx *ctx, const ttt_bench_opts *o, ttt_bench *b)
     b->ops = malloc((size_t)n_ops * sizeof *b->ops);
     if (!b->ops) return lact_fail(LACT_E_NOMEM, "bench ttt: out of host memory");
     lact_ttt_order_causal(b->ops, n_ops, L, o->chunk);
-    b->args = (lact_ttt_args){b->ops, n_ops, (lact_ttt_muon)o->muon};
+    b->args = (lact_ttt_args){.ops = b->ops,
+                              .n_ops = n_ops,
+                              .muon = (lact_ttt_muon)o->muon,
+                              .save_every = (int)o->save_every};
     b->mom = o->mom != 0;
     LACT_TRY(lact_tensor_alloc(&b->tmp, LACT_BF16, ctx->device, 3, act));
     for (int i = 0; i < 3; i++) {
@@ -140,11 +143,12 @@ static void tb_print(const ttt_bench_opts *o, const char *what, double ms, doubl
     if (o->c.json) {
         printf("{\"bench\": \"ttt\", \"mode\": \"%s\", \"batch\": %lld, \"len\": %lld, "
                "\"heads\": %lld, \"dim\": %lld, \"inter_multi\": %lld, \"chunk\": %lld, "
-               "\"muon\": %lld, \"momentum\": %lld, \"ms\": %.4f, \"tflops\": %.2f, "
+               "\"muon\": %lld, \"momentum\": %lld, \"save_every\": %lld, \"ms\": %.4f, "
+               "\"tflops\": %.2f, "
                "\"peak_gib\": %.3f, \"gemm_tflops\": %.1f, \"ratio_gemm\": %.3f}\n",
                what, (long long)o->batch, (long long)o->len, (long long)o->heads, (long long)o->dim,
-               (long long)o->mult, (long long)o->chunk, (long long)o->muon, (long long)o->mom, ms,
-               tf, peak_gib, gemm, gemm > 0 ? tf / gemm : 0.0);
+               (long long)o->mult, (long long)o->chunk, (long long)o->muon, (long long)o->mom,
+               (long long)o->save_every, ms, tf, peak_gib, gemm, gemm > 0 ? tf / gemm : 0.0);
     } else {
         printf("ttt %-10s %9.3f ms %8.1f TFLOP/s  peak %6.2f GiB", what, ms, tf, peak_gib);
         if (gemm > 0) printf("  (%.1f%% of bf16 GEMM %.0f TFLOP/s)", 100 * tf / gemm, gemm);
@@ -165,16 +169,16 @@ static int tb_main(const cli_command *cmd, const ttt_bench_opts *o, lact_ctx *ct
                   (double)(o->batch * o->heads);
     if (!o->c.json)
         printf("ttt B=%lld L=%lld heads=%lld d=%lld dh=%lld chunk=%lld muon=%lld momentum=%lld "
-               "(FLOPs 18*d*dh*L per head = %.3e forward, x3 forward+backward, Muon not "
+               "save_every=%lld (FLOPs 18*d*dh*L per head = %.3e forward, x3 forward+backward, "
+               "Muon not "
                "counted)\n",
                (long long)o->batch, (long long)o->len, (long long)o->heads, (long long)o->dim,
                (long long)(o->dim * o->mult), (long long)o->chunk, (long long)o->muon,
-               (long long)o->mom, flop);
+               (long long)o->mom, (long long)o->save_every, flop);
     double ms = 0;
     lact_status made = tb_make(ctx, o, &b);
     lact_mem_reset_peak(ctx->device);
-    if (made != LACT_OK ||
-        tb_time(ctx, &b, TB_INFER, (int)o->iters, &ms) != LACT_OK) {
+    if (made != LACT_OK || tb_time(ctx, &b, TB_INFER, (int)o->iters, &ms) != LACT_OK) {
         cli_error(cmd, "forward: %s", lact_errmsg());
         goto done;
     }
@@ -208,6 +212,10 @@ int cmd_bench_ttt(int argc, char **argv) {
         {"--muon", CLI_INT, "0|1|2", "Newton-Schulz: off, per-step table, fixed triple", "0",
          &o.muon},
         {"--momentum", CLI_INT, "0|1", "momentum on the updates", "1", &o.mom},
+        {"--save-every", CLI_INT, "1|2",
+         "save the weights after every update, or every second one (recomputing the others in "
+         "the backward: less memory, more time)",
+         "1", &o.save_every},
         {"--iters", CLI_INT, "N", "timed runs after two warm-up runs; the median is shown", "10",
          &o.iters},
         CLI_OPT_COMMON(&o.c),
@@ -223,9 +231,9 @@ int cmd_bench_ttt(int argc, char **argv) {
     cli_result r = cli_parse(&cmd, argc, argv, NULL, NULL);
     if (r != CLI_PARSED) return r == CLI_HELP ? 0 : 2;
     if (o.batch < 1 || o.len < 1 || o.heads < 1 || o.dim < 1 || o.mult < 1 || o.chunk < 1 ||
-        o.iters < 1 || o.muon < 0 || o.muon > 2) {
+        o.iters < 1 || o.muon < 0 || o.muon > 2 || o.save_every < 1 || o.save_every > 2) {
         cli_error(&cmd, "--batch, --len, --heads, --dim, --inter, --chunk, --iters must be "
-                        "positive and --muon 0, 1 or 2");
+                        "positive, --muon 0, 1 or 2 and --save-every 1 or 2");
         return 2;
     }
     lact_ctx ctx;

@@ -42,6 +42,9 @@ lact_status lact_ttt_check_args(const lact_ttt_args *args, int64_t len) {
         args->muon != LACT_TTT_MUON_FIXED)
         return lact_fail(LACT_E_ARG, "ttt: muon = %d is not off (0), table (1) or fixed (2)",
                          (int)args->muon);
+    if (args->save_every < 0 || args->save_every > 2)
+        return lact_fail(LACT_E_ARG, "ttt: save_every = %d is not 1 (every update) or 2",
+                         args->save_every);
     for (int64_t j = 0; j < args->n_ops; j++) {
         const lact_ttt_op *op = &args->ops[j];
         if (op->start < 0 || op->end <= op->start || op->end > len)
@@ -64,15 +67,24 @@ int64_t lact_ttt_n_updates(const lact_ttt_args *args) {
     return n;
 }
 
-int64_t lact_ttt_state_numel(const lact_ttt_args *args, bool momentum, int64_t d, int64_t dh) {
-    return (lact_ttt_n_updates(args) + 1) * (momentum ? 6 : 3) * d * dh;
+static int64_t save_every(const lact_ttt_args *args) {
+    return args->save_every > 1 ? args->save_every : 1;
 }
 
-int64_t lact_ttt_state_offset(int64_t n, bool momentum, int64_t d, int64_t dh, int64_t u,
+int64_t lact_ttt_state_numel(const lact_ttt_args *args, bool momentum, int64_t d, int64_t dh) {
+    return lact_ttt_n_updates(args) / save_every(args) * (momentum ? 6 : 3) * d * dh;
+}
+
+int64_t lact_ttt_state_slot(const lact_ttt_args *args, int64_t u) {
+    int64_t s = save_every(args);
+    return u > 0 && u % s == 0 && u <= lact_ttt_n_updates(args) ? u / s - 1 : -1;
+}
+
+int64_t lact_ttt_state_offset(int64_t n, bool momentum, int64_t d, int64_t dh, int64_t slot,
                               int64_t h, int i, bool moment) {
-    static const int slot[3] = {0, 2, 1}; /* W0, W1, W2 -> position in W0 | W2 | W1 */
+    static const int pos[3] = {0, 2, 1}; /* W0, W1, W2 -> position in W0 | W2 | W1 */
     int64_t nel = d * dh, snap = (momentum ? 6 : 3) * nel * n;
-    return u * snap + (moment ? 3 * nel * n : 0) + h * 3 * nel + slot[i] * nel;
+    return slot * snap + (moment ? 3 * nel * n : 0) + h * 3 * nel + pos[i] * nel;
 }
 
 /* t is an F32 tensor of exactly the given shape on ctx's device. */

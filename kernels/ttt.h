@@ -10,9 +10,11 @@
  *   w1            [N, d, dh]   F32
  *   o             [N, L, d]    output; rows no apply op covers are zero
  *   state         [N, S]       F32, S = lact_ttt_state_numel(...): the fast
- *                              weights (and momentum) after each update,
+ *                              weights (and momentum) after each update, or
+ *                              after every second one (args->save_every),
  *                              saved for the backward pass (where each
- *                              lies: lact_ttt_state_offset); may be NULL.
+ *                              lies: lact_ttt_state_slot, _offset); may be
+ *                              NULL.
  *
  * The operations run in sequence. An operation {start, end, update, apply}
  * covers tokens [start, end):
@@ -61,6 +63,12 @@ typedef struct lact_ttt_args {
     const lact_ttt_op *ops;
     int64_t n_ops;
     lact_ttt_muon muon;
+    /* Which weights the forward saves for the backward: 0 or 1, those after
+     * every update; 2, those after every second update, the backward
+     * recomputing the others (one more gradient pass per two updates for
+     * about half the state). The initial weights are never saved: the
+     * backward rebuilds them from w0, w1, w2. */
+    int save_every;
 } lact_ttt_args;
 
 /* Shifted block-causal order: chunk c = [cC, min(L, (c+1)C)) is applied
@@ -73,21 +81,25 @@ int64_t lact_ttt_order_causal(lact_ttt_op *ops, int64_t cap, int64_t len, int64_
 int64_t lact_ttt_order_bidirectional(lact_ttt_op *ops, int64_t cap, int64_t len, int64_t n_ctx,
                                      int64_t chunk);
 
-/* Checks the order against the sequence length (records why not). */
+/* Checks the order against the sequence length, and save_every (records
+ * why not). */
 lact_status lact_ttt_check_args(const lact_ttt_args *args, int64_t len);
 /* Number of update operations in the order. */
 int64_t lact_ttt_n_updates(const lact_ttt_args *args);
-/* Elements of the saved state per head: (updates + 1) snapshots of W0, W1,
- * W2 (and M0, M1, M2 with momentum). */
+/* Elements of the saved state per head: one snapshot of W0, W1, W2 (and
+ * M0, M1, M2 with momentum) per saved update (lact_ttt_state_slot). */
 int64_t lact_ttt_state_numel(const lact_ttt_args *args, bool momentum, int64_t d, int64_t dh);
+/* The slot in the state of the weights after u updates (u in [0, updates]),
+ * or -1 when the forward does not save them: u = 0, and with save_every 2
+ * the odd u. */
+int64_t lact_ttt_state_slot(const lact_ttt_args *args, int64_t u);
 /* Where, in elements from the start of a state of n heads, fast weight i
  * (0: W0, 1: W1, 2: W2; with moment its momentum M_i) of head h lies in
- * snapshot u (0: the initial weights, then one after each update). The
- * [N, S] shape of the state gives its size only: the layout is
- * snapshot-major, each snapshot the N heads' weights (per head W0, W2, W1)
+ * the state's snapshot slot. The [N, S] shape of the state gives its size
+ * only: the layout is snapshot-major, each snapshot the N heads' weights (per head W0, W2, W1)
  * followed by, with momentum, their momenta in the same order, so that a
  * snapshot is the CUDA version's working layout and is read in place. */
-int64_t lact_ttt_state_offset(int64_t n, bool momentum, int64_t d, int64_t dh, int64_t u,
+int64_t lact_ttt_state_offset(int64_t n, bool momentum, int64_t d, int64_t dh, int64_t slot,
                               int64_t h, int i, bool moment);
 
 /* o and state (state may be NULL) from the inputs; momentum may be NULL. */

@@ -9,10 +9,9 @@
 typedef TTT_NAME(lact_ttt_in) ttt_in;
 typedef TTT_NAME(lact_ttt_grad) ttt_grad;
 
-/* Head h's weights (and momenta) of snapshot u of a state of n heads
+/* Head h's weights (and momenta) into snapshot slot u of a state of n heads
  * (layout: lact_ttt_state_offset). */
-static void ttt_save(const ttt_ws *ws, real *state, int64_t n, int64_t u, int64_t h,
-                     bool has_mom) {
+static void ttt_save(const ttt_ws *ws, real *state, int64_t n, int64_t u, int64_t h, bool has_mom) {
     for (int j = 0; j < 3; j++) {
         int64_t w = lact_ttt_state_offset(n, has_mom, ws->d, ws->dh, u, h, j, false);
         memcpy(state + w, ws->w[j], (size_t)ws->nel * sizeof(real));
@@ -22,8 +21,7 @@ static void ttt_save(const ttt_ws *ws, real *state, int64_t n, int64_t u, int64_
     }
 }
 
-static void ttt_load(ttt_ws *ws, const real *state, int64_t n, int64_t u, int64_t h,
-                     bool has_mom) {
+static void ttt_load(ttt_ws *ws, const real *state, int64_t n, int64_t u, int64_t h, bool has_mom) {
     for (int j = 0; j < 3; j++) {
         int64_t w = lact_ttt_state_offset(n, has_mom, ws->d, ws->dh, u, h, j, false);
         memcpy(ws->w[j], state + w, (size_t)ws->nel * sizeof(real));
@@ -50,6 +48,62 @@ static real ttt_mean_beta(const real *mom, const lact_ttt_op *op) {
     return s / (real)(op->end - op->start);
 }
 
+/* Head h's sequences; the per-token ones are views at the head's start. */
+typedef struct ttt_head {
+    const real *q, *k, *v, *l0, *l1, *l2, *mom;
+} ttt_head;
+
+static ttt_head ttt_head_of(const ttt_in *in, int64_t L, int64_t d, int64_t h) {
+    return (ttt_head){in->q + h * L * d,
+                      in->k + h * L * d,
+                      in->v + h * L * d,
+                      in->lr0 + h * L,
+                      in->lr1 + h * L,
+                      in->lr2 + h * L,
+                      in->momentum ? in->momentum + h * L : NULL};
+}
+
+/* ws->g = G of update op over the whole range. */
+static void ttt_grad_of(ttt_ws *ws, const ttt_head *x, const lact_ttt_op *op) {
+    int64_t d = ws->d;
+    for (int i = 0; i < 3; i++)
+        memset(ws->g[i], 0, (size_t)ws->nel * sizeof(real));
+    for (int64_t t0 = op->start; t0 < op->end; t0 += TTT_TILE) {
+        int64_t T = op->end - t0 < TTT_TILE ? op->end - t0 : TTT_TILE;
+        ttt_tile_grad_fwd(ws, x->k + t0 * d, x->v + t0 * d, x->l0 + t0, x->l1 + t0, x->l2 + t0, T);
+    }
+}
+
+/* One update of ws->w, ws->m by op. */
+static void ttt_update(ttt_ws *ws, const ttt_head *x, const lact_ttt_op *op, lact_ttt_muon muon) {
+    ttt_grad_of(ws, x, op);
+    real beta = x->mom ? ttt_mean_beta(x->mom, op) : 0;
+    for (int i = 0; i < 3; i++)
+        ttt_step_fwd(ws, i, beta, x->mom != NULL, muon);
+}
+
+/* Head h's weights after u updates into ws->w, ws->m: from the state where
+ * the forward saved them, else rebuilt (u = 0: the initial weights) or
+ * recomputed from the weights one update earlier. */
+static void ttt_weights_at(ttt_ws *ws, const ttt_in *in, const ttt_head *x, const real *state,
+                           const lact_ttt_args *args, int64_t n, int64_t h, int64_t u) {
+    bool has_mom = x->mom != NULL;
+    int64_t slot = lact_ttt_state_slot(args, u);
+    if (slot >= 0) {
+        ttt_load(ws, state, n, slot, h, has_mom);
+        return;
+    }
+    if (u == 0) {
+        ttt_start_head(ws, in, h);
+        return;
+    }
+    ttt_weights_at(ws, in, x, state, args, n, h, u - 1);
+    int64_t j = 0;
+    for (int64_t seen = 0; j < args->n_ops; j++)
+        if (args->ops[j].update && seen++ == u - 1) break;
+    ttt_update(ws, x, &args->ops[j], args->muon);
+}
+
 lact_status TTT_NAME(lact_cpu_ttt_forward)(real *o, real *state, const ttt_in *in,
                                            const lact_ttt_dims *dims, const lact_ttt_args *args) {
     int64_t L = dims->len, d = dims->d;
@@ -58,30 +112,21 @@ lact_status TTT_NAME(lact_cpu_ttt_forward)(real *o, real *state, const ttt_in *i
     LACT_TRY(ttt_ws_init(&ws, d, dims->dh));
     memset(o, 0, (size_t)(dims->n * L * d) * sizeof(real));
     for (int64_t h = 0; h < dims->n; h++) {
-        const real *q = in->q + h * L * d, *k = in->k + h * L * d, *v = in->v + h * L * d;
-        const real *l0 = in->lr0 + h * L, *l1 = in->lr1 + h * L, *l2 = in->lr2 + h * L;
+        ttt_head x = ttt_head_of(in, L, d, h);
         real *oh = o + h * L * d;
         int64_t u = 0;
         ttt_start_head(&ws, in, h);
-        if (state) ttt_save(&ws, state, dims->n, u++, h, has_mom);
         for (int64_t j = 0; j < args->n_ops; j++) {
             const lact_ttt_op *op = &args->ops[j];
             if (op->apply)
                 for (int64_t t0 = op->start; t0 < op->end; t0 += TTT_TILE) {
                     int64_t T = op->end - t0 < TTT_TILE ? op->end - t0 : TTT_TILE;
-                    ttt_tile_apply_fwd(&ws, q + t0 * d, T, oh + t0 * d);
+                    ttt_tile_apply_fwd(&ws, x.q + t0 * d, T, oh + t0 * d);
                 }
             if (!op->update) continue;
-            for (int i = 0; i < 3; i++)
-                memset(ws.g[i], 0, (size_t)ws.nel * sizeof(real));
-            for (int64_t t0 = op->start; t0 < op->end; t0 += TTT_TILE) {
-                int64_t T = op->end - t0 < TTT_TILE ? op->end - t0 : TTT_TILE;
-                ttt_tile_grad_fwd(&ws, k + t0 * d, v + t0 * d, l0 + t0, l1 + t0, l2 + t0, T);
-            }
-            real beta = has_mom ? ttt_mean_beta(in->momentum + h * L, op) : 0;
-            for (int i = 0; i < 3; i++)
-                ttt_step_fwd(&ws, i, beta, has_mom, args->muon);
-            if (state) ttt_save(&ws, state, dims->n, u++, h, has_mom);
+            ttt_update(&ws, &x, op, args->muon);
+            int64_t slot = lact_ttt_state_slot(args, ++u);
+            if (state && slot >= 0) ttt_save(&ws, state, dims->n, slot, h, has_mom);
         }
     }
     ttt_ws_free(&ws);
@@ -117,9 +162,7 @@ lact_status TTT_NAME(lact_cpu_ttt_backward)(const ttt_grad *grad, const real *d_
     const real *w_init[3] = {in->w0, in->w1, in->w2};
 
     for (int64_t h = 0; h < dims->n; h++) {
-        const real *q = in->q + h * L * d, *k = in->k + h * L * d, *v = in->v + h * L * d;
-        const real *l0 = in->lr0 + h * L, *l1 = in->lr1 + h * L, *l2 = in->lr2 + h * L;
-        const real *mom = has_mom ? in->momentum + h * L : NULL;
+        ttt_head x = ttt_head_of(in, L, d, h);
         const real *doh = d_o + h * L * d;
         memset(acc.mem, 0, (size_t)(3 * L * d + 4 * L) * sizeof(real));
         ttt_start_head(&ws, in, h);
@@ -132,22 +175,17 @@ lact_status TTT_NAME(lact_cpu_ttt_backward)(const ttt_grad *grad, const real *d_
         for (int64_t j = args->n_ops - 1; j >= 0; j--) {
             const lact_ttt_op *op = &args->ops[j];
             if (op->update) upd--;
-            ttt_load(&ws, state, dims->n, upd, h, has_mom);
+            ttt_weights_at(&ws, in, &x, state, args, dims->n, h, upd);
             if (op->update) {
-                for (int i = 0; i < 3; i++)
-                    memset(ws.g[i], 0, (size_t)ws.nel * sizeof(real));
-                for (int64_t t0 = op->start; t0 < op->end; t0 += TTT_TILE) {
-                    int64_t T = op->end - t0 < TTT_TILE ? op->end - t0 : TTT_TILE;
-                    ttt_tile_grad_fwd(&ws, k + t0 * d, v + t0 * d, l0 + t0, l1 + t0, l2 + t0, T);
-                }
-                real beta = has_mom ? ttt_mean_beta(mom, op) : 0, dbeta = 0;
+                ttt_grad_of(&ws, &x, op);
+                real beta = has_mom ? ttt_mean_beta(x.mom, op) : 0, dbeta = 0;
                 for (int i = 0; i < 3; i++)
                     ttt_step_bwd(&ws, i, beta, has_mom, args->muon, &dbeta);
                 for (int64_t t0 = op->start; t0 < op->end; t0 += TTT_TILE) {
                     int64_t T = op->end - t0 < TTT_TILE ? op->end - t0 : TTT_TILE;
-                    ttt_tile_grad_bwd(&ws, k + t0 * d, v + t0 * d, l0 + t0, l1 + t0, l2 + t0, T,
-                                      acc.k + t0 * d, acc.v + t0 * d, acc.l0 + t0, acc.l1 + t0,
-                                      acc.l2 + t0);
+                    ttt_tile_grad_bwd(&ws, x.k + t0 * d, x.v + t0 * d, x.l0 + t0, x.l1 + t0,
+                                      x.l2 + t0, T, acc.k + t0 * d, acc.v + t0 * d, acc.l0 + t0,
+                                      acc.l1 + t0, acc.l2 + t0);
                 }
                 if (has_mom) {
                     real share = dbeta / (real)(op->end - op->start);
@@ -158,7 +196,7 @@ lact_status TTT_NAME(lact_cpu_ttt_backward)(const ttt_grad *grad, const real *d_
             if (op->apply)
                 for (int64_t t0 = op->start; t0 < op->end; t0 += TTT_TILE) {
                     int64_t T = op->end - t0 < TTT_TILE ? op->end - t0 : TTT_TILE;
-                    ttt_tile_apply_bwd(&ws, q + t0 * d, doh + t0 * d, T, acc.q + t0 * d);
+                    ttt_tile_apply_bwd(&ws, x.q + t0 * d, doh + t0 * d, T, acc.q + t0 * d);
                 }
         }
         /* The initial weights reach the output directly and through the

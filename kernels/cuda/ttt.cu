@@ -8,7 +8,8 @@
  * Backward walks the order in reverse from the saved state: per update it
  * recomputes the step (G, momentum, Newton–Schulz, renorm) and propagates
  * through it, then through the products that made G; per apply through
- * the read-out. */
+ * the read-out. Weights the state lacks (the initial ones, and with
+ * save_every 2 those after odd updates) are rebuilt in the working W, M. */
 #include <string.h>
 
 #include "core/base/device.h"
@@ -58,6 +59,8 @@ template <class T> struct ttt_run {
     const T *q, *k, *v;
 
     lact_ttt_op *ops;
+    bool recompute;         /* backward with save_every 2 */
+    int64_t have_w, have_m; /* backward: which weights W, M hold (-1: none) */
     float *beta, *dbeta, *dbeta_part;
     float *W, *M, *G, *r0;
     T *Wc;
@@ -78,13 +81,14 @@ template <class T> struct ttt_run {
         beta = (float *)carve(base, off, (size_t)(n_ops * N) * 4);
         dbeta = (float *)carve(base, off, (size_t)(n_ops * N) * 4);
         dbeta_part = (float *)carve(base, off, (size_t)(TTT_MOM_BLOCKS * N) * 4);
-        /* The backward reads W and M from the state (snapshots have this
-         * layout), so only the forward keeps its own. */
-        W = bwd ? NULL : (float *)carve(base, off, (size_t)(N * nel3) * 4);
-        M = mom && !bwd ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
+        /* The backward reads saved W and M in place from the state
+         * (snapshots have this layout); W, M hold the weights it rebuilds. */
+        W = (float *)carve(base, off, (size_t)(N * nel3) * 4);
+        M = mom && (!bwd || recompute) ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
         /* The backward with momentum reads βM + G from the state; G is then
-         * only Newton–Schulz's scratch. */
-        G = !bwd || !mom || muon ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
+         * only Newton–Schulz's scratch, or the rebuilt updates' (below). */
+        bool own_g = !bwd || !mom || muon;
+        G = own_g ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
         r0 = (float *)carve(base, off, (size_t)(N * g.rows) * 4);
         Wc = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
         Zab = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
@@ -108,8 +112,17 @@ template <class T> struct ttt_run {
             U = mom ? NULL : (float *)carve(base, off, (size_t)(N * nel3) * 4);
             dr0 = (float *)carve(base, off, (size_t)(N * g.rows) * 4);
             dGc = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
+            size_t at = *off;
             P1 = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
             KG = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
+            /* A rebuilt update's G is dead before P1 and KG are written. */
+            if (recompute && !own_g) {
+                size_t need = (size_t)(N * nel3) * 4;
+                if (*off - at >= need)
+                    G = base ? (float *)(base + at) : NULL;
+                else
+                    G = (float *)carve(base, off, need);
+            }
         }
         if (muon) {
             int64_t sq = 3 * N * ns.p * ns.p;
@@ -138,6 +151,8 @@ template <class T> struct ttt_run {
         g.nel = g.d * g.dh, g.rows = 2 * g.dh + g.d;
         mom = i->momentum != NULL;
         muon = a->muon != LACT_TTT_MUON_OFF;
+        recompute = b && a->save_every == 2;
+        have_w = have_m = -1;
         q = (const T *)i->q, k = (const T *)i->k, v = (const T *)i->v;
         per = (mom ? 6 : 3) * g.nel;
         int64_t longest = 1;
@@ -211,27 +226,90 @@ template <class T> struct ttt_run {
         return LACT_OK;
     }
 
-    /* Snapshot u of the state (lact_ttt_state_offset): the N heads' W, then
-     * their M, each exactly the working layout, so one copy each. */
-    float *snapshot(float *state, int64_t u) const { return state + u * g.n * per; }
-    const float *snapshot(const float *state, int64_t u) const { return state + u * g.n * per; }
+    /* Snapshot slot of the state (lact_ttt_state_offset): the N heads' W,
+     * then their M, each exactly the working layout. */
+    float *snapshot(float *state, int64_t slot) const { return state + slot * g.n * per; }
+    const float *snapshot(const float *state, int64_t slot) const {
+        return state + slot * g.n * per;
+    }
 
-    lact_status save(float *state, int64_t u) {
-        size_t bytes = (size_t)(g.n * 3 * g.nel) * 4;
-        float *dst = snapshot(state, u);
-        LACT_CU(cudaMemcpyAsync(dst, W, bytes, cudaMemcpyDeviceToDevice, st));
-        if (mom)
-            LACT_CU(cudaMemcpyAsync(dst + g.n * 3 * g.nel, M, bytes, cudaMemcpyDeviceToDevice, st));
+    lact_status cast_w(const float *w) {
+        int64_t n = g.n * 3 * g.nel;
+        ttt_cast_kernel<T><<<grid(n / 4 + 1), TTT_THREADS, 0, st>>>(n, w, Wc);
+        LACT_CU_LAUNCH("ttt_cast");
         return LACT_OK;
     }
 
-    /* Points sW, sM at snapshot u and refreshes the product copy Wc. */
+    /* W, Wc := the initial weights, M := 0 when with_m (r0 is rewritten with
+     * the same norms). */
+    lact_status init_w(bool with_m) {
+        ttt_init_kernel<T><<<dim3((unsigned)g.rows, (unsigned)g.n), TTT_THREADS, 0, st>>>(
+            g, in->w0, in->w1, in->w2, W, Wc, with_m ? M : NULL, r0);
+        LACT_CU_LAUNCH("ttt_init");
+        have_w = 0;
+        if (with_m) have_m = 0;
+        return LACT_OK;
+    }
+
+    /* Index of the u-th update operation (u from 0). */
+    int64_t update_op(int64_t u) const {
+        for (int64_t j = 0, seen = 0; j < args->n_ops; j++)
+            if (args->ops[j].update && seen++ == u) return j;
+        return -1;
+    }
+
+    /* W, M := the weights after v updates, which the state lacks, from those
+     * one update earlier (saved, or the initial ones). */
+    lact_status rebuild(const float *state, int64_t v) {
+        if (have_w == v && (!mom || have_m == v)) return LACT_OK;
+        int64_t slot = lact_ttt_state_slot(args, v - 1), j = update_op(v - 1);
+        if (v < 1 || j < 0 || (slot < 0 && v != 1))
+            return lact_fail(LACT_E_ARG,
+                             "ttt backward: cannot rebuild the weights after "
+                             "update %lld",
+                             (long long)v);
+        if (slot >= 0) {
+            size_t bytes = (size_t)(g.n * 3 * g.nel) * 4;
+            const float *src = snapshot(state, slot);
+            LACT_CU(cudaMemcpyAsync(W, src, bytes, cudaMemcpyDeviceToDevice, st));
+            if (mom)
+                LACT_CU(
+                    cudaMemcpyAsync(M, src + g.n * 3 * g.nel, bytes, cudaMemcpyDeviceToDevice, st));
+            LACT_TRY(cast_w(W));
+        } else {
+            LACT_TRY(init_w(true));
+        }
+        LACT_TRY(grad_fwd(&args->ops[j]));
+        LACT_TRY(step_fwd(j, NULL));
+        have_w = have_m = v;
+        return LACT_OK;
+    }
+
+    /* Points sW, sM at the weights after u updates (the state's, else
+     * rebuilt in W, M) and refreshes the product copy Wc. After u = 0 the
+     * momentum is zero: sM is NULL, and M keeps what it held. */
     lact_status load(const float *state, int64_t u) {
-        sW = snapshot(state, u);
-        sM = mom ? sW + g.n * 3 * g.nel : NULL;
-        int64_t n = g.n * 3 * g.nel;
-        ttt_cast_kernel<T><<<grid(n / 4 + 1), TTT_THREADS, 0, st>>>(n, sW, Wc);
-        LACT_CU_LAUNCH("ttt_cast");
+        int64_t slot = lact_ttt_state_slot(args, u);
+        if (slot >= 0) {
+            sW = snapshot(state, slot);
+            sM = mom ? sW + g.n * 3 * g.nel : NULL;
+            return cast_w(sW);
+        }
+        sW = W;
+        if (u == 0) {
+            sM = NULL;
+            return have_w == 0 ? cast_w(W) : init_w(false);
+        }
+        LACT_TRY(rebuild(state, u));
+        sM = M;
+        return cast_w(W);
+    }
+
+    /* The momentum after u updates (u >= 1), the state's or rebuilt in M. */
+    lact_status load_m(const float *state, int64_t u, const float **m) {
+        int64_t slot = lact_ttt_state_slot(args, u);
+        if (slot < 0) LACT_TRY(rebuild(state, u));
+        *m = slot >= 0 ? snapshot(state, slot) + g.n * 3 * g.nel : M;
         return LACT_OK;
     }
 
@@ -264,13 +342,13 @@ template <class T> struct ttt_run {
     lact_status forward(T *o, float *state) {
         LACT_CU(cudaMemsetAsync(o, 0, (size_t)(g.n * g.len * g.d) * sizeof(T), st));
         int64_t u = 0;
-        if (state) LACT_TRY(save(state, u++));
         for (int64_t j = 0; j < args->n_ops; j++) {
             const lact_ttt_op *op = &args->ops[j];
             if (op->apply) LACT_TRY(apply_fwd(op, o));
             if (!op->update) continue;
             LACT_TRY(grad_fwd(op));
-            LACT_TRY(step_fwd(j, state ? snapshot(state, u++) : NULL));
+            int64_t slot = lact_ttt_state_slot(args, ++u);
+            LACT_TRY(step_fwd(j, state && slot >= 0 ? snapshot(state, slot) : NULL));
         }
         return LACT_OK;
     }
@@ -397,14 +475,13 @@ template <class T> struct ttt_run {
         for (int64_t j = args->n_ops - 1; j >= 0; j--) {
             const lact_ttt_op *op = &args->ops[j];
             if (op->update) u--;
+            /* With momentum the step's input M' = βM + G is the momentum
+             * after the update: no need to recompute G. It comes first, as
+             * rebuilding it may overwrite W. */
+            if (op->update && mom) LACT_TRY(load_m(state, u + 1, &sU));
             LACT_TRY(load(state, u));
             if (op->update) {
-                /* With momentum the step's input M' = βM + G is the next
-                 * snapshot's M: no need to recompute G. */
-                if (mom)
-                    sU = snapshot(state, u + 1) + g.n * 3 * g.nel;
-                else
-                    LACT_TRY(grad_fwd(op));
+                if (!mom) LACT_TRY(grad_fwd(op));
                 LACT_TRY(step_bwd(j));
                 LACT_TRY(grad_bwd(op, gr, !mom && op->end - op->start <= tile));
             }

@@ -395,23 +395,24 @@ __global__ void ttt_renorm_bwd_kernel(ttt_geom g, const T *ns, const float *U, c
 }
 
 /* Momentum backward: dmu = dun + dM; dG = dmu (T copy for the products);
- * dM = beta dmu; dbeta[n] += Σ dmu ⊙ M. Without momentum dG = dun.
+ * dM = beta dmu; dbeta[n] += Σ dmu ⊙ M. Without momentum (dM NULL) dG =
+ * dun; M is NULL where the momentum before the update is zero.
  * Grid (blocks per head, N). */
 template <class T>
 __global__ void ttt_mom_bwd_kernel(ttt_geom g, const float *dun, const float *beta, const float *M,
                                    float *dM, T *dGc, float *dbeta_part) {
     __shared__ float sh[32];
     int64_t n = blockIdx.y, per = 3 * g.nel;
-    float bn = M ? beta[n] : 0.0f, dot = 0.0f;
+    float bn = beta ? beta[n] : 0.0f, dot = 0.0f;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < per;
          e += (int64_t)gridDim.x * blockDim.x) {
         int64_t i = n * per + e;
         float dmu = dun[i];
-        if (M) {
+        if (dM) {
             dmu += dM[i];
-            dot += dmu * M[i];
             dM[i] = bn * dmu;
         }
+        if (M) dot += dmu * M[i];
         st(dGc, i, dmu);
     }
     if (!M) return;

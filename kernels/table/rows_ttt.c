@@ -79,7 +79,7 @@ static lact_status ttt_make_args(const double *p, int64_t L, lact_ttt_op **ops,
         lact_ttt_order_bidirectional(*ops, n, L, n_ctx, C);
     else
         lact_ttt_order_causal(*ops, n, L, C);
-    *args = (lact_ttt_args){*ops, n, (lact_ttt_muon)(int)p[TP_MUON]};
+    *args = (lact_ttt_args){.ops = *ops, .n_ops = n, .muon = (lact_ttt_muon)(int)p[TP_MUON]};
     return LACT_OK;
 }
 

@@ -3,8 +3,9 @@
  * (bf16 operands, fp32 accumulation and fast weights), at head dims 64,
  * 128 and 512, inter_multi 1 and 2, lengths that are not a multiple of the
  * chunk, Muon and momentum on and off, causal, bidirectional and a long
- * update that spans several tiles. The forward saves the state and the
- * backward reads it. Device outputs are poisoned with NaN first. Skips
+ * update that spans several tiles, the weights after every update saved or
+ * after every second one. The forward saves the state and the backward
+ * reads it. Device outputs are poisoned with NaN first. Skips
  * without a GPU.
  *
  * F32 with Muon: Newton–Schulz magnifies rounding by the inverse of G's
@@ -32,7 +33,8 @@ typedef struct cuda_case {
     int64_t n, len, d, mult, chunk;
     bool mom;
     lact_ttt_muon muon;
-    int64_t n_ctx; /* 0: causal order; else bidirectional, updates on [0, n_ctx) */
+    int64_t n_ctx;  /* 0: causal order; else bidirectional, updates on [0, n_ctx) */
+    int save_every; /* args.save_every */
 } cuda_case;
 
 /* With Muon every update chunk has at least dh tokens, as in the layer
@@ -40,19 +42,26 @@ typedef struct cuda_case {
  * Newton–Schulz amplifies about a thousandfold, and then even two fp32
  * summation orders differ by 1e-3. */
 static const cuda_case cases[] = {
-    {2, 200, 64, 1, 64, true, LACT_TTT_MUON_OFF, 0},
-    {2, 300, 64, 2, 128, false, LACT_TTT_MUON_TABLE, 0},
-    {1, 700, 128, 1, 160, true, LACT_TTT_MUON_TABLE, 480},
-    {1, 700, 128, 2, 256, true, LACT_TTT_MUON_FIXED, 0},
-    {1, 1300, 512, 1, 512, true, LACT_TTT_MUON_TABLE, 0},
-    {1, 100, 512, 2, 48, false, LACT_TTT_MUON_OFF, 0},
-    {1, 4500, 16, 2, 4500, true, LACT_TTT_MUON_TABLE, 4500},
+    {2, 200, 64, 1, 64, true, LACT_TTT_MUON_OFF, 0, 1},
+    {2, 300, 64, 2, 128, false, LACT_TTT_MUON_TABLE, 0, 1},
+    {1, 700, 128, 1, 160, true, LACT_TTT_MUON_TABLE, 480, 1},
+    {1, 700, 128, 2, 256, true, LACT_TTT_MUON_FIXED, 0, 1},
+    {1, 1300, 512, 1, 512, true, LACT_TTT_MUON_TABLE, 0, 1},
+    {1, 100, 512, 2, 48, false, LACT_TTT_MUON_OFF, 0, 1},
+    {1, 4500, 16, 2, 4500, true, LACT_TTT_MUON_TABLE, 4500, 1},
     /* dh not a multiple of 16 bytes' columns: the row kernels' narrower
      * accesses (two columns, then one); no momentum, whose per-token
      * gradient sums so few products at these sizes that bf16 rounding alone
      * leaves it at 2e-2 */
-    {2, 90, 6, 1, 32, false, LACT_TTT_MUON_OFF, 0},
-    {1, 70, 5, 1, 20, false, LACT_TTT_MUON_OFF, 0},
+    {2, 90, 6, 1, 32, false, LACT_TTT_MUON_OFF, 0, 1},
+    {1, 70, 5, 1, 20, false, LACT_TTT_MUON_OFF, 0, 1},
+    /* the weights after every second update saved, the others rebuilt:
+     * an odd last update, momentum's input rebuilt before the final apply,
+     * and no momentum */
+    {2, 200, 64, 1, 64, true, LACT_TTT_MUON_OFF, 0, 2},
+    {1, 700, 128, 1, 160, true, LACT_TTT_MUON_TABLE, 480, 2},
+    {1, 2000, 128, 2, 256, true, LACT_TTT_MUON_FIXED, 0, 2},
+    {2, 300, 64, 2, 64, false, LACT_TTT_MUON_OFF, 0, 2},
 };
 
 static const char *const names[NT] = {"q",   "k",        "v",  "lr0", "lr1",
@@ -184,7 +193,8 @@ static double run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci
     int64_t n_ops = cc->n_ctx == 0
                         ? lact_ttt_order_causal(ops, 256, L, cc->chunk)
                         : lact_ttt_order_bidirectional(ops, 256, L, cc->n_ctx, cc->chunk);
-    lact_ttt_args args = {ops, n_ops, cc->muon};
+    lact_ttt_args args = {
+        .ops = ops, .n_ops = n_ops, .muon = cc->muon, .save_every = cc->save_every};
     lact_tensor h[NT], dv[NT], hg[NT], dg[NT];
     lact_tensor ho = {0}, dov = {0}, hdo = {0}, ddo = {0}, hst = {0}, dst = {0};
     memset(h, 0, sizeof h), memset(dv, 0, sizeof dv), memset(hg, 0, sizeof hg);
@@ -281,11 +291,11 @@ static double run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci
             CHECK_MSG(e <= tol, "case %d %s: state rel err %.3g > %.3g", ci, dn, e, tol);
         }
         result = worst;
-        printf("case %d %-4s N=%lld L=%lld d=%lld dh=%lld C=%lld mom=%d muon=%d n_ctx=%lld: "
-               "worst %.2e of bound %.2e (%s)%s\n   %s\n",
+        printf("case %d %-4s N=%lld L=%lld d=%lld dh=%lld C=%lld mom=%d muon=%d n_ctx=%lld "
+               "save_every=%d: worst %.2e of bound %.2e (%s)%s\n   %s\n",
                ci, dn, (long long)N, (long long)L, (long long)d, (long long)dh,
-               (long long)cc->chunk, cc->mom, (int)cc->muon, (long long)cc->n_ctx, worst, worst_tol,
-               wn, vs_f64 ? ", against float64" : "", each);
+               (long long)cc->chunk, cc->mom, (int)cc->muon, (long long)cc->n_ctx, cc->save_every,
+               worst, worst_tol, wn, vs_f64 ? ", against float64" : "", each);
     }
     for (int i = 0; i <= NT; i++)
         free(ref[i]);

@@ -102,7 +102,7 @@ static void test_exact(bool mom, lact_ttt_muon muon) {
     /* The decode outputs differ from a run with no updates at all (so the
      * comparison above sees the updates). */
     lact_ttt_op apply_all = {0, L, false, true};
-    lact_ttt_args none = {&apply_all, 1, muon};
+    lact_ttt_args none = {.ops = &apply_all, .n_ops = 1, .muon = muon};
     CHECK_OK(lact_cpu_ttt_forward_f64(got, NULL, &in, &dims, &none));
     CHECK(worst_token_err(got, ref, rows, d) > 1e-3);
     free(ref);
@@ -137,7 +137,8 @@ static void test_weights(bool mom, lact_ttt_muon muon) {
     CHECK(st.fill == 0);
     lact_cpu_ttt_decode_weights_f64(&st, w, w + c.n * nel, w + 2 * c.n * nel);
     double worst = 0;
-    int64_t last = lact_ttt_n_updates(&c.args);
+    int64_t last = lact_ttt_state_slot(&c.args, lact_ttt_n_updates(&c.args));
+    CHECK(last >= 0);
     for (int64_t h = 0; h < c.n; h++)
         for (int i = 0; i < 3; i++) {
             const double *want =

@@ -1,6 +1,8 @@
 /* The hand-written ttt backward against central finite differences of the
  * double forward, for every input, over Muon off/table/fixed, momentum
- * on/off, causal, bidirectional and a custom multi-round order. */
+ * on/off, causal, bidirectional and a custom multi-round order, with the
+ * weights after every update saved or after every second one (the backward
+ * recomputing the others). */
 #include <math.h>
 #include <stdio.h>
 
@@ -79,9 +81,11 @@ static double gc_case(tc_case *c, uint64_t seed, bool expect_fail, lact_ttt_muon
         double e = tc_rel_err(grad[i], num, c->numel[i]);
         worst = e > worst ? e : worst;
         if (expect_fail) continue;
-        CHECK_MSG(e < GC_TOL, "d=%lld dh=%lld L=%lld C=%lld muon=%s mom=%d %s: d_%s rel err %.3g",
+        CHECK_MSG(e < GC_TOL,
+                  "d=%lld dh=%lld L=%lld C=%lld muon=%s mom=%d %s save_every=%d: d_%s rel err %.3g",
                   (long long)c->d, (long long)c->dh, (long long)c->len, (long long)c->chunk,
-                  tc_muon_name(c->muon), c->mom, tc_order_name(c->order), tc_name(i), e);
+                  tc_muon_name(c->muon), c->mom, tc_order_name(c->order), c->save_every, tc_name(i),
+                  e);
         /* A gradient that is identically zero would pass trivially. */
         double nn = 0;
         for (int64_t j = 0; j < c->numel[i]; j++)
@@ -106,7 +110,8 @@ int main(void) {
     for (int muon = 0; muon < 3; muon++)
         for (int mom = 0; mom < 2; mom++)
             for (int order = 0; order < 3; order++, k++) {
-                /* Every option combination at two sizes, cycling through them. */
+                /* Every option combination at two sizes, cycling through them;
+                 * the second saves every second update's weights. */
                 for (int r = 0; r < 2; r++) {
                     const int64_t *s = sizes[(k + r * 2) % n_sizes];
                     tc_case c = {.n = 2,
@@ -116,7 +121,8 @@ int main(void) {
                                  .chunk = s[3],
                                  .mom = mom,
                                  .muon = (lact_ttt_muon)muon,
-                                 .order = (tc_order)order};
+                                 .order = (tc_order)order,
+                                 .save_every = r + 1};
                     gc_case(&c, seed++, false, LACT_TTT_MUON_OFF);
                 }
             }

@@ -118,17 +118,29 @@ static void check_orders(void) {
     CHECK(lact_ttt_order_bidirectional(ops, 8, 10, 7, 3) == 4);
     CHECK(ops[2].start == 6 && ops[2].end == 7 && ops[2].update && !ops[2].apply);
     CHECK(ops[3].start == 0 && ops[3].end == 10 && !ops[3].update && ops[3].apply);
-    lact_ttt_args a = {ops, 4, LACT_TTT_MUON_OFF};
+    lact_ttt_args a = {.ops = ops, .n_ops = 4, .muon = LACT_TTT_MUON_OFF};
     CHECK(lact_ttt_n_updates(&a) == 3);
-    CHECK(lact_ttt_state_numel(&a, true, 2, 3) == 4 * 6 * 6);
+    /* The weights after updates 1..3 are saved, not the initial ones; with
+     * save_every 2 only those after update 2. */
+    CHECK(lact_ttt_state_numel(&a, true, 2, 3) == 3 * 6 * 6);
+    CHECK(lact_ttt_state_slot(&a, 0) == -1 && lact_ttt_state_slot(&a, 1) == 0);
+    CHECK(lact_ttt_state_slot(&a, 3) == 2 && lact_ttt_state_slot(&a, 4) == -1);
+    a.save_every = 2;
+    CHECK(lact_ttt_state_numel(&a, true, 2, 3) == 1 * 6 * 6);
+    CHECK(lact_ttt_state_slot(&a, 1) == -1 && lact_ttt_state_slot(&a, 2) == 0);
+    CHECK(lact_ttt_state_slot(&a, 3) == -1);
+    a.save_every = 3;
+    CHECK_FAILS(lact_ttt_check_args(&a, 10), LACT_E_ARG);
+    a.save_every = 0;
+    CHECK(lact_ttt_state_slot(&a, 1) == 0);
     /* The offsets tile a state of 5 heads exactly: every block of 2·3
      * elements named once, none past the end; snapshot 1 of head 0's W1
      * comes after its W0 and W2 (W0 | W2 | W1 per head). */
     for (int mom = 0; mom < 2; mom++) {
         int64_t n = 5, nel = 6, total = n * lact_ttt_state_numel(&a, mom, 2, 3);
-        int hits[5 * 4 * 6 * 6 / 6] = {0};
+        int hits[5 * 3 * 6 * 6 / 6] = {0};
         bool ok = true;
-        for (int64_t u = 0; u < 4; u++)
+        for (int64_t u = 0; u < 3; u++)
             for (int64_t h = 0; h < n; h++)
                 for (int i = 0; i < 3; i++)
                     for (int m = 0; m <= mom; m++) {
