@@ -164,10 +164,9 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
     attn_wgmma_bwd_kernel(const __grid_constant__ CUtensorMap ta0,
                           const __grid_constant__ CUtensorMap ta1,
                           const __grid_constant__ CUtensorMap tb0,
-                          const __grid_constant__ CUtensorMap tb1,
-                          const __grid_constant__ CUtensorMap tdq, bf16 *__restrict__ out0,
+                          const __grid_constant__ CUtensorMap tb1, bf16 *__restrict__ out0,
                           bf16 *__restrict__ out1, const float *__restrict__ lse,
-                          const float *__restrict__ dsum, attn_geom G) {
+                          const float *__restrict__ dsum, float *__restrict__ dq_acc, attn_geom G) {
 #if WGMMA_DEVICE
     static_assert(KV || !FQ, "d_q is fused into the d_k/d_v kernel only");
     using C = wgb_cfg<KV, D, FQ>;
@@ -225,7 +224,8 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
         }
     }
     __syncthreads();
-    const int t_begin = hull[0], t_end = hull[1];
+    /* Fused: tiles start on 64-row boundaries, the d_q buffer's blocks. */
+    const int t_begin = FQ ? hull[0] & ~63 : hull[0], t_end = hull[1];
     const int nrt = t_end > t_begin ? (t_end - t_begin + BT - 1) / BT : 0; /* row tiles */
     const int ntiles = KV ? nrt * (int)G.group : nrt;
     /* Tile `it`: its first row and the z index (batch·heads + head) of its
@@ -238,18 +238,23 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
         wg_setmaxnreg_dec<40>();
         if (FQ && threadIdx.x == 32) {
             /* d_q writer: adds each consumer's staged 64 × 64 share of a
-             * tile into the F32 sums (two 32-column boxes each) and frees
-             * the staging buffers once the copy engine has read them. */
+             * tile (16 KiB in the consumer's register order) into its block
+             * of the F32 sums, and frees the staging buffers once the copy
+             * engine has read them. */
+            const int64_t nb64 = (G.lq + 63) / 64;
             for (int it = 0; it < ntiles; it++) {
-                const int z = (int)(b * G.nh + tile_head(it));
+                const int64_t z = b * G.nh + tile_head(it);
 #pragma unroll
                 for (int c = 0; c < 2; c++) {
                     const int ms = D == 128 ? 0 : c, ns = D == 128 ? c : 0;
-                    const uint32_t stg = base + C::ST_OFF + c * 16384;
+                    const int64_t blk = (z * nb64 + (tile_row(it) >> 6) + ms) * (D / 64) + ns;
                     mbar_wait(stage_full(c), it & 1);
-                    tma_reduce_add_3d(&tdq, stg, ns * 64, tile_row(it) + ms * 64, z);
-                    tma_reduce_add_3d(&tdq, stg + 8192, ns * 64 + 32, tile_row(it) + ms * 64, z);
-                    tma_commit();
+                    /* d = 64: a tile's second half may lie past the last query. */
+                    if ((tile_row(it) >> 6) + ms < nb64) {
+                        bulk_reduce_add_f32(dq_acc + blk * 4096, base + C::ST_OFF + c * 16384,
+                                            16384);
+                        tma_commit();
+                    }
                 }
                 tma_wait_read();
                 mbar_arrive(stage_empty(0));
@@ -399,17 +404,20 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
         }
         if constexpr (FQ) {
             const uint32_t dsb = base + C::DS_OFF + (it & 1) * C::DS_BYTES;
-            /* This consumer's 64 rows of dSᵀ into the buffer, as y holds
-             * them (row 16·warp + g + 8·(m % 2), columns 16j + 8·(m / 2) + 2t). */
-            const int kr = cw * 64 + warp * 16 + gq;
+            /* This consumer's 64 rows of dSᵀ into the buffer, four 8 × 8
+             * matrices of y[j] a store: lane l gives the address of row
+             * l % 8 of matrix l / 8 (rows + 8 for odd matrices, columns + 8
+             * for the last two), as y[j][m] holds them. */
+            const int kr = cw * 64 + warp * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
 #pragma unroll
-            for (int j = 0; j < BT / 16; j++)
-#pragma unroll
-                for (int m = 0; m < 4; m++) {
-                    const int row = kr + 8 * (m & 1), col = 16 * j + 8 * (m >> 1) + 2 * tq;
-                    const uint32_t a = dsb + (col >> 6) * WGB_DS_SLAB + sw128_offset(row, col & 63);
-                    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a), "r"(y[j][m]) : "memory");
-                }
+            for (int j = 0; j < BT / 16; j++) {
+                const int col = 16 * j + 8 * (lane >> 4);
+                const uint32_t a = dsb + (col >> 6) * WGB_DS_SLAB + sw128_offset(kr, col & 63);
+                asm volatile(
+                    "stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(a),
+                    "r"(y[j][0]), "r"(y[j][1]), "r"(y[j][2]), "r"(y[j][3])
+                    : "memory");
+            }
             wg_fence_proxy_async();
         }
         wg_fence_regs(acc0);
@@ -447,22 +455,19 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
             wg_wait<1>();
             wg_fence_regs(dq);
             {
-                /* Through this consumer's staging buffer (two 32-column
-                 * boxes in the reduce map's swizzled layout) to the d_q
-                 * writer, once it has had the previous tile's read. */
+                /* Through this consumer's staging buffer, in register
+                 * order (float4 k of thread t at 16·(128k + t): no bank
+                 * conflicts), to the d_q writer, once it has had the
+                 * previous tile's read. */
                 const uint32_t stg = base + C::ST_OFF + cw * 16384;
                 mbar_wait(stage_empty(cw), (it & 1) ^ 1);
 #pragma unroll
-                for (int g8 = 0; g8 < 8; g8++)
-#pragma unroll
-                    for (int r = 0; r < 2; r++) {
-                        const int row = warp * 16 + gq + 8 * r, cc = (8 * g8 + 2 * tq) & 31;
-                        const uint32_t a = stg + (g8 >> 2) * 8192 + row * 128 +
-                                           ((((cc >> 2) ^ row) & 7) << 4) + (cc & 3) * 4;
-                        asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(a),
-                                     "f"(dq[4 * g8 + 2 * r]), "f"(dq[4 * g8 + 2 * r + 1])
-                                     : "memory");
-                    }
+                for (int k4 = 0; k4 < 8; k4++)
+                    asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(
+                                     stg + 16 * (128 * k4 + tid)),
+                                 "f"(dq[4 * k4]), "f"(dq[4 * k4 + 1]), "f"(dq[4 * k4 + 2]),
+                                 "f"(dq[4 * k4 + 3])
+                                 : "memory");
                 wg_fence_proxy_async();
                 __syncwarp();
                 if (lane == 0) mbar_arrive(stage_full(cw));
@@ -552,34 +557,42 @@ lact_status wgb_launch(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *out0
     const int64_t nfix = KV ? G.lk : G.lq, ntile = KV ? G.lq : G.lk;
     const int64_t zf = nb * (KV ? G.nkv : G.nh), zt = nb * (KV ? G.nh : G.nkv);
     if (nfix <= 0 || zf <= 0) return LACT_OK;
-    CUtensorMap m0, m1, m2, m3, m4;
+    CUtensorMap m0, m1, m2, m3;
     LACT_TRY(wg_tensor_map_bf16(&m0, a0, D, (uint64_t)nfix, (uint64_t)zf, WGB_BF));
     LACT_TRY(wg_tensor_map_bf16(&m1, a1, D, (uint64_t)nfix, (uint64_t)zf, WGB_BF));
     LACT_TRY(wg_tensor_map_bf16(&m2, b0, D, (uint64_t)ntile, (uint64_t)zt, C::BT));
     LACT_TRY(wg_tensor_map_bf16(&m3, b1, D, (uint64_t)ntile, (uint64_t)zt, C::BT));
-    if (FQ)
-        LACT_TRY(wg_tensor_map_f32(&m4, dq_acc, D, (uint64_t)G.lq, (uint64_t)(nb * G.nh), 64));
-    else
-        m4 = m0;
     LACT_CU(cudaFuncSetAttribute(attn_wgmma_bwd_kernel<KV, D, FQ>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
     dim3 grid((unsigned)((nfix + WGB_BF - 1) / WGB_BF), (unsigned)(KV ? G.nkv : G.nh),
               (unsigned)nb);
     attn_wgmma_bwd_kernel<KV, D, FQ><<<grid, WGB_THREADS, C::SMEM, lact_cuda_stream(ctx)>>>(
-        m0, m1, m2, m3, m4, out0, out1, lse, dsum, G);
+        m0, m1, m2, m3, out0, out1, lse, dsum, dq_acc, G);
     LACT_CU_LAUNCH(KV ? "attention backward d_k/d_v (wgmma)" : "attention backward d_q (wgmma)");
     return LACT_OK;
 }
 
-/* The fused path's last pass: dq = bf16(acc · scale), four at a time (the
- * row length is a multiple of 64). */
-__global__ void wgb_dq_finish_kernel(bf16 *__restrict__ dq, const float4 *__restrict__ acc,
-                                     int64_t n4, float scale) {
+/* The fused path's last pass: dq = bf16(acc · scale), four columns at a
+ * time. acc holds, per (batch·head, 64-row block, 64-column half), the
+ * 64 × 64 block in the consumers' register order: thread t = 32·(r / 16)
+ * + 4·(r % 8) + (c % 8) / 2 keeps (r, c) at float 4·(128·(c / 8) + t) +
+ * 2·((r / 8) % 2) + c % 2. */
+template <int D>
+__global__ void wgb_dq_finish_kernel(bf16 *__restrict__ dq, const float *__restrict__ acc,
+                                     int64_t rows, int64_t lq, float scale) {
+    const int64_t n4 = rows * (D / 4), nb64 = (lq + 63) / 64;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4;
          i += (int64_t)gridDim.x * blockDim.x) {
-        const float4 a = acc[i];
+        const int64_t row = i / (D / 4), z = row / lq;
+        const int r = (int)(row - z * lq), c = (int)(i % (D / 4)) * 4;
+        const int lr = r & 63, lc = c & 63;
+        const float *blk = acc + ((z * nb64 + r / 64) * (D / 64) + c / 64) * 4096;
+        const int t = 32 * (lr >> 4) + 4 * (lr & 7) + ((lc & 7) >> 1);
+        const float *p = blk + 4 * (128 * (lc >> 3) + t) + 2 * ((lr >> 3) & 1);
+        const float2 a = *reinterpret_cast<const float2 *>(p);
+        const float2 b = *reinterpret_cast<const float2 *>(p + 4);
         __nv_bfloat162 lo = __floats2bfloat162_rn(a.x * scale, a.y * scale);
-        __nv_bfloat162 hi = __floats2bfloat162_rn(a.z * scale, a.w * scale);
+        __nv_bfloat162 hi = __floats2bfloat162_rn(b.x * scale, b.y * scale);
         uint2 w;
         w.x = *reinterpret_cast<uint32_t *>(&lo), w.y = *reinterpret_cast<uint32_t *>(&hi);
         reinterpret_cast<uint2 *>(dq)[i] = w;
@@ -590,14 +603,14 @@ template <int D>
 lact_status wgb_fused(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *dq, bf16 *dk, bf16 *dv,
                       const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *dout,
                       const float *lse, const float *dsum) {
-    const int64_t n = nb * G.nh * G.lq * D;
+    const int64_t rows = nb * G.nh * G.lq, n = nb * G.nh * ((G.lq + 63) / 64) * 64 * D;
     float *acc = NULL;
     LACT_TRY(lact_cuda_buffer(ctx, LACT_BUF_ATTN_DQ_ACC, (size_t)n * sizeof(float), (void **)&acc));
     cudaStream_t st = lact_cuda_stream(ctx);
     LACT_CU(cudaMemsetAsync(acc, 0, (size_t)n * sizeof(float), st));
     LACT_TRY((wgb_launch<true, D, true>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum, acc)));
-    wgb_dq_finish_kernel<<<lact_grid_1d(n / 4, 256), 256, 0, st>>>(dq, (const float4 *)acc, n / 4,
-                                                                   G.scale);
+    wgb_dq_finish_kernel<D>
+        <<<lact_grid_1d(rows * D / 4, 256), 256, 0, st>>>(dq, acc, rows, G.lq, G.scale);
     LACT_CU_LAUNCH("attention backward d_q finish");
     return LACT_OK;
 }

@@ -262,15 +262,13 @@ static __device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorM
                  "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
                  : "memory");
 }
-/* Adds the box at `src` (shared memory, the map's layout) into the tensor at
- * coordinates (c0, c1, c2); elements past the tensor's ends are dropped.
- * Completes in the issuing thread's bulk group (tma_commit, tma_wait_*). */
-static __device__ __forceinline__ void tma_reduce_add_3d(const CUtensorMap *map, uint32_t src,
-                                                         int c0, int c1, int c2) {
-    asm volatile("cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group "
-                 "[%0, {%1, %2, %3}], [%4];\n" ::"l"((uint64_t)map),
-                 "r"(c0), "r"(c1), "r"(c2), "r"(src)
-                 : "memory");
+/* Adds `bytes` of F32 at shared src into global dst (both 16-byte aligned). */
+static __device__ __forceinline__ void bulk_reduce_add_f32(float *dst, uint32_t src,
+                                                           uint32_t bytes) {
+    asm volatile(
+        "cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
+        "r"(src), "r"(bytes)
+        : "memory");
 }
 static __device__ __forceinline__ void tma_commit() {
     asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
@@ -320,23 +318,6 @@ static inline lact_status wg_tensor_map_bf16(CUtensorMap *map, const void *base,
     const cuuint32_t box[3] = {64, rows, 1}, estr[3] = {1, 1, 1};
     CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void *>(base), dims,
                      strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    if (r != CUDA_SUCCESS) return lact_fail(LACT_E_CUDA, "tensor map: encode failed (%d)", (int)r);
-    return LACT_OK;
-}
-
-/* An F32 tensor [n2][n1][n0] (n0 contiguous) reduced into in boxes of
- * 32 × rows × 1 with the 128-byte swizzle (16-byte chunk c of row r at
- * c ^ (r % 8)); n0 a multiple of 32 and the base 16-byte aligned. */
-static inline lact_status wg_tensor_map_f32(CUtensorMap *map, void *base, uint64_t n0, uint64_t n1,
-                                            uint64_t n2, uint32_t rows) {
-    PFN_cuTensorMapEncodeTiled_v12000 enc = wg_encode_fn();
-    if (!enc) return lact_fail(LACT_E_CUDA, "tensor map: cuTensorMapEncodeTiled unavailable");
-    const cuuint64_t dims[3] = {n0, n1, n2};
-    const cuuint64_t strides[2] = {n0 * 4, n0 * n1 * 4};
-    const cuuint32_t box[3] = {32, rows, 1}, estr[3] = {1, 1, 1};
-    CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, base, dims, strides, box, estr,
-                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (r != CUDA_SUCCESS) return lact_fail(LACT_E_CUDA, "tensor map: encode failed (%d)", (int)r);
     return LACT_OK;
