@@ -36,10 +36,11 @@ static lact_status check_cfg(const lact_ttt_layer_cfg *c, const char *prefix) {
         return lact_fail(LACT_E_ARG, "%s: dim %lld is not a positive multiple of heads %lld",
                          prefix, (long long)c->dim, (long long)c->heads);
     if (c->inter_multi < 1 || c->chunk < 1)
-        return lact_fail(LACT_E_ARG, "%s: inter_multi %lld and chunk %lld must be positive", prefix,
-                         (long long)c->inter_multi, (long long)c->chunk);
+        return lact_fail(LACT_E_ARG, "%s: inter_multi %lld and chunk %lld must be positive",
+                         prefix, (long long)c->inter_multi, (long long)c->chunk);
     if (!(c->base_lr > 0.0f) || !isfinite(lact_nn_inv_softplus(c->base_lr)))
-        return lact_fail(LACT_E_ARG, "%s: base_lr %g must be positive", prefix, (double)c->base_lr);
+        return lact_fail(LACT_E_ARG, "%s: base_lr %g must be positive", prefix,
+                         (double)c->base_lr);
     if (c->rope && ((c->dim / c->heads) % 2 != 0 || !(c->rope_theta > 0.0f)))
         return lact_fail(LACT_E_ARG, "%s: RoPE needs an even head dim and theta > 0", prefix);
     if (c->order == LACT_TTT_LAYER_CUSTOM) {
@@ -59,10 +60,8 @@ static lact_status check_cfg(const lact_ttt_layer_cfg *c, const char *prefix) {
             return lact_fail(LACT_E_ARG, "%s: n_ctx %lld must be ≥ 0 (0: every token)", prefix,
                              (long long)c->n_ctx);
     } else if (c->order != LACT_TTT_LAYER_CAUSAL) {
-        return lact_fail(LACT_E_ARG,
-                         "%s: order %d is not causal (0), bidirectional (1) or "
-                         "custom (2)",
-                         prefix, (int)c->order);
+        return lact_fail(LACT_E_ARG, "%s: order %d is not causal (0), bidirectional (1) or "
+                         "custom (2)", prefix, (int)c->order);
     }
     /* Only the causal order pairs the fast path with a window; the others
      * use full attention (lact_ttt_layer_attn_args). */
@@ -148,16 +147,14 @@ lact_status lact_ttt_layer_order(lact_ttt_layer *l, int64_t len, lact_ttt_args *
         return lact_ttt_check_args(args, len);
     }
     if (c->order == LACT_TTT_LAYER_BIDIRECTIONAL && c->n_ctx > len)
-        return lact_fail(LACT_E_ARG,
-                         "ttt layer: %lld context tokens to update on, but the "
-                         "sequence has only %lld",
-                         (long long)c->n_ctx, (long long)len);
+        return lact_fail(LACT_E_ARG, "ttt layer: %lld context tokens to update on, but the "
+                         "sequence has only %lld", (long long)c->n_ctx, (long long)len);
     if (l->ops_len != len) {
         int64_t n = build_order(c, NULL, 0, len);
         if (n > l->ops_cap) {
             lact_ttt_op *ops = realloc(l->ops, (size_t)n * sizeof *ops);
-            if (!ops)
-                return lact_fail(LACT_E_NOMEM, "ttt layer: order of %lld operations", (long long)n);
+            if (!ops) return lact_fail(LACT_E_NOMEM, "ttt layer: order of %lld operations",
+                                       (long long)n);
             l->ops = ops;
             l->ops_cap = n;
         }
@@ -196,8 +193,8 @@ static lact_status gates_forward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_l
     /* [B, L, (i, h)] -> [B, (i, h), L] -> [i, (B, h), L] */
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &t, &z, B, L, 3 * H, 1));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->zlr, &t, 1, B, 3, H * L));
-    LACT_NN_RUN(ar,
-                lact_softplus_forward(ctx, &s->lr, &s->zlr, lact_nn_inv_softplus(l->cfg.base_lr)));
+    LACT_NN_RUN(ar, lact_softplus_forward(ctx, &s->lr, &s->zlr,
+                                          lact_nn_inv_softplus(l->cfg.base_lr)));
     if (l->cfg.momentum) {
         lact_tensor zm = LACT_NN_VIEW(&z, B, L, H);
         LACT_NN_RUN(ar,
@@ -247,8 +244,8 @@ lact_status lact_ttt_layer_inputs(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *
                                           &p->items[l->q_offset].w, pos0, theta, LACT_TTT_L2_EPS));
     LACT_NN_RUN(ar, lact_headprep_forward(ctx, &kf, ka, &zk, &p->items[l->k_scale].w,
                                           &p->items[l->k_offset].w, pos0, theta, LACT_TTT_L2_EPS));
-    LACT_NN_RUN(
-        ar, lact_headprep_forward(ctx, NULL, &v4, &zv, NULL, NULL, pos0, 0.0f, LACT_TTT_L2_EPS));
+    LACT_NN_RUN(ar, lact_headprep_forward(ctx, NULL, &v4, &zv, NULL, NULL, pos0, 0.0f,
+                                          LACT_TTT_L2_EPS));
     return gates_forward(ctx, ar, l, s, x);
 }
 
@@ -309,8 +306,8 @@ lact_status lact_ttt_layer_forward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena 
         LACT_TRY(LACT_NN_ALLOC(ar, &s->lse, B, H, L));
         lact_attn_args aa = lact_ttt_layer_attn_args(l);
         lact_tensor v4 = LACT_NN_VIEW(&s->v, B, H, L, d);
-        LACT_NN_RUN(
-            ar, lact_attention_forward(ctx, &s->ya, &s->lse, &s->qa, &s->ka, &v4, NULL, NULL, &aa));
+        LACT_NN_RUN(ar, lact_attention_forward(ctx, &s->ya, &s->lse, &s->qa, &s->ka, &v4, NULL,
+                                               NULL, &aa));
     }
     return lact_ttt_layer_output(ctx, l, ar, s, y);
 }

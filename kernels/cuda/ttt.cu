@@ -264,9 +264,7 @@ template <class T> struct ttt_run {
         if (have_w == v && (!mom || have_m == v)) return LACT_OK;
         int64_t slot = lact_ttt_state_slot(args, v - 1), j = update_op(v - 1);
         if (v < 1 || j < 0 || (slot < 0 && v != 1))
-            return lact_fail(LACT_E_ARG,
-                             "ttt backward: cannot rebuild the weights after "
-                             "update %lld",
+            return lact_fail(LACT_E_ARG, "ttt backward: no weights to rebuild update %lld from",
                              (long long)v);
         if (slot >= 0) {
             size_t bytes = (size_t)(g.n * 3 * g.nel) * 4;
