@@ -14,6 +14,7 @@
 #include "kernels/cuda/attention_cuda.h"
 #include "kernels/cuda/attention_geom.cuh"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vec.cuh"
 
 #define WARPS 8
 #define BK 32 /* keys (or queries) per shared tile: one per lane */
@@ -140,6 +141,71 @@ __global__ void attn_bwd_rows_kernel(float *dsum, T *dg, T *dout, const T *dy, c
             if (dg && gd == 1) st(dg, row, s * (1.0f - sigmoidf_(ld(g, row))));
         }
     }
+}
+
+/* The row pass with V elements per lane in 16-byte words and GL = d / V
+ * lanes per row (a power of two up to 32), several rows per warp: the
+ * element-wise loop above moves two bytes per lane and load. */
+template <class T, int V>
+__global__ void attn_bwd_rows_vec_kernel(float *dsum, T *dg, T *dout, const T *dy, const T *y,
+                                         const T *g, int64_t rows, int d, int64_t gd) {
+    const int gl = d / V, lane = threadIdx.x & 31, sub = lane % gl;
+    const int64_t per = ((int64_t)gridDim.x * blockDim.x) / gl;
+    for (int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / gl; row < rows;
+         row += per) {
+        const int64_t o = row * d + (int64_t)sub * V;
+        float a[V], b[V];
+        vload<V>(dy + o, a);
+        vload<V>(y + o, b);
+        float s = 0.0f, dyy[V];
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            dyy[e] = a[e] * b[e], s += dyy[e];
+        if (dg && gd != 1) {
+            float gv[V];
+            vload<V>(g + o, gv);
+#pragma unroll
+            for (int e = 0; e < V; e++)
+                gv[e] = dyy[e] * (1.0f - sigmoidf_(gv[e]));
+            vstore<V>(dg + o, gv);
+        }
+        if (dout) {
+            float gv[V];
+            if (gd == 1) {
+                const float sg = sigmoidf_(ld(g, row));
+#pragma unroll
+                for (int e = 0; e < V; e++)
+                    gv[e] = a[e] * sg;
+            } else {
+                vload<V>(g + o, gv);
+#pragma unroll
+                for (int e = 0; e < V; e++)
+                    gv[e] = a[e] * sigmoidf_(gv[e]);
+            }
+            vstore<V>(dout + o, gv);
+        }
+        for (int m = gl / 2; m > 0; m /= 2)
+            s += __shfl_xor_sync(FULL, s, m);
+        if (sub == 0) {
+            dsum[row] = s;
+            if (dg && gd == 1) st(dg, row, s * (1.0f - sigmoidf_(ld(g, row))));
+        }
+    }
+}
+
+/* The row pass: the vector kernel where d and the addresses allow it. */
+template <class T>
+void attn_bwd_rows(cudaStream_t st, float *dsum, T *dg, T *dout, const T *dy, const T *y,
+                   const T *g, int64_t rows, int64_t d, int64_t gd) {
+    constexpr int V = vec_width<T>::value;
+    const int64_t gl = d / V;
+    if (d % V == 0 && gl > 0 && gl <= 32 && (gl & (gl - 1)) == 0 &&
+        lact_aligned16(dy, y, dout, gd != 1 ? g : NULL, gd != 1 ? dg : NULL))
+        attn_bwd_rows_vec_kernel<T, V><<<lact_grid_1d(rows * gl, 256), 256, 0, st>>>(
+            dsum, dg, dout, dy, y, g, rows, (int)d, gd);
+    else
+        attn_bwd_rows_kernel<T>
+            <<<lact_grid_1d(rows * 32, 256), 256, 0, st>>>(dsum, dg, dout, dy, y, g, rows, d, gd);
 }
 
 /* dO of a row into dst[d]: d_y ⊙ σ(g). */
@@ -404,9 +470,8 @@ lact_cuda_attention_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k, 
         const T *tq = (const T *)q->data, *tk = (const T *)k->data, *tv = (const T *)v->data;
         const T *tg = g ? (const T *)g->data : NULL, *tdy = (const T *)d_y->data;
         if (s == LACT_OK && rows > 0) {
-            attn_bwd_rows_kernel<T><<<lact_grid_1d(rows * 32, 256), 256, 0, st>>>(
-                dsum, d_g ? (T *)d_g->data : NULL, (T *)dout, tdy, (const T *)y->data, tg, rows,
-                G.d, G.gd);
+            attn_bwd_rows<T>(st, dsum, d_g ? (T *)d_g->data : NULL, (T *)dout, tdy,
+                             (const T *)y->data, tg, rows, G.d, G.gd);
             s = lact_cuda_status(cudaPeekAtLastError(), "attention backward rows", __FILE__,
                                  __LINE__);
         }

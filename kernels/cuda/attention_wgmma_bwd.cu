@@ -3,9 +3,10 @@
  * dO = d_y ⊙ σ(g)). Two ways:
  *   fused (default): one kernel per key block makes d_k, d_v and adds each
  *     tile's share of d_q into an F32 buffer through the copy engine's
- *     reducing bulk tensor copies (five products per tile); a last pass
- *     scales and rounds d_q. The order of the additions varies from run to
- *     run, so d_q may differ in its last bits between runs.
+ *     reducing bulk copies (five products per tile; the first share of a
+ *     block is stored, so the buffer is never cleared); a last pass scales
+ *     and rounds d_q. The order of the additions varies from run to run,
+ *     so d_q may differ in its last bits between runs.
  *   deterministic (LACT_ATTN_DETERMINISTIC=1): the two kernels of
  *     attention_tc_bwd.cu on wgmma, d_k/d_v and d_q, one writer per result,
  *     bit-reproducible; d_q recomputes the scores (seven products).
@@ -154,6 +155,30 @@ static __device__ __forceinline__ void wgb_probs_q(float (&sc)[BT / 2], int t0, 
     }
 }
 
+/* The d_q blocks' flags (fused): 0 nothing written yet, 1 the first
+ * writer's copy is on its way, 2 it has landed. The first writer of a block
+ * stores its share, so the F32 buffer needs no clearing; the others add
+ * theirs once the flag says 2. */
+static __device__ __forceinline__ int wgb_flag_claim(int *f) {
+    int old;
+    asm volatile("atom.acquire.gpu.global.cas.b32 %0, [%1], 0, 1;\n"
+                 : "=r"(old)
+                 : "l"(f)
+                 : "memory");
+    return old;
+}
+static __device__ __forceinline__ void wgb_flag_wait(const int *f) {
+    for (;;) {
+        int v;
+        asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(f) : "memory");
+        if (v == 2) return;
+        __nanosleep(64);
+    }
+}
+static __device__ __forceinline__ void wgb_flag_publish(int *f) {
+    asm volatile("st.release.gpu.global.b32 [%0], 2;\n" ::"l"(f) : "memory");
+}
+
 #endif /* WGMMA_DEVICE */
 
 /* Grid: (fixed row blocks, heads (d_q) or kv heads (d_k/d_v), batch). The
@@ -166,7 +191,8 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
                           const __grid_constant__ CUtensorMap tb0,
                           const __grid_constant__ CUtensorMap tb1, bf16 *__restrict__ out0,
                           bf16 *__restrict__ out1, const float *__restrict__ lse,
-                          const float *__restrict__ dsum, float *__restrict__ dq_acc, attn_geom G) {
+                          const float *__restrict__ dsum, float *__restrict__ dq_acc,
+                          int *__restrict__ dq_flag, attn_geom G) {
 #if WGMMA_DEVICE
     static_assert(KV || !FQ, "d_q is fused into the d_k/d_v kernel only");
     using C = wgb_cfg<KV, D, FQ>;
@@ -229,8 +255,20 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
     const int nrt = t_end > t_begin ? (t_end - t_begin + BT - 1) / BT : 0; /* row tiles */
     const int ntiles = KV ? nrt * (int)G.group : nrt;
     /* Tile `it`: its first row and the z index (batch·heads + head) of its
-     * tensor. */
-    auto tile_row = [&](int it) { return t_begin + (KV ? it % nrt : it) * BT; };
+     * tensor. KV: each block starts at the tile of its own keys' position
+     * and wraps, so that blocks whose hulls coincide (block-causal, full)
+     * do not add into the same d_q rows at the same time; causal and window
+     * hulls begin there anyway. */
+    int rot = 0;
+    if (KV && nrt > 1) {
+        const int qpos = row0 + (int)(G.lq - G.lk) - t_begin;
+        rot = qpos > 0 ? min(qpos / BT, nrt - 1) : 0;
+    }
+    auto tile_row = [&](int it) {
+        int i = KV ? it % nrt + rot : it;
+        if (KV && i >= nrt) i -= nrt;
+        return t_begin + i * BT;
+    };
     auto tile_head = [&](int it) -> int64_t { return KV ? hh * G.group + it / nrt : hh / G.group; };
 
     if (threadIdx.x < 128) {
@@ -244,6 +282,7 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
             const int64_t nb64 = (G.lq + 63) / 64;
             for (int it = 0; it < ntiles; it++) {
                 const int64_t z = b * G.nh + tile_head(it);
+                int64_t first[2] = {-1, -1};
 #pragma unroll
                 for (int c = 0; c < 2; c++) {
                     const int ms = D == 128 ? 0 : c, ns = D == 128 ? c : 0;
@@ -251,14 +290,30 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
                     mbar_wait(stage_full(c), it & 1);
                     /* d = 64: a tile's second half may lie past the last query. */
                     if ((tile_row(it) >> 6) + ms < nb64) {
-                        bulk_reduce_add_f32(dq_acc + blk * 4096, base + C::ST_OFF + c * 16384,
-                                            16384);
+                        const uint32_t src = base + C::ST_OFF + c * 16384;
+                        const int old = wgb_flag_claim(dq_flag + blk);
+                        if (old == 0) {
+                            bulk_store(dq_acc + blk * 4096, src, 16384);
+                            first[c] = blk;
+                        } else {
+                            if (old == 1) wgb_flag_wait(dq_flag + blk);
+                            fence_proxy_async_global();
+                            bulk_reduce_add_f32(dq_acc + blk * 4096, src, 16384);
+                        }
                         tma_commit();
                     }
                 }
                 tma_wait_read();
                 mbar_arrive(stage_empty(0));
                 mbar_arrive(stage_empty(1));
+                if (first[0] >= 0 || first[1] >= 0) {
+                    /* Tell the other blocks the first values have landed. */
+                    tma_wait_all();
+                    fence_proxy_async_global();
+#pragma unroll
+                    for (int c = 0; c < 2; c++)
+                        if (first[c] >= 0) wgb_flag_publish(dq_flag + first[c]);
+                }
             }
             tma_wait_all();
             return;
@@ -552,7 +607,7 @@ int wgb_parts(void) {
 template <bool KV, int D, bool FQ>
 lact_status wgb_launch(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *out0, bf16 *out1,
                        const bf16 *a0, const bf16 *a1, const bf16 *b0, const bf16 *b1,
-                       const float *lse, const float *dsum, float *dq_acc) {
+                       const float *lse, const float *dsum, float *dq_acc, int *dq_flag) {
     using C = wgb_cfg<KV, D, FQ>;
     const int64_t nfix = KV ? G.lk : G.lq, ntile = KV ? G.lq : G.lk;
     const int64_t zf = nb * (KV ? G.nkv : G.nh), zt = nb * (KV ? G.nh : G.nkv);
@@ -567,30 +622,36 @@ lact_status wgb_launch(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *out0
     dim3 grid((unsigned)((nfix + WGB_BF - 1) / WGB_BF), (unsigned)(KV ? G.nkv : G.nh),
               (unsigned)nb);
     attn_wgmma_bwd_kernel<KV, D, FQ><<<grid, WGB_THREADS, C::SMEM, lact_cuda_stream(ctx)>>>(
-        m0, m1, m2, m3, out0, out1, lse, dsum, dq_acc, G);
+        m0, m1, m2, m3, out0, out1, lse, dsum, dq_acc, dq_flag, G);
     LACT_CU_LAUNCH(KV ? "attention backward d_k/d_v (wgmma)" : "attention backward d_q (wgmma)");
     return LACT_OK;
 }
 
 /* The fused path's last pass: dq = bf16(acc · scale), four columns at a
- * time. acc holds, per (batch·head, 64-row block, 64-column half), the
- * 64 × 64 block in the consumers' register order: thread t = 32·(r / 16)
- * + 4·(r % 8) + (c % 8) / 2 keeps (r, c) at float 4·(128·(c / 8) + t) +
- * 2·((r / 8) % 2) + c % 2. */
+ * time; zeros where no key block wrote (flag 0: the block holds whatever
+ * an earlier call left). acc holds, per (batch·head, 64-row block, 64-column
+ * half), the 64 × 64 block in the consumers' register order: thread
+ * t = 32·(r / 16) + 4·(r % 8) + (c % 8) / 2 keeps (r, c) at float
+ * 4·(128·(c / 8) + t) + 2·((r / 8) % 2) + c % 2. */
 template <int D>
 __global__ void wgb_dq_finish_kernel(bf16 *__restrict__ dq, const float *__restrict__ acc,
-                                     int64_t rows, int64_t lq, float scale) {
+                                     const int *__restrict__ flag, int64_t rows, int64_t lq,
+                                     float scale) {
     const int64_t n4 = rows * (D / 4), nb64 = (lq + 63) / 64;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4;
          i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t row = i / (D / 4), z = row / lq;
         const int r = (int)(row - z * lq), c = (int)(i % (D / 4)) * 4;
         const int lr = r & 63, lc = c & 63;
-        const float *blk = acc + ((z * nb64 + r / 64) * (D / 64) + c / 64) * 4096;
+        const int64_t bi = (z * nb64 + r / 64) * (D / 64) + c / 64;
+        const float *blk = acc + bi * 4096;
         const int t = 32 * (lr >> 4) + 4 * (lr & 7) + ((lc & 7) >> 1);
         const float *p = blk + 4 * (128 * (lc >> 3) + t) + 2 * ((lr >> 3) & 1);
-        const float2 a = *reinterpret_cast<const float2 *>(p);
-        const float2 b = *reinterpret_cast<const float2 *>(p + 4);
+        float2 a = {0.0f, 0.0f}, b = {0.0f, 0.0f};
+        if (flag[bi]) {
+            a = *reinterpret_cast<const float2 *>(p);
+            b = *reinterpret_cast<const float2 *>(p + 4);
+        }
         __nv_bfloat162 lo = __floats2bfloat162_rn(a.x * scale, a.y * scale);
         __nv_bfloat162 hi = __floats2bfloat162_rn(b.x * scale, b.y * scale);
         uint2 w;
@@ -604,13 +665,17 @@ lact_status wgb_fused(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *dq, b
                       const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *dout,
                       const float *lse, const float *dsum) {
     const int64_t rows = nb * G.nh * G.lq, n = nb * G.nh * ((G.lq + 63) / 64) * 64 * D;
+    const int64_t nblk = n / 4096; /* 64 × 64 blocks, one flag each */
     float *acc = NULL;
-    LACT_TRY(lact_cuda_buffer(ctx, LACT_BUF_ATTN_DQ_ACC, (size_t)n * sizeof(float), (void **)&acc));
+    LACT_TRY(lact_cuda_buffer(ctx, LACT_BUF_ATTN_DQ_ACC,
+                              (size_t)n * sizeof(float) + (size_t)nblk * sizeof(int),
+                              (void **)&acc));
+    int *flag = (int *)(acc + n);
     cudaStream_t st = lact_cuda_stream(ctx);
-    LACT_CU(cudaMemsetAsync(acc, 0, (size_t)n * sizeof(float), st));
-    LACT_TRY((wgb_launch<true, D, true>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum, acc)));
+    LACT_CU(cudaMemsetAsync(flag, 0, (size_t)nblk * sizeof(int), st));
+    LACT_TRY((wgb_launch<true, D, true>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum, acc, flag)));
     wgb_dq_finish_kernel<D>
-        <<<lact_grid_1d(rows * D / 4, 256), 256, 0, st>>>(dq, acc, rows, G.lq, G.scale);
+        <<<lact_grid_1d(rows * D / 4, 256), 256, 0, st>>>(dq, acc, flag, rows, G.lq, G.scale);
     LACT_CU_LAUNCH("attention backward d_q finish");
     return LACT_OK;
 }
@@ -637,19 +702,19 @@ lact_status attn_wgmma_backward(lact_ctx *ctx, const attn_geom &G, int64_t nb, b
                          : wgb_fused<128>(ctx, G, nb, dq, dk, dv, q, k, v, dout, lse, dsum);
     if (wkv) {
         if (G.d == 64)
-            LACT_TRY(
-                (wgb_launch<true, 64, false>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum, NULL)));
+            LACT_TRY((wgb_launch<true, 64, false>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum,
+                                                  NULL, NULL)));
         else
-            LACT_TRY(
-                (wgb_launch<true, 128, false>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum, NULL)));
+            LACT_TRY((wgb_launch<true, 128, false>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum,
+                                                   NULL, NULL)));
     }
     if (wq) {
         if (G.d == 64)
             LACT_TRY((wgb_launch<false, 64, false>(ctx, G, nb, dq, NULL, q, dout, k, v, lse, dsum,
-                                                   NULL)));
+                                                   NULL, NULL)));
         else
             LACT_TRY((wgb_launch<false, 128, false>(ctx, G, nb, dq, NULL, q, dout, k, v, lse, dsum,
-                                                    NULL)));
+                                                    NULL, NULL)));
     }
     /* The parts switched off run on the mma.sync kernels. */
     if ((!wq && dq) || (!wkv && (dk || dv)))

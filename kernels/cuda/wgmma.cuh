@@ -270,6 +270,17 @@ static __device__ __forceinline__ void bulk_reduce_add_f32(float *dst, uint32_t 
         "r"(src), "r"(bytes)
         : "memory");
 }
+/* Copies `bytes` at shared src to global dst (both 16-byte aligned). */
+static __device__ __forceinline__ void bulk_store(void *dst, uint32_t src, uint32_t bytes) {
+    asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(dst),
+                 "r"(src), "r"(bytes)
+                 : "memory");
+}
+/* Orders this thread's completed bulk writes to global memory before its
+ * later generic-proxy accesses (a flag that tells other blocks they landed). */
+static __device__ __forceinline__ void fence_proxy_async_global() {
+    asm volatile("fence.proxy.async.global;\n" ::: "memory");
+}
 static __device__ __forceinline__ void tma_commit() {
     asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
 }
