@@ -150,6 +150,9 @@ template <class T, int V>
 __global__ void attn_bwd_rows_vec_kernel(float *dsum, T *dg, T *dout, const T *dy, const T *y,
                                          const T *g, int64_t rows, int d, int64_t gd) {
     const int gl = d / V, lane = threadIdx.x & 31, sub = lane % gl;
+    /* The lanes of this row only: the warp's other rows may have left the
+     * loop already. */
+    const unsigned gmask = gl == 32 ? FULL : ((1u << gl) - 1u) << (lane - sub);
     const int64_t per = ((int64_t)gridDim.x * blockDim.x) / gl;
     for (int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / gl; row < rows;
          row += per) {
@@ -185,7 +188,7 @@ __global__ void attn_bwd_rows_vec_kernel(float *dsum, T *dg, T *dout, const T *d
             vstore<V>(dout + o, gv);
         }
         for (int m = gl / 2; m > 0; m /= 2)
-            s += __shfl_xor_sync(FULL, s, m);
+            s += __shfl_xor_sync(gmask, s, m);
         if (sub == 0) {
             dsum[row] = s;
             if (dg && gd == 1) st(dg, row, s * (1.0f - sigmoidf_(ld(g, row))));
