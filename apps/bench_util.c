@@ -1,7 +1,11 @@
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include "bench_util.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/base/tensor.h"
 #include "kernels/kernels.h"
@@ -102,4 +106,14 @@ int bench_open_gpu(const cli_command *cmd, const cli_common *c, lact_ctx *ctx) {
         return 1;
     }
     return open_ctx(cmd, c, dev, ctx);
+}
+
+lact_status bench_idle(lact_ctx *ctx, double seconds) {
+    LACT_TRY(lact_ctx_sync(ctx));
+    if (!(seconds > 0.0)) return LACT_OK;
+    struct timespec t = {(time_t)seconds, (long)(fmod(seconds, 1.0) * 1e9)};
+    while (nanosleep(&t, &t) != 0)
+        if (errno != EINTR) /* else resume after the signal */
+            return lact_fail(LACT_E_ARG, "bench: nanosleep: %s", strerror(errno));
+    return LACT_OK;
 }

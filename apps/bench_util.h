@@ -19,6 +19,11 @@ double bench_median(double *t, int n);
  * the wall clock on the CPU); *ms is the median. */
 lact_status bench_time(lact_ctx *ctx, bench_fn fn, void *arg, int iters, double *ms);
 
+/* Waits for the queued work, then lets the device idle for `seconds`, so
+ * that each benchmark case starts from an idle card (one that has just run
+ * another case can hold lower clocks for a while). */
+lact_status bench_idle(lact_ctx *ctx, double seconds);
+
 /* The dense GEMM rate of this device, measured now: one plain library call
  * (lact_reference_gemm) on n×n×n, BF16 on a GPU, F32 on the CPU. */
 lact_status bench_gemm_rate(lact_ctx *ctx, int64_t n, int iters, double *tflops);

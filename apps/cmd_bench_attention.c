@@ -28,6 +28,7 @@ typedef struct ab_masks {
 
 typedef struct attn_bench_opts {
     int64_t batch, heads, kv_heads, dim, window, block, iters;
+    double idle;
     const char *lens, *masks, *dtype;
     cli_common c;
 } attn_bench_opts;
@@ -129,11 +130,12 @@ static int ab_main(const cli_command *cmd, const attn_bench_opts *o, lact_ctx *c
     const double gib = 1024.0 * 1024.0 * 1024.0;
     if (!o->c.json)
         printf("attention B=%lld H=%lld Hkv=%lld d=%lld %s; FLOPs 4·d per unmasked (query, key) "
-               "pair and head, fwd+bwd = 3.5x fwd; medians of %lld runs after 2 warm-ups\n"
+               "pair and head, fwd+bwd = 3.5x fwd; medians of %lld runs after 2 warm-ups, "
+               "%g s idle before each case\n"
                "  %-13s %7s %10s %9s %11s %9s %8s\n",
                (long long)o->batch, (long long)o->heads, (long long)o->kv_heads, (long long)o->dim,
-               o->dtype, (long long)o->iters, "mask", "L", "fwd ms", "TFLOP/s", "f+b ms", "TFLOP/s",
-               "peak GiB");
+               o->dtype, (long long)o->iters, ctx->device == LACT_CUDA ? o->idle : 0.0, "mask", "L",
+               "fwd ms", "TFLOP/s", "f+b ms", "TFLOP/s", "peak GiB");
     for (int li = 0; li < n_lens; li++) {
         attn_bench b;
         memset(&b, 0, sizeof b);
@@ -148,7 +150,8 @@ static int ab_main(const cli_command *cmd, const attn_bench_opts *o, lact_ctx *c
             b.args = masks->args[mi];
             double ms_f = 0.0, ms_b = 0.0;
             b.backward = false;
-            lact_status s = bench_time(ctx, ab_run, &b, (int)o->iters, &ms_f);
+            lact_status s = bench_idle(ctx, ctx->device == LACT_CUDA ? o->idle : 0.0);
+            if (s == LACT_OK) s = bench_time(ctx, ab_run, &b, (int)o->iters, &ms_f);
             b.backward = true;
             if (s == LACT_OK) s = bench_time(ctx, ab_run, &b, (int)o->iters, &ms_b);
             if (s != LACT_OK) {
@@ -184,6 +187,9 @@ int cmd_bench_attention(int argc, char **argv) {
          &o.dtype},
         {"--iters", CLI_INT, "N", "timed runs after two warm-up runs; the median is shown", "5",
          &o.iters},
+        {"--idle", CLI_FLOAT, "S",
+         "seconds the GPU idles before each case, so each starts from the same state", "1",
+         &o.idle},
         CLI_OPT_COMMON(&o.c),
         CLI_OPT_END,
     };
@@ -202,6 +208,10 @@ int cmd_bench_attention(int argc, char **argv) {
         o.iters < 1) {
         cli_error(&cmd, "--batch, --heads, --kv-heads, --dim, --window, --block, --iters must be "
                         "positive");
+        return 2;
+    }
+    if (!(o.idle >= 0.0 && o.idle <= 600.0)) {
+        cli_error(&cmd, "--idle wants seconds from 0 to 600, not %g", o.idle);
         return 2;
     }
     if (o.heads % o.kv_heads) {

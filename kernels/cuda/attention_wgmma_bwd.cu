@@ -315,7 +315,10 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
                         if (first[c] >= 0) wgb_flag_publish(dq_flag + first[c]);
                 }
             }
-            tma_wait_all();
+            /* Every staging buffer has been read (the loop's last wait);
+             * the last reductions complete before the grid does, which is
+             * all the finish pass needs, so the block need not wait for
+             * them to leave the multiprocessor to the next one. */
             return;
         }
         if (threadIdx.x >= 32) return;
@@ -627,36 +630,56 @@ lact_status wgb_launch(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *out0
     return LACT_OK;
 }
 
-/* The fused path's last pass: dq = bf16(acc · scale), four columns at a
- * time; zeros where no key block wrote (flag 0: the block holds whatever
- * an earlier call left). acc holds, per (batch·head, 64-row block, 64-column
- * half), the 64 × 64 block in the consumers' register order: thread
- * t = 32·(r / 16) + 4·(r % 8) + (c % 8) / 2 keeps (r, c) at float
- * 4·(128·(c / 8) + t) + 2·((r / 8) % 2) + c % 2. */
+/* The fused path's last pass: dq = bf16(acc · scale); zeros where no key
+ * block wrote (flag 0: the block holds whatever an earlier call left). acc
+ * holds, per (batch·head, 64-row block, 64-column half), the 64 × 64 block
+ * in the consumers' register order: float4 k of thread t (t = 32·w + 4·a +
+ * b) holds rows 16·w + a and 16·w + a + 8 at columns 8·k + 2·b and
+ * 8·k + 2·b + 1. A block of 128 threads per half reads its half in that
+ * order (16-byte loads, each thread's eight in flight), puts the rounded
+ * values in place in shared memory and writes whole 16-byte pieces of the
+ * rows. */
 template <int D>
-__global__ void wgb_dq_finish_kernel(bf16 *__restrict__ dq, const float *__restrict__ acc,
-                                     const int *__restrict__ flag, int64_t rows, int64_t lq,
-                                     float scale) {
-    const int64_t n4 = rows * (D / 4), nb64 = (lq + 63) / 64;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        const int64_t row = i / (D / 4), z = row / lq;
-        const int r = (int)(row - z * lq), c = (int)(i % (D / 4)) * 4;
-        const int lr = r & 63, lc = c & 63;
-        const int64_t bi = (z * nb64 + r / 64) * (D / 64) + c / 64;
-        const float *blk = acc + bi * 4096;
-        const int t = 32 * (lr >> 4) + 4 * (lr & 7) + ((lc & 7) >> 1);
-        const float *p = blk + 4 * (128 * (lc >> 3) + t) + 2 * ((lr >> 3) & 1);
-        float2 a = {0.0f, 0.0f}, b = {0.0f, 0.0f};
-        if (flag[bi]) {
-            a = *reinterpret_cast<const float2 *>(p);
-            b = *reinterpret_cast<const float2 *>(p + 4);
+__global__ void __launch_bounds__(128 * (D / 64))
+    wgb_dq_finish_kernel(bf16 *__restrict__ dq, const float *__restrict__ acc,
+                         const int *__restrict__ flag, int64_t nb64, int64_t lq, float scale) {
+    constexpr int PITCH = D + 8; /* bf16s a row: conflict-free 4-byte stores */
+    __shared__ __align__(16) bf16 tile[64 * PITCH];
+    const int64_t zr = blockIdx.x, z = zr / nb64, row0 = (zr - z * nb64) * 64;
+    const int half = threadIdx.x >> 7, t = threadIdx.x & 127;
+    const int64_t bi = zr * (D / 64) + half;
+    const bool on = flag[bi] != 0;
+    const float4 *src = reinterpret_cast<const float4 *>(acc + bi * 4096);
+    float4 v[8];
+#pragma unroll
+    for (int k = 0; k < 8; k++)
+        v[k] = on ? src[128 * k + t] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    const int r = 16 * (t >> 5) + ((t & 31) >> 2), cb = half * 64 + 2 * (t & 3);
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        const int c = cb + 8 * k;
+        *reinterpret_cast<__nv_bfloat162 *>(&tile[r * PITCH + c]) =
+            __floats2bfloat162_rn(v[k].x * scale, v[k].y * scale);
+        *reinterpret_cast<__nv_bfloat162 *>(&tile[(r + 8) * PITCH + c]) =
+            __floats2bfloat162_rn(v[k].z * scale, v[k].w * scale);
+    }
+    __syncthreads();
+    const int64_t nrow = lq - row0 < 64 ? lq - row0 : 64;
+    bf16 *out = dq + (z * lq + row0) * D;
+    if (((uintptr_t)dq & 15) == 0) {
+        for (int i = threadIdx.x; i < 64 * (D / 8); i += blockDim.x) {
+            const int rr = i / (D / 8), cc = i % (D / 8);
+            if (rr < nrow)
+                *reinterpret_cast<uint4 *>(out + rr * D + cc * 8) =
+                    *reinterpret_cast<const uint4 *>(&tile[rr * PITCH + cc * 8]);
         }
-        __nv_bfloat162 lo = __floats2bfloat162_rn(a.x * scale, a.y * scale);
-        __nv_bfloat162 hi = __floats2bfloat162_rn(b.x * scale, b.y * scale);
-        uint2 w;
-        w.x = *reinterpret_cast<uint32_t *>(&lo), w.y = *reinterpret_cast<uint32_t *>(&hi);
-        reinterpret_cast<uint2 *>(dq)[i] = w;
+    } else { /* d_q need only be 4-byte aligned */
+        for (int i = threadIdx.x; i < 64 * (D / 2); i += blockDim.x) {
+            const int rr = i / (D / 2), cc = i % (D / 2);
+            if (rr < nrow)
+                *reinterpret_cast<__nv_bfloat162 *>(out + rr * D + cc * 2) =
+                    *reinterpret_cast<const __nv_bfloat162 *>(&tile[rr * PITCH + cc * 2]);
+        }
     }
 }
 
@@ -664,7 +687,7 @@ template <int D>
 lact_status wgb_fused(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *dq, bf16 *dk, bf16 *dv,
                       const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *dout,
                       const float *lse, const float *dsum) {
-    const int64_t rows = nb * G.nh * G.lq, n = nb * G.nh * ((G.lq + 63) / 64) * 64 * D;
+    const int64_t n = nb * G.nh * ((G.lq + 63) / 64) * 64 * D;
     const int64_t nblk = n / 4096; /* 64 × 64 blocks, one flag each */
     float *acc = NULL;
     LACT_TRY(lact_cuda_buffer(ctx, LACT_BUF_ATTN_DQ_ACC,
@@ -674,8 +697,12 @@ lact_status wgb_fused(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *dq, b
     cudaStream_t st = lact_cuda_stream(ctx);
     LACT_CU(cudaMemsetAsync(flag, 0, (size_t)nblk * sizeof(int), st));
     LACT_TRY((wgb_launch<true, D, true>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum, acc, flag)));
-    wgb_dq_finish_kernel<D>
-        <<<lact_grid_1d(rows * D / 4, 256), 256, 0, st>>>(dq, acc, flag, rows, G.lq, G.scale);
+    const int64_t nb64 = (G.lq + 63) / 64;
+    if (nb * G.nh * nb64 == 0) return LACT_OK;
+    if (nb * G.nh * nb64 > INT32_MAX)
+        return lact_fail(LACT_E_UNSUPPORTED, "attention backward: too many 64-row blocks of d_q");
+    wgb_dq_finish_kernel<D><<<(unsigned)(nb * G.nh * nb64), 128 * (D / 64), 0, st>>>(
+        dq, acc, flag, nb64, G.lq, G.scale);
     LACT_CU_LAUNCH("attention backward d_q finish");
     return LACT_OK;
 }

@@ -5,21 +5,24 @@ H = 16 unless --batch, --heads) for L in --len, causal (SDPA with the cuDNN
 and the flash backend), sliding window 2048 and block-causal 4096
 (flex_attention, compiled). Same FLOP convention: 4·d per unmasked
 (query, key) pair and head for the forward, forward + backward = 3.5×
-forward. Medians of CUDA-event timings after warm-up. The backward returns
-d_q, d_k, d_v (torch.autograd.grad), as lact's does; adding them into .grad
-would time an extra pass. --masks picks the cases. With --lact FILE (the
+forward. Each case starts after --idle seconds of idle card (1 by default,
+as `lact bench attention --idle`), then medians of CUDA-event timings
+after warm-up. The backward returns d_q, d_k, d_v (torch.autograd.grad),
+as lact's does; adding them into .grad would time an extra pass. --masks picks the cases. With --lact FILE (the
 JSON lines of `lact bench attention --json` on the same GPU) it prints
 lact's figures beside PyTorch's and the ratios (PyTorch time / lact time;
 above 1 means lact is faster)."""
 import argparse
 import json
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
 
 B, H, D = 4, 16, 128
 REPS = 5
+IDLE = 1.0  # seconds the card idles before each case (--idle)
 
 
 def pairs(kind, arg, L):
@@ -84,6 +87,11 @@ def run_length(L, lact, masks):
                 mask = lambda b, h, i, j, n=arg: (j // n) <= (i // n)
             bm = create_block_mask(mask, None, None, L, L, device=dev)
             fwd = lambda bm=bm: flex(q, k, v, block_mask=bm)
+        # Each case starts from an idle card, as each case of `lact bench
+        # attention` does: a card that has just run another case can hold
+        # lower clocks for a while.
+        torch.cuda.synchronize()
+        time.sleep(IDLE)
         try:
             for _ in range(2):
                 torch.autograd.grad(fwd(), (q, k, v), dy)
@@ -118,13 +126,17 @@ def main():
                     help="cases to run, comma-separated")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--heads", type=int, default=16)
+    ap.add_argument("--idle", type=float, default=1.0,
+                    help="seconds the card idles before each case (default 1)")
     a = ap.parse_args()
+    if a.idle < 0:
+        ap.error("--idle: must be 0 or more seconds")
     known = {"causal", "window", "block-causal"}
     bad = [m for m in a.masks.split(",") if m not in known]
     if bad:
         ap.error(f"--masks: unknown case {bad[0]!r} (known: causal, window, block-causal)")
-    global B, H
-    B, H = a.batch, a.heads
+    global B, H, IDLE
+    B, H, IDLE = a.batch, a.heads, a.idle
     lact = {}
     if a.lact:
         with open(a.lact) as f:
@@ -133,7 +145,7 @@ def main():
                     r = json.loads(line)
                     lact[(r["mask"], int(r["len"]))] = r
     print(f"pytorch {torch.__version__} bf16 [B={B}, H={H}, L, d={D}]; median of {REPS}; "
-          f"window 2048, block 4096")
+          f"window 2048, block 4096; {IDLE:g} s idle before each case")
     head = (f"  {'mask':13s} {'impl':11s} {'L':>7s} {'fwd ms':>9s} {'TF/s':>8s} {'f+b ms':>9s} "
             f"{'TF/s':>8s}")
     if lact:

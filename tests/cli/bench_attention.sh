@@ -48,6 +48,9 @@ expect_error 2 "--len wants" "$lact" bench attention --len 8192,abc
 expect_error 2 "--len wants" "$lact" bench attention --len 0
 expect_error 2 "multiple of --kv-heads" "$lact" bench attention --heads 6 --kv-heads 4
 expect_error 2 "must be positive" "$lact" bench attention --iters 0
+expect_error 2 "--idle wants seconds" "$lact" bench attention --idle -1
+expect_error 2 "--idle wants seconds" "$lact" bench attention --idle nan
+"$lact" bench attention --help | grep -q -- "--idle" || fail "lact bench attention --help lacks --idle"
 expect_error 2 "--dtype must be" "$lact" bench attention --dtype f16
 expect_error 1 "bf16 needs a GPU" "$lact" bench attention --device cpu
 # The GPU-only op benchmarks refuse the CPU the same way (bench_util.c).
