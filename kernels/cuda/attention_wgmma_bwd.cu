@@ -687,8 +687,10 @@ template <int D>
 lact_status wgb_fused(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *dq, bf16 *dk, bf16 *dv,
                       const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *dout,
                       const float *lse, const float *dsum) {
-    const int64_t n = nb * G.nh * ((G.lq + 63) / 64) * 64 * D;
-    const int64_t nblk = n / 4096; /* 64 × 64 blocks, one flag each */
+    const int64_t nb64 = (G.lq + 63) / 64, nrb = nb * G.nh * nb64; /* 64-row blocks */
+    const int64_t n = nrb * 64 * D, nblk = n / 4096; /* 64 × 64 blocks, one flag each */
+    if (nrb > INT32_MAX)
+        return lact_fail(LACT_E_UNSUPPORTED, "attention backward: too many 64-row blocks of d_q");
     float *acc = NULL;
     LACT_TRY(lact_cuda_buffer(ctx, LACT_BUF_ATTN_DQ_ACC,
                               (size_t)n * sizeof(float) + (size_t)nblk * sizeof(int),
@@ -697,12 +699,9 @@ lact_status wgb_fused(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *dq, b
     cudaStream_t st = lact_cuda_stream(ctx);
     LACT_CU(cudaMemsetAsync(flag, 0, (size_t)nblk * sizeof(int), st));
     LACT_TRY((wgb_launch<true, D, true>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum, acc, flag)));
-    const int64_t nb64 = (G.lq + 63) / 64;
-    if (nb * G.nh * nb64 == 0) return LACT_OK;
-    if (nb * G.nh * nb64 > INT32_MAX)
-        return lact_fail(LACT_E_UNSUPPORTED, "attention backward: too many 64-row blocks of d_q");
-    wgb_dq_finish_kernel<D><<<(unsigned)(nb * G.nh * nb64), 128 * (D / 64), 0, st>>>(
-        dq, acc, flag, nb64, G.lq, G.scale);
+    if (nrb == 0) return LACT_OK; /* no query rows: d_k and d_v are written, zero */
+    wgb_dq_finish_kernel<D><<<(unsigned)nrb, 128 * (D / 64), 0, st>>>(dq, acc, flag, nb64, G.lq,
+                                                                       G.scale);
     LACT_CU_LAUNCH("attention backward d_q finish");
     return LACT_OK;
 }
