@@ -117,3 +117,19 @@ lact_status bench_idle(lact_ctx *ctx, double seconds) {
             return lact_fail(LACT_E_ARG, "bench: nanosleep: %s", strerror(errno));
     return LACT_OK;
 }
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+lact_status bench_warm(lact_ctx *ctx, bench_fn fn, void *arg, double seconds) {
+    if (!(seconds > 0.0)) return LACT_OK;
+    const double end = now_s() + seconds;
+    do {
+        LACT_TRY(fn(ctx, arg));
+        LACT_TRY(lact_ctx_sync(ctx));
+    } while (now_s() < end);
+    return LACT_OK;
+}

@@ -24,6 +24,12 @@ lact_status bench_time(lact_ctx *ctx, bench_fn fn, void *arg, int iters, double 
  * another case can hold lower clocks for a while). */
 lact_status bench_idle(lact_ctx *ctx, double seconds);
 
+/* Runs fn again and again until `seconds` of wall time have passed (at
+ * least once when seconds > 0), waiting for each run: the clocks that a
+ * card holds in the first few hundred milliseconds of heavy work after an
+ * idle spell are not the ones it holds after that. */
+lact_status bench_warm(lact_ctx *ctx, bench_fn fn, void *arg, double seconds);
+
 /* The dense GEMM rate of this device, measured now: one plain library call
  * (lact_reference_gemm) on n×n×n, BF16 on a GPU, F32 on the CPU. */
 lact_status bench_gemm_rate(lact_ctx *ctx, int64_t n, int iters, double *tflops);

@@ -28,7 +28,7 @@ typedef struct ab_masks {
 
 typedef struct attn_bench_opts {
     int64_t batch, heads, kv_heads, dim, window, block, iters;
-    double idle;
+    double idle, warmup;
     const char *lens, *masks, *dtype;
     cli_common c;
 } attn_bench_opts;
@@ -130,12 +130,13 @@ static int ab_main(const cli_command *cmd, const attn_bench_opts *o, lact_ctx *c
     const double gib = 1024.0 * 1024.0 * 1024.0;
     if (!o->c.json)
         printf("attention B=%lld H=%lld Hkv=%lld d=%lld %s; FLOPs 4·d per unmasked (query, key) "
-               "pair and head, fwd+bwd = 3.5x fwd; medians of %lld runs after 2 warm-ups, "
-               "%g s idle before each case\n"
+               "pair and head, fwd+bwd = 3.5x fwd; medians of %lld runs after 2 warm-ups "
+               "and %g s of warm-up runs, %g s idle before each case\n"
                "  %-13s %7s %10s %9s %11s %9s %8s\n",
                (long long)o->batch, (long long)o->heads, (long long)o->kv_heads, (long long)o->dim,
-               o->dtype, (long long)o->iters, ctx->device == LACT_CUDA ? o->idle : 0.0, "mask", "L",
-               "fwd ms", "TFLOP/s", "f+b ms", "TFLOP/s", "peak GiB");
+               o->dtype, (long long)o->iters, ctx->device == LACT_CUDA ? o->warmup : 0.0,
+               ctx->device == LACT_CUDA ? o->idle : 0.0, "mask", "L", "fwd ms", "TFLOP/s", "f+b ms",
+               "TFLOP/s", "peak GiB");
     for (int li = 0; li < n_lens; li++) {
         attn_bench b;
         memset(&b, 0, sizeof b);
@@ -150,9 +151,12 @@ static int ab_main(const cli_command *cmd, const attn_bench_opts *o, lact_ctx *c
             b.args = masks->args[mi];
             double ms_f = 0.0, ms_b = 0.0;
             b.backward = false;
-            lact_status s = bench_idle(ctx, ctx->device == LACT_CUDA ? o->idle : 0.0);
+            const bool gpu = ctx->device == LACT_CUDA;
+            lact_status s = bench_idle(ctx, gpu ? o->idle : 0.0);
+            if (s == LACT_OK) s = bench_warm(ctx, ab_run, &b, gpu ? o->warmup : 0.0);
             if (s == LACT_OK) s = bench_time(ctx, ab_run, &b, (int)o->iters, &ms_f);
             b.backward = true;
+            if (s == LACT_OK) s = bench_warm(ctx, ab_run, &b, gpu ? o->warmup : 0.0);
             if (s == LACT_OK) s = bench_time(ctx, ab_run, &b, (int)o->iters, &ms_b);
             if (s != LACT_OK) {
                 cli_error(cmd, "%s L=%lld: %s", name, (long long)lens[li], lact_errmsg());
@@ -190,6 +194,10 @@ int cmd_bench_attention(int argc, char **argv) {
         {"--idle", CLI_FLOAT, "S",
          "seconds the GPU idles before each case, so each starts from the same state", "1",
          &o.idle},
+        {"--warmup", CLI_FLOAT, "S",
+         "seconds of warm-up runs (GPU) before each timing, past the clock dip that follows "
+         "an idle spell",
+         "0.5", &o.warmup},
         CLI_OPT_COMMON(&o.c),
         CLI_OPT_END,
     };
@@ -212,6 +220,10 @@ int cmd_bench_attention(int argc, char **argv) {
     }
     if (!(o.idle >= 0.0 && o.idle <= 600.0)) {
         cli_error(&cmd, "--idle wants seconds from 0 to 600, not %g", o.idle);
+        return 2;
+    }
+    if (!(o.warmup >= 0.0 && o.warmup <= 600.0)) {
+        cli_error(&cmd, "--warmup wants seconds from 0 to 600, not %g", o.warmup);
         return 2;
     }
     if (o.heads % o.kv_heads) {

@@ -54,34 +54,43 @@ template <bool KV, int D> constexpr int wgb_bt() {
     return KV && D == 128 ? 64 : 128;
 }
 
-/* Shared memory: the fixed A0, A1 (128 rows each, A1 at F_BYTES), STAGES
- * tiles of B0 and B1, fused: two dSᵀ buffers (128 keys × BT queries, in
- * 64-query slabs) and a 64 × 64 F32 staging buffer per consumer (two
- * stages only, to fit), the mbarriers (fixed full; full and empty per stage) and
- * slack to align the base to 1024 bytes. */
+/* Per-query data of one Q tile (KV mode): lse·log2 e, D, the key range. */
+template <int BT> struct __align__(16) wgb_info {
+    float lse2[BT], dd[BT];
+    int lo[BT], hi[BT];
+    int full; /* every query of the tile sees every key of the block */
+};
+
+/* Shared memory, all of it dynamic: the fixed A0, A1 (128 rows each, A1 at
+ * F_BYTES), STAGES tiles of B0 and B1, fused: two dSᵀ buffers (128 keys × BT
+ * queries, in 64-query slabs) and NSB 64 × 64 F32 staging buffers per
+ * consumer (two where they fit: d = 128), then the mbarriers (fixed full;
+ * full and empty per stage and per staging buffer), the tiles' per-query
+ * data and the hull, and slack to align the base to 1024 bytes where it
+ * fits (else the kernel checks that the base is aligned). */
+constexpr uint32_t WGB_SMEM_MAX = 232448; /* 227 KiB, the per-block limit */
 template <bool KV, int D, bool FQ = false> struct wgb_cfg {
     static constexpr int BT = wgb_bt<KV, D>();
     /* Three tile buffers where they fit (d_q at d = 128 has room for two). */
     static constexpr int STAGES = (!KV && D == 128) || FQ ? 2 : 3;
+    static constexpr int NSB = FQ && D == 128 ? 2 : 1;
     static constexpr uint32_t F_BYTES = WGB_BF * D * 2, T_BYTES = BT * D * 2;
     static constexpr uint32_t DS_BYTES = FQ ? WGB_BF * BT * 2 : 0;
     static constexpr uint32_t B_OFF = 2 * F_BYTES, DS_OFF = B_OFF + 2 * STAGES * T_BYTES;
     static constexpr uint32_t ST_OFF = DS_OFF + 2 * DS_BYTES;
-    static constexpr uint32_t BAR_OFF = ST_OFF + (FQ ? 2 * 16384 : 0);
-    static constexpr uint32_t SMEM = BAR_OFF + 8 * (1 + 2 * STAGES + 4) + 1024;
+    static constexpr uint32_t BAR_OFF = ST_OFF + (FQ ? 2 * NSB * 16384 : 0);
+    static constexpr uint32_t INFO_OFF = (BAR_OFF + 8 * (1 + 2 * STAGES + 4 * NSB) + 15) & ~15u;
+    using info_t = wgb_info<KV ? BT : 1>;
+    static constexpr uint32_t USED = INFO_OFF + STAGES * sizeof(info_t) + 16;
+    static constexpr uint32_t SLACK = USED + 1024 <= WGB_SMEM_MAX ? 1024 : 0;
+    static constexpr uint32_t SMEM = USED + SLACK;
+    static_assert(SMEM <= WGB_SMEM_MAX, "shared memory over the per-block limit");
     static __device__ __forceinline__ uint32_t b0(uint32_t base, int s) {
         return base + B_OFF + 2 * s * T_BYTES;
     }
     static __device__ __forceinline__ uint32_t b1(uint32_t base, int s) {
         return base + B_OFF + (2 * s + 1) * T_BYTES;
     }
-};
-
-/* Per-query data of one Q tile (KV mode): lse·log2 e, D, the key range. */
-template <int BT> struct __align__(16) wgb_info {
-    float lse2[BT], dd[BT];
-    int lo[BT], hi[BT];
-    int full; /* every query of the tile sees every key of the block */
 };
 
 } // namespace
@@ -167,6 +176,13 @@ static __device__ __forceinline__ int wgb_flag_claim(int *f) {
                  : "memory");
     return old;
 }
+/* Hands a consumer's staged d_q share to the writer: its stores made
+ * visible to the copy engine, then one arrival per warp. */
+static __device__ __forceinline__ void wgb_stage_publish(uint32_t bar, int lane) {
+    wg_fence_proxy_async();
+    __syncwarp();
+    if (lane == 0) mbar_arrive(bar);
+}
 static __device__ __forceinline__ void wgb_flag_wait(const int *f) {
     for (;;) {
         int v;
@@ -196,19 +212,25 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
 #if WGMMA_DEVICE
     static_assert(KV || !FQ, "d_q is fused into the d_k/d_v kernel only");
     using C = wgb_cfg<KV, D, FQ>;
-    constexpr int BT = C::BT, BF = WGB_BF, STAGES = C::STAGES;
+    constexpr int BT = C::BT, BF = WGB_BF, STAGES = C::STAGES, NSB = C::NSB;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
-    __shared__ wgb_info<KV ? BT : 1> info[STAGES];
-    __shared__ int hull[4];
-    const uint32_t base = (wg_smem(smem_raw) + 1023u) & ~1023u;
+    const uint32_t raw = wg_smem(smem_raw), base = (raw + 1023u) & ~1023u;
+    /* Without slack the kernel has no static shared memory, so the
+     * dynamic part starts at the window's (aligned) beginning. */
+    if (C::SLACK == 0 && base != raw) __trap();
+    auto *info = reinterpret_cast<typename C::info_t *>(smem_raw + (base - raw) + C::INFO_OFF);
+    int *hull = reinterpret_cast<int *>(info + STAGES);
     const uint32_t sa0 = base, sa1 = base + C::F_BYTES, bars = base + C::BAR_OFF;
     const uint32_t full_f = bars;
     auto full_t = [&](int s) { return bars + 8 * (1 + s); };
     auto empty_t = [&](int s) { return bars + 8 * (1 + STAGES + s); };
     /* Fused: consumer c's d_q staging buffer written (full) / read by the
      * copy engine (empty). */
-    auto stage_full = [&](int c) { return bars + 8 * (1 + 2 * STAGES + c); };
-    auto stage_empty = [&](int c) { return bars + 8 * (3 + 2 * STAGES + c); };
+    auto stage_full = [&](int c, int p) { return bars + 8 * (1 + 2 * STAGES + 2 * p + c); };
+    auto stage_empty = [&](int c, int p) {
+        return bars + 8 * (1 + 2 * STAGES + 2 * NSB + 2 * p + c);
+    };
+    auto stage_buf = [&](int c, int p) { return base + C::ST_OFF + (2 * p + c) * 16384u; };
 
     const int64_t b = blockIdx.z, hh = blockIdx.y; /* KV: kv head; d_q: head */
     const int row0 = KV ? (int)blockIdx.x * BF : (int)(gridDim.x - 1 - blockIdx.x) * BF;
@@ -216,6 +238,24 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
     const int fix_end = row0 + BF < nfix ? row0 + BF : nfix;
 
     if (threadIdx.x < 32) {
+        if (threadIdx.x == 0) {
+            mbar_init(full_f, 1);
+            for (int s = 0; s < STAGES; s++)
+                mbar_init(full_t(s), 1), mbar_init(empty_t(s), 8);
+            for (int p = 0; p < NSB; p++)
+                for (int c = 0; c < 2; c++)
+                    mbar_init(stage_full(c, p), 4), mbar_init(stage_empty(c, p), 1);
+            mbar_init_fence();
+            /* The fixed rows need no hull: their copies go out first, and
+             * the consumers wait for them even when there is no tile. */
+            const int zf = (int)(KV ? b * G.nkv + hh : b * G.nh + hh);
+            mbar_arrive_tx(full_f, 2 * C::F_BYTES);
+#pragma unroll
+            for (int c = 0; c < D / 64; c++) {
+                tma_load_3d(sa0 + c * BF * 128, &ta0, c * 64, row0, zf, full_f);
+                tma_load_3d(sa1 + c * BF * 128, &ta1, c * 64, row0, zf, full_f);
+            }
+        }
         /* The hull of the fixed rows' ranges (KV: queries seeing the keys;
          * d_q: keys seen by the rows), and for d_q the largest lo and
          * smallest hi (tiles inside need no mask). */
@@ -239,15 +279,7 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
         hi_max = __reduce_max_sync(0xffffffffu, hi_max);
         lo_max = __reduce_max_sync(0xffffffffu, lo_max);
         hi_min = __reduce_min_sync(0xffffffffu, hi_min);
-        if (lane == 0) {
-            hull[0] = lo_min, hull[1] = hi_max, hull[2] = lo_max, hull[3] = hi_min;
-            mbar_init(full_f, 1);
-            for (int s = 0; s < STAGES; s++)
-                mbar_init(full_t(s), 1), mbar_init(empty_t(s), 8);
-            for (int c = 0; c < 2; c++)
-                mbar_init(stage_full(c), 4), mbar_init(stage_empty(c), 1);
-            mbar_init_fence();
-        }
+        if (lane == 0) hull[0] = lo_min, hull[1] = hi_max, hull[2] = lo_max, hull[3] = hi_min;
     }
     __syncthreads();
     /* Fused: tiles start on 64-row boundaries, the d_q buffer's blocks. */
@@ -282,15 +314,16 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
             const int64_t nb64 = (G.lq + 63) / 64;
             for (int it = 0; it < ntiles; it++) {
                 const int64_t z = b * G.nh + tile_head(it);
+                const int p = it % NSB;
                 int64_t first[2] = {-1, -1};
 #pragma unroll
                 for (int c = 0; c < 2; c++) {
                     const int ms = D == 128 ? 0 : c, ns = D == 128 ? c : 0;
                     const int64_t blk = (z * nb64 + (tile_row(it) >> 6) + ms) * (D / 64) + ns;
-                    mbar_wait(stage_full(c), it & 1);
+                    mbar_wait(stage_full(c, p), (it / NSB) & 1);
                     /* d = 64: a tile's second half may lie past the last query. */
                     if ((tile_row(it) >> 6) + ms < nb64) {
-                        const uint32_t src = base + C::ST_OFF + c * 16384;
+                        const uint32_t src = stage_buf(c, p);
                         const int old = wgb_flag_claim(dq_flag + blk);
                         if (old == 0) {
                             bulk_store(dq_acc + blk * 4096, src, 16384);
@@ -300,12 +333,21 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
                             fence_proxy_async_global();
                             bulk_reduce_add_f32(dq_acc + blk * 4096, src, 16384);
                         }
-                        tma_commit();
                     }
                 }
-                tma_wait_read();
-                mbar_arrive(stage_empty(0));
-                mbar_arrive(stage_empty(1));
+                tma_commit(); /* one group per tile */
+                /* Two buffers: the previous tile's are free once all but
+                 * this tile's group have been read, so a consumer never
+                 * waits for the copy engine to read the share it staged
+                 * just before. One: this tile's, once it has been read. */
+                if constexpr (NSB == 2) {
+                    tma_wait_read<1>();
+                    if (it > 0)
+                        mbar_arrive(stage_empty(0, p ^ 1)), mbar_arrive(stage_empty(1, p ^ 1));
+                } else {
+                    tma_wait_read<0>();
+                    mbar_arrive(stage_empty(0, 0)), mbar_arrive(stage_empty(1, 0));
+                }
                 if (first[0] >= 0 || first[1] >= 0) {
                     /* Tell the other blocks the first values have landed. */
                     tma_wait_all();
@@ -315,28 +357,33 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
                         if (first[c] >= 0) wgb_flag_publish(dq_flag + first[c]);
                 }
             }
-            /* Every staging buffer has been read (the loop's last wait);
+            /* The copy engine must be done reading the staging buffers
+             * before the block's shared memory can go to the next block;
              * the last reductions complete before the grid does, which is
-             * all the finish pass needs, so the block need not wait for
-             * them to leave the multiprocessor to the next one. */
+             * all the finish pass needs. */
+            tma_wait_read<0>();
             return;
         }
         if (threadIdx.x >= 32) return;
         const int lane = threadIdx.x;
-        if (ntiles == 0) return;
-        if (lane == 0) {
-            const int zf = (int)(KV ? b * G.nkv + hh : b * G.nh + hh);
-            mbar_arrive_tx(full_f, 2 * C::F_BYTES);
-#pragma unroll
-            for (int c = 0; c < D / 64; c++) {
-                tma_load_3d(sa0 + c * BF * 128, &ta0, c * 64, row0, zf, full_f);
-                tma_load_3d(sa1 + c * BF * 128, &ta1, c * 64, row0, zf, full_f);
-            }
-        }
         for (int it = 0; it < ntiles; it++) {
             const int s = it % STAGES, t0 = tile_row(it);
             const int64_t h = tile_head(it);
             mbar_wait(empty_t(s), ((it / STAGES) & 1) ^ 1);
+            const int zt = (int)(KV ? b * G.nh + h : b * G.nkv + h);
+            /* The tile's copies go out before its lse and D are read (KV),
+             * and the arrival that publishes those comes after them. */
+            if (lane == 0) {
+                if (KV)
+                    mbar_expect_tx(full_t(s), 2 * C::T_BYTES);
+                else
+                    mbar_arrive_tx(full_t(s), 2 * C::T_BYTES);
+#pragma unroll
+                for (int c = 0; c < D / 64; c++) {
+                    tma_load_3d(C::b0(base, s) + c * BT * 128, &tb0, c * 64, t0, zt, full_t(s));
+                    tma_load_3d(C::b1(base, s) + c * BT * 128, &tb1, c * 64, t0, zt, full_t(s));
+                }
+            }
             if (KV) {
                 const int64_t qbase = (b * G.nh + h) * G.lq;
                 bool all = true;
@@ -354,15 +401,7 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
                 if (lane == 0) info[s].full = all;
                 __threadfence_block();
                 __syncwarp();
-            }
-            if (lane == 0) {
-                const int zt = (int)(KV ? b * G.nh + h : b * G.nkv + h);
-                mbar_arrive_tx(full_t(s), 2 * C::T_BYTES);
-#pragma unroll
-                for (int c = 0; c < D / 64; c++) {
-                    tma_load_3d(C::b0(base, s) + c * BT * 128, &tb0, c * 64, t0, zt, full_t(s));
-                    tma_load_3d(C::b1(base, s) + c * BT * 128, &tb1, c * 64, t0, zt, full_t(s));
-                }
+                if (lane == 0) mbar_arrive(full_t(s));
             }
             __syncwarp();
         }
@@ -402,7 +441,7 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
     /* The two consumers run unsynchronised: taking turns to issue (named
      * barriers, as the forward does) measured the same within noise (+2%
      * block-causal, −5% window on d_q), so it is left out. */
-    if (ntiles > 0) mbar_wait(full_f, 0);
+    mbar_wait(full_f, 0);
     for (int it = 0; it < ntiles; it++) {
         const int s = it % STAGES, t0 = tile_row(it);
         const uint32_t tb0s = C::b0(base, s), tb1s = C::b1(base, s);
@@ -413,16 +452,19 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
         wg_commit();
         wgb_issue_scores<D, BT>(dp, fa1, tb1s);
         wg_commit();
+        if constexpr (FQ && NSB == 2) {
+            /* The previous tile's d_q share goes to the writer only now:
+             * its stores have long drained, so the proxy fence costs
+             * little here, where right after them it waited for them. */
+            if (it > 0) wgb_stage_publish(stage_full(cw, (it - 1) % NSB), lane);
+        }
+        /* Read before the wait (and after the fence, which would wait for
+         * it), so that the load's latency hides under the products. */
+        const bool full = KV ? info[s].full != 0 : t0 >= max_lo && t0 + BT <= min_hi;
         wg_wait<1>();
         wg_fence_regs(sc);
 
         uint32_t x[BT / 16][4];
-        bool full;
-        if (KV) {
-            full = info[s].full != 0;
-        } else {
-            full = t0 >= max_lo && t0 + BT <= min_hi;
-        }
         /* P (in sc) from the scores. */
         if constexpr (KV) {
             if (full)
@@ -517,8 +559,9 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
                  * order (float4 k of thread t at 16·(128k + t): no bank
                  * conflicts), to the d_q writer, once it has had the
                  * previous tile's read. */
-                const uint32_t stg = base + C::ST_OFF + cw * 16384;
-                mbar_wait(stage_empty(cw), (it & 1) ^ 1);
+                const int p = it % NSB;
+                const uint32_t stg = stage_buf(cw, p);
+                mbar_wait(stage_empty(cw, p), ((it / NSB) & 1) ^ 1);
 #pragma unroll
                 for (int k4 = 0; k4 < 8; k4++)
                     asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(
@@ -526,9 +569,7 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
                                  "f"(dq[4 * k4]), "f"(dq[4 * k4 + 1]), "f"(dq[4 * k4 + 2]),
                                  "f"(dq[4 * k4 + 3])
                                  : "memory");
-                wg_fence_proxy_async();
-                __syncwarp();
-                if (lane == 0) mbar_arrive(stage_full(cw));
+                if constexpr (NSB == 1) wgb_stage_publish(stage_full(cw, p), lane);
             }
             wg_wait<0>();
             wg_fence_regs(acc0);
@@ -542,23 +583,62 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
         }
     }
 
+    if constexpr (FQ && NSB == 2) {
+        if (ntiles > 0) wgb_stage_publish(stage_full(cw, (ntiles - 1) % NSB), lane);
+    }
+
     /* Epilogue: KV writes dK = acc0·scale (out0) and dV = acc1 (out1); d_q
-     * writes dQ = acc0·scale (out0). */
+     * writes dQ = acc0·scale (out0). Each result goes through this
+     * consumer's 64 rows of the second fixed tensor (V or dO), which only
+     * its own products read and which are free now: bf16 pairs in, with the
+     * 16-byte pieces of a row XOR-swizzled by the row (no bank conflicts
+     * either way), then whole rows out in 16-byte stores (straight from
+     * registers, a store instruction wrote 16 bytes into each of 8 rows). */
     const int64_t obase = KV ? (b * G.nkv + hh) * G.lk : qbase;
+    const uint32_t stg = sa1 + cw * 64 * 128; /* slab j (columns 64j..) at + j·BF·128 */
+    /* The address of a row's 16-byte piece. */
+    auto stage_at = [&](int row, int piece) -> uint32_t {
+        return stg + (piece >> 3) * (WGB_BF * 128) + row * 128 + (((piece & 7) ^ (row & 7)) << 4);
+    };
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int row = r0 + 8 * r;
-        if (row >= nfix) continue;
-        const int64_t off = (obase + row) * D;
+    for (int which = 0; which < (KV ? 2 : 1); which++) {
+        bf16 *out = which ? out1 : out0;
+        if (!out) continue;
+        const float sc = which ? 1.0f : G.scale;
+        if (which) wg_bar_sync(3 + cw, 128); /* the last copy-out has read the buffer */
 #pragma unroll
-        for (int i = 0; i < D / 8; i++) {
-            const int c = i * 8 + 2 * tq;
-            if (out0)
-                *(__nv_bfloat162 *)(out0 + off + c) = __floats2bfloat162_rn(
-                    acc0[4 * i + 2 * r] * G.scale, acc0[4 * i + 2 * r + 1] * G.scale);
-            if (KV && out1)
-                *(__nv_bfloat162 *)(out1 + off + c) =
-                    __floats2bfloat162_rn(acc1[4 * i + 2 * r], acc1[4 * i + 2 * r + 1]);
+        for (int r = 0; r < 2; r++) {
+            const int lr = warp * 16 + gq + 8 * r;
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) {
+                const float x0 = which ? acc1[(KV ? 4 * i + 2 * r : 0)] : acc0[4 * i + 2 * r];
+                const float x1 =
+                    which ? acc1[(KV ? 4 * i + 2 * r + 1 : 0)] : acc0[4 * i + 2 * r + 1];
+                const __nv_bfloat162 v = __floats2bfloat162_rn(x0 * sc, x1 * sc);
+                asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(stage_at(lr, i) + 4 * tq),
+                             "r"(*reinterpret_cast<const uint32_t *>(&v))
+                             : "memory");
+            }
+        }
+        wg_bar_sync(3 + cw, 128);
+        const bool v16 = ((uintptr_t)out & 15) == 0;
+#pragma unroll
+        for (int k = 0; k < 64 * (D / 8) / 128; k++) {
+            const int q = tid + 128 * k, row = q / (D / 8), piece = q % (D / 8);
+            const int grow = row0 + cw * 64 + row;
+            if (grow >= nfix) continue;
+            uint32_t w0, w1, w2, w3;
+            asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                         : "=r"(w0), "=r"(w1), "=r"(w2), "=r"(w3)
+                         : "r"(stage_at(row, piece))
+                         : "memory");
+            bf16 *dst = out + (obase + grow) * D + piece * 8;
+            if (v16) {
+                *reinterpret_cast<uint4 *>(dst) = make_uint4(w0, w1, w2, w3);
+            } else { /* the outputs need only be 4-byte aligned */
+                uint32_t *d4 = reinterpret_cast<uint32_t *>(dst);
+                d4[0] = w0, d4[1] = w1, d4[2] = w2, d4[3] = w3;
+            }
         }
     }
 #endif /* WGMMA_DEVICE */

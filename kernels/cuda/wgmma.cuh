@@ -236,6 +236,12 @@ static __device__ __forceinline__ void mbar_arrive_tx(uint32_t bar, uint32_t byt
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
                  : "memory");
 }
+/* Expects `bytes` more from bulk copies in this phase, without arriving: the
+ * copies can go out before the data that the arrival publishes is ready. */
+static __device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(bytes)
+                 : "memory");
+}
 /* Waits until the phase of parity `parity` has completed (a fresh barrier
  * is in phase 0, so waiting on parity 1 returns at once). */
 static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
@@ -284,10 +290,11 @@ static __device__ __forceinline__ void fence_proxy_async_global() {
 static __device__ __forceinline__ void tma_commit() {
     asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
 }
-/* Waits until this thread's committed bulk groups have read their shared
- * memory (the buffer may be rewritten) / have completed. */
-static __device__ __forceinline__ void tma_wait_read() {
-    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+/* Waits until all but the newest N of this thread's committed bulk groups
+ * have read their shared memory (those buffers may be rewritten) / until
+ * all of them have completed. */
+template <int N> static __device__ __forceinline__ void tma_wait_read() {
+    asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
 }
 static __device__ __forceinline__ void tma_wait_all() {
     asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");

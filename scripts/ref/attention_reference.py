@@ -7,7 +7,7 @@ and the flash backend), sliding window 2048 and block-causal 4096
 (query, key) pair and head for the forward, forward + backward = 3.5×
 forward. Each case starts after --idle seconds of idle card (1 by default,
 as `lact bench attention --idle`), then medians of CUDA-event timings
-after warm-up. The backward returns d_q, d_k, d_v (torch.autograd.grad),
+after warm-up runs for --warmup seconds (0.5 by default, as lact's). The backward returns d_q, d_k, d_v (torch.autograd.grad),
 as lact's does; adding them into .grad would time an extra pass. --masks picks the cases. With --lact FILE (the
 JSON lines of `lact bench attention --json` on the same GPU) it prints
 lact's figures beside PyTorch's and the ratios (PyTorch time / lact time;
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 B, H, D = 4, 16, 128
 REPS = 5
 IDLE = 1.0  # seconds the card idles before each case (--idle)
+WARMUP = 0.5  # seconds of warm-up runs before each timing (--warmup)
 
 
 def pairs(kind, arg, L):
@@ -36,6 +37,13 @@ def pairs(kind, arg, L):
 
 
 def timed(fn):
+    # Warm-up by time first, as `lact bench attention --warmup`: the clocks a
+    # card holds in the first few hundred ms of heavy work after an idle
+    # spell are not the ones it settles at.
+    end = time.perf_counter() + WARMUP
+    while time.perf_counter() < end:
+        fn()
+        torch.cuda.synchronize()
     ts = []
     for r in range(REPS + 1):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -128,15 +136,19 @@ def main():
     ap.add_argument("--heads", type=int, default=16)
     ap.add_argument("--idle", type=float, default=1.0,
                     help="seconds the card idles before each case (default 1)")
+    ap.add_argument("--warmup", type=float, default=0.5,
+                    help="seconds of warm-up runs before each timing (default 0.5)")
     a = ap.parse_args()
     if a.idle < 0:
         ap.error("--idle: must be 0 or more seconds")
+    if a.warmup < 0:
+        ap.error("--warmup: must be 0 or more seconds")
     known = {"causal", "window", "block-causal"}
     bad = [m for m in a.masks.split(",") if m not in known]
     if bad:
         ap.error(f"--masks: unknown case {bad[0]!r} (known: causal, window, block-causal)")
-    global B, H, IDLE
-    B, H, IDLE = a.batch, a.heads, a.idle
+    global B, H, IDLE, WARMUP
+    B, H, IDLE, WARMUP = a.batch, a.heads, a.idle, a.warmup
     lact = {}
     if a.lact:
         with open(a.lact) as f:
@@ -145,7 +157,8 @@ def main():
                     r = json.loads(line)
                     lact[(r["mask"], int(r["len"]))] = r
     print(f"pytorch {torch.__version__} bf16 [B={B}, H={H}, L, d={D}]; median of {REPS}; "
-          f"window 2048, block 4096; {IDLE:g} s idle before each case")
+          f"window 2048, block 4096; {IDLE:g} s idle before each case, {WARMUP:g} s of warm-up "
+          f"runs before each timing")
     head = (f"  {'mask':13s} {'impl':11s} {'L':>7s} {'fwd ms':>9s} {'TF/s':>8s} {'f+b ms':>9s} "
             f"{'TF/s':>8s}")
     if lact:

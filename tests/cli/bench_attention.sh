@@ -51,6 +51,12 @@ expect_error 2 "must be positive" "$lact" bench attention --iters 0
 expect_error 2 "--idle wants seconds" "$lact" bench attention --idle -1
 expect_error 2 "--idle wants seconds" "$lact" bench attention --idle nan
 "$lact" bench attention --help | grep -q -- "--idle" || fail "lact bench attention --help lacks --idle"
+expect_error 2 "--warmup wants seconds" "$lact" bench attention --warmup -1
+expect_error 2 "--warmup wants seconds" "$lact" bench attention --warmup nan
+"$lact" bench attention --help | grep -q -- "--warmup" || fail "lact bench attention --help lacks --warmup"
+# The CPU neither idles nor warms up by time; the header says so.
+grep -q "after 2 warm-ups and 0 s of warm-up runs, 0 s idle" "$tmp/text" ||
+    fail "header lacks the warm-up and idle times: $(head -1 "$tmp/text")"
 expect_error 2 "--dtype must be" "$lact" bench attention --dtype f16
 expect_error 1 "bf16 needs a GPU" "$lact" bench attention --device cpu
 # The GPU-only op benchmarks refuse the CPU the same way (bench_util.c).
