@@ -66,34 +66,37 @@ typedef struct big {
     int gate; /* 0 none, 1 elementwise, 2 per head */
     lact_attn_args a;
     int32_t seq[4]; /* packed lengths, 0-terminated */
+    int offset_out; /* d_q, d_k, d_v only 4-byte aligned: views 2 elements into larger buffers */
 } big;
 
 static const big bigs[] = {
-    {2, 4, 2, 300, 300, 64, 1, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}},
-    {1, 2, 2, 257, 257, 128, 2, {LACT_ATTN_WINDOW, 50, 0, 0}, {0}},
-    {1, 4, 1, 0, 0, 128, 1, {LACT_ATTN_BLOCK_CAUSAL, 0, 16, 0}, {100, 37, 190, 0}},
-    {2, 2, 2, 33, 200, 64, 0, {LACT_ATTN_FULL, 0, 0, 0}, {0}},
-    {1, 2, 1, 1, 513, 96, 2, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}},
-    {1, 4, 2, 150, 150, 256, 1, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}},
-    {1, 2, 2, 0, 0, 256, 0, {LACT_ATTN_BLOCK_CAUSAL, 0, 32, 0}, {70, 90, 0}},
+    {2, 4, 2, 300, 300, 64, 1, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}, 0},
+    {1, 2, 2, 257, 257, 128, 2, {LACT_ATTN_WINDOW, 50, 0, 0}, {0}, 0},
+    {1, 4, 1, 0, 0, 128, 1, {LACT_ATTN_BLOCK_CAUSAL, 0, 16, 0}, {100, 37, 190, 0}, 0},
+    {2, 2, 2, 33, 200, 64, 0, {LACT_ATTN_FULL, 0, 0, 0}, {0}, 0},
+    {1, 2, 1, 1, 513, 96, 2, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}, 0},
+    {1, 4, 2, 150, 150, 256, 1, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}, 0},
+    {1, 2, 2, 0, 0, 256, 0, {LACT_ATTN_BLOCK_CAUSAL, 0, 32, 0}, {70, 90, 0}, 0},
 };
 
 /* BF16 only: lengths of the tensor-core kernels' many tiles. */
 static const big bigs_bf16[] = {
-    {1, 4, 2, 1000, 1000, 128, 1, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}},
-    {1, 2, 2, 1000, 1000, 64, 2, {LACT_ATTN_WINDOW, 512, 0, 0}, {0}},
-    {1, 4, 4, 4096, 4096, 128, 0, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}},
-    {1, 4, 2, 4096, 4096, 64, 1, {LACT_ATTN_BLOCK_CAUSAL, 0, 256, 0}, {0}},
-    {1, 4, 1, 0, 0, 128, 2, {LACT_ATTN_WINDOW, 512, 0, 0}, {1000, 37, 2500, 0}},
-    {1, 2, 2, 0, 0, 64, 1, {LACT_ATTN_CAUSAL, 0, 0, 0.1f}, {77, 1100, 0}},
-    {2, 2, 2, 700, 1000, 64, 0, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}},
-    {1, 4, 2, 300, 4096, 128, 1, {LACT_ATTN_BLOCK_CAUSAL, 0, 256, 0}, {0}},
-    {1, 4, 4, 1000, 1000, 64, 0, {LACT_ATTN_FULL, 0, 0, 0}, {0}},
-    {1, 8, 2, 200, 1500, 128, 1, {LACT_ATTN_FULL, 0, 0, 0}, {0}},
-    {1, 4, 2, 0, 0, 64, 2, {LACT_ATTN_WINDOW, 300, 0, 0}, {513, 1, 900, 0}},
-    {2, 2, 1, 1, 777, 128, 2, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}},
-    {2, 2, 2, 1030, 1030, 128, 0, {LACT_ATTN_BLOCK_CAUSAL, 0, 100, 0}, {0}},
-    {1, 2, 2, 600, 600, 128, 1, {LACT_ATTN_CAUSAL, 0, 0, -0.09f}, {0}}, /* negative scale */
+    {1, 4, 2, 1000, 1000, 128, 1, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}, 0},
+    {1, 2, 2, 1000, 1000, 64, 2, {LACT_ATTN_WINDOW, 512, 0, 0}, {0}, 0},
+    {1, 4, 4, 4096, 4096, 128, 0, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}, 0},
+    {1, 4, 2, 4096, 4096, 64, 1, {LACT_ATTN_BLOCK_CAUSAL, 0, 256, 0}, {0}, 0},
+    {1, 4, 1, 0, 0, 128, 2, {LACT_ATTN_WINDOW, 512, 0, 0}, {1000, 37, 2500, 0}, 0},
+    {1, 2, 2, 0, 0, 64, 1, {LACT_ATTN_CAUSAL, 0, 0, 0.1f}, {77, 1100, 0}, 0},
+    {2, 2, 2, 700, 1000, 64, 0, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}, 0},
+    {1, 4, 2, 300, 4096, 128, 1, {LACT_ATTN_BLOCK_CAUSAL, 0, 256, 0}, {0}, 0},
+    {1, 4, 4, 1000, 1000, 64, 0, {LACT_ATTN_FULL, 0, 0, 0}, {0}, 0},
+    {1, 8, 2, 200, 1500, 128, 1, {LACT_ATTN_FULL, 0, 0, 0}, {0}, 0},
+    {1, 4, 2, 0, 0, 64, 2, {LACT_ATTN_WINDOW, 300, 0, 0}, {513, 1, 900, 0}, 0},
+    {2, 2, 1, 1, 777, 128, 2, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}, 0},
+    {2, 2, 2, 1030, 1030, 128, 0, {LACT_ATTN_BLOCK_CAUSAL, 0, 100, 0}, {0}, 0},
+    {1, 2, 2, 600, 600, 128, 1, {LACT_ATTN_CAUSAL, 0, 0, -0.09f}, {0}, 0}, /* negative scale */
+    {1, 4, 2, 500, 500, 128, 0, {LACT_ATTN_CAUSAL, 0, 0, 0}, {0}, 1},
+    {1, 2, 1, 300, 300, 64, 1, {LACT_ATTN_WINDOW, 100, 0, 0}, {0}, 1},
 };
 
 enum { Q, K, V, G, CU, Y, LSE, DY, DQ, DK, DV, DG, N_T };
@@ -139,6 +142,21 @@ static void check_repeatable(lact_ctx *gpu, lact_tensor *d, const big *bc, const
     }
 }
 
+/* The two guard elements on each side of an offset gradient still hold
+ * what they were filled with. */
+static void check_guards(const lact_tensor *pad, const lact_tensor *ref, int c, const char *kern,
+                         const char *name) {
+    lact_tensor now = {0};
+    CHECK_OK(lact_tensor_clone(&now, pad, LACT_F32, LACT_CPU));
+    const int64_t n = lact_tensor_numel(ref);
+    const float *a = now.data, *b = ref->data;
+    bool same = a != NULL;
+    for (int64_t i = 0; same && i < n; i += (i == 1 ? n - 3 : 1))
+        same = a[i] == b[i];
+    CHECK_MSG(same, "big case %d (%s): %s written outside its 4-byte-aligned view", c, kern, name);
+    lact_tensor_free(&now);
+}
+
 static void run_big(lact_ctx *cpu, lact_ctx *gpu, const big *bc, int c, lact_dtype dt) {
     int n_seq = 0;
     int64_t lq = bc->lq, lk = bc->lk;
@@ -152,9 +170,11 @@ static void run_big(lact_ctx *cpu, lact_ctx *gpu, const big *bc, int c, lact_dty
     }
     int64_t qs[4] = {bc->b, bc->h, lq, bc->d}, ks[4] = {bc->b, bc->hkv, lk, bc->d};
     int64_t gs[4] = {bc->b, bc->h, lq, bc->gate == 2 ? 1 : bc->d}, cs = n_seq + 1;
-    lact_tensor h[N_T], d[N_T];
+    lact_tensor h[N_T], d[N_T], pad[3], pad_ref[3];
     memset(h, 0, sizeof h);
     memset(d, 0, sizeof d);
+    memset(pad, 0, sizeof pad);
+    memset(pad_ref, 0, sizeof pad_ref);
     lact_rng rng = lact_rng_make(99, (uint64_t)c);
     CHECK_OK(lact_tensor_alloc(&h[Q], LACT_F32, LACT_CPU, 4, qs));
     CHECK_OK(lact_tensor_alloc(&h[K], LACT_F32, LACT_CPU, 4, ks));
@@ -185,6 +205,18 @@ static void run_big(lact_ctx *cpu, lact_ctx *gpu, const big *bc, int c, lact_dty
         if (j == DY || (j == DG && !bc->gate)) continue;
         int nd = j == LSE ? 3 : 4;
         CHECK_OK(lact_tensor_alloc(&h[j], LACT_F32, LACT_CPU, nd, like[j]->shape));
+        if (bc->offset_out && j >= DQ && j <= DV) {
+            /* Two elements of guard on each side, filled with values the
+             * kernels never write; the gradient is the view between them. */
+            lact_tensor *p = &pad[j - DQ];
+            const int64_t n = lact_tensor_numel(&h[j]) + 4;
+            CHECK_OK(lact_tensor_alloc(p, dt, LACT_CUDA, 1, &n));
+            CHECK_OK(lact_fill_uniform(gpu, p, 7, (uint64_t)j, -3e3f, -2e3f));
+            CHECK_OK(lact_tensor_clone(&pad_ref[j - DQ], p, LACT_F32, LACT_CPU));
+            d[j] = lact_tensor_view((char *)p->data + 2 * lact_dtype_size(dt), dt, LACT_CUDA, nd,
+                                    like[j]->shape);
+            continue;
+        }
         CHECK_OK(lact_tensor_alloc(&d[j], j == LSE ? LACT_F32 : dt, LACT_CUDA, nd, like[j]->shape));
     }
     const lact_tensor *hg = bc->gate ? &h[G] : NULL, *dg_in = bc->gate ? &d[G] : NULL;
@@ -219,10 +251,14 @@ static void run_big(lact_ctx *cpu, lact_ctx *gpu, const big *bc, int c, lact_dty
         }
         if (dt == LACT_BF16 && wgmma_active && kern == KERN_DETERMINISTIC)
             check_repeatable(gpu, d, bc, dg_in, dcu, c);
+        for (int j = 0; j < 3 && bc->offset_out; j++)
+            check_guards(&pad[j], &pad_ref[j], c, kern_name(kern), names[DQ + j]);
     }
     select_kernel(KERN_DEFAULT);
     for (int j = 0; j < N_T; j++)
         lact_tensor_free(&h[j]), lact_tensor_free(&d[j]);
+    for (int j = 0; j < 3; j++)
+        lact_tensor_free(&pad[j]), lact_tensor_free(&pad_ref[j]);
 }
 
 static double median(double *x, int n) {
