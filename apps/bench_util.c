@@ -118,7 +118,7 @@ lact_status bench_idle(lact_ctx *ctx, double seconds) {
     return LACT_OK;
 }
 
-static double now_s(void) {
+double bench_now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
@@ -126,10 +126,10 @@ static double now_s(void) {
 
 lact_status bench_warm(lact_ctx *ctx, bench_fn fn, void *arg, double seconds) {
     if (!(seconds > 0.0)) return LACT_OK;
-    const double end = now_s() + seconds;
+    const double end = bench_now_s() + seconds;
     do {
         LACT_TRY(fn(ctx, arg));
         LACT_TRY(lact_ctx_sync(ctx));
-    } while (now_s() < end);
+    } while (bench_now_s() < end);
     return LACT_OK;
 }

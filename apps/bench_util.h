@@ -24,6 +24,9 @@ lact_status bench_time(lact_ctx *ctx, bench_fn fn, void *arg, int iters, double 
  * another case can hold lower clocks for a while). */
 lact_status bench_idle(lact_ctx *ctx, double seconds);
 
+/* Seconds on a monotonic clock. */
+double bench_now_s(void);
+
 /* Runs fn again and again until `seconds` of wall time have passed (at
  * least once when seconds > 0), waiting for each run: the clocks that a
  * card holds in the first few hundred milliseconds of heavy work after an

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_energy.h"
 #include "bench_util.h"
 #include "cli.h"
 #include "core/base/context.h"
@@ -28,7 +29,7 @@ typedef struct ab_masks {
 
 typedef struct attn_bench_opts {
     int64_t batch, heads, kv_heads, dim, window, block, iters;
-    double idle, warmup;
+    double idle, warmup, energy;
     const char *lens, *masks, *dtype;
     cli_common c;
 } attn_bench_opts;
@@ -108,35 +109,49 @@ static bool ab_parse_mask(const char *s, size_t len, const attn_bench_opts *o, l
     return true;
 }
 
+/* mj_b < 0: energy not measured. */
 static void ab_print(const attn_bench_opts *o, const char *mask, int64_t len, double flops,
-                     double ms_f, double ms_b, double peak_gib) {
+                     double ms_f, double ms_b, double peak_gib, double mj_b, double watts) {
     const double tf_f = flops / ms_f * 1e-9, tf_b = 3.5 * flops / ms_b * 1e-9;
-    if (o->c.json)
+    if (o->c.json) {
         printf(
             "{\"bench\": \"attention\", \"mask\": \"%s\", \"window\": %lld, \"block\": %lld, "
             "\"batch\": %lld, \"heads\": %lld, \"kv_heads\": %lld, \"len\": %lld, \"dim\": "
             "%lld, \"dtype\": \"%s\", \"fwd_flops\": %.6e, \"fwd_ms\": %.4f, \"fwd_tflops\": %.4g, "
-            "\"fwd_bwd_ms\": %.4f, \"fwd_bwd_tflops\": %.4g, \"peak_gib\": %.3f}\n",
+            "\"fwd_bwd_ms\": %.4f, \"fwd_bwd_tflops\": %.4g, \"peak_gib\": %.3f",
             mask, (long long)o->window, (long long)o->block, (long long)o->batch,
             (long long)o->heads, (long long)o->kv_heads, (long long)len, (long long)o->dim,
             o->dtype, flops, ms_f, tf_f, ms_b, tf_b, peak_gib);
-    else
-        printf("  %-13s %7lld %10.3f %9.4g %11.3f %9.4g %8.2f\n", mask, (long long)len, ms_f, tf_f,
+        if (mj_b >= 0.0) printf(", \"fwd_bwd_mj\": %.4g, \"watts\": %.1f", mj_b, watts);
+        printf("}\n");
+    } else {
+        printf("  %-13s %7lld %10.3f %9.4g %11.3f %9.4g %8.2f", mask, (long long)len, ms_f, tf_f,
                ms_b, tf_b, peak_gib);
+        if (mj_b >= 0.0) printf(" %10.4g %7.1f", mj_b, watts);
+        printf("\n");
+    }
 }
 
 static int ab_main(const cli_command *cmd, const attn_bench_opts *o, lact_ctx *ctx, lact_dtype dt,
-                   const int64_t *lens, int n_lens, const ab_masks *masks) {
+                   const int64_t *lens, int n_lens, const ab_masks *masks,
+                   const bench_energy *meter) {
     const double gib = 1024.0 * 1024.0 * 1024.0;
-    if (!o->c.json)
+    if (!o->c.json) {
         printf("attention B=%lld H=%lld Hkv=%lld d=%lld %s; FLOPs 4·d per unmasked (query, key) "
                "pair and head, fwd+bwd = 3.5x fwd; medians of %lld runs after 2 warm-ups "
-               "and %g s of warm-up runs, %g s idle before each case\n"
-               "  %-13s %7s %10s %9s %11s %9s %8s\n",
+               "and %g s of warm-up runs, %g s idle before each case\n",
                (long long)o->batch, (long long)o->heads, (long long)o->kv_heads, (long long)o->dim,
                o->dtype, (long long)o->iters, ctx->device == LACT_CUDA ? o->warmup : 0.0,
-               ctx->device == LACT_CUDA ? o->idle : 0.0, "mask", "L", "fwd ms", "TFLOP/s", "f+b ms",
+               ctx->device == LACT_CUDA ? o->idle : 0.0);
+        if (meter)
+            printf("energy: millijoules per forward + backward and mean watts over %g s of "
+                   "runs after the timing\n",
+                   o->energy);
+        printf("  %-13s %7s %10s %9s %11s %9s %8s", "mask", "L", "fwd ms", "TFLOP/s", "f+b ms",
                "TFLOP/s", "peak GiB");
+        if (meter) printf(" %10s %7s", "f+b mJ", "W");
+        printf("\n");
+    }
     for (int li = 0; li < n_lens; li++) {
         attn_bench b;
         memset(&b, 0, sizeof b);
@@ -158,6 +173,9 @@ static int ab_main(const cli_command *cmd, const attn_bench_opts *o, lact_ctx *c
             b.backward = true;
             if (s == LACT_OK) s = bench_warm(ctx, ab_run, &b, gpu ? o->warmup : 0.0);
             if (s == LACT_OK) s = bench_time(ctx, ab_run, &b, (int)o->iters, &ms_b);
+            double mj_b = -1.0, watts = 0.0;
+            if (s == LACT_OK && meter)
+                s = bench_energy_per_run(ctx, meter, ab_run, &b, o->energy, &mj_b, &watts);
             if (s != LACT_OK) {
                 cli_error(cmd, "%s L=%lld: %s", name, (long long)lens[li], lact_errmsg());
                 ab_free(&b);
@@ -165,8 +183,8 @@ static int ab_main(const cli_command *cmd, const attn_bench_opts *o, lact_ctx *c
             }
             const double flops = 4.0 * (double)o->dim * lact_attention_pairs(&b.args, lens[li]) *
                                  (double)(o->batch * o->heads);
-            ab_print(o, name, lens[li], flops, ms_f, ms_b,
-                     (double)lact_mem_peak(ctx->device) / gib);
+            ab_print(o, name, lens[li], flops, ms_f, ms_b, (double)lact_mem_peak(ctx->device) / gib,
+                     mj_b, watts);
         }
         ab_free(&b);
     }
@@ -198,6 +216,10 @@ int cmd_bench_attention(int argc, char **argv) {
          "seconds of warm-up runs (GPU) before each timing, past the clock dip that follows "
          "an idle spell",
          "0.5", &o.warmup},
+        {"--energy", CLI_FLOAT, "S",
+         "also run each forward + backward for S seconds after its timing and report the "
+         "GPU's millijoules per run and mean watts (NVML; 0: off)",
+         "0", &o.energy},
         CLI_OPT_COMMON(&o.c),
         CLI_OPT_END,
     };
@@ -224,6 +246,10 @@ int cmd_bench_attention(int argc, char **argv) {
     }
     if (!(o.warmup >= 0.0 && o.warmup <= 600.0)) {
         cli_error(&cmd, "--warmup wants seconds from 0 to 600, not %g", o.warmup);
+        return 2;
+    }
+    if (!(o.energy >= 0.0 && o.energy <= 600.0)) {
+        cli_error(&cmd, "--energy wants seconds from 0 to 600, not %g", o.energy);
         return 2;
     }
     if (o.heads % o.kv_heads) {
@@ -258,7 +284,21 @@ int cmd_bench_attention(int argc, char **argv) {
     lact_ctx ctx;
     const int open_rc = bench_open(&cmd, &o.c, o.dtype, &dt, &ctx);
     if (open_rc) return open_rc;
-    int rc = ab_main(&cmd, &o, &ctx, dt, lens, n_lens, &masks);
+    bench_energy meter = {0};
+    if (o.energy > 0.0) {
+        if (ctx.device != LACT_CUDA) {
+            cli_error(&cmd, "--energy needs a GPU (it reads the GPU's energy counter)");
+            lact_ctx_free(&ctx);
+            return 1;
+        }
+        if (bench_energy_open(&meter) != LACT_OK) {
+            cli_error(&cmd, "%s", lact_errmsg());
+            lact_ctx_free(&ctx);
+            return 1;
+        }
+    }
+    int rc = ab_main(&cmd, &o, &ctx, dt, lens, n_lens, &masks, o.energy > 0.0 ? &meter : NULL);
+    if (o.energy > 0.0) bench_energy_close(&meter);
     lact_ctx_free(&ctx);
     return rc;
 }

@@ -157,6 +157,17 @@ const char *lact_cuda_device_name(char *buf, size_t n) {
     return buf;
 }
 
+lact_status lact_cuda_device_pci_id(char *buf, size_t n) {
+    if (n) buf[0] = '\0';
+    if (cuda_count() <= 0) return lact_fail(LACT_E_UNSUPPORTED, "no CUDA device is visible");
+    cudaError_t e = cudaDeviceGetPCIBusId(buf, (int)n, 0);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return lact_fail(LACT_E_CUDA, "cudaDeviceGetPCIBusId failed: %s", cudaGetErrorString(e));
+    }
+    return LACT_OK;
+}
+
 static lact_status cuda_alloc(size_t bytes, void **out) {
     void *p = NULL;
     /* cudaMalloc aligns to at least 256 bytes. */
@@ -207,6 +218,11 @@ bool lact_cuda_available(void) {
 const char *lact_cuda_device_name(char *buf, size_t n) {
     if (n) buf[0] = '\0';
     return buf;
+}
+
+lact_status lact_cuda_device_pci_id(char *buf, size_t n) {
+    if (n) buf[0] = '\0';
+    return no_cuda();
 }
 
 #endif

@@ -18,6 +18,8 @@ extern "C" {
 bool lact_cuda_available(void);
 /* Name of device 0 into buf ("" when none); returns buf. */
 const char *lact_cuda_device_name(char *buf, size_t n);
+/* PCI bus id of device 0 ("0000:19:00.0"), as NVML names devices. */
+lact_status lact_cuda_device_pci_id(char *buf, size_t n);
 
 lact_status lact_mem_alloc(lact_device dev, size_t bytes, void **out); /* 256-byte aligned */
 void lact_mem_free(lact_device dev, void *p);

@@ -7,7 +7,10 @@ and the flash backend), sliding window 2048 and block-causal 4096
 (query, key) pair and head for the forward, forward + backward = 3.5×
 forward. Each case starts after --idle seconds of idle card (1 by default,
 as `lact bench attention --idle`), then medians of CUDA-event timings
-after warm-up runs for --warmup seconds (0.5 by default, as lact's). The backward returns d_q, d_k, d_v (torch.autograd.grad),
+after warm-up runs for --warmup seconds (0.5 by default, as lact's). With
+--energy S, each case's forward + backward then runs for S more seconds
+while the GPU's energy counter (NVML) is read: millijoules per run and mean
+watts, beside lact's when its JSON lines have them. The backward returns d_q, d_k, d_v (torch.autograd.grad),
 as lact's does; adding them into .grad would time an extra pass. --masks picks the cases. With --lact FILE (the
 JSON lines of `lact bench attention --json` on the same GPU) it prints
 lact's figures beside PyTorch's and the ratios (PyTorch time / lact time;
@@ -24,6 +27,7 @@ B, H, D = 4, 16, 128
 REPS = 5
 IDLE = 1.0  # seconds the card idles before each case (--idle)
 WARMUP = 0.5  # seconds of warm-up runs before each timing (--warmup)
+ENERGY = 0.0  # seconds of forward + backward runs read by the energy counter (--energy)
 
 
 def pairs(kind, arg, L):
@@ -57,6 +61,46 @@ def timed(fn):
     return ts[len(ts) // 2]
 
 
+def energy_counter():
+    """A function returning the GPU's energy counter in millijoules (NVML,
+    as `lact bench attention --energy` reads it)."""
+    import ctypes
+    nvml = ctypes.CDLL("libnvidia-ml.so.1")
+    if nvml.nvmlInit_v2() != 0:
+        raise RuntimeError("nvmlInit failed")
+    dev = ctypes.c_void_p()
+    p = torch.cuda.get_device_properties(torch.cuda.current_device())
+    if hasattr(p, "pci_bus_id"):
+        bus = f"{p.pci_domain_id:04x}:{p.pci_bus_id:02x}:{p.pci_device_id:02x}.0".encode()
+        rc = nvml.nvmlDeviceGetHandleByPciBusId_v2(bus, ctypes.byref(dev))
+    else:
+        rc = nvml.nvmlDeviceGetHandleByIndex_v2(torch.cuda.current_device(), ctypes.byref(dev))
+    if rc != 0:
+        raise RuntimeError(f"no NVML handle for the GPU (NVML error {rc})")
+
+    def read():
+        mj = ctypes.c_ulonglong()
+        rc = nvml.nvmlDeviceGetTotalEnergyConsumption(dev, ctypes.byref(mj))
+        if rc != 0:
+            raise RuntimeError(f"reading the energy counter failed (NVML error {rc})")
+        return mj.value
+    return read
+
+
+def energy_per_run(fn, read):
+    """Millijoules per run and mean watts over ENERGY seconds of runs."""
+    torch.cuda.synchronize()
+    e0, t0, runs = read(), time.perf_counter(), 0
+    while runs < 3 or time.perf_counter() - t0 < ENERGY:
+        fn()
+        runs += 1
+        if runs % 4 == 0:
+            torch.cuda.synchronize()
+    torch.cuda.synchronize()
+    e1, t1 = read(), time.perf_counter()
+    return (e1 - e0) / runs, (e1 - e0) * 1e-3 / (t1 - t0)
+
+
 def sdpa_fn(q, k, v, backend):
     from torch.nn.attention import SDPBackend, sdpa_kernel
     b = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}[backend]
@@ -67,7 +111,7 @@ def sdpa_fn(q, k, v, backend):
     return fwd
 
 
-def run_length(L, lact, masks):
+def run_length(L, lact, masks, meter):
     dev = "cuda"
     torch.manual_seed(0)
     q, k, v = (torch.randn(B, H, L, D, device=dev, dtype=torch.bfloat16, requires_grad=True)
@@ -122,6 +166,11 @@ def run_length(L, lact, masks):
         if mine:
             line += (f" | {mine['fwd_ms']:8.3f} {mine['fwd_bwd_ms']:9.3f} | "
                      f"{tf / mine['fwd_ms']:5.2f}x {tb / mine['fwd_bwd_ms']:5.2f}x")
+        if meter:
+            mj, watts = energy_per_run(both, meter)
+            line += f" | {mj:9.1f} mJ {watts:6.1f} W"
+            if mine and "fwd_bwd_mj" in mine:
+                line += f" (lact {mine['fwd_bwd_mj']:.1f} mJ, {mj / mine['fwd_bwd_mj']:.2f}x)"
         print(line)
         sys.stdout.flush()
 
@@ -138,17 +187,23 @@ def main():
                     help="seconds the card idles before each case (default 1)")
     ap.add_argument("--warmup", type=float, default=0.5,
                     help="seconds of warm-up runs before each timing (default 0.5)")
+    ap.add_argument("--energy", type=float, default=0.0,
+                    help="seconds of forward + backward runs after each timing, read by the "
+                         "GPU's energy counter: millijoules per run and mean watts (default 0: off)")
     a = ap.parse_args()
     if a.idle < 0:
         ap.error("--idle: must be 0 or more seconds")
     if a.warmup < 0:
         ap.error("--warmup: must be 0 or more seconds")
+    if a.energy < 0:
+        ap.error("--energy: must be 0 or more seconds")
     known = {"causal", "window", "block-causal"}
     bad = [m for m in a.masks.split(",") if m not in known]
     if bad:
         ap.error(f"--masks: unknown case {bad[0]!r} (known: causal, window, block-causal)")
-    global B, H, IDLE, WARMUP
-    B, H, IDLE, WARMUP = a.batch, a.heads, a.idle, a.warmup
+    global B, H, IDLE, WARMUP, ENERGY
+    B, H, IDLE, WARMUP, ENERGY = a.batch, a.heads, a.idle, a.warmup, a.energy
+    meter = energy_counter() if ENERGY > 0 else None
     lact = {}
     if a.lact:
         with open(a.lact) as f:
@@ -165,7 +220,7 @@ def main():
         head += f" | {'lact fwd':>8s} {'lact f+b':>9s} | {'fwd':>6s} {'f+b':>6s}  (PyTorch/lact)"
     print(head)
     for L in (int(x) for x in a.len.split(",")):
-        run_length(L, lact, a.masks.split(","))
+        run_length(L, lact, a.masks.split(","), meter)
         torch.cuda.empty_cache()
 
 

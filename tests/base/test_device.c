@@ -37,6 +37,9 @@ static void test_no_gpu(void) {
     void *p = (void *)1;
     char name[64] = "x";
     CHECK(lact_cuda_device_name(name, sizeof name)[0] == '\0');
+    name[0] = 'x';
+    CHECK(lact_cuda_device_pci_id(name, sizeof name) != LACT_OK && name[0] == '\0');
+    CHECK(lact_errmsg()[0] != '\0');
     CHECK(lact_ctx_init(&ctx, LACT_CUDA, 0) != LACT_OK);
     CHECK(strstr(lact_errmsg(), "CUDA") != NULL);
     CHECK(ctx.stream == NULL && ctx.workspace == NULL && ctx.cublas == NULL);
@@ -51,6 +54,9 @@ static void test_no_gpu(void) {
 static void test_gpu(void) {
     char name[128];
     CHECK(lact_cuda_device_name(name, sizeof name)[0] != '\0');
+    /* "dddd:bb:dd.f", as NVML takes it. */
+    CHECK_OK(lact_cuda_device_pci_id(name, sizeof name));
+    CHECK(strlen(name) >= 12 && name[strlen(name) - 2] == '.' && strchr(name, ':') != NULL);
     size_t base = lact_mem_in_use(LACT_CUDA);
     lact_ctx ctx;
     CHECK_OK(lact_ctx_init(&ctx, LACT_CUDA, 0));

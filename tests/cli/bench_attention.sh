@@ -54,6 +54,10 @@ expect_error 2 "--idle wants seconds" "$lact" bench attention --idle nan
 expect_error 2 "--warmup wants seconds" "$lact" bench attention --warmup -1
 expect_error 2 "--warmup wants seconds" "$lact" bench attention --warmup nan
 "$lact" bench attention --help | grep -q -- "--warmup" || fail "lact bench attention --help lacks --warmup"
+expect_error 2 "--energy wants seconds" "$lact" bench attention --energy -2
+expect_error 2 "--energy wants seconds" "$lact" bench attention --energy nan
+expect_error 1 "--energy needs a GPU" "$lact" "${run[@]}" --len 64 --energy 1
+"$lact" bench attention --help | grep -q -- "--energy" || fail "lact bench attention --help lacks --energy"
 # The CPU neither idles nor warms up by time; the header says so.
 grep -q "after 2 warm-ups and 0 s of warm-up runs, 0 s idle" "$tmp/text" ||
     fail "header lacks the warm-up and idle times: $(head -1 "$tmp/text")"
