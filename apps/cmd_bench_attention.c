@@ -109,9 +109,14 @@ static bool ab_parse_mask(const char *s, size_t len, const attn_bench_opts *o, l
     return true;
 }
 
-/* mj_b < 0: energy not measured. */
+/* Millijoules per forward and per forward + backward, and the mean watts
+ * of the latter; mj_b < 0: energy not measured. */
+typedef struct ab_energy {
+    double mj_f, mj_b, watts;
+} ab_energy;
+
 static void ab_print(const attn_bench_opts *o, const char *mask, int64_t len, double flops,
-                     double ms_f, double ms_b, double peak_gib, double mj_b, double watts) {
+                     double ms_f, double ms_b, double peak_gib, const ab_energy *e) {
     const double tf_f = flops / ms_f * 1e-9, tf_b = 3.5 * flops / ms_b * 1e-9;
     if (o->c.json) {
         printf(
@@ -122,12 +127,14 @@ static void ab_print(const attn_bench_opts *o, const char *mask, int64_t len, do
             mask, (long long)o->window, (long long)o->block, (long long)o->batch,
             (long long)o->heads, (long long)o->kv_heads, (long long)len, (long long)o->dim,
             o->dtype, flops, ms_f, tf_f, ms_b, tf_b, peak_gib);
-        if (mj_b >= 0.0) printf(", \"fwd_bwd_mj\": %.4g, \"watts\": %.1f", mj_b, watts);
+        if (e->mj_b >= 0.0)
+            printf(", \"fwd_mj\": %.4g, \"fwd_bwd_mj\": %.4g, \"watts\": %.1f", e->mj_f, e->mj_b,
+                   e->watts);
         printf("}\n");
     } else {
         printf("  %-13s %7lld %10.3f %9.4g %11.3f %9.4g %8.2f", mask, (long long)len, ms_f, tf_f,
                ms_b, tf_b, peak_gib);
-        if (mj_b >= 0.0) printf(" %10.4g %7.1f", mj_b, watts);
+        if (e->mj_b >= 0.0) printf(" %8.4g %9.4g %7.1f", e->mj_f, e->mj_b, e->watts);
         printf("\n");
     }
 }
@@ -144,12 +151,12 @@ static int ab_main(const cli_command *cmd, const attn_bench_opts *o, lact_ctx *c
                o->dtype, (long long)o->iters, ctx->device == LACT_CUDA ? o->warmup : 0.0,
                ctx->device == LACT_CUDA ? o->idle : 0.0);
         if (meter)
-            printf("energy: millijoules per forward + backward and mean watts over %g s of "
-                   "runs after the timing\n",
+            printf("energy: millijoules per forward and per forward + backward over %g s of "
+                   "runs each after the timing, mean watts of the latter\n",
                    o->energy);
         printf("  %-13s %7s %10s %9s %11s %9s %8s", "mask", "L", "fwd ms", "TFLOP/s", "f+b ms",
                "TFLOP/s", "peak GiB");
-        if (meter) printf(" %10s %7s", "f+b mJ", "W");
+        if (meter) printf(" %8s %9s %7s", "fwd mJ", "f+b mJ", "W");
         printf("\n");
     }
     for (int li = 0; li < n_lens; li++) {
@@ -173,9 +180,13 @@ static int ab_main(const cli_command *cmd, const attn_bench_opts *o, lact_ctx *c
             b.backward = true;
             if (s == LACT_OK) s = bench_warm(ctx, ab_run, &b, gpu ? o->warmup : 0.0);
             if (s == LACT_OK) s = bench_time(ctx, ab_run, &b, (int)o->iters, &ms_b);
-            double mj_b = -1.0, watts = 0.0;
+            ab_energy e = {-1.0, -1.0, 0.0};
             if (s == LACT_OK && meter)
-                s = bench_energy_per_run(ctx, meter, ab_run, &b, o->energy, &mj_b, &watts);
+                s = bench_energy_per_run(ctx, meter, ab_run, &b, o->energy, &e.mj_b, &e.watts);
+            b.backward = false;
+            double watts_f;
+            if (s == LACT_OK && meter)
+                s = bench_energy_per_run(ctx, meter, ab_run, &b, o->energy, &e.mj_f, &watts_f);
             if (s != LACT_OK) {
                 cli_error(cmd, "%s L=%lld: %s", name, (long long)lens[li], lact_errmsg());
                 ab_free(&b);
@@ -184,7 +195,7 @@ static int ab_main(const cli_command *cmd, const attn_bench_opts *o, lact_ctx *c
             const double flops = 4.0 * (double)o->dim * lact_attention_pairs(&b.args, lens[li]) *
                                  (double)(o->batch * o->heads);
             ab_print(o, name, lens[li], flops, ms_f, ms_b, (double)lact_mem_peak(ctx->device) / gib,
-                     mj_b, watts);
+                     &e);
         }
         ab_free(&b);
     }
@@ -217,8 +228,8 @@ int cmd_bench_attention(int argc, char **argv) {
          "an idle spell",
          "0.5", &o.warmup},
         {"--energy", CLI_FLOAT, "S",
-         "also run each forward + backward for S seconds after its timing and report the "
-         "GPU's millijoules per run and mean watts (NVML; 0: off)",
+         "also run each forward + backward, then each forward, for S seconds after the "
+         "timing and report the GPU's millijoules per run and mean watts (NVML; 0: off)",
          "0", &o.energy},
         CLI_OPT_COMMON(&o.c),
         CLI_OPT_END,

@@ -8,9 +8,10 @@ and the flash backend), sliding window 2048 and block-causal 4096
 forward. Each case starts after --idle seconds of idle card (1 by default,
 as `lact bench attention --idle`), then medians of CUDA-event timings
 after warm-up runs for --warmup seconds (0.5 by default, as lact's). With
---energy S, each case's forward + backward then runs for S more seconds
-while the GPU's energy counter (NVML) is read: millijoules per run and mean
-watts, beside lact's when its JSON lines have them. The backward returns d_q, d_k, d_v (torch.autograd.grad),
+--energy S, each case's forward + backward, then its forward, run for S
+more seconds each while the GPU's energy counter (NVML) is read:
+millijoules per run and the mean watts of forward + backward, beside
+lact's when its JSON lines have them. The backward returns d_q, d_k, d_v (torch.autograd.grad),
 as lact's does; adding them into .grad would time an extra pass. --masks picks the cases. With --lact FILE (the
 JSON lines of `lact bench attention --json` on the same GPU) it prints
 lact's figures beside PyTorch's and the ratios (PyTorch time / lact time;
@@ -168,9 +169,12 @@ def run_length(L, lact, masks, meter):
                      f"{tf / mine['fwd_ms']:5.2f}x {tb / mine['fwd_bwd_ms']:5.2f}x")
         if meter:
             mj, watts = energy_per_run(both, meter)
-            line += f" | {mj:9.1f} mJ {watts:6.1f} W"
-            if mine and "fwd_bwd_mj" in mine:
-                line += f" (lact {mine['fwd_bwd_mj']:.1f} mJ, {mj / mine['fwd_bwd_mj']:.2f}x)"
+            with torch.no_grad():
+                mj_f, _ = energy_per_run(fwd, meter)
+            line += f" | fwd {mj_f:7.1f} f+b {mj:7.1f} mJ {watts:6.1f} W"
+            if mine and "fwd_mj" in mine:
+                line += (f" (lact {mine['fwd_mj']:.1f} / {mine['fwd_bwd_mj']:.1f} mJ, "
+                         f"{mj_f / mine['fwd_mj']:.2f}x / {mj / mine['fwd_bwd_mj']:.2f}x)")
         print(line)
         sys.stdout.flush()
 
@@ -188,8 +192,9 @@ def main():
     ap.add_argument("--warmup", type=float, default=0.5,
                     help="seconds of warm-up runs before each timing (default 0.5)")
     ap.add_argument("--energy", type=float, default=0.0,
-                    help="seconds of forward + backward runs after each timing, read by the "
-                         "GPU's energy counter: millijoules per run and mean watts (default 0: off)")
+                    help="seconds of forward + backward runs, then of forward runs, after each "
+                         "timing, read by the GPU's energy counter: millijoules per run and mean "
+                         "watts (default 0: off)")
     a = ap.parse_args()
     if a.idle < 0:
         ap.error("--idle: must be 0 or more seconds")
