@@ -6,9 +6,9 @@
  * cases. Where the Hopper kernels (wgmma) run, every BF16 case runs four
  * times and the table three: with them (the fused backward), with them and
  * LACT_ATTN_DETERMINISTIC=1 (the two-kernel backward, whose second run
- * must repeat the first bit for bit), with them and LACT_ATTN_SECTION=3
- * (cases only), and with LACT_ATTN_WGMMA=0 and LACT_ATTN_WGMMA_BWD=0
- * (mma.sync).
+ * must repeat the first bit for bit), with them, LACT_ATTN_SECTION=3 and
+ * LACT_ATTN_GRID=5 (cases only), and with LACT_ATTN_WGMMA=0 and
+ * LACT_ATTN_WGMMA_BWD=0 (mma.sync).
  * Skips (77) without a CUDA device. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -29,7 +29,8 @@
 /* The BF16 kernels to run: the Hopper forward and backward where they are
  * active (fused, and deterministic through LACT_ATTN_DETERMINISTIC=1; the
  * forward once more with three (batch, head) pairs a section of its item
- * order, LACT_ATTN_SECTION=3, which the test's shapes would not reach by
+ * order, LACT_ATTN_SECTION=3, on a grid of five blocks, LACT_ATTN_GRID=5,
+ * so that each block runs many items: the test's shapes reach neither by
  * themselves), and always the mma.sync ones (forced through the
  * environment switches LACT_ATTN_WGMMA=0 and LACT_ATTN_WGMMA_BWD=0). */
 enum { KERN_DEFAULT, KERN_DETERMINISTIC, KERN_SECTIONS, KERN_MMA_SYNC, KERN_COUNT };
@@ -55,10 +56,13 @@ static void select_kernel(int kern) {
         setenv("LACT_ATTN_DETERMINISTIC", "1", 1);
     else
         unsetenv("LACT_ATTN_DETERMINISTIC");
-    if (kern == KERN_SECTIONS)
+    if (kern == KERN_SECTIONS) {
         setenv("LACT_ATTN_SECTION", "3", 1);
-    else
+        setenv("LACT_ATTN_GRID", "5", 1);
+    } else {
         unsetenv("LACT_ATTN_SECTION");
+        unsetenv("LACT_ATTN_GRID");
+    }
 }
 
 typedef struct big {
