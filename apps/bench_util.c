@@ -53,7 +53,7 @@ static lact_status run_reference(lact_ctx *ctx, void *arg) {
     return lact_reference_gemm(ctx, &g->c, &g->a, &g->b);
 }
 
-lact_status bench_gemm_rate(lact_ctx *ctx, int64_t n, int iters, double *tflops) {
+lact_status bench_gemm_rate(lact_ctx *ctx, int64_t n, int iters, double warm, double *tflops) {
     lact_dtype dt = ctx->device == LACT_CUDA ? LACT_BF16 : LACT_F32;
     int64_t shape[2] = {n, n};
     gemm_operands g = {{0}, {0}, {0}};
@@ -63,6 +63,7 @@ lact_status bench_gemm_rate(lact_ctx *ctx, int64_t n, int iters, double *tflops)
     if (s == LACT_OK) s = lact_fill_normal(ctx, &g.a, 1, 1, 0.0f, 1.0f);
     if (s == LACT_OK) s = lact_fill_normal(ctx, &g.b, 1, 2, 0.0f, 1.0f);
     double ms = 0;
+    if (s == LACT_OK) s = bench_warm(ctx, run_reference, &g, warm);
     if (s == LACT_OK) s = bench_time(ctx, run_reference, &g, iters, &ms);
     if (s == LACT_OK) *tflops = 2.0 * (double)n * (double)n * (double)n / (ms * 1e-3) / 1e12;
     lact_tensor_free(&g.a);

@@ -34,8 +34,11 @@ double bench_now_s(void);
 lact_status bench_warm(lact_ctx *ctx, bench_fn fn, void *arg, double seconds);
 
 /* The dense GEMM rate of this device, measured now: one plain library call
- * (lact_reference_gemm) on n×n×n, BF16 on a GPU, F32 on the CPU. */
-lact_status bench_gemm_rate(lact_ctx *ctx, int64_t n, int iters, double *tflops);
+ * (lact_reference_gemm) on n×n×n, BF16 on a GPU, F32 on the CPU; the
+ * median of iters timed runs after `warm` seconds of back-to-back runs (0:
+ * none). A GPU at its power limit settles well below the rate of its
+ * first runs, so a long workload compares with the warmed rate too. */
+lact_status bench_gemm_rate(lact_ctx *ctx, int64_t n, int iters, double warm, double *tflops);
 
 /* For the op benchmarks: parses --dtype (bf16 or f32), resolves --device
  * (bf16 needs a GPU) and opens the context. Returns 0, or the exit status

@@ -37,6 +37,7 @@ done
 grep -q '"device": "cpu"' "$tmp/json" || fail "device: $(cat "$tmp/json")"
 grep -q '"act_dtype": "f32"' "$tmp/json" || fail "act_dtype: $(cat "$tmp/json")"
 grep -q '"peak_tflops"' "$tmp/json" && fail "a datasheet peak on the CPU: $(cat "$tmp/json")"
+grep -q '"gemm_warm' "$tmp/json" && fail "a warmed GEMM rate on the CPU: $(cat "$tmp/json")"
 [[ $(field n_matmul) == 152128 ]] || fail "n_matmul $(field n_matmul), expected 152128"
 [[ $(field tokens_per_step) == 1024 ]] || fail "tokens_per_step $(field tokens_per_step)"
 awk -v t="$(field flops_per_token)" -v m="$(field flops_matmul)" -v a="$(field flops_attention)" \
@@ -61,6 +62,7 @@ grep -q '"mixers": "mesa,attention"' "$tmp/json" || fail "mixers: $(cat "$tmp/js
 [[ $(field flops_ttt) == 0 ]] || fail "a Mesa model with ttt FLOPs: $(cat "$tmp/json")"
 "$lact" bench --help | grep -q "|lm" || fail "lact bench --help lacks lm"
 "$lact" bench lm --help | grep -q -- "--warmup" || fail "lact bench lm --help lacks --warmup"
+"$lact" bench lm --help | grep -q -- "--gemm-warm" || fail "lact bench lm --help lacks --gemm-warm"
 
 expect_error() { # CODE PATTERN CMD...
     local code=$1 pattern=$2
@@ -75,6 +77,8 @@ expect_error 2 "--config FILE is required" "$lact" bench lm --steps 2
 expect_error 2 "--steps must be at least 1" "$lact" bench lm --config "$cfg" --steps 0
 expect_error 2 "not negative" "$lact" bench lm --config "$cfg" --warmup -1
 expect_error 2 "not negative" "$lact" bench lm --config "$cfg" --peak-tflops -3
+expect_error 2 "--gemm-warm from 0 to 600" "$lact" bench lm --config "$cfg" --gemm-warm -1
+expect_error 2 "--gemm-warm from 0 to 600" "$lact" bench lm --config "$cfg" --gemm-warm nan
 expect_error 2 "--bogus" "$lact" bench lm --config "$cfg" --bogus
 expect_error 2 "steps" "$lact" bench lm --config "$cfg" --steps two
 expect_error 1 "nope" "$lact" bench lm --config "$cfg" --set nope=1 --device cpu
