@@ -82,15 +82,6 @@ __device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2
     m = nm;
 }
 
-__device__ __forceinline__ void lse_add4(float &m, float &s, float4 v) {
-    float lm = fmaxf(fmaxf(v.x, v.y), fmaxf(v.z, v.w));
-    if (lm == -INFINITY) return; /* padding past the row's end */
-    float nm = fmaxf(m, lm);
-    s = (m == -INFINITY ? 0.0f : s * expf(m - nm)) + expf(v.x - nm) + expf(v.y - nm) +
-        expf(v.z - nm) + expf(v.w - nm);
-    m = nm;
-}
-
 /* Four consecutive logits from a 16-byte (F32) or 8-byte (BF16) word. */
 __device__ __forceinline__ float4 ld4(const float *p, int64_t c4) {
     return ((const float4 *)p)[c4];
@@ -110,55 +101,85 @@ __device__ __forceinline__ void lse_warp_merge(float &m, float &s) {
 }
 
 #define XENT_FOLD_THREADS 256
+#define XENT_FOLD_ROWS (XENT_FOLD_THREADS / 32)
 #define XENT_FOLD_UNROLL 4
+
+/* Eight consecutive logits from a 16-byte word (BF16), or four (F32). */
+__device__ __forceinline__ void ld16(const bf16 *p, int64_t i, float (&v)[8]) {
+    const uint4 u = ((const uint4 *)p)[i];
+    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        const float2 f = __bfloat1622float2(*(const __nv_bfloat162 *)&w[k]);
+        v[2 * k] = f.x, v[2 * k + 1] = f.y;
+    }
+}
+__device__ __forceinline__ void ld16(const float *p, int64_t i, float (&v)[4]) {
+    const float4 u = ((const float4 *)p)[i];
+    v[0] = u.x, v[1] = u.y, v[2] = u.z, v[3] = u.w;
+}
+
+/* Takes E logits into the running max m and sum s (relative to m). */
+template <int E> __device__ __forceinline__ void lse_addn(float &m, float &s, const float (&v)[E]) {
+    float lm = v[0];
+#pragma unroll
+    for (int k = 1; k < E; k++)
+        lm = fmaxf(lm, v[k]);
+    if (lm == -INFINITY) return;
+    const float nm = fmaxf(m, lm);
+    float t = m == -INFINITY ? 0.0f : s * expf(m - nm);
+#pragma unroll
+    for (int k = 0; k < E; k++)
+        t += expf(v[k] - nm);
+    s = t, m = nm;
+}
 
 /* Folds logits [N, cw] of vocabulary columns [v0, v0 + cw) into the running
  * max m, sum s (relative to m) and target logit tl of each row. One pass
  * over the chunk, read once (the chunk is far larger than the caches): a
- * block of XENT_FOLD_THREADS per row, each thread issuing XENT_FOLD_UNROLL
- * four-column loads before it folds them into its online (max, sum) when
- * rows are aligned (cw % 4 == 0); the warps' pairs are then merged by
- * shuffles. */
+ * warp per row, each lane with XENT_FOLD_UNROLL 16-byte loads in flight
+ * when rows start on 16 bytes (cw a multiple of 16 / sizeof(L)), single
+ * elements otherwise; the lanes' pairs are merged by shuffles. (A block
+ * per row with 8-byte loads read at 1.9 TB/s on an H100: the row of an
+ * 8192-column chunk was too little work for a block and its barrier.) */
 template <class L>
 __global__ void __launch_bounds__(XENT_FOLD_THREADS)
     xent_fold_kernel(float *m, float *s, float *tl, const L *logits, const int32_t *target,
-                     int64_t cw, int64_t v0, int first) {
-    __shared__ float shm[32], shs[32];
-    int64_t r = blockIdx.x;
+                     int64_t N, int64_t cw, int64_t v0, int first) {
+    constexpr int E = 16 / sizeof(L);
+    const int lane = threadIdx.x & 31;
+    const int64_t r = (int64_t)blockIdx.x * XENT_FOLD_ROWS + (threadIdx.x >> 5);
+    if (r >= N) return;
     const L *lr = logits + r * cw;
     float cm = -INFINITY, cs = 0.0f;
-    int64_t c0 = 0;
-    if (cw % 4 == 0) {
-        const int64_t n4 = cw / 4, step = (int64_t)XENT_FOLD_UNROLL * blockDim.x;
-        const float4 pad = make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
-        for (int64_t b = threadIdx.x; b < n4; b += step) {
-            float4 v[XENT_FOLD_UNROLL];
+    if (cw % E == 0) {
+        const int64_t n = cw / E;
+        for (int64_t b = lane; b < n; b += 32 * XENT_FOLD_UNROLL) {
+            float v[XENT_FOLD_UNROLL][E];
 #pragma unroll
             for (int u = 0; u < XENT_FOLD_UNROLL; u++) {
-                int64_t c = b + (int64_t)u * blockDim.x;
-                v[u] = c < n4 ? ld4(lr, c) : pad;
+                const int64_t c = b + 32 * u;
+                if (c < n) {
+                    ld16(lr, c, v[u]);
+                } else {
+#pragma unroll
+                    for (int k = 0; k < E; k++)
+                        v[u][k] = -INFINITY;
+                }
             }
 #pragma unroll
             for (int u = 0; u < XENT_FOLD_UNROLL; u++)
-                lse_add4(cm, cs, v[u]);
+                lse_addn<E>(cm, cs, v[u]);
         }
-        c0 = cw;
+    } else {
+        for (int64_t c = lane; c < cw; c += 32) {
+            const float v[1] = {ld(lr, c)};
+            lse_addn<1>(cm, cs, v);
+        }
     }
-    for (int64_t c = c0 + threadIdx.x; c < cw; c += blockDim.x) {
-        float x = ld(lr, c), nm = fmaxf(cm, x);
-        cs = (cm == -INFINITY ? 0.0f : cs * expf(cm - nm)) + expf(x - nm);
-        cm = nm;
-    }
-    lse_warp_merge(cm, cs);
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = (blockDim.x + 31) >> 5;
-    if (lane == 0) shm[warp] = cm, shs[warp] = cs;
-    __syncthreads();
-    if (warp != 0) return;
-    cm = lane < nw ? shm[lane] : -INFINITY;
-    cs = lane < nw ? shs[lane] : 0.0f;
     lse_warp_merge(cm, cs);
     if (lane == 0) {
-        int64_t t = target[r];
+        const int64_t t = target[r];
         if (first) {
             m[r] = cm;
             s[r] = cs;
@@ -271,12 +292,13 @@ extern "C" lact_status lact_cuda_xent_forward(lact_ctx *ctx, lact_tensor *loss, 
     for (int64_t v0 = 0; v0 < V; v0 += chunk) {
         int64_t cw = V - v0 < chunk ? V - v0 : chunk;
         LACT_TRY(xent_logits(ctx, logits, h, w, v0, cw));
+        const unsigned blocks = (unsigned)((N + XENT_FOLD_ROWS - 1) / XENT_FOLD_ROWS);
         if (h->dtype == LACT_BF16)
-            xent_fold_kernel<bf16><<<(unsigned)N, XENT_FOLD_THREADS, 0, st>>>(
-                m, s, tl, (const bf16 *)logits, tg, cw, v0, v0 == 0);
+            xent_fold_kernel<bf16><<<blocks, XENT_FOLD_THREADS, 0, st>>>(
+                m, s, tl, (const bf16 *)logits, tg, N, cw, v0, v0 == 0);
         else
-            xent_fold_kernel<float><<<(unsigned)N, XENT_FOLD_THREADS, 0, st>>>(
-                m, s, tl, (const float *)logits, tg, cw, v0, v0 == 0);
+            xent_fold_kernel<float><<<blocks, XENT_FOLD_THREADS, 0, st>>>(
+                m, s, tl, (const float *)logits, tg, N, cw, v0, v0 == 0);
         LACT_CU_LAUNCH("xent_fold");
     }
     xent_finish_kernel<<<lact_grid_1d(N, 256), 256, 0, st>>>((float *)loss->data,

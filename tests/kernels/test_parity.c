@@ -282,6 +282,8 @@ static const big_case big_cases[] = {
     {"rope", {{4, {2, 300, 4, 64}, 0}}, NULL, 0},
     {"softmax", {{2, {40, 5000}, 0}}, NULL, 0},
     {"xent", {{2, {300, 64}, 0}, {2, {20000, 64}, 0}, {1, {300}, 20000}}, NULL, 0},
+    /* a last vocabulary chunk of odd width: rows not on 16 bytes */
+    {"xent", {{2, {300, 64}, 0}, {2, {20001, 64}, 0}, {1, {300}, 20001}}, NULL, 0},
     {"embedding", {{2, {5000, 96}, 0}, {1, {4096}, 5000}}, NULL, 0},
     {"sum", {{2, {30, 7000}, 0}}, NULL, 0},
     {"norm", {{2, {1000, 1000}, 0}}, NULL, 0},
