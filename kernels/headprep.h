@@ -38,9 +38,11 @@ lact_status lact_headprep_forward(lact_ctx *ctx, lact_tensor *qf, lact_tensor *q
 
 /* From the outputs' gradients dqf, dqa (either may be NULL, not both):
  *   dz [B, L, H, d]           overwritten
- *   dxs [B, L, H, d]          the gradient at s ⊙ scale + offset, a by-product
- *                             the parameter gradients are summed from;
- *                             required with dqf (z's dtype)
+ *   dxs [B, L, H, d]          scratch for the gradient at s ⊙ scale + offset,
+ *                             which the parameter gradients are sums of;
+ *                             required with dqf (z's dtype). The CPU and the
+ *                             general CUDA kernels write it; the tiled CUDA
+ *                             kernels sum in the kernel and leave it alone.
  *   dscale, doffset [H · d]   F32, overwritten; optional, need dqf. */
 lact_status lact_headprep_backward(lact_ctx *ctx, lact_tensor *dz, lact_tensor *dscale,
                                    lact_tensor *doffset, lact_tensor *dxs, const lact_tensor *dqf,

@@ -95,6 +95,36 @@ __global__ void __launch_bounds__(32 * COLSUM_FINAL_LANES)
     }
 }
 
+/* Stage two for at most COLSUM_FINAL_LANES slices: a thread per column adds
+ * them in order. That is the same sum, bit for bit, as colsum_final_kernel
+ * gives for those counts (its lane y then holds slice y alone, and the
+ * lanes are added in order), without a block of 1024 threads per 32
+ * columns when the partial rows are few (a single slice: a copy). */
+template <class TO>
+__global__ void __launch_bounds__(256)
+    colsum_final_seq_kernel(const float *partial, int64_t slices, int64_t C, TO *out) {
+    const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float t = 0.0f;
+    for (int64_t k = 0; k < slices; k++)
+        t += partial[k * C + c];
+    st(out, c, t);
+}
+
+/* out[c] = Σ_k partial[k · C + c] over the slices, in the fixed order. */
+template <class TO>
+static inline lact_status lact_colsum_final(cudaStream_t st, const float *partial, int64_t slices,
+                                            int64_t C, TO *out) {
+    if (slices <= COLSUM_FINAL_LANES)
+        colsum_final_seq_kernel<<<(unsigned)((C + 255) / 256), 256, 0, st>>>(partial, slices, C,
+                                                                             out);
+    else
+        colsum_final_kernel<<<(unsigned)((C + 31) / 32), dim3(32, COLSUM_FINAL_LANES), 0, st>>>(
+            partial, slices, C, out);
+    LACT_CU_LAUNCH("colsum_final");
+    return LACT_OK;
+}
+
 /* Slices of rows for stage one: about COLSUM_BLOCKS blocks, at least 32
  * rows each, as many partial rows as the scratch holds. */
 static inline lact_status lact_colsum_slices(const lact_ctx *ctx, int64_t R, int64_t C,
@@ -131,10 +161,7 @@ lact_status lact_colsum(lact_ctx *ctx, F f, int64_t R, int64_t C, TO *out) {
         <<<dim3((unsigned)strips, (unsigned)slices), dim3(32, COLSUM_LANES), 0, st>>>(f, R, C, per,
                                                                                       partial);
     LACT_CU_LAUNCH("colsum_partial");
-    colsum_final_kernel<<<(unsigned)((C + 31) / 32), dim3(32, COLSUM_FINAL_LANES), 0, st>>>(
-        partial, slices, C, out);
-    LACT_CU_LAUNCH("colsum_final");
-    return LACT_OK;
+    return lact_colsum_final(st, partial, slices, C, out);
 }
 
 #endif

@@ -1,27 +1,26 @@
-/* The headprep op on CUDA. A block owns one position l (grid x) and a share
- * of the batches (grid y), like the rope kernel: it forms the cos and sin
- * of the position's d / 2 angles once into shared memory (in double, the
- * same expression as rope.cu), then walks the (batch, head) rows of that
- * position. A row of d elements belongs to a group of TPR lanes; each lane
- * holds V elements of both halves of a rotation pair at a time (16-byte
- * words), so the row's norm and dot products are a shuffle within the
- * group. Everything between z and the outputs stays in fp32; z is read
- * twice (the second time from L1/L2) when the norm is needed. The
- * parameter gradients are deterministic column sums (colsum.cuh) of the
- * dxs the backward writes. */
+/* The headprep op on CUDA. headprep_tiled.cu takes the usual shapes; these
+ * general kernels take the rest (rows not a whole number of 16-byte words,
+ * or more than 32 of them, or unaligned). A block owns one position l (grid
+ * x) and a share of the batches (grid y), like the rope kernel: it forms the
+ * cos and sin of the position's d / 2 angles once into shared memory, then
+ * walks the (batch, head) rows of that position. A row of d elements
+ * belongs to a group of TPR lanes; each lane holds V elements of both
+ * halves of a rotation pair at a time, so the row's norm and dot products
+ * are a shuffle within the group. Everything between z and the outputs
+ * stays in fp32; z is read twice (the second time from L1/L2) when the norm
+ * is needed. The parameter gradients are deterministic column sums
+ * (colsum.cuh) of the dxs the backward writes. */
 #include <math.h>
 
 #include "kernels/cuda/colsum.cuh"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/headprep_common.cuh"
 #include "kernels/cuda/headprep_cuda.h"
+#include "kernels/cuda/headprep_tiled.h"
 #include "kernels/cuda/vec.cuh"
 
 #define HP_THREADS 128
 #define HP_BLOCKS 4096
-
-__device__ __forceinline__ float hp_sigmoid(float x) {
-    return 1.0f / (1.0f + expf(-x));
-}
 
 /* Shapes and angles of one launch. With rope, a unit is V elements of the
  * first half and the V elements d / 2 further (units = d / 2V); without, V
@@ -36,28 +35,8 @@ struct hp_geom {
 /* Fills cs/sn [d / 2] for position l (sign −1: the backward's rotation). */
 __device__ __forceinline__ void hp_angles(float *cs, float *sn, const hp_geom &g, int64_t l,
                                           double sign) {
-    const int half = g.d / 2;
-    const double p = (double)(g.pos0 + l);
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        double inv_freq = exp(-2.0 * (double)i / (double)g.d * g.log_theta);
-        double sd, cd;
-        sincos(p * inv_freq, &sd, &cd);
-        cs[i] = (float)cd;
-        sn[i] = (float)(sign * sd);
-    }
-}
-
-/* (a, b) = the pair (x_i, x_{i+d/2}) rotated by the table's angle, in place. */
-template <int V>
-__device__ __forceinline__ void hp_rotate(float (&a)[V], float (&b)[V], const float *cs,
-                                          const float *sn, int i0) {
-#pragma unroll
-    for (int e = 0; e < V; e++) {
-        const float c = cs[i0 + e], s = sn[i0 + e];
-        const float x0 = a[e], x1 = b[e];
-        a[e] = x0 * c - x1 * s;
-        b[e] = x1 * c + x0 * s;
-    }
+    for (int i = threadIdx.x; i < g.d / 2; i += blockDim.x)
+        hp_angle(g.pos0 + l, i, g.d, g.log_theta, sign, &cs[i], &sn[i]);
 }
 
 /* The scale and offset of V channels from c (16-byte words when V allows:
@@ -260,19 +239,13 @@ __global__ void __launch_bounds__(HP_THREADS)
 #pragma unroll
                     for (int p = 0; p < P; p++)
                         vload<V>(dqa + out_row + o[p], da[p]);
-                    if (ROPE) hp_rotate<V>(da[0], da[1], cs, sn, o[0]);
-#pragma unroll
-                    for (int p = 0; p < P; p++)
-#pragma unroll
-                        for (int e = 0; e < V; e++)
-                            dg[p][e] += da[p][e];
+                    hp_add_grad<V, 2, ROPE>(dg, da, cs, sn, o[0]);
                 }
 #pragma unroll
                 for (int p = 0; p < P; p++) {
 #pragma unroll
                     for (int e = 0; e < V; e++) {
-                        const float v = x[p][e], s = hp_sigmoid(v);
-                        dg[p][e] *= s * (1.0f + v * (1.0f - s));
+                        dg[p][e] *= hp_silu_grad(x[p][e]);
                     }
                     vstore<V>(dz + in_row + o[p], dg[p]);
                 }
@@ -374,6 +347,9 @@ extern "C" lact_status lact_cuda_headprep_forward(lact_ctx *ctx, lact_tensor *qf
     cudaStream_t st = lact_cuda_stream(ctx);
     const float *sc = qf ? (const float *)scale->data : NULL;
     const float *of = qf ? (const float *)offset->data : NULL;
+    bool done = false;
+    LACT_TRY(lact_cuda_headprep_tiled_forward(ctx, qf, qa, z, sc, of, pos0, theta, eps, &done));
+    if (done) return LACT_OK;
     LACT_DISPATCH_FLOAT(z->dtype, "headprep", {
         T *pf = qf ? (T *)qf->data : NULL, *pa = qa ? (T *)qa->data : NULL;
         const T *pz = (const T *)z->data;
@@ -394,6 +370,10 @@ lact_cuda_headprep_backward(lact_ctx *ctx, lact_tensor *dz, lact_tensor *dscale,
     cudaStream_t st = lact_cuda_stream(ctx);
     const float *sc = dqf ? (const float *)scale->data : NULL;
     const float *of = dqf ? (const float *)offset->data : NULL;
+    bool done = false;
+    LACT_TRY(lact_cuda_headprep_tiled_backward(ctx, dz, dscale, doffset, dqf, dqa, z, sc, of, pos0,
+                                               theta, eps, &done));
+    if (done) return LACT_OK;
     int64_t C = z->shape[2] * z->shape[3], R = lact_tensor_numel(z) / C;
     LACT_DISPATCH_FLOAT(z->dtype, "headprep backward", {
         T *pdz = (T *)dz->data, *px = dxs ? (T *)dxs->data : NULL;

@@ -426,9 +426,7 @@ extern "C" lact_status lact_cuda_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx
         if (row_launch<T>(C, lact_aligned16(dxp, dp, xp, wp) && lact_aligned16(rsp), ROW_DW_ELEMS,
                           &g, launch, &s)) {
             if (s == LACT_OK && part) {
-                colsum_final_kernel<<<(unsigned)((C + 31) / 32), dim3(32, COLSUM_FINAL_LANES), 0,
-                                      st>>>(part, blocks, C, (float *)dw->data);
-                LACT_CU_LAUNCH("rmsnorm_backward_dw");
+                s = lact_colsum_final(st, part, blocks, C, (float *)dw->data);
             }
         } else {
             if (dxp) {

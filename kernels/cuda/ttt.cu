@@ -169,8 +169,8 @@ template <class T> struct ttt_run {
         layout((char *)base, &bytes);
         LACT_CU(cudaMemcpyAsync(ops, a->ops, (size_t)a->n_ops * sizeof(lact_ttt_op),
                                 cudaMemcpyHostToDevice, st));
-        ttt_init_kernel<T><<<dim3((unsigned)g.rows, (unsigned)g.n), TTT_THREADS, 0, st>>>(
-            g, i->w0, i->w1, i->w2, W, Wc, M, r0);
+        TTT_LAUNCH_WROWS(ttt_init_kernel, T, TTT_THREADS, lact_aligned16(i->w0, i->w1, i->w2, W, M),
+                         g, i->w0, i->w1, i->w2, W, Wc, M, r0);
         LACT_CU_LAUNCH("ttt_init");
         if (mom) {
             ttt_beta_kernel<<<dim3((unsigned)a->n_ops, (unsigned)g.n), TTT_THREADS, 0, st>>>(
@@ -243,8 +243,10 @@ template <class T> struct ttt_run {
     /* W, Wc := the initial weights, M := 0 when with_m (r0 is rewritten with
      * the same norms). */
     lact_status init_w(bool with_m) {
-        ttt_init_kernel<T><<<dim3((unsigned)g.rows, (unsigned)g.n), TTT_THREADS, 0, st>>>(
-            g, in->w0, in->w1, in->w2, W, Wc, with_m ? M : NULL, r0);
+        float *m = with_m ? M : NULL;
+        TTT_LAUNCH_WROWS(ttt_init_kernel, T, TTT_THREADS,
+                         lact_aligned16(in->w0, in->w1, in->w2, W, m), g, in->w0, in->w1, in->w2, W,
+                         Wc, m, r0);
         LACT_CU_LAUNCH("ttt_init");
         have_w = 0;
         if (with_m) have_m = 0;
@@ -314,12 +316,12 @@ template <class T> struct ttt_run {
     /* The update of op j after G: momentum, Newton–Schulz, add, renorm; the
      * new W and M also go to the state snapshot snap when given. */
     lact_status step_fwd(int64_t j, float *snap) {
-        dim3 rows((unsigned)g.rows, (unsigned)g.n);
         const float *bj = mom ? beta + j * g.n : NULL;
         float *snap_m = snap && mom ? snap + g.n * 3 * g.nel : NULL;
         if (!muon) {
-            ttt_renorm_kernel<T><<<rows, TTT_THREADS, 0, st>>>(g, (const T *)NULL, bj, M, G, W, Wc,
-                                                               r0, snap, snap_m);
+            TTT_LAUNCH_WROWS(ttt_renorm_kernel, T, TTT_THREADS,
+                             lact_aligned16(M, G, W, snap, snap_m), g, (const T *)NULL, bj, M, G, W,
+                             Wc, r0, snap, snap_m);
             LACT_CU_LAUNCH("ttt_renorm");
             return LACT_OK;
         }
@@ -331,8 +333,8 @@ template <class T> struct ttt_run {
             u = M;
         }
         LACT_TRY(ns.forward(u, false));
-        ttt_renorm_kernel<T>
-            <<<rows, TTT_THREADS, 0, st>>>(g, ns.X[5], NULL, NULL, NULL, W, Wc, r0, snap);
+        TTT_LAUNCH_WROWS(ttt_renorm_kernel, T, TTT_THREADS, lact_aligned16(W, snap), g, ns.X[5],
+                         NULL, NULL, NULL, W, Wc, r0, snap, NULL);
         LACT_CU_LAUNCH("ttt_renorm");
         return LACT_OK;
     }
@@ -357,22 +359,21 @@ template <class T> struct ttt_run {
      * step's input in sU (with momentum: βM + G) or G (without): dW :=
      * adjoint before the step, dM, dr0, dbeta; dGc = dG. */
     lact_status step_bwd(int64_t j) {
-        dim3 rows((unsigned)g.rows, (unsigned)g.n);
         const float *bj = mom ? beta + j * g.n : NULL;
         const float *u = mom ? sU : G;
         const float *dun = dW;
         if (muon) {
             LACT_TRY(ns.forward(u));
-            ttt_renorm_bwd_kernel<T>
-                <<<rows, TTT_THREADS, 0, st>>>(g, ns.X[5], NULL, sW, r0, dW, dr0, ns.dX[0]);
+            TTT_LAUNCH_WROWS(ttt_renorm_bwd_kernel, T, TTT_THREADS, lact_aligned16(sW, dW), g,
+                             ns.X[5], NULL, sW, r0, dW, dr0, ns.dX[0]);
             LACT_CU_LAUNCH("ttt_renorm_bwd");
             /* G is free with momentum (u is sU); without, U is free */
             float *du = mom ? G : U;
             LACT_TRY(ns.backward(u, du));
             dun = du;
         } else {
-            ttt_renorm_bwd_kernel<T>
-                <<<rows, TTT_THREADS, 0, st>>>(g, (const T *)NULL, u, sW, r0, dW, dr0, (T *)NULL);
+            TTT_LAUNCH_WROWS(ttt_renorm_bwd_kernel, T, TTT_THREADS, lact_aligned16(u, sW, dW), g,
+                             (const T *)NULL, u, sW, r0, dW, dr0, (T *)NULL);
             LACT_CU_LAUNCH("ttt_renorm_bwd");
         }
         int64_t blocks = (3 * g.nel + 4 * TTT_THREADS - 1) / (4 * TTT_THREADS);

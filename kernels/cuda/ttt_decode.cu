@@ -93,8 +93,9 @@ extern "C" lact_status lact_cuda_ttt_decode_init(lact_ctx *ctx, lact_ttt_dec_cud
     if (rc == LACT_OK) {
         /* W (also its activation-dtype copy: the same buffer in F32), M = 0,
          * r0 = the initial rows' norms. */
-        ttt_init_kernel<float><<<dim3((unsigned)g.rows, (unsigned)n), DEC_THREADS, 0, st>>>(
-            g, w0, w1, w2, s->W, s->W, s->M, s->r0);
+        TTT_LAUNCH_WROWS(ttt_init_kernel, float, DEC_THREADS,
+                         lact_aligned16(w0, w1, w2, s->W, s->M), g, w0, w1, w2, s->W, s->W, s->M,
+                         s->r0);
         rc = lact_cuda_status(cudaPeekAtLastError(), "ttt_init", __FILE__, __LINE__);
     }
     /* The host copy of `whole` must outlive the queued copy. */
@@ -170,10 +171,9 @@ static lact_status update(lact_ctx *ctx, lact_ttt_dec_cuda *s) {
         LACT_CU_LAUNCH("ttt_beta");
         bj = s->beta;
     }
-    dim3 rows((unsigned)g.rows, (unsigned)N);
     if (s->muon == LACT_TTT_MUON_OFF) {
-        ttt_renorm_kernel<float><<<rows, DEC_THREADS, 0, st>>>(g, (const float *)NULL, bj, s->M,
-                                                               s->G, s->W, s->W, s->r0);
+        TTT_LAUNCH_WROWS(ttt_renorm_kernel, float, DEC_THREADS, lact_aligned16(s->M, s->G, s->W), g,
+                         (const float *)NULL, bj, s->M, s->G, s->W, s->W, s->r0, NULL, NULL);
         LACT_CU_LAUNCH("ttt_renorm");
         return LACT_OK;
     }
@@ -194,8 +194,8 @@ static lact_status update(lact_ctx *ctx, lact_ttt_dec_cuda *s) {
     ns.nnorm = s->ns_norm;
     ns.acc = s->ns_acc;
     LACT_TRY(ns.forward(u, false));
-    ttt_renorm_kernel<float>
-        <<<rows, DEC_THREADS, 0, st>>>(g, ns.X[5], NULL, NULL, NULL, s->W, s->W, s->r0);
+    TTT_LAUNCH_WROWS(ttt_renorm_kernel, float, DEC_THREADS, lact_aligned16(s->W), g, ns.X[5], NULL,
+                     NULL, NULL, s->W, s->W, s->r0, NULL, NULL);
     LACT_CU_LAUNCH("ttt_renorm");
     return LACT_OK;
 }

@@ -16,6 +16,7 @@
 #define LACT_CUDA_TTT_KERNELS_CUH
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vec.cuh"
 #include "kernels/ttt.h"
 
 #define TTT_ROW_EPS 1e-5f
@@ -47,27 +48,61 @@ __device__ __forceinline__ int64_t ttt_ns_off(const ttt_geom g, int64_t n, int64
 
 /* ---- set-up, snapshots --------------------------------------------------- */
 
-/* W, Wc from the initial weights, M = 0, r0 = initial row norms.
- * Grid (R, N), one block per row. */
-template <class T>
+/* The weight-row kernels below take a warp per row of the master layout
+ * (rows of every head, blockDim.x / 32 rows a block; ttt_wrow_grid), V
+ * columns a lane at a time: 16-byte words of the fp32 buffers when d and
+ * dh allow (the launchers pick V = 4 then, else 1). A block per row with a
+ * block-wide sum spent most of its time in the sum's barriers: the rows
+ * are 128 to 512 long. */
+__device__ __forceinline__ bool ttt_wrow(const ttt_geom &g, int64_t *n, int64_t *r) {
+    const int64_t id = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (id >= g.n * g.rows) return false;
+    *n = id / g.rows;
+    *r = id - *n * g.rows;
+    return true;
+}
+static inline unsigned ttt_wrow_grid(const ttt_geom &g, int threads) {
+    return (unsigned)((g.n * g.rows + threads / 32 - 1) / (threads / 32));
+}
+
+/* Runs a weight-row kernel K<T, V> with the arguments that follow: V = 4
+ * when every row is whole 16-byte words of the fp32 buffers (aligned:
+ * whether the caller's pointers are), else 1. */
+#define TTT_LAUNCH_WROWS(K, T, threads, aligned, ...)                                              \
+    do {                                                                                           \
+        if (g.d % 4 == 0 && g.dh % 4 == 0 && (aligned))                                            \
+            K<T, 4><<<ttt_wrow_grid(g, threads), threads, 0, st>>>(__VA_ARGS__);                   \
+        else                                                                                       \
+            K<T, 1><<<ttt_wrow_grid(g, threads), threads, 0, st>>>(__VA_ARGS__);                   \
+    } while (0)
+
+/* W, Wc from the initial weights, M = 0, r0 = initial row norms. */
+template <class T, int V>
 __global__ void ttt_init_kernel(ttt_geom g, const float *w0, const float *w1, const float *w2,
                                 float *W, T *Wc, float *M, float *r0) {
-    __shared__ float sh[32];
-    int64_t r = blockIdx.x, n = blockIdx.y, len = ttt_row_len(g, r);
+    int64_t n, r;
+    if (!ttt_wrow(g, &n, &r)) return;
+    const int lane = threadIdx.x & 31;
+    const int64_t len = ttt_row_len(g, r);
     const float *src = r < g.dh       ? w0 + n * g.nel + r * g.d
                        : r < 2 * g.dh ? w2 + n * g.nel + (r - g.dh) * g.d
                                       : w1 + n * g.nel + (r - 2 * g.dh) * g.dh;
-    int64_t off = n * 3 * g.nel + ttt_row_off(g, r);
+    const int64_t off = n * 3 * g.nel + ttt_row_off(g, r);
     float ss = 0.0f;
-    for (int64_t c = threadIdx.x; c < len; c += blockDim.x) {
-        float x = src[c];
-        ss += x * x;
-        if (W) W[off + c] = x; /* the backward reads W from the state */
-        st(Wc, off + c, x);
-        if (M) M[off + c] = 0.0f;
+    for (int64_t c = lane * V; c < len; c += 32 * V) {
+        float x[V], z[V];
+        vload<V>(src + c, x);
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            ss += x[e] * x[e];
+            z[e] = 0.0f;
+        }
+        if (W) vstore<V>(W + off + c, x); /* the backward reads W from the state */
+        vstore<V>(Wc + off + c, x);
+        if (M) vstore<V>(M + off + c, z);
     }
-    ss = block_sum(ss, sh);
-    if (threadIdx.x == 0) r0[n * g.rows + r] = sqrtf(ss);
+    ss = warp_sum(ss);
+    if (lane == 0) r0[n * g.rows + r] = sqrtf(ss);
 }
 
 /* Wc = W in T (n a multiple of nothing in particular). */
@@ -329,69 +364,106 @@ __global__ void ttt_mom_mix_kernel(ttt_geom g, const float *beta, const float *M
 
 /* Per row: u = (NS output | beta M + G with M updated | G); p = W + u;
  * W = p · r0 / (‖p‖ + eps); Wc = W in T; the new W (and the M it updates)
- * also into a state snapshot sW (sM) when given. Grid (R, N). */
-template <class T>
+ * also into a state snapshot sW (sM) when given. A warp per row. */
+template <class T, int V>
 __global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, float *M,
                                   const float *G, float *W, T *Wc, const float *r0,
                                   float *sW = NULL, float *sM = NULL) {
-    __shared__ float sh[32];
-    int64_t r = blockIdx.x, n = blockIdx.y, len = ttt_row_len(g, r);
-    int64_t rel = ttt_row_off(g, r), off = n * 3 * g.nel + rel;
-    float bn = beta ? beta[n] : 0.0f;
+    int64_t n, r;
+    if (!ttt_wrow(g, &n, &r)) return;
+    const int lane = threadIdx.x & 31;
+    const int64_t len = ttt_row_len(g, r);
+    const int64_t rel = ttt_row_off(g, r), off = n * 3 * g.nel + rel;
+    const float bn = beta ? beta[n] : 0.0f;
     float ss = 0.0f;
-    for (int64_t c = threadIdx.x; c < len; c += blockDim.x) {
-        float u;
+    for (int64_t c = lane * V; c < len; c += 32 * V) {
+        float u[V], p[V];
         if (ns) {
-            u = ld(ns, ttt_ns_off(g, n, rel + c));
+            vload<V>(ns + ttt_ns_off(g, n, rel + c), u);
         } else if (M) {
-            u = bn * M[off + c] + G[off + c];
-            M[off + c] = u;
-            if (sM) sM[off + c] = u;
+            float m[V];
+            vload<V>(M + off + c, m);
+            vload<V>(G + off + c, u);
+#pragma unroll
+            for (int e = 0; e < V; e++)
+                u[e] += bn * m[e];
+            vstore<V>(M + off + c, u);
+            if (sM) vstore<V>(sM + off + c, u);
         } else {
-            u = G[off + c];
+            vload<V>(G + off + c, u);
         }
-        float p = W[off + c] + u;
-        W[off + c] = p;
-        ss += p * p;
+        vload<V>(W + off + c, p);
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            p[e] += u[e];
+            ss += p[e] * p[e];
+        }
+        vstore<V>(W + off + c, p);
     }
-    ss = block_sum(ss, sh);
-    float s = r0[n * g.rows + r] / (sqrtf(ss) + TTT_ROW_EPS);
-    for (int64_t c = threadIdx.x; c < len; c += blockDim.x) {
-        float w = W[off + c] * s;
-        W[off + c] = w;
-        st(Wc, off + c, w);
-        if (sW) sW[off + c] = w;
+    ss = warp_sum(ss);
+    const float sc = r0[n * g.rows + r] / (sqrtf(ss) + TTT_ROW_EPS);
+    for (int64_t c = lane * V; c < len; c += 32 * V) {
+        float w[V];
+        vload<V>(W + off + c, w);
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            w[e] *= sc;
+        vstore<V>(W + off + c, w);
+        vstore<V>(Wc + off + c, w);
+        if (sW) vstore<V>(sW + off + c, w);
     }
+}
+
+/* u (from ns or U), W and dW at column c of a row (master offset o). */
+template <class T, int V>
+__device__ __forceinline__ void ttt_renorm_bwd_load(const ttt_geom &g, const T *ns, const float *U,
+                                                    const float *W, const float *dW, int64_t n,
+                                                    int64_t rel, int64_t o, int64_t c,
+                                                    float (&u)[V], float (&p)[V], float (&dw)[V]) {
+    if (ns)
+        vload<V>(ns + ttt_ns_off(g, n, rel + c), u);
+    else
+        vload<V>(U + o, u);
+    vload<V>(W + o, p);
+    vload<V>(dW + o, dw);
 }
 
 /* Backward of the renorm of one row, W (before the step) and u given as in
  * ttt_renorm_kernel (u from ns, else from U, master layout): dW := dp,
- * dr0 += ∂/∂r0, dns (if given) = dp in the NS layout. Grid (R, N). */
-template <class T>
+ * dr0 += ∂/∂r0, dns (if given) = dp in the NS layout. A warp per row. */
+template <class T, int V>
 __global__ void ttt_renorm_bwd_kernel(ttt_geom g, const T *ns, const float *U, const float *W,
                                       const float *r0, float *dW, float *dr0, T *dns) {
-    __shared__ float sh[32];
-    int64_t r = blockIdx.x, n = blockIdx.y, len = ttt_row_len(g, r);
-    int64_t rel = ttt_row_off(g, r), off = n * 3 * g.nel + rel;
+    int64_t n, r;
+    if (!ttt_wrow(g, &n, &r)) return;
+    const int lane = threadIdx.x & 31;
+    const int64_t len = ttt_row_len(g, r);
+    const int64_t rel = ttt_row_off(g, r), off = n * 3 * g.nel + rel;
     float ss = 0.0f, dot = 0.0f;
-    for (int64_t c = threadIdx.x; c < len; c += blockDim.x) {
-        float u = ns ? ld(ns, ttt_ns_off(g, n, rel + c)) : U[off + c];
-        float p = W[off + c] + u;
-        ss += p * p;
-        dot += dW[off + c] * p;
+    for (int64_t c = lane * V; c < len; c += 32 * V) {
+        float u[V], p[V], dw[V];
+        ttt_renorm_bwd_load<T, V>(g, ns, U, W, dW, n, rel, off + c, c, u, p, dw);
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            p[e] += u[e];
+            ss += p[e] * p[e];
+            dot += dw[e] * p[e];
+        }
     }
-    ss = block_sum(ss, sh);
-    dot = block_sum(dot, sh);
-    float nr = sqrtf(ss), ne = nr + TTT_ROW_EPS, rr = r0[n * g.rows + r];
-    float k = nr > 0.0f ? rr * dot / (ne * ne * nr) : 0.0f;
-    for (int64_t c = threadIdx.x; c < len; c += blockDim.x) {
-        float u = ns ? ld(ns, ttt_ns_off(g, n, rel + c)) : U[off + c];
-        float p = W[off + c] + u;
-        float dp = dW[off + c] * (rr / ne) - k * p;
-        dW[off + c] = dp;
-        if (dns) st(dns, ttt_ns_off(g, n, rel + c), dp);
+    ss = warp_sum(ss);
+    dot = warp_sum(dot);
+    const float nr = sqrtf(ss), ne = nr + TTT_ROW_EPS, rr = r0[n * g.rows + r];
+    const float k = nr > 0.0f ? rr * dot / (ne * ne * nr) : 0.0f;
+    for (int64_t c = lane * V; c < len; c += 32 * V) {
+        float u[V], p[V], dw[V];
+        ttt_renorm_bwd_load<T, V>(g, ns, U, W, dW, n, rel, off + c, c, u, p, dw);
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            dw[e] = dw[e] * (rr / ne) - k * (p[e] + u[e]);
+        vstore<V>(dW + off + c, dw);
+        if (dns) vstore<V>(dns + ttt_ns_off(g, n, rel + c), dw);
     }
-    if (threadIdx.x == 0) dr0[n * g.rows + r] += dot / ne;
+    if (lane == 0) dr0[n * g.rows + r] += dot / ne;
 }
 
 /* Momentum backward: dmu = dun + dM; dG = dmu (T copy for the products);

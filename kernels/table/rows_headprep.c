@@ -50,15 +50,26 @@ static lact_status headprep_bwd(lact_ctx *ctx, lact_tensor *d_in, const lact_ten
 static bool headprep_case(int c, uint64_t seed, lact_tensor *in, double *p) {
     /* Vector and element paths for both dtypes, group widths from 1 to 32
      * lanes with more units than lanes (d 130), no rotation with odd d,
-     * and the model's head shape. */
+     * the model's head shape, and the tiled kernels' block layouts. */
     static const struct {
         optab_shape z;
         double pos0, theta;
     } cases[] = {
-        {{4, {2, 5, 3, 8}}, 0, 10000},     {{4, {1, 7, 2, 64}}, 3, 10000},
-        {{4, {2, 3, 4, 6}}, 0, 0},         {{4, {1, 4, 3, 5}}, 2, 0},
-        {{4, {2, 9, 6, 128}}, 100, 10000}, {{4, {1, 3, 2, 130}}, 12345, 500000},
-        {{4, {3, 2, 1, 2}}, 1, 100},       {{4, {1, 5, 2, 16}}, 0, 0},
+        {{4, {2, 5, 3, 8}}, 0, 10000},
+        {{4, {1, 7, 2, 64}}, 3, 10000},
+        {{4, {2, 3, 4, 6}}, 0, 0},
+        {{4, {1, 4, 3, 5}}, 2, 0},
+        {{4, {2, 9, 6, 128}}, 100, 10000},
+        {{4, {1, 3, 2, 130}}, 12345, 500000},
+        {{4, {3, 2, 1, 2}}, 1, 100},
+        {{4, {1, 5, 2, 16}}, 0, 0},
+        /* Position tiles (CUDA): one block with ten table fills; batches
+         * split over blocks; several blocks without rotation; idle lanes
+         * (6 or 12 units a row) and two fills a block. */
+        {{4, {1, 40, 2, 256}}, 5, 10000},
+        {{4, {64, 2, 2, 32}}, 1000, 10000},
+        {{4, {3, 50, 4, 64}}, 0, 0},
+        {{4, {2, 70, 3, 96}}, 9, 500000},
     };
     if (c < 0 || c >= (int)(sizeof cases / sizeof cases[0])) return false;
     p[0] = cases[c].pos0;
