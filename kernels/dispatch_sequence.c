@@ -99,6 +99,19 @@ static lact_status check_row_stat(lact_ctx *ctx, const char *op, const char *nam
     return lact_kcheck_numel(op, name, s, lact_tensor_rows(h), "one per row of h");
 }
 
+/* dloss one F32 per row; dh like h and dw F32 like w, each optional. */
+static lact_status check_xent_grads(lact_ctx *ctx, const char *op, const lact_tensor *dh,
+                                    const lact_tensor *dw, const lact_tensor *dloss,
+                                    const lact_tensor *h, const lact_tensor *w) {
+    LACT_TRY(check_row_stat(ctx, op, "dloss", dloss, h));
+    if (dh) LACT_TRY(check_like(ctx, op, "dh", dh, "h", h));
+    if (dw) {
+        LACT_TRY(lact_kcheck_tensor(ctx, op, "dw", dw, F32_ONLY));
+        LACT_TRY(lact_kcheck_same_shape(op, "dw", dw, "w", w));
+    }
+    return LACT_OK;
+}
+
 lact_status lact_xent_forward(lact_ctx *ctx, lact_tensor *loss, lact_tensor *lse,
                               const lact_tensor *h, const lact_tensor *w, const lact_tensor *target,
                               int64_t vocab_chunk) {
@@ -115,15 +128,23 @@ lact_status lact_xent_backward(lact_ctx *ctx, lact_tensor *dh, lact_tensor *dw,
                                int64_t vocab_chunk) {
     const char *op = "xent backward";
     LACT_TRY(check_xent(ctx, op, h, w, target, vocab_chunk));
-    LACT_TRY(check_row_stat(ctx, op, "dloss", dloss, h));
     LACT_TRY(check_row_stat(ctx, op, "lse", lse, h));
-    if (dh) LACT_TRY(check_like(ctx, op, "dh", dh, "h", h));
-    if (dw) {
-        LACT_TRY(lact_kcheck_tensor(ctx, op, "dw", dw, F32_ONLY));
-        LACT_TRY(lact_kcheck_same_shape(op, "dw", dw, "w", w));
-    }
+    LACT_TRY(check_xent_grads(ctx, op, dh, dw, dloss, h, w));
     if (!dh && !dw) return LACT_OK;
     return LACT_KDISPATCH(ctx, xent_backward, dh, dw, dloss, h, w, target, lse, vocab_chunk);
+}
+
+lact_status lact_xent_forward_backward(lact_ctx *ctx, lact_tensor *loss, lact_tensor *lse,
+                                       lact_tensor *dh, lact_tensor *dw, const lact_tensor *dloss,
+                                       const lact_tensor *h, const lact_tensor *w,
+                                       const lact_tensor *target, int64_t vocab_chunk) {
+    const char *op = "xent forward_backward";
+    LACT_TRY(check_xent(ctx, op, h, w, target, vocab_chunk));
+    LACT_TRY(check_row_stat(ctx, op, "loss", loss, h));
+    LACT_TRY(check_row_stat(ctx, op, "lse", lse, h));
+    LACT_TRY(check_xent_grads(ctx, op, dh, dw, dloss, h, w));
+    return LACT_KDISPATCH(ctx, xent_forward_backward, loss, lse, dh, dw, dloss, h, w, target,
+                          vocab_chunk);
 }
 
 /* ---- embedding ------------------------------------------------------------ */

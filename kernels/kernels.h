@@ -180,6 +180,15 @@ lact_status lact_xent_backward(lact_ctx *ctx, lact_tensor *dh, lact_tensor *dw,
                                const lact_tensor *target, const lact_tensor *lse,
                                int64_t vocab_chunk);
 
+/* lact_xent_forward then lact_xent_backward in one call, for a training step
+ * whose dloss is known before its forward (the arguments are theirs; dh and
+ * dw may be NULL). The CUDA version forms each block of rows' logits once,
+ * where the pair of calls forms them twice. */
+lact_status lact_xent_forward_backward(lact_ctx *ctx, lact_tensor *loss, lact_tensor *lse,
+                                       lact_tensor *dh, lact_tensor *dw, const lact_tensor *dloss,
+                                       const lact_tensor *h, const lact_tensor *w,
+                                       const lact_tensor *target, int64_t vocab_chunk);
+
 /* ---- embedding ---------------------------------------------------------- */
 
 /* out[n, :] = table[ids[n], :]. table [V, C] F32 (or out's dtype), ids [N] I32

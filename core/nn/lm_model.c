@@ -184,11 +184,16 @@ int64_t lact_lm_numel(const lact_lm *m) {
     return m->params.numel;
 }
 
-lact_status lact_lm_forward(lact_ctx *ctx, lact_lm *m, lact_arena *arena, lact_tensor *loss,
-                            const lact_tensor *ids, const lact_tensor *targets) {
+/* The forward; with dloss, the head's backward too (lact_lm_forward_train). */
+static lact_status lm_forward(lact_ctx *ctx, lact_lm *m, lact_arena *arena, lact_tensor *loss,
+                              const lact_tensor *ids, const lact_tensor *targets,
+                              const lact_tensor *dloss) {
     if (ids->ndim != 2 || ids->dtype != LACT_I32 || !lact_tensor_same_shape(ids, targets) ||
         targets->dtype != LACT_I32 || lact_tensor_numel(loss) != lact_tensor_numel(ids))
         return lact_fail(LACT_E_ARG, "lm: ids and targets must be [B, L] I32 and loss [B·L]");
+    if (dloss && (dloss->dtype != LACT_F32 || lact_tensor_numel(dloss) != lact_tensor_numel(ids)))
+        return lact_fail(LACT_E_ARG, "lm: dloss must be [B·L] F32");
+    m->head_done = false;
     int64_t B = ids->shape[0], L = ids->shape[1], D = m->cfg.d_model, N = B * L;
     lact_param *it = m->params.items;
     lact_dtype act = m->act;
@@ -216,9 +221,33 @@ lact_status lact_lm_forward(lact_ctx *ctx, lact_lm *m, lact_arena *arena, lact_t
     LACT_NN_RUN(arena, lact_rmsnorm_forward(ctx, &m->hf, &m->rstd_f, &xl, &it[m->norm_f].w,
                                             (float)m->cfg.norm_eps));
     /* The head is a product: BF16 hidden states read the BF16 shadow. */
-    LACT_NN_RUN(arena, lact_xent_forward(ctx, &loss1, &m->lse, &m->hf,
-                                         lact_param_mm(&it[m->head], act), &m->targets, 0));
+    const lact_tensor *wh = lact_param_mm(&it[m->head], act);
+    if (!dloss || m->forward_only) {
+        LACT_NN_RUN(arena, lact_xent_forward(ctx, &loss1, &m->lse, &m->hf, wh, &m->targets, 0));
+        return LACT_OK;
+    }
+    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &m->dhf, N, D));
+    size_t mark = lact_arena_mark(arena);
+    lact_tensor dtable, dl = LACT_NN_VIEW(dloss, N);
+    LACT_TRY(LACT_NN_ALLOC(arena, &dtable, m->cfg.vocab, D));
+    LACT_NN_RUN(arena, lact_xent_forward_backward(ctx, &loss1, &m->lse, &m->dhf, &dtable, &dl,
+                                                  &m->hf, wh, &m->targets, 0));
+    LACT_NN_RUN(arena, lact_nn_accumulate(ctx, &it[m->head].g, &dtable));
+    lact_arena_release(arena, mark);
+    m->head_done = true;
     return LACT_OK;
+}
+
+lact_status lact_lm_forward(lact_ctx *ctx, lact_lm *m, lact_arena *arena, lact_tensor *loss,
+                            const lact_tensor *ids, const lact_tensor *targets) {
+    return lm_forward(ctx, m, arena, loss, ids, targets, NULL);
+}
+
+lact_status lact_lm_forward_train(lact_ctx *ctx, lact_lm *m, lact_arena *arena, lact_tensor *loss,
+                                  const lact_tensor *ids, const lact_tensor *targets,
+                                  const lact_tensor *dloss) {
+    if (!dloss) return lact_fail(LACT_E_ARG, "lm: forward_train needs dloss");
+    return lm_forward(ctx, m, arena, loss, ids, targets, dloss);
 }
 
 /* Block i's backward; with recompute, its forward runs again first (from
@@ -248,17 +277,19 @@ lact_status lact_lm_backward(lact_ctx *ctx, lact_lm *m, lact_arena *arena,
     lact_param *it = m->params.items;
     lact_dtype act = m->act;
     size_t mark = lact_arena_mark(arena);
-    lact_tensor dtable, dhf, dnf, dx[2];
+    lact_tensor dtable, dhf = m->dhf, dnf, dx[2];
     LACT_TRY(LACT_NN_ALLOC(arena, &dtable, V, D));
-    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &dhf, N, D));
+    if (!m->head_done) LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &dhf, N, D));
     LACT_TRY(LACT_NN_ALLOC(arena, &dnf, D));
     LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &dx[0], B, L, D));
     LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &dx[1], B, L, D));
-    lact_tensor dl = LACT_NN_VIEW(dloss, N);
-    LACT_NN_RUN(arena,
-                lact_xent_backward(ctx, &dhf, &dtable, &dl, &m->hf,
-                                   lact_param_mm(&it[m->head], act), &m->targets, &m->lse, 0));
-    LACT_NN_RUN(arena, lact_nn_accumulate(ctx, &it[m->head].g, &dtable));
+    if (!m->head_done) {
+        lact_tensor dl = LACT_NN_VIEW(dloss, N);
+        LACT_NN_RUN(arena,
+                    lact_xent_backward(ctx, &dhf, &dtable, &dl, &m->hf,
+                                       lact_param_mm(&it[m->head], act), &m->targets, &m->lse, 0));
+        LACT_NN_RUN(arena, lact_nn_accumulate(ctx, &it[m->head].g, &dtable));
+    }
     lact_tensor xl = LACT_NN_VIEW(&m->xs[m->n_layers], N, D);
     lact_tensor d0 = LACT_NN_VIEW(&dx[0], N, D);
     LACT_NN_RUN(arena, lact_rmsnorm_backward(ctx, &d0, &dnf, &dhf, &xl, &it[m->norm_f].w,

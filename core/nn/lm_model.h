@@ -96,6 +96,10 @@ typedef struct lact_lm {
     lact_tensor *xs; /* [N + 1] residual stream, [B, L, D] each */
     lact_tensor hf, rstd_f, lse;
     lact_tensor ids, targets;
+    /* Set by lact_lm_forward_train: the head's backward has run, its
+     * gradient is accumulated and dhf is the gradient at hf. */
+    bool head_done;
+    lact_tensor dhf;
 } lact_lm;
 
 /* Checks cfg, declares and allocates the parameters (values not set), and
@@ -113,6 +117,13 @@ int64_t lact_lm_numel(const lact_lm *m);
  * last sync) is refreshed first. */
 lact_status lact_lm_forward(lact_ctx *ctx, lact_lm *m, lact_arena *arena, lact_tensor *loss,
                             const lact_tensor *ids, const lact_tensor *targets);
+/* lact_lm_forward for a training step whose dloss [B·L] (F32) is known
+ * before it: the head's backward runs with the forward (the head gradient
+ * accumulates here), so that the logits are formed once. The backward that
+ * follows must be given the same dloss. */
+lact_status lact_lm_forward_train(lact_ctx *ctx, lact_lm *m, lact_arena *arena, lact_tensor *loss,
+                                  const lact_tensor *ids, const lact_tensor *targets,
+                                  const lact_tensor *dloss);
 /* Gradients of Σ dloss ⊙ loss accumulate into m->params' gradients. */
 lact_status lact_lm_backward(lact_ctx *ctx, lact_lm *m, lact_arena *arena,
                              const lact_tensor *dloss);

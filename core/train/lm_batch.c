@@ -26,7 +26,7 @@ lact_status lact_lm_batch_init(lact_lm_batch *b, lact_lm *m, int64_t B, int64_t 
     lact_ctx none = {.device = dev};
     lact_arena meas;
     lact_arena_init_measure(&meas, dev);
-    LACT_TRY(lact_lm_forward(&none, m, &meas, &b->loss, &b->ids, &b->targets));
+    LACT_TRY(lact_lm_forward_train(&none, m, &meas, &b->loss, &b->ids, &b->targets, &b->dloss));
     LACT_TRY(lact_lm_backward(&none, m, &meas, &b->dloss));
     return lact_arena_init(&b->arena, dev, meas.peak);
 }

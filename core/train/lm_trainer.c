@@ -125,8 +125,11 @@ lact_status lact_lm_trainer_step(lact_lm_trainer *t, lact_lm_step_stats *st) {
 
 /* Forward and backward of the uploaded batch; the losses stay on the device. */
 static lact_status micro_step(lact_lm_trainer *t) {
-    LACT_TRY(lact_lm_batch_forward_device(t->ctx, &t->model, &t->batch));
-    return lact_lm_backward(t->ctx, &t->model, &t->batch.arena, &t->batch.dloss);
+    lact_lm_batch *b = &t->batch;
+    lact_arena_reset(&b->arena);
+    LACT_TRY(lact_lm_forward_train(t->ctx, &t->model, &b->arena, &b->loss, &b->ids, &b->targets,
+                                   &b->dloss));
+    return lact_lm_backward(t->ctx, &t->model, &b->arena, &b->dloss);
 }
 
 /* On CUDA the first micro-step runs as it is (it sizes the kernels' cached

@@ -153,3 +153,13 @@ lact_status lact_cpu_xent_backward(lact_ctx *ctx, lact_tensor *dh, lact_tensor *
     free(p.logits);
     return st;
 }
+
+lact_status lact_cpu_xent_forward_backward(lact_ctx *ctx, lact_tensor *loss, lact_tensor *lse,
+                                           lact_tensor *dh, lact_tensor *dw,
+                                           const lact_tensor *dloss, const lact_tensor *h,
+                                           const lact_tensor *w, const lact_tensor *target,
+                                           int64_t vocab_chunk) {
+    LACT_TRY(lact_cpu_xent_forward(ctx, loss, lse, h, w, target, vocab_chunk));
+    if (!dh && !dw) return LACT_OK;
+    return lact_cpu_xent_backward(ctx, dh, dw, dloss, h, w, target, lse, vocab_chunk);
+}

@@ -40,6 +40,11 @@ lact_status lact_cuda_softmax_forward(lact_ctx *ctx, lact_tensor *out, const lac
 lact_status lact_cuda_softmax_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout, const lact_tensor *out);
 lact_status lact_cuda_xent_forward(lact_ctx *ctx, lact_tensor *loss, lact_tensor *lse, const lact_tensor *h, const lact_tensor *w, const lact_tensor *target, int64_t vocab_chunk);
 lact_status lact_cuda_xent_backward(lact_ctx *ctx, lact_tensor *dh, lact_tensor *dw, const lact_tensor *dloss, const lact_tensor *h, const lact_tensor *w, const lact_tensor *target, const lact_tensor *lse, int64_t vocab_chunk);
+lact_status lact_cuda_xent_forward_backward(lact_ctx *ctx, lact_tensor *loss, lact_tensor *lse,
+                                            lact_tensor *dh, lact_tensor *dw,
+                                            const lact_tensor *dloss, const lact_tensor *h,
+                                            const lact_tensor *w, const lact_tensor *target,
+                                            int64_t vocab_chunk);
 lact_status lact_cuda_embedding_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *table, const lact_tensor *ids);
 lact_status lact_cuda_embedding_backward(lact_ctx *ctx, lact_tensor *dtable, const lact_tensor *dout, const lact_tensor *ids);
 lact_status lact_cuda_sum_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);

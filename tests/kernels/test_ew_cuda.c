@@ -1,5 +1,6 @@
 /* The CUDA memory-bound kernels (rmsnorm, l2norm, rope, silu, swiglu,
- * add/mul with a broadcast operand and their gradients, permute) against
+ * add/mul with a broadcast operand and their gradients, permute, the fused
+ * cross-entropy's row pass) against
  * the CPU reference at shapes larger than the op table's: rows that span
  * several warps, grid-stride loops, column sums over many slices, the
  * loop kernels of rows too long for registers, unaligned lengths with
@@ -7,6 +8,7 @@
  * fallback). F32 and BF16 activations (the CPU runs on the bf16-rounded
  * inputs); ‖cuda − cpu‖ / ‖cpu‖ per output. Device outputs are poisoned
  * with NaN first, so an element never written fails. Skips without a GPU. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +243,39 @@ static void check_unaligned(pair *p) {
     pair_free(p);
 }
 
+/* The fused cross-entropy forward and backward (lact_xent_forward_backward)
+ * against the CPU's separate calls: rows walked in blocks of `rows` (the
+ * LACT_XENT_ROWS cap), every fourth target ignored. */
+static void check_xent_fused(pair *p, int64_t N, int64_t C, int64_t V, const char *rows) {
+    int64_t hs[2] = {N, C}, ws[2] = {V, C}, ns[1] = {N};
+    int h = rand_in(p, true, 2, hs, -1, 1), w = rand_in(p, true, 2, ws, -1, 1);
+    int dl = rand_in(p, false, 1, ns, 0.5f, 1.5f);
+    int loss = out_t(p, false, 1, ns), lse = out_t(p, false, 1, ns);
+    int dh = out_t(p, true, 2, hs), dw = out_t(p, false, 2, ws);
+    lact_tensor tc = {0}, tg = {0};
+    CHECK_OK(lact_tensor_alloc(&tc, LACT_I32, LACT_CPU, 1, ns));
+    int32_t *t = tc.data;
+    for (int64_t i = 0; i < N; i++)
+        t[i] = i % 4 == 3 ? -1 : (int32_t)((i * 7919) % V);
+    CHECK_OK(lact_tensor_clone(&tg, &tc, LACT_I32, LACT_CUDA));
+    CHECK_OK(lact_xent_forward_backward(p->cpu, &p->c[loss], &p->c[lse], &p->c[dh], &p->c[dw],
+                                        &p->c[dl], &p->c[h], &p->c[w], &tc, 0));
+    setenv("LACT_XENT_ROWS", rows, 1);
+    CHECK_OK(lact_xent_forward_backward(p->gpu, &p->g[loss], &p->g[lse], &p->g[dh], &p->g[dw],
+                                        &p->g[dl], &p->g[h], &p->g[w], &tg, 0));
+    unsetenv("LACT_XENT_ROWS");
+    char what[80];
+    snprintf(what, sizeof what, "xent fused [%lld, %lld] x [%lld] rows %s", (long long)N,
+             (long long)C, (long long)V, rows);
+    compare(p, what, loss);
+    compare(p, what, lse);
+    compare(p, what, dh);
+    compare(p, what, dw);
+    lact_tensor_free(&tc);
+    lact_tensor_free(&tg);
+    pair_free(p);
+}
+
 static void run_dtype(lact_ctx *cpu, lact_ctx *gpu, lact_dtype dt) {
     pair p;
     memset(&p, 0, sizeof p);
@@ -264,6 +299,9 @@ static void run_dtype(lact_ctx *cpu, lact_ctx *gpu, lact_dtype dt) {
     check_permute(&p, (int64_t[]){2, 300, 6, 128});
     check_permute(&p, (int64_t[]){3, 5, 7, 4});
     check_unaligned(&p);
+    check_xent_fused(&p, 300, 64, 1000, "128"); /* three blocks of rows, staged rows */
+    check_xent_fused(&p, 70, 32, 20001, "0");   /* odd vocabulary: element-wise */
+    check_xent_fused(&p, 20, 16, 60000, "7");   /* rows too long to stage */
 }
 
 int main(void) {

@@ -37,6 +37,8 @@
  *     refresh (weights written directly) and after optimizer steps.
  * Recompute (cfg.recompute) against the plain step in BF16, lact + attention
  * and mesa + attention: equal losses and gradients (≤ 1e-6), smaller arena.
+ * The training forward with the head's backward fused in against the plain
+ * forward and backward (compare_fused).
  * Graph replay: the trainer's recorded micro-step trains as the
  * kernel-by-kernel one does (test_graph_replay).
  * Training: 20 AdamW steps through lact_lm_trainer on a fixed batch from a
@@ -179,7 +181,7 @@ static void run_free(run *r) {
 
 /* Model from cfg (weights from SEED, then perturbed), a random batch, a
  * measuring pass, then the real forward + backward. */
-static lact_status run_model(lact_ctx *ctx, run *r, const lact_lm_cfg *cfg) {
+static lact_status run_model_as(lact_ctx *ctx, run *r, const lact_lm_cfg *cfg, bool fused) {
     memset(r, 0, sizeof *r);
     LACT_TRY(lact_lm_init(&r->m, cfg, LACT_CUDA));
     LACT_TRY(lact_lm_init_values(ctx, &r->m, SEED));
@@ -203,14 +205,20 @@ static lact_status run_model(lact_ctx *ctx, run *r, const lact_lm_cfg *cfg) {
     lact_ctx none = {.device = LACT_CUDA};
     lact_arena meas;
     lact_arena_init_measure(&meas, LACT_CUDA);
-    LACT_TRY(lact_lm_forward(&none, &r->m, &meas, &r->loss, &r->ids, &r->targets));
-    LACT_TRY(lact_lm_backward(&none, &r->m, &meas, &r->dloss));
-    r->measured = meas.peak;
-    LACT_TRY(lact_arena_init(&r->arena, LACT_CUDA, r->measured));
-
-    LACT_TRY(lact_params_zero_grad(&r->m.params));
-    LACT_TRY(lact_lm_forward(ctx, &r->m, &r->arena, &r->loss, &r->ids, &r->targets));
-    LACT_TRY(lact_lm_backward(ctx, &r->m, &r->arena, &r->dloss));
+    for (int k = 0; k < 2; k++) {
+        lact_ctx *c = k ? ctx : &none;
+        lact_arena *a = k ? &r->arena : &meas;
+        if (k) {
+            r->measured = meas.peak;
+            LACT_TRY(lact_arena_init(&r->arena, LACT_CUDA, r->measured));
+            LACT_TRY(lact_params_zero_grad(&r->m.params));
+        }
+        if (fused)
+            LACT_TRY(lact_lm_forward_train(c, &r->m, a, &r->loss, &r->ids, &r->targets, &r->dloss));
+        else
+            LACT_TRY(lact_lm_forward(c, &r->m, a, &r->loss, &r->ids, &r->targets));
+        LACT_TRY(lact_lm_backward(c, &r->m, a, &r->dloss));
+    }
     LACT_TRY(lact_ctx_sync(ctx));
     float hl[B * T];
     LACT_TRY(lact_mem_copy(hl, LACT_CPU, r->loss.data, LACT_CUDA, sizeof hl));
@@ -222,6 +230,10 @@ static lact_status run_model(lact_ctx *ctx, run *r, const lact_lm_cfg *cfg) {
     r->grads = malloc(gb);
     if (!r->grads) return lact_fail(LACT_E_NOMEM, "out of memory");
     return lact_mem_copy(r->grads, LACT_CPU, r->m.params.grads, LACT_CUDA, gb);
+}
+
+static lact_status run_model(lact_ctx *ctx, run *r, const lact_lm_cfg *cfg) {
+    return run_model_as(ctx, r, cfg, false);
 }
 
 /* |a − b| / |b| and the cosine of a and b. */
@@ -315,6 +327,34 @@ static void compare_model(lact_ctx *ctx, const char *name, const char *mixers, b
     printf("  whole gradient block: rel %.2e cos %.6f\n", rel, cosine);
     run_free(&f);
     run_free(&h);
+}
+
+/* The training forward (the head's backward with it, one pass over the
+ * logits: lact_lm_forward_train) against the plain forward and backward,
+ * in F32 and BF16: the same loss and gradients up to the order of the
+ * head's sums (F32) and the bf16 rounding of dlogits that the changed
+ * log-sum-exp bits move (BF16). */
+static void compare_fused(lact_ctx *ctx, const char *mixers, const char *dtype, double tol) {
+    run a, b;
+    lact_lm_cfg c = model_cfg(mixers, true, false, dtype);
+    lact_status sa = run_model_as(ctx, &a, &c, false);
+    lact_status sb = run_model_as(ctx, &b, &c, true);
+    CHECK_OK(sa);
+    CHECK_OK(sb);
+    if (sa == LACT_OK && sb == LACT_OK) {
+        double lrel = fabs(b.loss_mean - a.loss_mean) / fabs(a.loss_mean), rel, cosine;
+        compare(b.grads, a.grads, a.m.params.padded, &rel, &cosine);
+        printf("fused head %s %s: loss %.7f vs %.7f (rel %.2e), gradients rel %.2e cos %.8f, "
+               "arena %zu vs %zu (bound %.0e)\n",
+               mixers, dtype, b.loss_mean, a.loss_mean, lrel, rel, cosine, b.measured, a.measured,
+               tol);
+        CHECK_MSG(lrel <= tol && rel <= tol, "fused head %s %s: loss rel %.3g, gradients rel %.3g",
+                  mixers, dtype, lrel, rel);
+        CHECK_MSG(b.arena.peak == b.measured, "fused head: real peak %zu, measured %zu",
+                  b.arena.peak, b.measured);
+    }
+    run_free(&a);
+    run_free(&b);
 }
 
 /* BF16 with cfg.recompute against without: the same losses and gradients
@@ -471,6 +511,8 @@ int main(void) {
     compare_model(&gpu, "lact+attention untied", "lact,attention", false, true, false);
     compare_model(&gpu, "attention+lact tied", "attention,lact", true, false, false);
     compare_model(&gpu, "mesa+attention tied", "mesa,attention", true, false, true);
+    compare_fused(&gpu, "lact,attention", "f32", 1e-5);
+    compare_fused(&gpu, "lact,attention", "bf16", 1e-2);
     compare_recompute(&gpu, "lact,attention");
     compare_recompute(&gpu, "mesa,attention");
     test_training(&gpu);
