@@ -54,18 +54,26 @@ __device__ __forceinline__ void ld16(const float *p, int64_t i, float (&v)[4]) {
     v[0] = u.x, v[1] = u.y, v[2] = u.z, v[3] = u.w;
 }
 
+/* exp; FAST: the hardware's approximation (a few ulp; a pass over the
+ * logits that takes two exponentials per element is otherwise bound by
+ * the special-function unit). */
+template <bool FAST> __device__ __forceinline__ float xent_exp(float x) {
+    return FAST ? __expf(x) : expf(x);
+}
+
 /* Takes E logits into the running max m and sum s (relative to m). */
-template <int E> __device__ __forceinline__ void lse_addn(float &m, float &s, const float (&v)[E]) {
+template <int E, bool FAST = false>
+__device__ __forceinline__ void lse_addn(float &m, float &s, const float (&v)[E]) {
     float lm = v[0];
 #pragma unroll
     for (int k = 1; k < E; k++)
         lm = fmaxf(lm, v[k]);
     if (lm == -INFINITY) return;
     const float nm = fmaxf(m, lm);
-    float t = m == -INFINITY ? 0.0f : s * expf(m - nm);
+    float t = m == -INFINITY ? 0.0f : s * xent_exp<FAST>(m - nm);
 #pragma unroll
     for (int k = 0; k < E; k++)
-        t += expf(v[k] - nm);
+        t += xent_exp<FAST>(v[k] - nm);
     s = t, m = nm;
 }
 

@@ -13,7 +13,9 @@
  * The row kernel takes a block per row. When the row fits (V · sizeof(T) up
  * to XR_STAGE_BYTES, so two blocks share a multiprocessor) it keeps the row
  * in shared memory between its two passes, so the logits are read once and
- * written once; otherwise the second pass reads them again. */
+ * written once; otherwise the second pass reads them again. Its two
+ * exponentials per element use the hardware's approximation: with the
+ * exact one the special-function unit, not memory, set its pace. */
 #include <stdlib.h>
 
 #include "kernels/cuda/common.cuh"
@@ -75,13 +77,13 @@ __global__ void __launch_bounds__(XR_THREADS)
                 if (STAGE) xr_stage[c] = u[k];
                 float v[E];
                 xent_unpack<T>(u[k], v);
-                lse_addn<E>(m, s, v);
+                lse_addn<E, true>(m, s, v);
             }
         }
     } else {
         for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
             const float v[1] = {ld(row, c)};
-            lse_addn<1>(m, s, v);
+            lse_addn<1, true>(m, s, v);
         }
     }
     xr_block_merge(m, s, sh); /* its barriers also order the stage and tl */
@@ -97,12 +99,12 @@ __global__ void __launch_bounds__(XR_THREADS)
             xent_unpack<T>(STAGE ? xr_stage[c] : words[c], v);
 #pragma unroll
             for (int e = 0; e < E; e++)
-                v[e] = w * (expf(v[e] - l) - (c * E + e == t ? 1.0f : 0.0f));
+                v[e] = w * (__expf(v[e] - l) - (c * E + e == t ? 1.0f : 0.0f));
             words[c] = xent_pack<T>(v);
         }
     } else {
         for (int64_t c = threadIdx.x; c < n; c += blockDim.x)
-            st(row, c, w * (expf(ld(row, c) - l) - (c == t ? 1.0f : 0.0f)));
+            st(row, c, w * (__expf(ld(row, c) - l) - (c == t ? 1.0f : 0.0f)));
     }
 }
 
