@@ -172,41 +172,6 @@ lact_attn_args lact_ttt_layer_attn_args(const lact_ttt_layer *l) {
     return (lact_attn_args){LACT_ATTN_FULL, 0, 0, 0.0f};
 }
 
-/* The per-head learning rates and momentum gates, in [·, B·H, L], F32 (the
- * ttt op's rule; with BF16 activations the projections write F32). */
-static lact_status gates_forward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
-                                 lact_ttt_layer_saved *s, const lact_tensor *x) {
-    int64_t B = s->B, L = s->L, H = l->cfg.heads;
-    lact_params *p = l->params;
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->zlr, 3, B * H, L));
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->lr, 3, B * H, L));
-    if (l->cfg.momentum) {
-        LACT_TRY(LACT_NN_ALLOC(ar, &s->zm, B * H, L));
-        LACT_TRY(LACT_NN_ALLOC(ar, &s->mom, B * H, L));
-    }
-    size_t mark = lact_arena_mark(ar);
-    lact_tensor z, t;
-    LACT_TRY(LACT_NN_ALLOC(ar, &z, B, L, 3 * H));
-    LACT_TRY(LACT_NN_ALLOC(ar, &t, B, 3 * H, L));
-    LACT_NN_RUN(ar, lact_linear_forward(ctx, &z, x, lact_param_mm(&p->items[l->lr_w], x->dtype),
-                                        &p->items[l->lr_b].w));
-    /* [B, L, (i, h)] -> [B, (i, h), L] -> [i, (B, h), L] */
-    LACT_NN_RUN(ar, lact_nn_permute(ctx, &t, &z, B, L, 3 * H, 1));
-    LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->zlr, &t, 1, B, 3, H * L));
-    LACT_NN_RUN(ar, lact_softplus_forward(ctx, &s->lr, &s->zlr,
-                                          lact_nn_inv_softplus(l->cfg.base_lr)));
-    if (l->cfg.momentum) {
-        lact_tensor zm = LACT_NN_VIEW(&z, B, L, H);
-        LACT_NN_RUN(ar,
-                    lact_linear_forward(ctx, &zm, x, lact_param_mm(&p->items[l->mom_w], x->dtype),
-                                        &p->items[l->mom_b].w));
-        LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->zm, &zm, B, L, H, 1));
-        LACT_NN_RUN(ar, lact_sigmoid_forward(ctx, &s->mom, &s->zm));
-    }
-    lact_arena_release(ar, mark);
-    return LACT_OK;
-}
-
 lact_status lact_ttt_layer_inputs(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *ar,
                                   lact_ttt_layer_saved *s, const lact_tensor *x, int64_t pos0) {
     const lact_ttt_layer_cfg *c = &l->cfg;
@@ -246,7 +211,7 @@ lact_status lact_ttt_layer_inputs(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *
                                           &p->items[l->k_offset].w, pos0, theta, LACT_TTT_L2_EPS));
     LACT_NN_RUN(ar, lact_headprep_forward(ctx, NULL, &v4, &zv, NULL, NULL, pos0, 0.0f,
                                           LACT_TTT_L2_EPS));
-    return gates_forward(ctx, ar, l, s, x);
+    return lact_ttt_layer_gates_forward(ctx, ar, l, s, x);
 }
 
 lact_status lact_ttt_layer_output(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *ar,

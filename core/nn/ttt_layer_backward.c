@@ -8,29 +8,23 @@
 #include "kernels/kernels.h"
 #include "ttt_layer_internal.h"
 
-static lact_tensor slice(const lact_tensor *t, int64_t offset, int ndim, const int64_t *shape) {
-    lact_tensor v = lact_tensor_view(NULL, t->dtype, t->device, ndim, shape);
-    if (t->data) v.data = (char *)t->data + (size_t)offset * lact_dtype_size(t->dtype);
-    return v;
-}
-
 void lact_ttt_layer_split_lr(const lact_tensor *lr, lact_tensor out[3], int64_t N, int64_t L) {
     int64_t shape[2] = {N, L};
     for (int i = 0; i < 3; i++)
-        out[i] = slice(lr, (int64_t)i * N * L, 2, shape);
+        out[i] = lact_ttt_slice(lr, (int64_t)i * N * L, 2, shape);
 }
 
 lact_status lact_ttt_layer_replicate(lact_ctx *ctx, lact_tensor *dst, const lact_tensor *src,
                                      int64_t B) {
     int64_t n = lact_tensor_numel(src);
     lact_tensor flat = LACT_NN_VIEW(src, n);
-    lact_tensor part = slice(dst, 0, 1, &n);
+    lact_tensor part = lact_ttt_slice(dst, 0, 1, &n);
     /* Copies through a kernel, so they are ordered on the context's stream;
      * the copies made so far double each time (log2 B + 1 launches). */
     LACT_TRY(lact_scale_forward(ctx, &part, &flat, 1.0f));
     for (int64_t k = 1; k < B; k *= 2) {
         int64_t m = (k < B - k ? k : B - k) * n;
-        lact_tensor from = slice(dst, 0, 1, &m), to = slice(dst, k * n, 1, &m);
+        lact_tensor from = lact_ttt_slice(dst, 0, 1, &m), to = lact_ttt_slice(dst, k * n, 1, &m);
         LACT_TRY(lact_scale_forward(ctx, &to, &from, 1.0f));
     }
     return LACT_OK;
@@ -76,37 +70,6 @@ static lact_status qk_backward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_lay
                                            lact_ttt_layer_theta(l), LACT_TTT_L2_EPS));
     LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &p->items[offset].g, &doff));
     LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &p->items[scale].g, &dsc));
-    lact_arena_release(ar, mark);
-    return LACT_OK;
-}
-
-/* Learning-rate and momentum gates: d_x += their projections' gradients
- * (F32 like the gates; the projections' backward reads them in the
- * activations' dtype). */
-static lact_status gates_backward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
-                                  const lact_ttt_layer_saved *s, lact_tensor *dx,
-                                  const lact_tensor *dlr, const lact_tensor *dmom) {
-    int64_t B = s->B, L = s->L, H = l->cfg.heads, N = B * H;
-    lact_params *p = l->params;
-    size_t mark = lact_arena_mark(ar);
-    lact_tensor dz, t, zb;
-    LACT_TRY(LACT_NN_ALLOC(ar, &dz, 3, N, L));
-    LACT_TRY(LACT_NN_ALLOC(ar, &t, B, 3 * H, L));
-    LACT_TRY(LACT_NN_ALLOC(ar, &zb, B, L, 3 * H));
-    LACT_NN_RUN(ar, lact_softplus_backward(ctx, &dz, dlr, &s->zlr,
-                                           lact_nn_inv_softplus(l->cfg.base_lr)));
-    LACT_NN_RUN(ar, lact_nn_permute(ctx, &t, &dz, 1, 3, B, H * L));
-    LACT_NN_RUN(ar, lact_nn_permute(ctx, &zb, &t, B, 3 * H, L, 1));
-    LACT_TRY(lact_linear_backward(ctx, ar, dx, true, &p->items[l->lr_w].g, &p->items[l->lr_b].g,
-                                  &zb, &s->x, lact_param_mm(&p->items[l->lr_w], s->x.dtype)));
-    if (l->cfg.momentum) {
-        lact_tensor dzm = LACT_NN_VIEW(&t, N, L), zmb = LACT_NN_VIEW(&zb, B, L, H);
-        LACT_NN_RUN(ar, lact_sigmoid_backward(ctx, &dzm, dmom, &s->mom));
-        LACT_NN_RUN(ar, lact_nn_permute(ctx, &zmb, &dzm, B, H, L, 1));
-        LACT_TRY(lact_linear_backward(ctx, ar, dx, true, &p->items[l->mom_w].g,
-                                      &p->items[l->mom_b].g, &zmb, &s->x,
-                                      lact_param_mm(&p->items[l->mom_w], s->x.dtype)));
-    }
     lact_arena_release(ar, mark);
     return LACT_OK;
 }
@@ -198,7 +161,7 @@ lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena
     LACT_TRY(lact_linear_backward(ctx, ar, dx, true, &p->items[l->wk].g, NULL, &dz, &s->x,
                                   lact_param_mm(&p->items[l->wk], act)));
 
-    LACT_TRY(gates_backward(ctx, ar, l, s, dx, &dlr, &dmom));
+    LACT_TRY(lact_ttt_layer_gates_backward(ctx, ar, l, s, dx, &dlr, &dmom));
     lact_arena_release(ar, mark);
     return LACT_OK;
 }

@@ -24,6 +24,23 @@ lact_status lact_ttt_layer_replicate(lact_ctx *ctx, lact_tensor *dst, const lact
  * sees it). */
 lact_status lact_ttt_layer_reduce(lact_ctx *ctx, lact_arena *ar, lact_tensor *grad,
                                   const lact_tensor *d, int64_t B);
+/* A view of t's elements from offset on, with the given shape (no data
+ * pointer while t has none: a measuring arena's tensors). */
+static inline lact_tensor lact_ttt_slice(const lact_tensor *t, int64_t offset, int ndim,
+                                         const int64_t *shape) {
+    lact_tensor v = lact_tensor_view(NULL, t->dtype, t->device, ndim, shape);
+    if (t->data) v.data = (char *)t->data + (size_t)offset * lact_dtype_size(t->dtype);
+    return v;
+}
+/* The per-head learning rates and momentum gates from x: s->zlr, s->lr and
+ * with momentum s->zm, s->mom ([·, B·H, L], F32). */
+lact_status lact_ttt_layer_gates_forward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
+                                         lact_ttt_layer_saved *s, const lact_tensor *x);
+/* d_x += the gates' projections' gradients from dlr [3, B·H, L] and dmom
+ * [B·H, L] (NULL without momentum); the parameters' gradients accumulate. */
+lact_status lact_ttt_layer_gates_backward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
+                                          const lact_ttt_layer_saved *s, lact_tensor *dx,
+                                          const lact_tensor *dlr, const lact_tensor *dmom);
 /* The three [N, L] views of lr [3, N, L]. */
 void lact_ttt_layer_split_lr(const lact_tensor *lr, lact_tensor out[3], int64_t N, int64_t L);
 
