@@ -15,6 +15,7 @@
 #include "core/base/device.h"
 #include "kernels/cuda/ttt_cuda.h"
 #include "kernels/cuda/ttt_apply_fused.h"
+#include "kernels/cuda/ttt_hidden_fused.h"
 #include "kernels/cuda/ttt_ns.cuh"
 
 #define TTT_TILE 4096
@@ -55,6 +56,7 @@ template <class T> struct ttt_run {
     const lact_ttt_cuda_in *in;
     const lact_ttt_args *args;
     bool mom, muon, bwd;
+    bool hidden_fused; /* the hidden-unit passes in one kernel (ttt_hidden_fused.h) */
     int64_t tile, per;
     const T *q, *k, *v;
 
@@ -152,6 +154,7 @@ template <class T> struct ttt_run {
         mom = i->momentum != NULL;
         muon = a->muon != LACT_TTT_MUON_OFF;
         recompute = b && a->save_every == 2;
+        hidden_fused = ttt_dt<T>::v == LACT_BF16 && ttt_hidden_fused_ready(i->d, i->dh);
         have_w = have_m = -1;
         q = (const T *)i->q, k = (const T *)i->k, v = (const T *)i->v;
         per = (mom ? 6 : 3) * g.nel;
@@ -195,6 +198,15 @@ template <class T> struct ttt_run {
                         g.len * g.d, Wc + 2 * g.nel, 3 * g.nel, Ze, Tt * g.dh, 1.0f, 0.0f);
     }
 
+    /* The fused hidden pass over tokens t0 + [0, Tt) (BF16 only). */
+    lact_status hidden(const T *x, const T *y, const float *l0, const float *l1, const float *l2,
+                       T *out02, T *out1, T *dx, int64_t t0, int64_t Tt) {
+        if constexpr (ttt_dt<T>::v == LACT_BF16)
+            return ttt_hidden_fused(ctx, x, y, Wc, l0, l1, l2, out02, out1, dx, g.n, g.len, t0, Tt,
+                                    g.d, g.dh);
+        return lact_fail(LACT_E_UNSUPPORTED, "ttt: the fused hidden pass takes BF16");
+    }
+
     lact_status apply_fwd(const lact_ttt_op *op, T *o) {
         if (dt() == LACT_BF16 && ttt_apply_fused_fits(g.d, g.dh))
             return ttt_apply_fused(ctx, (const bf16 *)q, (const bf16 *)Wc, (bf16 *)o, g.n, g.len,
@@ -211,13 +223,20 @@ template <class T> struct ttt_run {
 
     /* G of an update op (fp32, master layout). */
     lact_status grad_fwd(const lact_ttt_op *op) {
+        /* The backward without momentum keeps this tile's Zab and Ze for
+         * grad_bwd, which the fused pass does not write. */
+        const bool fused = hidden_fused && !(bwd && !mom);
         for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
             int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
             float acc = t0 == op->start ? 0.0f : 1.0f;
-            LACT_TRY(tile_ab(k, t0, Tt));
-            LACT_TRY(tile_e(t0, Tt));
-            TTT_LAUNCH_ROWS(ttt_grad_ew_kernel, g.n * Tt, g, Tt, t0, Zab, Ze, in->lr0, in->lr1,
-                            in->lr2, X02, H1);
+            if (fused) {
+                LACT_TRY(hidden(k, v, in->lr0, in->lr1, in->lr2, X02, H1, NULL, t0, Tt));
+            } else {
+                LACT_TRY(tile_ab(k, t0, Tt));
+                LACT_TRY(tile_e(t0, Tt));
+                TTT_LAUNCH_ROWS(ttt_grad_ew_kernel, g.n * Tt, g, Tt, t0, Zab, Ze, in->lr0, in->lr1,
+                                in->lr2, X02, H1);
+            }
             LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, 2 * g.dh, g.d, Tt, g.n, X02,
                               Tt * 2 * g.dh, k + t0 * g.d, g.len * g.d, G, 3 * g.nel, 1.0f, acc));
             LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, g.d, g.dh, Tt, g.n, v + t0 * g.d,
@@ -398,15 +417,24 @@ template <class T> struct ttt_run {
                 LACT_TRY(tile_ab(k, t0, Tt));
                 LACT_TRY(tile_e(t0, Tt));
             }
-            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, dh, d, g.n, vt, Ld,
-                              dGc + 2 * g.nel, nel3, P1, Tt * dh, 1.0f, 0.0f));
-            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, 2 * dh, d, g.n, kt, Ld, dGc, nel3,
-                              KG, Tt * 2 * dh, 1.0f, 0.0f));
             /* In place (layout()): H1 over Ze, X02 over Zab, dAB over KG,
              * dE over P1. */
             T *h1 = Ze, *x02 = Zab, *dAB = KG, *dE = P1;
-            TTT_LAUNCH_ROWS(ttt_grad_bwd_ew_kernel, g.n * Tt, g, Tt, t0, Zab, Ze, P1, KG, in->lr0,
-                            in->lr1, in->lr2, h1, x02, dAB, dE, gr->lr0, gr->lr1, gr->lr2);
+            if (hidden_fused) {
+                /* K dG02ᵀ and V dG1 formed in the kernel (ttt_hidden_fused.h) */
+                if constexpr (ttt_dt<T>::v == LACT_BF16)
+                    LACT_TRY(ttt_hidden_bwd_fused(ctx, k, v, dGc, in->lr0, in->lr1, in->lr2, Zab,
+                                                  Ze, dAB, dE, gr->lr0, gr->lr1, gr->lr2, g.n,
+                                                  g.len, t0, Tt, g.d, g.dh));
+            } else {
+                LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, dh, d, g.n, vt, Ld,
+                                  dGc + 2 * g.nel, nel3, P1, Tt * dh, 1.0f, 0.0f));
+                LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, 2 * dh, d, g.n, kt, Ld, dGc,
+                                  nel3, KG, Tt * 2 * dh, 1.0f, 0.0f));
+                TTT_LAUNCH_ROWS(ttt_grad_bwd_ew_kernel, g.n * Tt, g, Tt, t0, Zab, Ze, P1, KG,
+                                in->lr0, in->lr1, in->lr2, h1, x02, dAB, dE, gr->lr0, gr->lr1,
+                                gr->lr2);
+            }
             /* Straight into the zeroed token gradients (beta 1): each
              * token's rows get at most two products per op. */
             if (gr->v) {
@@ -436,16 +464,21 @@ template <class T> struct ttt_run {
         for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
             int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
             const T *qt = q + t0 * d, *dot = d_o + t0 * d;
-            LACT_TRY(tile_ab(q, t0, Tt));
-            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, dh, d, g.n, dot, Ld,
-                              Wc + 2 * g.nel, nel3, P1, Tt * dh, 1.0f, 0.0f));
             T *h1 = P1, *dAB = Zab; /* in place, as in grad_bwd */
-            TTT_LAUNCH_ROWS(ttt_apply_bwd_ew_kernel, g.n * Tt, g, Tt, Zab, P1, h1, dAB);
+            if (hidden_fused) {
+                /* h, (dA, dB) and d_q in one pass: rates 1 */
+                LACT_TRY(hidden(q, d_o, NULL, NULL, NULL, dAB, h1, (T *)gr->q, t0, Tt));
+            } else {
+                LACT_TRY(tile_ab(q, t0, Tt));
+                LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, dh, d, g.n, dot, Ld,
+                                  Wc + 2 * g.nel, nel3, P1, Tt * dh, 1.0f, 0.0f));
+                TTT_LAUNCH_ROWS(ttt_apply_bwd_ew_kernel, g.n * Tt, g, Tt, Zab, P1, h1, dAB);
+            }
             LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, d, dh, Tt, g.n, dot, Ld, h1,
                               Tt * dh, dW + 2 * g.nel, nel3, 1.0f, 1.0f));
             LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, 2 * dh, d, Tt, g.n, dAB,
                               Tt * 2 * dh, qt, Ld, dW, nel3, 1.0f, 1.0f));
-            if (gr->q)
+            if (gr->q && !hidden_fused)
                 LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 2 * dh, g.n, dAB,
                                   Tt * 2 * dh, Wc, nel3, (T *)gr->q + t0 * d, Ld, 1.0f, 1.0f));
         }

@@ -22,94 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda/attention_mma.cuh"
 #include "kernels/cuda/ttt_apply_fused.h"
-#include "kernels/cuda/wgmma.cuh"
+#include "kernels/cuda/ttt_fused_stage.cuh"
 
 /* 1 only in the sm_90a image, whose wgmma kernel has a body (wgmma.cuh). */
 __device__ int taf_wgmma_built = WGMMA_DEVICE;
 
 namespace {
-
-constexpr int TAF_WARPS = 8, TAF_THREADS = 32 * TAF_WARPS, TAF_ROWS = 16 * TAF_WARPS;
-
-__device__ __forceinline__ float taf_silu(float x) {
-    return x / (1.0f + __expf(-x));
-}
-
-/* rows × COLS BF16 from global (row-major) into shared memory at s, rows at
- * or past `valid` zero-filled: swizzled rows (smat) for the mma.sync
- * kernel, or with SW the SW128 layout of wgmma.cuh (64-column slabs of
- * rows·128 bytes). */
-template <int COLS, bool SW>
-__device__ __forceinline__ void taf_load(uint32_t s, const bf16 *g, int rows, int valid) {
-    for (int i = threadIdx.x; i < rows * (COLS / 8); i += TAF_THREADS) {
-        const int r = i / (COLS / 8), c = (i % (COLS / 8)) * 8;
-        const uint32_t dst = SW ? s + (uint32_t)((c / 64) * rows * 128) + sw128_offset(r, c % 64)
-                                : smat{s, COLS}.at(r, c);
-        cp_async16(dst, g + (size_t)r * COLS + c, r < valid);
-    }
-}
-
-/* A block's contiguous run [first, last) of the N·tiles (head, 128-row
- * tile) items, the runs of the grid differing in length by at most one. */
-struct taf_run {
-    int tiles, first, last;
-    __device__ __forceinline__ taf_run(int N, int Tt) {
-        tiles = (Tt + TAF_ROWS - 1) / TAF_ROWS;
-        const int items = N * tiles, per = items / (int)gridDim.x, extra = items % (int)gridDim.x;
-        const int b = (int)blockIdx.x;
-        first = b * per + (b < extra ? b : extra);
-        last = first + per + (b < extra);
-    }
-};
-
-struct taf_item {
-    int n, valid;
-    size_t row0; /* the tile's first row of q and o */
-};
-
-/* Item it into shared memory: the head's weights W0 at s0, W2 at s2, W1 at
- * s1 where the head differs from `loaded`, the q tile at sq; returns when
- * the copies have landed and every thread of the block sees them. */
-template <int D, int DH, bool SW>
-__device__ __forceinline__ taf_item taf_stage(int it, const taf_run &run, int Tt, int64_t len,
-                                              int64_t t0, const bf16 *q, const bf16 *Wc,
-                                              uint32_t s0, uint32_t s2, uint32_t s1, uint32_t sq,
-                                              int &loaded) {
-    taf_item x;
-    x.n = it / run.tiles;
-    const int r0 = (it % run.tiles) * TAF_ROWS;
-    x.valid = Tt - r0 < TAF_ROWS ? Tt - r0 : TAF_ROWS;
-    x.row0 = (size_t)x.n * len + t0 + r0;
-    __syncthreads(); /* the previous tile's reads of shared memory are done */
-    if (x.n != loaded) {
-        const bf16 *w = Wc + (size_t)x.n * 3 * D * DH;
-        if constexpr (SW) {
-            /* W0 and W2 interleaved per slice of 64 hidden units from s0: slice
-             * j is its 64 rows of W0 then its 64 rows of W2 (SW128 slabs of
-             * 128 rows), one B operand for [a | b] */
-            for (int i = threadIdx.x; i < 2 * DH * (D / 8); i += TAF_THREADS) {
-                const int r = i / (D / 8), c = (i % (D / 8)) * 8, m = r % DH;
-                const int row = (r / DH) * 64 + m % 64;
-                cp_async16(s0 + (uint32_t)((m / 64) * 128 * D * 2 + (c / 64) * 128 * 128) +
-                               sw128_offset(row, c % 64),
-                           w + (size_t)r * D + c, true);
-            }
-        } else {
-            taf_load<D, SW>(s0, w, DH, DH);
-            taf_load<D, SW>(s2, w + D * DH, DH, DH);
-        }
-        taf_load<DH, SW>(s1, w + 2 * D * DH, D, D);
-        loaded = x.n;
-    }
-    taf_load<D, SW>(sq, q + x.row0 * D, TAF_ROWS, x.valid);
-    cp_async_commit();
-    cp_async_wait<0>();
-    if constexpr (SW) wg_fence_proxy_async(); /* copies before the tensor cores read */
-    __syncthreads();
-    return x;
-}
 
 template <int D, int DH>
 __global__ void __launch_bounds__(TAF_THREADS, 1)
@@ -222,6 +141,7 @@ __global__ void __launch_bounds__(TAF_THREADS, 1)
     const uint32_t sqw = sq + (uint32_t)(wgi * 64 * 128);
     const taf_run run(N, Tt);
     int loaded = -1;
+    taf_turns turns(wgi);
     for (int it = run.first; it < run.last; it++) {
         const taf_item x =
             taf_stage<D, DH, true>(it, run, Tt, len, t0, q, Wc, s0, s2, s1, sq, loaded);
@@ -239,15 +159,13 @@ __global__ void __launch_bounds__(TAF_THREADS, 1)
             for (int i = 0; i < 64; i++)
                 ab[i] = 0.0f;
             wg_fence_regs(ab);
+            turns.wait();
             wg_fence();
-#pragma unroll
-            for (int c = 0; c < D / 16; c++) {
-                const uint32_t k = (uint32_t)((c % 4) * 32);
-                const uint64_t dq = wg_desc(sqw + (c / 4) * TAF_ROWS * 128 + k, 16, 1024);
-                const uint32_t wo = (uint32_t)((h0 / 64) * 128 * D * 2 + (c / 4) * 128 * 128) + k;
-                wg_mma_ss<128>(ab, dq, wg_desc(s0 + wo, 16, 1024), c > 0);
-            }
+            taf_mma_ab<D>(ab, sqw, s0 + (uint32_t)((h0 / 64) * 128 * D * 2));
             wg_commit();
+            turns.issued();
+            /* also waits for the last slice's h W1ᵀ, whose A registers hf
+             * are rewritten below */
             wg_wait<0>();
             wg_fence_regs(ab);
             float a[32];
@@ -264,62 +182,15 @@ __global__ void __launch_bounds__(TAF_THREADS, 1)
             for (int kk = 0; kk < 4; kk++)
                 wg_mma_rs<D>(acc, hf[kk],
                              wg_desc(s1 + (uint32_t)((h0 / 64) * D * 128 + kk * 32), 16, 1024));
-            wg_commit();
-            wg_wait<0>();
-            wg_fence_regs(acc);
+            wg_commit(); /* runs on beside the next slice's [a | b] */
         }
+        wg_wait<0>();
+        wg_fence_regs(acc);
 
-        /* o += acc, all old values loaded before the first store (see the
-         * mma.sync kernel) */
-        __nv_bfloat162 old[D / 4];
-#pragma unroll
-        for (int i = 0; i < D / 2; i += 2) {
-            const int rl = wg_acc_row(i, warp, lane) + 64 * wgi, c = wg_acc_col(i, lane);
-            if (rl < valid) old[i / 2] = *(const __nv_bfloat162 *)(o + (row0 + rl) * D + c);
-        }
-#pragma unroll
-        for (int i = 0; i < D / 2; i += 2) {
-            const int rl = wg_acc_row(i, warp, lane) + 64 * wgi, c = wg_acc_col(i, lane);
-            if (rl >= valid) continue;
-            const float2 f = __bfloat1622float2(old[i / 2]);
-            *(__nv_bfloat162 *)(o + (row0 + rl) * D + c) =
-                __floats2bfloat162_rn(f.x + acc[i], f.y + acc[i + 1]);
-        }
+        taf_add_rows<D>(o, row0, 64 * wgi + 16 * warp, valid, acc, lane);
     }
+    turns.finish();
 #endif
-}
-
-template <int D, int DH> constexpr size_t taf_smem() {
-    return (size_t)(3 * DH * D + TAF_ROWS * D) * 2;
-}
-
-/* Per device, asked once: the multiprocessor count (the persistent grid)
- * and whether the device runs the sm_90a image (compute capability 9.0 and
- * the wgmma kernel's body built). */
-struct taf_device {
-    signed char wgmma; /* 0 not asked yet, 1 usable, -1 not */
-    int sms;
-};
-taf_device taf_devices[64];
-
-lact_status taf_device_info(int dev, taf_device *out) {
-    if (dev < 0 || dev >= 64)
-        return lact_fail(LACT_E_UNSUPPORTED, "ttt fused apply: device %d", dev);
-    taf_device &d = taf_devices[dev];
-    if (!d.wgmma) {
-        LACT_CU(cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev));
-        int major = 0, minor = 0, built = 0;
-        bool ok =
-            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-            cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
-            major == 9 && minor == 0 &&
-            cudaMemcpyFromSymbol(&built, taf_wgmma_built, sizeof built) == cudaSuccess &&
-            built == 1;
-        (void)cudaGetLastError(); /* a failed query is an answer */
-        d.wgmma = ok ? 1 : -1;
-    }
-    *out = d;
-    return LACT_OK;
 }
 
 template <int D, int DH>
@@ -329,14 +200,12 @@ lact_status taf_launch(lact_ctx *ctx, const bf16 *q, const bf16 *Wc, bf16 *o, in
     if (items >= INT32_MAX || N >= INT32_MAX)
         return lact_fail(LACT_E_UNSUPPORTED, "ttt fused apply: %lld heads × %lld tokens",
                          (long long)N, (long long)Tt);
-    int dev = 0;
-    taf_device info;
-    LACT_CU(cudaGetDevice(&dev));
-    LACT_TRY(taf_device_info(dev, &info));
-    const unsigned grid = (unsigned)(items < info.sms ? items : info.sms);
+    int sms = 0;
+    bool wgmma = false;
+    LACT_TRY(ttt_fused_device(&sms, &wgmma));
+    const unsigned grid = (unsigned)(items < sms ? items : sms);
     cudaStream_t st = lact_cuda_stream(ctx);
-    const char *e = getenv("LACT_TTT_APPLY_WGMMA"); /* "0": the mma.sync kernel */
-    if (info.wgmma > 0 && !(e && strcmp(e, "0") == 0)) {
+    if (wgmma) {
         const size_t smem = taf_smem<D, DH>() + 1024; /* slabs 1024-aligned */
         LACT_CU(cudaFuncSetAttribute(ttt_apply_wg_kernel<D, DH>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
@@ -354,6 +223,39 @@ lact_status taf_launch(lact_ctx *ctx, const bf16 *q, const bf16 *Wc, bf16 *o, in
 }
 
 } // namespace
+
+/* Per device, asked once: the multiprocessor count and whether the device
+ * runs the sm_90a image (compute capability 9.0 and the wgmma kernel's
+ * body built). */
+struct taf_device {
+    signed char wgmma; /* 0 not asked yet, 1 usable, -1 not */
+    int sms;
+};
+static taf_device taf_devices[64];
+
+lact_status ttt_fused_device(int *sms, bool *wgmma) {
+    int dev = 0;
+    LACT_CU(cudaGetDevice(&dev));
+    if (dev < 0 || dev >= 64)
+        return lact_fail(LACT_E_UNSUPPORTED, "ttt fused kernels: device %d", dev);
+    taf_device &d = taf_devices[dev];
+    if (!d.wgmma) {
+        LACT_CU(cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev));
+        int major = 0, minor = 0, built = 0;
+        bool ok =
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
+            major == 9 && minor == 0 &&
+            cudaMemcpyFromSymbol(&built, taf_wgmma_built, sizeof built) == cudaSuccess &&
+            built == 1;
+        (void)cudaGetLastError(); /* a failed query is an answer */
+        d.wgmma = ok ? 1 : -1;
+    }
+    const char *e = getenv("LACT_TTT_APPLY_WGMMA"); /* "0": the mma.sync kernels */
+    *sms = d.sms;
+    *wgmma = d.wgmma > 0 && !(e && strcmp(e, "0") == 0);
+    return LACT_OK;
+}
 
 bool ttt_apply_fused_fits(int64_t d, int64_t dh) {
     const char *e = getenv("LACT_TTT_APPLY_FUSED");

@@ -18,4 +18,11 @@ bool ttt_apply_fused_fits(int64_t d, int64_t dh);
 lact_status ttt_apply_fused(lact_ctx *ctx, const bf16 *q, const bf16 *Wc, bf16 *o, int64_t N,
                             int64_t len, int64_t t0, int64_t Tt, int64_t d, int64_t dh);
 
+/* The current device's multiprocessor count (the fused kernels' persistent
+ * grid) and whether they run on its warpgroup tensor cores: compute
+ * capability 9.0 with the sm_90a image built, and LACT_TTT_APPLY_WGMMA not
+ * "0" in the environment (else the apply takes its mma.sync kernel and
+ * the hidden-unit passes of ttt_hidden_fused.h the batched products). */
+lact_status ttt_fused_device(int *sms, bool *wgmma);
+
 #endif

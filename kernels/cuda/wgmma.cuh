@@ -186,6 +186,22 @@ static __device__ __forceinline__ void wg_acc_to_a(uint32_t (&a)[4], const float
         a[i] = wg_pack_bf16(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
 }
 
+/* A 4×4 transpose of 32-bit words across the four lanes of a quad (t the
+ * lane's place in it): lane t's v[m] becomes lane m's v[t], in two
+ * butterfly stages of two shuffles. In the accumulator layout a quad holds
+ * one row, lane t the column pair 8m + 2t of each group m of 8 columns:
+ * afterwards lane t holds the 16 contiguous bytes of group t, so stores go
+ * out in 16-byte pieces instead of 4-byte ones (one L2 request each). */
+static __device__ __forceinline__ void wg_quad_transpose(uint32_t (&v)[4], int t) {
+    const bool b = t & 1, c = t & 2;
+    uint32_t y0 = __shfl_xor_sync(~0u, b ? v[0] : v[1], 1);
+    uint32_t y1 = __shfl_xor_sync(~0u, b ? v[2] : v[3], 1);
+    v[0] = b ? y0 : v[0], v[1] = b ? v[1] : y0, v[2] = b ? y1 : v[2], v[3] = b ? v[3] : y1;
+    y0 = __shfl_xor_sync(~0u, c ? v[0] : v[2], 2);
+    y1 = __shfl_xor_sync(~0u, c ? v[1] : v[3], 2);
+    v[0] = c ? y0 : v[0], v[1] = c ? y1 : v[1], v[2] = c ? v[2] : y0, v[3] = c ? v[3] : y1;
+}
+
 /* 2^x in one MUFU instruction (denormal results flush to zero; 2^-inf = 0):
  * exp2f adds a range fix-up around it that a softmax does not need. */
 static __device__ __forceinline__ float wg_exp2(float x) {

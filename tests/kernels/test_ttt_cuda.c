@@ -317,10 +317,11 @@ int main(void) {
     CHECK_OK(lact_ctx_init(&gpu, LACT_CUDA, 0));
     for (int c = 0; c < (int)(sizeof cases / sizeof cases[0]); c++) {
         run_case(&cpu, &gpu, &cases[c], c, LACT_F32);
-        /* BF16 Newton–Schulz and the apply run as single kernels where the
-         * heads are small enough: the batched products (LACT_TTT_NS_FUSED=0,
-         * LACT_TTT_APPLY_FUSED=0) are the reference they must not fall
-         * behind. */
+        /* BF16 Newton–Schulz, the apply and (on Hopper) the hidden-unit
+         * passes of the update, its backward and the apply's backward run
+         * as single kernels where the heads are small enough: the batched
+         * products (LACT_TTT_NS_FUSED=0, LACT_TTT_APPLY_FUSED=0) are the
+         * reference they must not fall behind. */
         setenv("LACT_TTT_NS_FUSED", "0", 1);
         setenv("LACT_TTT_APPLY_FUSED", "0", 1);
         double batched = run_case(&cpu, &gpu, &cases[c], c, LACT_BF16);
@@ -335,7 +336,8 @@ int main(void) {
                   "case %d bf16: error %.3g with the fused kernels, %.3g batched", c, fused,
                   batched);
         if (!small) continue;
-        /* the fused apply's mma.sync kernel, which other GPUs than Hopper run */
+        /* the fused apply's mma.sync kernel with the batched hidden-unit
+         * passes, which other GPUs than Hopper run */
         printf("   the same with the fused apply on mma.sync:\n");
         setenv("LACT_TTT_APPLY_WGMMA", "0", 1);
         double sync = run_case(&cpu, &gpu, &cases[c], c, LACT_BF16);
