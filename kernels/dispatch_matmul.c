@@ -15,6 +15,22 @@ lact_status lact_matmul_forward(lact_ctx *ctx, lact_tensor *out, const lact_tens
     return LACT_KDISPATCH(ctx, matmul_forward, out, a, b, ta, tb, alpha, beta);
 }
 
+lact_status lact_matmul_add_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
+                                    const lact_tensor *b, bool ta, bool tb, float alpha,
+                                    const lact_tensor *c) {
+    const char *op = "matmul_add";
+    LACT_TRY(lact_kcheck_ctx(ctx, op));
+    unsigned act = lact_kcheck_act_dtypes(ctx);
+    LACT_TRY(lact_kcheck_tensor(ctx, op, "out", out, act));
+    LACT_TRY(lact_kcheck_tensor(ctx, op, "a", a, act));
+    LACT_TRY(lact_kcheck_tensor(ctx, op, "b", b, act));
+    LACT_TRY(lact_kcheck_tensor(ctx, op, "c", c, LACT_DT(out->dtype)));
+    LACT_TRY(lact_kcheck_same_dtype(op, "b", b, "a", a));
+    LACT_TRY(lact_kcheck_matmul(op, "out", out, a, b, ta, tb));
+    LACT_TRY(lact_kcheck_same_shape(op, "c", c, "out", out));
+    return LACT_KDISPATCH(ctx, matmul_add_forward, out, a, b, ta, tb, alpha, c);
+}
+
 lact_status lact_matmul_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
                                  const lact_tensor *dout, const lact_tensor *a,
                                  const lact_tensor *b, bool ta, bool tb, float alpha) {

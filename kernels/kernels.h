@@ -41,6 +41,12 @@ extern "C" {
  * (fp32 accumulate, cuBLASLt); out F32 or BF16. beta != 0 reads out. */
 lact_status lact_matmul_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
                                 const lact_tensor *b, bool ta, bool tb, float alpha, float beta);
+/* out = alpha * op(a) · op(b) + c: a product and a residual in one pass
+ * (on CUDA the add happens in the GEMM's epilogue). c has out's shape and
+ * dtype and may be out itself. The gradients are matmul's, and c's is dout. */
+lact_status lact_matmul_add_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
+                                    const lact_tensor *b, bool ta, bool tb, float alpha,
+                                    const lact_tensor *c);
 /* da = alpha * dout · op(b)ᵀ (arranged for ta), db = alpha * op(a)ᵀ · dout
  * (summed over the batch when b is broadcast). da, db may be F32 when a, b
  * are BF16 on CUDA. */

@@ -94,8 +94,8 @@ static lact_status qk_forward(lact_ctx *ctx, lact_arena *ar, const lact_attn_lay
 }
 
 lact_status lact_attn_layer_forward(lact_ctx *ctx, lact_attn_layer *l, lact_arena *ar,
-                                    lact_attn_layer_saved *s, lact_tensor *y,
-                                    const lact_tensor *x) {
+                                    lact_attn_layer_saved *s, lact_tensor *y, const lact_tensor *x,
+                                    const lact_tensor *res) {
     const lact_attn_layer_cfg *c = &l->cfg;
     lact_params *p = l->params;
     int64_t D = c->dim, H = c->heads, Hk = c->kv_heads, d = c->head_dim, gd = gate_dim(c);
@@ -149,7 +149,8 @@ lact_status lact_attn_layer_forward(lact_ctx *ctx, lact_attn_layer *l, lact_aren
     LACT_NN_RUN(ar, lact_attention_forward(ctx, &s->y, &s->lse, &s->q, &s->k, &s->v, g, NULL,
                                            &c->mask));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->u, &s->y, B, H, L, d));
-    LACT_NN_RUN(ar, lact_linear_forward(ctx, y, &s->u, lact_param_mm(&p->items[l->wo], act), NULL));
+    LACT_NN_RUN(ar,
+                lact_linear_forward_add(ctx, y, &s->u, lact_param_mm(&p->items[l->wo], act), res));
     return LACT_OK;
 }
 

@@ -74,9 +74,11 @@ typedef struct lact_attn_layer_saved {
 
 lact_status lact_attn_layer_declare(lact_attn_layer *l, lact_params *p, const char *prefix,
                                     const lact_attn_layer_cfg *cfg);
+/* y [B, L, D] from x [B, L, D]; with res (y's shape, or NULL) y = res +
+ * layer(x), the block's residual added in the output projection. */
 lact_status lact_attn_layer_forward(lact_ctx *ctx, lact_attn_layer *l, lact_arena *arena,
-                                    lact_attn_layer_saved *s, lact_tensor *y,
-                                    const lact_tensor *x);
+                                    lact_attn_layer_saved *s, lact_tensor *y, const lact_tensor *x,
+                                    const lact_tensor *res);
 lact_status lact_attn_layer_backward(lact_ctx *ctx, lact_attn_layer *l, lact_arena *arena,
                                      const lact_attn_layer_saved *s, lact_tensor *dx,
                                      const lact_tensor *dy);

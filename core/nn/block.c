@@ -61,13 +61,15 @@ void lact_block_free(lact_block *b) {
     if (b->cfg.mixer == LACT_MIXER_LACT) lact_ttt_layer_free(&b->lact);
 }
 
+/* y = res + mixer(x) */
 static lact_status mixer_forward(lact_ctx *ctx, lact_block *b, lact_arena *arena,
-                                 lact_block_saved *s, lact_tensor *y, const lact_tensor *x) {
+                                 lact_block_saved *s, lact_tensor *y, const lact_tensor *x,
+                                 const lact_tensor *res) {
     if (b->cfg.mixer == LACT_MIXER_LACT)
-        return lact_ttt_layer_forward(ctx, &b->lact, arena, &s->lact, y, x);
+        return lact_ttt_layer_forward(ctx, &b->lact, arena, &s->lact, y, x, res);
     if (b->cfg.mixer == LACT_MIXER_MESA)
-        return lact_mesa_layer_forward(ctx, &b->mesa, arena, &s->mesa, y, x);
-    return lact_attn_layer_forward(ctx, &b->attn, arena, &s->attn, y, x);
+        return lact_mesa_layer_forward(ctx, &b->mesa, arena, &s->mesa, y, x, res);
+    return lact_attn_layer_forward(ctx, &b->attn, arena, &s->attn, y, x, res);
 }
 
 static lact_status mixer_backward(lact_ctx *ctx, lact_block *b, lact_arena *arena,
@@ -100,13 +102,11 @@ lact_status lact_block_forward(lact_ctx *ctx, lact_block *b, lact_arena *arena, 
     lact_tensor h2 = LACT_NN_VIEW(&s->h, B * L, D), n2 = LACT_NN_VIEW(&s->n2, B * L, D);
     LACT_NN_RUN(arena,
                 lact_rmsnorm_forward(ctx, &n1, &s->rstd1, &x2, &it[b->norm1].w, b->cfg.norm_eps));
-    /* The mixer writes into out, which then serves as scratch. */
-    LACT_TRY(mixer_forward(ctx, b, arena, s, out, &s->n1));
-    LACT_NN_RUN(arena, lact_add_forward(ctx, &s->h, x, out));
+    /* Both residual adds happen in the output products' epilogues. */
+    LACT_TRY(mixer_forward(ctx, b, arena, s, &s->h, &s->n1, x));
     LACT_NN_RUN(arena,
                 lact_rmsnorm_forward(ctx, &n2, &s->rstd2, &h2, &it[b->norm2].w, b->cfg.norm_eps));
-    LACT_TRY(lact_mlp_forward(ctx, &b->mlp, arena, &s->mlp, out, &s->n2));
-    LACT_NN_RUN(arena, lact_add_forward(ctx, out, out, &s->h));
+    LACT_TRY(lact_mlp_forward(ctx, &b->mlp, arena, &s->mlp, out, &s->n2, &s->h));
     return LACT_OK;
 }
 

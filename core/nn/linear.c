@@ -16,6 +16,13 @@ lact_status lact_linear_forward(lact_ctx *ctx, lact_tensor *y, const lact_tensor
     return LACT_OK;
 }
 
+lact_status lact_linear_forward_add(lact_ctx *ctx, lact_tensor *y, const lact_tensor *x,
+                                    const lact_tensor *w, const lact_tensor *res) {
+    if (!res) return lact_linear_forward(ctx, y, x, w, NULL);
+    lact_tensor x2 = rows_view(x), y2 = rows_view(y), r2 = rows_view(res);
+    return lact_matmul_add_forward(ctx, &y2, &x2, w, false, true, 1.0f, &r2);
+}
+
 lact_status lact_linear_backward(lact_ctx *ctx, lact_arena *scratch, lact_tensor *dx,
                                  bool dx_accumulate, lact_tensor *dw, lact_tensor *db,
                                  const lact_tensor *dy, const lact_tensor *x, const lact_tensor *w) {

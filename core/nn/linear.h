@@ -26,6 +26,11 @@ extern "C" {
 lact_status lact_linear_forward(lact_ctx *ctx, lact_tensor *y, const lact_tensor *x,
                                 const lact_tensor *w, const lact_tensor *b);
 
+/* y = x Wᵀ + res, the residual added in the product's epilogue on CUDA; res
+ * has y's shape and dtype and may be NULL (y = x Wᵀ). */
+lact_status lact_linear_forward_add(lact_ctx *ctx, lact_tensor *y, const lact_tensor *x,
+                                    const lact_tensor *w, const lact_tensor *res);
+
 /* dx = dy W (or dx += dy W with dx_accumulate), dw += dyᵀ x, db += Σ_rows dy.
  * Any of dx, dw, db may be NULL; dw and db are F32. db needs an [out]
  * scratch from the arena, and a dy whose dtype is not w's (an F32 output of

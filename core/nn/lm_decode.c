@@ -89,9 +89,8 @@ static lact_status step_body(lact_ctx *ctx, lact_lm_decode *st, lact_arena *ar, 
         LACT_NN_RUN(ar, lact_rmsnorm_forward(ctx, &n2, &rstd, &h2, &it[b->norm2].w, eps));
         size_t mark = lact_arena_mark(ar);
         lact_mlp_saved ms;
-        LACT_TRY(lact_mlp_forward(ctx, &b->mlp, ar, &ms, &mix, &n));
+        LACT_TRY(lact_mlp_forward(ctx, &b->mlp, ar, &ms, &x, &n, &h));
         lact_arena_release(ar, mark);
-        LACT_NN_RUN(ar, lact_add_forward(ctx, &x, &mix, &h));
     }
     LACT_NN_RUN(ar, lact_rmsnorm_forward(ctx, &n2, &rstd, &x2, &it[m->norm_f].w, eps));
     if (ar->measuring) return LACT_OK;

@@ -170,7 +170,8 @@ lact_status lact_mesa_layer_inputs(lact_ctx *ctx, lact_mesa_layer *l, lact_arena
 }
 
 lact_status lact_mesa_layer_output(lact_ctx *ctx, lact_mesa_layer *l, lact_arena *ar,
-                                   lact_mesa_layer_saved *s, lact_tensor *y) {
+                                   lact_mesa_layer_saved *s, lact_tensor *y,
+                                   const lact_tensor *res) {
     const lact_mesa_layer_cfg *c = &l->cfg;
     lact_params *p = l->params;
     int64_t B = s->B, L = s->L, H = c->heads, d = c->head_dim;
@@ -186,13 +187,14 @@ lact_status lact_mesa_layer_output(lact_ctx *ctx, lact_mesa_layer *l, lact_arena
                                         lact_param_mm(&p->items[l->w_gate], act), NULL));
     LACT_NN_RUN(ar, lact_sigmoid_forward(ctx, &s->gate, &s->gate));
     LACT_NN_RUN(ar, lact_mul_forward(ctx, &s->u, &s->n, &s->gate));
-    LACT_NN_RUN(ar, lact_linear_forward(ctx, y, &s->u, lact_param_mm(&p->items[l->wo], act), NULL));
+    LACT_NN_RUN(ar,
+                lact_linear_forward_add(ctx, y, &s->u, lact_param_mm(&p->items[l->wo], act), res));
     return LACT_OK;
 }
 
 lact_status lact_mesa_layer_forward(lact_ctx *ctx, lact_mesa_layer *l, lact_arena *ar,
-                                    lact_mesa_layer_saved *s, lact_tensor *y,
-                                    const lact_tensor *x) {
+                                    lact_mesa_layer_saved *s, lact_tensor *y, const lact_tensor *x,
+                                    const lact_tensor *res) {
     const lact_mesa_layer_cfg *c = &l->cfg;
     int64_t H = c->heads, d = c->head_dim;
     LACT_TRY(lact_mesa_layer_check_io(l, ar, ctx, "mesa layer", x, y));
@@ -213,5 +215,5 @@ lact_status lact_mesa_layer_forward(lact_ctx *ctx, lact_mesa_layer *l, lact_aren
                                         &s->g, &s->beta, &s->lambda, &c->op));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->o, &o, B, H, L, d));
     lact_arena_release(ar, mark);
-    return lact_mesa_layer_output(ctx, l, ar, s, y);
+    return lact_mesa_layer_output(ctx, l, ar, s, y, res);
 }

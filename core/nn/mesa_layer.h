@@ -78,9 +78,11 @@ typedef struct lact_mesa_layer_saved {
 /* Checks cfg and declares the parameters under prefix. */
 lact_status lact_mesa_layer_declare(lact_mesa_layer *l, lact_params *p, const char *prefix,
                                     const lact_mesa_layer_cfg *cfg);
-/* y [B, L, D] from x [B, L, D] (F32). */
+/* y [B, L, D] from x [B, L, D]; with res (y's shape, or NULL) y = res +
+ * layer(x), the block's residual added in the output projection. */
 lact_status lact_mesa_layer_forward(lact_ctx *ctx, lact_mesa_layer *l, lact_arena *arena,
-                                    lact_mesa_layer_saved *s, lact_tensor *y, const lact_tensor *x);
+                                    lact_mesa_layer_saved *s, lact_tensor *y, const lact_tensor *x,
+                                    const lact_tensor *res);
 /* dx [B, L, D] (overwritten; may be NULL) from dy; parameter gradients
  * accumulate into the store. */
 lact_status lact_mesa_layer_backward(lact_ctx *ctx, lact_mesa_layer *l, lact_arena *arena,

@@ -45,7 +45,7 @@ static lact_status step_body(lact_ctx *ctx, lact_mesa_layer_decode *st, lact_are
     }
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->o, &o, 1, T, B, H * d));
     lact_arena_release(ar, mark);
-    return lact_mesa_layer_output(ctx, l, ar, s, y);
+    return lact_mesa_layer_output(ctx, l, ar, s, y, NULL);
 }
 
 static lact_status init_all(lact_ctx *ctx, lact_mesa_layer_decode *st) {

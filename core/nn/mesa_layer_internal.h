@@ -24,8 +24,9 @@ lact_status lact_mesa_layer_inputs(lact_ctx *ctx, lact_mesa_layer *l, lact_arena
                                    bool token_major);
 
 /* The output stage from s->o [B, L, H·d]: per-head RMSNorm, output gate,
- * output projection into y [B, L, D]. */
+ * output projection into y [B, L, D] (+ res unless NULL). */
 lact_status lact_mesa_layer_output(lact_ctx *ctx, lact_mesa_layer *l, lact_arena *ar,
-                                   lact_mesa_layer_saved *s, lact_tensor *y);
+                                   lact_mesa_layer_saved *s, lact_tensor *y,
+                                   const lact_tensor *res);
 
 #endif

@@ -21,10 +21,12 @@ lact_status lact_mlp_declare(lact_mlp *m, lact_params *p, const char *prefix, in
 }
 
 lact_status lact_mlp_forward(lact_ctx *ctx, lact_mlp *m, lact_arena *arena, lact_mlp_saved *s,
-                             lact_tensor *y, const lact_tensor *x) {
+                             lact_tensor *y, const lact_tensor *x, const lact_tensor *res) {
     int64_t n = lact_tensor_numel(x) / m->dim, F = m->hidden;
-    if (lact_tensor_numel(x) != n * m->dim || lact_tensor_numel(y) != n * m->dim)
-        return lact_fail(LACT_E_ARG, "mlp: x and y must hold rows of %lld", (long long)m->dim);
+    if (lact_tensor_numel(x) != n * m->dim || lact_tensor_numel(y) != n * m->dim ||
+        (res && lact_tensor_numel(res) != n * m->dim))
+        return lact_fail(LACT_E_ARG, "mlp: x, y (and res) must hold rows of %lld",
+                         (long long)m->dim);
     LACT_TRY(lact_nn_check_act(m->params, x, "mlp"));
     lact_param *it = m->params->items;
     lact_dtype act = x->dtype;
@@ -38,8 +40,9 @@ lact_status lact_mlp_forward(lact_ctx *ctx, lact_mlp *m, lact_arena *arena, lact
     LACT_NN_RUN(arena,
                 lact_linear_forward(ctx, &s->b, &s->x, lact_param_mm(&it[m->w_up], act), NULL));
     LACT_NN_RUN(arena, lact_swiglu_forward(ctx, &s->s, &s->a, &s->b));
-    LACT_NN_RUN(arena,
-                lact_linear_forward(ctx, &y2, &s->s, lact_param_mm(&it[m->w_down], act), NULL));
+    lact_tensor r2 = res ? LACT_NN_VIEW(res, n, m->dim) : (lact_tensor){0};
+    LACT_NN_RUN(arena, lact_linear_forward_add(ctx, &y2, &s->s, lact_param_mm(&it[m->w_down], act),
+                                               res ? &r2 : NULL));
     return LACT_OK;
 }
 

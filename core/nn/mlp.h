@@ -37,8 +37,10 @@ typedef struct lact_mlp_saved {
  * residual scaling by the depth). */
 lact_status lact_mlp_declare(lact_mlp *m, lact_params *p, const char *prefix, int64_t dim,
                              int64_t hidden, float init_std, float out_std);
+/* y = mlp(x), or res + mlp(x) with res (y's shape) added in the down
+ * projection. */
 lact_status lact_mlp_forward(lact_ctx *ctx, lact_mlp *m, lact_arena *arena, lact_mlp_saved *s,
-                             lact_tensor *y, const lact_tensor *x);
+                             lact_tensor *y, const lact_tensor *x, const lact_tensor *res);
 lact_status lact_mlp_backward(lact_ctx *ctx, lact_mlp *m, lact_arena *arena,
                               const lact_mlp_saved *s, lact_tensor *dx, const lact_tensor *dy);
 

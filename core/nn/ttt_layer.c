@@ -215,7 +215,7 @@ lact_status lact_ttt_layer_inputs(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *
 }
 
 lact_status lact_ttt_layer_output(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *ar,
-                                  lact_ttt_layer_saved *s, lact_tensor *y) {
+                                  lact_ttt_layer_saved *s, lact_tensor *y, const lact_tensor *res) {
     const lact_ttt_layer_cfg *c = &l->cfg;
     lact_params *p = l->params;
     int64_t D = c->dim, H = c->heads, d = D / H, B = s->B, L = s->L, N = B * H;
@@ -231,12 +231,14 @@ lact_status lact_ttt_layer_output(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *
                                              c->norm_eps, c->window_attn ? &ya3 : NULL));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->u, &on, B, H, L, d));
     lact_arena_release(ar, mark);
-    LACT_NN_RUN(ar, lact_linear_forward(ctx, y, &s->u, lact_param_mm(&p->items[l->wo], act), NULL));
+    LACT_NN_RUN(ar,
+                lact_linear_forward_add(ctx, y, &s->u, lact_param_mm(&p->items[l->wo], act), res));
     return LACT_OK;
 }
 
 lact_status lact_ttt_layer_forward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *ar,
-                                   lact_ttt_layer_saved *s, lact_tensor *y, const lact_tensor *x) {
+                                   lact_ttt_layer_saved *s, lact_tensor *y, const lact_tensor *x,
+                                   const lact_tensor *res) {
     const lact_ttt_layer_cfg *c = &l->cfg;
     lact_params *p = l->params;
     int64_t D = c->dim, H = c->heads, d = D / H, dh = d * c->inter_multi;
@@ -274,7 +276,7 @@ lact_status lact_ttt_layer_forward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena 
         LACT_NN_RUN(ar, lact_attention_forward(ctx, &s->ya, &s->lse, &s->qa, &s->ka, &v4, NULL,
                                                NULL, &aa));
     }
-    return lact_ttt_layer_output(ctx, l, ar, s, y);
+    return lact_ttt_layer_output(ctx, l, ar, s, y, res);
 }
 
 lact_status lact_ttt_layer_check_io(const lact_ttt_layer *l, const lact_arena *ar,

@@ -116,9 +116,11 @@ lact_status lact_ttt_layer_declare(lact_ttt_layer *l, lact_params *p, const char
                                    const lact_ttt_layer_cfg *cfg);
 void lact_ttt_layer_free(lact_ttt_layer *l);
 
-/* y [B, L, D] from x [B, L, D] (F32). */
+/* y [B, L, D] from x [B, L, D]; with res (y's shape, or NULL) y = res +
+ * layer(x), the block's residual added in the output projection. */
 lact_status lact_ttt_layer_forward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *arena,
-                                   lact_ttt_layer_saved *s, lact_tensor *y, const lact_tensor *x);
+                                   lact_ttt_layer_saved *s, lact_tensor *y, const lact_tensor *x,
+                                   const lact_tensor *res);
 /* dx [B, L, D] (overwritten; may be NULL) from dy; parameter gradients
  * accumulate into the store. */
 lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *arena,

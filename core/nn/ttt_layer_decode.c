@@ -37,7 +37,7 @@ static lact_status step_body(lact_ctx *ctx, lact_ttt_layer_decode *st, lact_aren
                                               &q4, &k4, &v4, NULL, &s->ya, &aa));
         }
     }
-    return lact_ttt_layer_output(ctx, l, ar, s, y);
+    return lact_ttt_layer_output(ctx, l, ar, s, y, NULL);
 }
 
 /* The initial fast weights replicated over the batch, into a fresh op state. */

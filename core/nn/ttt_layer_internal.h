@@ -56,9 +56,9 @@ lact_status lact_ttt_layer_check_io(const lact_ttt_layer *l, const lact_arena *a
  * (and qa, ka with the attention branch) from x; s->B, s->L set. */
 lact_status lact_ttt_layer_inputs(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *ar,
                                   lact_ttt_layer_saved *s, const lact_tensor *x, int64_t pos0);
-/* Last stage: s->rstd, s->u and y from s->o (+ s->ya with the attention
- * branch). */
+/* Last stage: s->rstd, s->u and y (+ res unless NULL) from s->o (+ s->ya
+ * with the attention branch). */
 lact_status lact_ttt_layer_output(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *ar,
-                                  lact_ttt_layer_saved *s, lact_tensor *y);
+                                  lact_ttt_layer_saved *s, lact_tensor *y, const lact_tensor *res);
 
 #endif

@@ -11,6 +11,9 @@ extern "C" {
 #endif
 
 lact_status lact_cpu_matmul_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a, const lact_tensor *b, bool ta, bool tb, float alpha, float beta);
+lact_status lact_cpu_matmul_add_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
+                                        const lact_tensor *b, bool ta, bool tb, float alpha,
+                                        const lact_tensor *c);
 lact_status lact_cpu_matmul_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db, const lact_tensor *dout, const lact_tensor *a, const lact_tensor *b, bool ta, bool tb, float alpha);
 lact_status lact_cpu_add_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a, const lact_tensor *b);
 lact_status lact_cpu_add_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db, const lact_tensor *dout);

@@ -3,6 +3,7 @@
  * a [..., M, K] (or [..., K, M] when ta), b [..., K, N] (or [..., N, K] when
  * tb) or one 2-D b for the whole batch, out [..., M, N]. */
 #include <cblas.h>
+#include <string.h>
 
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -56,6 +57,14 @@ lact_status lact_cpu_matmul_forward(lact_ctx *ctx, lact_tensor *out, const lact_
         gemm(ta, tb, d.m, d.n, d.k, alpha, pa + i * sa, a_cols, pb + i * sb, b_cols, beta,
              po + i * so);
     return LACT_OK;
+}
+
+lact_status lact_cpu_matmul_add_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a,
+                                        const lact_tensor *b, bool ta, bool tb, float alpha,
+                                        const lact_tensor *c) {
+    if (c->data != out->data)
+        memcpy(out->data, c->data, (size_t)lact_tensor_numel(out) * sizeof(float));
+    return lact_cpu_matmul_forward(ctx, out, a, b, ta, tb, alpha, 1.0f);
 }
 
 /* With A = op(a) [M, K], B = op(b) [K, N] and dC = dout [M, N]:

@@ -338,6 +338,24 @@ extern "C" lact_status lact_cuda_matmul_forward(lact_ctx *ctx, lact_tensor *out,
     return lact_cuda_gemm(ctx, &g);
 }
 
+extern "C" lact_status lact_cuda_matmul_add_forward(lact_ctx *ctx, lact_tensor *out,
+                                                    const lact_tensor *a, const lact_tensor *b,
+                                                    bool ta, bool tb, float alpha,
+                                                    const lact_tensor *c) {
+    mm_shape s = mm_shape_of(a, b, ta, tb);
+    if (s.K == 0) {
+        if (c->data == out->data) return LACT_OK;
+        LACT_CU(cudaMemcpyAsync(out->data, c->data, lact_tensor_nbytes(out),
+                                cudaMemcpyDeviceToDevice, lact_cuda_stream(ctx)));
+        return LACT_OK;
+    }
+    lact_gemm_desc g = lact_gemm_desc_make(a->data, b->data, out->data, a->dtype, out->dtype, ta,
+                                           tb, s.M, s.N, s.K, s.batch, s.M * s.K,
+                                           s.b_broadcast ? 0 : s.K * s.N, s.M * s.N, alpha, 1.0f);
+    g.addend = c->data;
+    return lact_cuda_gemm(ctx, &g);
+}
+
 extern "C" lact_status lact_cuda_matmul_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
                                                  const lact_tensor *dout, const lact_tensor *a,
                                                  const lact_tensor *b, bool ta, bool tb,

@@ -12,6 +12,7 @@
  * rows_*.c file named lact_op_row_<name>. */
 #define LACT_OP_ROWS(X)                                                                            \
     X(matmul)                                                                                      \
+    X(matmul_add)                                                                                  \
     X(add)                                                                                         \
     X(mul)                                                                                         \
     X(scale)                                                                                       \

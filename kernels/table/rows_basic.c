@@ -91,6 +91,63 @@ const lact_op_def lact_op_row_matmul = {
     .bf16 = true,
 };
 
+/* ---- matmul_add: the product with a residual --------------------------------- */
+
+static lact_status matmul_add_plan(const lact_tensor *in, const double *p, lact_tensor *out) {
+    LACT_TRY(matmul_plan(in, p, out));
+    LACT_TRY(lact_optab_need("matmul_add", "c", &in[2], LACT_DT(in[0].dtype), in[0].device));
+    return lact_kcheck_same_shape("matmul_add", "c", &in[2], "out", &out[0]);
+}
+
+static lact_status matmul_add_fwd(lact_ctx *ctx, lact_tensor *out, const lact_tensor *in,
+                                  const double *p) {
+    return lact_matmul_add_forward(ctx, &out[0], &in[0], &in[1], p[MM_TA] != 0.0, p[MM_TB] != 0.0,
+                                   (float)p[MM_ALPHA], &in[2]);
+}
+
+static lact_status matmul_add_bwd(lact_ctx *ctx, lact_tensor *d_in, const lact_tensor *d_out,
+                                  const lact_tensor *in, const lact_tensor *out, const double *p) {
+    LACT_TRY(matmul_bwd(ctx, d_in, d_out, in, out, p));
+    lact_tensor *dc = lact_optab_grad(d_in, in, 2);
+    return dc ? lact_scale_forward(ctx, dc, &d_out[0], 1.0f) : LACT_OK;
+}
+
+static bool matmul_add_case(int c, uint64_t seed, lact_tensor *in, double *p) {
+    if (!matmul_case(c, seed, in, p)) return false;
+    lact_tensor out;
+    if (matmul_plan(in, p, &out) != LACT_OK) {
+        lact_optab_free(in, 2);
+        return false;
+    }
+    lact_rng rng = lact_rng_make(seed, 200 + (uint64_t)c);
+    if (!lact_optab_rand(&in[2], &rng, out.ndim, out.shape, -1.0f, 1.0f)) {
+        lact_optab_free(in, 2);
+        return false;
+    }
+    return true;
+}
+
+const lact_op_def lact_op_row_matmul_add = {
+    .name = "matmul_add",
+    .summary = "out = alpha * op(a) @ op(b) + c (the residual added in the product's epilogue)",
+    .inputs = {"a", "b", "c"},
+    .outputs = {"out"},
+    .n_diff_outputs = 1,
+    .grad_inputs = 0x7,
+    .params = {{"ta", 0, "1: a is stored transposed ([..., K, M])"},
+               {"tb", 0, "1: b is stored transposed ([..., N, K])"},
+               {"alpha", 1, "scale of the product"},
+               {"beta", 0, "must be 0 here (c is the addend)"}},
+    .plan = matmul_add_plan,
+    .forward = matmul_add_fwd,
+    .backward = matmul_add_bwd,
+    .make_case = matmul_add_case,
+    .tol_f32 = 1e-5,
+    .tol_bf16 = 2e-2,
+    .tol_grad = 1e-2,
+    .bf16 = true,
+};
+
 /* ---- add, mul: b broadcast by repetition ------------------------------------ */
 
 static lact_status broadcast_plan(const char *op, const lact_tensor *in, lact_tensor *out) {

@@ -102,9 +102,9 @@ static void test_attn_window(lact_ctx *ctx) {
     lact_arena meas, ar;
     lact_attn_layer_saved sv;
     lact_arena_init_measure(&meas, LACT_CPU);
-    CHECK_OK(lact_attn_layer_forward(ctx, &l, &meas, &sv, &y, &x));
+    CHECK_OK(lact_attn_layer_forward(ctx, &l, &meas, &sv, &y, &x, NULL));
     CHECK_OK(lact_arena_init(&ar, LACT_CPU, meas.peak));
-    CHECK_OK(lact_attn_layer_forward(ctx, &l, &ar, &sv, &y, &x));
+    CHECK_OK(lact_attn_layer_forward(ctx, &l, &ar, &sv, &y, &x, NULL));
 
     lact_attn_layer_decode st;
     CHECK_OK(lact_attn_layer_decode_init(ctx, &l, &st, B, 4, 100));

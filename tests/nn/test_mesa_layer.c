@@ -14,7 +14,7 @@ enum { B = 2, L = 13, D = 16 };
 
 static lact_status fwd(lact_ctx *ctx, void *layer, lact_arena *ar, void *saved, lact_tensor *y,
                        const lact_tensor *x) {
-    return lact_mesa_layer_forward(ctx, layer, ar, saved, y, x);
+    return lact_mesa_layer_forward(ctx, layer, ar, saved, y, x, NULL);
 }
 static lact_status bwd(lact_ctx *ctx, void *layer, lact_arena *ar, const void *saved,
                        lact_tensor *dx, const lact_tensor *dy) {

@@ -1,7 +1,7 @@
 /* The LaCT layer: gradients by central differences (attention branch off
  * and on), the projections and gates against a direct composition in
- * double, the attention branch's exact contribution, arena sizing, and
- * argument errors. */
+ * double, the attention branch's exact contribution, the residual added by
+ * the output projection, arena sizing, and argument errors. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,7 +13,7 @@ enum { B = 2, L = 13, D = 16, H = 2, DH = D / H, CHUNK = 4 };
 
 static lact_status fwd(lact_ctx *ctx, void *layer, lact_arena *ar, void *saved, lact_tensor *y,
                        const lact_tensor *x) {
-    return lact_ttt_layer_forward(ctx, layer, ar, saved, y, x);
+    return lact_ttt_layer_forward(ctx, layer, ar, saved, y, x, NULL);
 }
 static lact_status bwd(lact_ctx *ctx, void *layer, lact_arena *ar, const void *saved,
                        lact_tensor *dx, const lact_tensor *dy) {
@@ -161,6 +161,30 @@ static void test_direct(lact_ctx *ctx) {
     setup_free(&s);
 }
 
+/* A residual given to the forward lands in y: y(res) = y + res, the add
+ * done by the output projection. */
+static void test_residual(lact_ctx *ctx) {
+    setup s;
+    lact_ttt_layer_cfg cfg = small_cfg(true, true, false);
+    CHECK_OK(setup_init(&s, ctx, "residual", &cfg, 13));
+    CHECK_OK(nn_case_run(&s.c, false));
+    lact_tensor y2;
+    CHECK_OK(lact_tensor_alloc(&y2, LACT_F32, LACT_CPU, 3, s.c.y.shape));
+    lact_arena_reset(&s.c.arena);
+    CHECK_OK(lact_ttt_layer_forward(ctx, &s.layer, &s.c.arena, &s.saved, &y2, &s.c.x, &s.c.r));
+    const float *y = s.c.y.data, *r = s.c.r.data, *got = y2.data;
+    double err = 0, mag = 0;
+    for (int64_t i = 0; i < lact_tensor_numel(&y2); i++) {
+        err = fmax(err, fabs((double)got[i] - ((double)y[i] + r[i])));
+        mag = fmax(mag, fabs((double)r[i]));
+    }
+    printf("residual: max |res| %.3g, mismatch %.3g\n", mag, err);
+    CHECK(mag > 0.5);
+    CHECK(err < 1e-5 * (1 + mag));
+    lact_tensor_free(&y2);
+    setup_free(&s);
+}
+
 /* With the same parameters, the attention branch adds exactly
  * wo · permute(ya) to the output, and ya is not negligible. */
 static void test_branch(lact_ctx *ctx) {
@@ -234,7 +258,7 @@ static void test_errors(lact_ctx *ctx) {
     lact_arena ar;
     lact_arena_init_measure(&ar, LACT_CPU);
     lact_ttt_layer_saved sv;
-    CHECK_FAILS(lact_ttt_layer_forward(ctx, &l, &ar, &sv, &y, &x), LACT_E_ARG);
+    CHECK_FAILS(lact_ttt_layer_forward(ctx, &l, &ar, &sv, &y, &x, NULL), LACT_E_ARG);
     lact_tensor_free(&x);
     lact_tensor_free(&y);
     lact_ttt_layer_free(&l);
@@ -246,6 +270,7 @@ int main(void) {
     CHECK_OK(lact_ctx_init(&ctx, LACT_CPU, 0));
     test_direct(&ctx);
     test_branch(&ctx);
+    test_residual(&ctx);
     test_gradcheck(&ctx, "lact (plain)", false, false, false);
     test_gradcheck(&ctx, "lact (attention, rope, momentum)", true, true, false);
     test_gradcheck(&ctx, "lact (rope, momentum, muon)", false, true, true);

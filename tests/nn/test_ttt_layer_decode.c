@@ -36,9 +36,9 @@ static void full_forward(lact_ctx *ctx, lact_ttt_layer *l, lact_tensor *y, const
     lact_arena m, ar;
     lact_ttt_layer_saved sv;
     lact_arena_init_measure(&m, LACT_CPU);
-    CHECK_OK(lact_ttt_layer_forward(ctx, l, &m, &sv, y, x));
+    CHECK_OK(lact_ttt_layer_forward(ctx, l, &m, &sv, y, x, NULL));
     CHECK_OK(lact_arena_init(&ar, LACT_CPU, m.peak));
-    CHECK_OK(lact_ttt_layer_forward(ctx, l, &ar, &sv, y, x));
+    CHECK_OK(lact_ttt_layer_forward(ctx, l, &ar, &sv, y, x, NULL));
     lact_arena_free(&ar);
 }
 

@@ -15,7 +15,7 @@ enum { B = 2, L = 13, D = 16, H = 2, DH = D / H, CHUNK = 4, N_CTX = 9 };
 
 static lact_status fwd(lact_ctx *ctx, void *layer, lact_arena *ar, void *saved, lact_tensor *y,
                        const lact_tensor *x) {
-    return lact_ttt_layer_forward(ctx, layer, ar, saved, y, x);
+    return lact_ttt_layer_forward(ctx, layer, ar, saved, y, x, NULL);
 }
 static lact_status bwd(lact_ctx *ctx, void *layer, lact_arena *ar, const void *saved,
                        lact_tensor *dx, const lact_tensor *dy) {
@@ -203,7 +203,7 @@ static void test_errors(lact_ctx *ctx) {
         lact_arena ar;
         lact_arena_init_measure(&ar, LACT_CPU);
         lact_ttt_layer_saved sv;
-        CHECK_FAILS(lact_ttt_layer_forward(ctx, &l, &ar, &sv, &y, &x), LACT_E_ARG);
+        CHECK_FAILS(lact_ttt_layer_forward(ctx, &l, &ar, &sv, &y, &x, NULL), LACT_E_ARG);
         lact_tensor_free(&x);
         lact_tensor_free(&y);
         lact_ttt_layer_free(&l);
