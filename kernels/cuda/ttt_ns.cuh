@@ -6,7 +6,8 @@
  * X' = P X with A = X Xᵀ, P = aI + bA + cA² becomes Y' = Y P with A = Yᵀ Y,
  * so no transposes are materialised. With d == dh all 3N matrices share
  * one orientation and every product is one call. BF16 matrices of up to
- * 128 × 256 run every step in one kernel instead (ttt_ns_fused.cu). */
+ * 128 × 256 run every step in one kernel instead on Hopper
+ * (ttt_ns_fused.cu). */
 #ifndef LACT_CUDA_TTT_NS_CUH
 #define LACT_CUDA_TTT_NS_CUH
 

@@ -44,6 +44,7 @@ typedef struct cuda_case {
 static const cuda_case cases[] = {
     {2, 200, 64, 1, 64, true, LACT_TTT_MUON_OFF, 0, 1},
     {2, 300, 64, 2, 128, false, LACT_TTT_MUON_TABLE, 0, 1},
+    {2, 300, 64, 1, 128, true, LACT_TTT_MUON_TABLE, 0, 1},
     {1, 700, 128, 1, 160, true, LACT_TTT_MUON_TABLE, 480, 1},
     {1, 700, 128, 2, 256, true, LACT_TTT_MUON_FIXED, 0, 1},
     {1, 1300, 512, 1, 512, true, LACT_TTT_MUON_TABLE, 0, 1},
@@ -317,7 +318,7 @@ int main(void) {
     CHECK_OK(lact_ctx_init(&gpu, LACT_CUDA, 0));
     for (int c = 0; c < (int)(sizeof cases / sizeof cases[0]); c++) {
         run_case(&cpu, &gpu, &cases[c], c, LACT_F32);
-        /* BF16 Newton–Schulz, the apply and (on Hopper) the hidden-unit
+        /* The BF16 apply and (on Hopper) Newton–Schulz and the hidden-unit
          * passes of the update, its backward and the apply's backward run
          * as single kernels where the heads are small enough: the batched
          * products (LACT_TTT_NS_FUSED=0, LACT_TTT_APPLY_FUSED=0) are the
