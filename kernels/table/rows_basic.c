@@ -5,6 +5,17 @@
 
 enum { MM_TA, MM_TB, MM_ALPHA, MM_BETA };
 
+/* The options and tolerances of the two product rows. */
+#define MM_PARAMS(beta_help)                                                                       \
+    {                                                                                              \
+        {"ta", 0, "1: a is stored transposed ([..., K, M])"},                                      \
+            {"tb", 0, "1: b is stored transposed ([..., N, K])"},                                  \
+            {"alpha", 1, "scale of the product"}, {                                                \
+            "beta", 0, beta_help                                                                   \
+        }                                                                                          \
+    }
+#define MM_TOLERANCES .tol_f32 = 1e-5, .tol_bf16 = 2e-2, .tol_grad = 1e-2, .bf16 = true
+
 static lact_status matmul_plan(const lact_tensor *in, const double *p, lact_tensor *out) {
     const char *op = "matmul";
     const lact_tensor *a = &in[0], *b = &in[1];
@@ -77,18 +88,12 @@ const lact_op_def lact_op_row_matmul = {
     .outputs = {"out"},
     .n_diff_outputs = 1,
     .grad_inputs = 0x3,
-    .params = {{"ta", 0, "1: a is stored transposed ([..., K, M])"},
-               {"tb", 0, "1: b is stored transposed ([..., N, K])"},
-               {"alpha", 1, "scale of the product"},
-               {"beta", 0, "must be 0 here (out starts empty)"}},
+    .params = MM_PARAMS("must be 0 here (out starts empty)"),
     .plan = matmul_plan,
     .forward = matmul_fwd,
     .backward = matmul_bwd,
     .make_case = matmul_case,
-    .tol_f32 = 1e-5,
-    .tol_bf16 = 2e-2,
-    .tol_grad = 1e-2,
-    .bf16 = true,
+    MM_TOLERANCES,
 };
 
 /* ---- matmul_add: the product with a residual --------------------------------- */
@@ -134,18 +139,12 @@ const lact_op_def lact_op_row_matmul_add = {
     .outputs = {"out"},
     .n_diff_outputs = 1,
     .grad_inputs = 0x7,
-    .params = {{"ta", 0, "1: a is stored transposed ([..., K, M])"},
-               {"tb", 0, "1: b is stored transposed ([..., N, K])"},
-               {"alpha", 1, "scale of the product"},
-               {"beta", 0, "must be 0 here (c is the addend)"}},
+    .params = MM_PARAMS("must be 0 here (c is the addend)"),
     .plan = matmul_add_plan,
     .forward = matmul_add_fwd,
     .backward = matmul_add_bwd,
     .make_case = matmul_add_case,
-    .tol_f32 = 1e-5,
-    .tol_bf16 = 2e-2,
-    .tol_grad = 1e-2,
-    .bf16 = true,
+    MM_TOLERANCES,
 };
 
 /* ---- add, mul: b broadcast by repetition ------------------------------------ */
