@@ -149,14 +149,14 @@ template <int P, int Q> __device__ void nsw_store(bf16 *__restrict__ g, nsw_mat 
     }
 }
 
-/* A kept (wide, BF16, row-major) iterate into shared memory. */
+/* A kept (wide, BF16, row-major) iterate into shared memory, in flight
+ * until the caller's cp_async_wait. */
 template <int P, int Q> __device__ void nsw_fetch(nsw_mat s, const bf16 *__restrict__ g) {
     for (int i = threadIdx.x; i < P * Q / 8; i += (int)blockDim.x) {
         const int r = i / (Q / 8), c = (i % (Q / 8)) * 8;
         cp_async16(s.at(r, c), g + (size_t)r * Q + c, true);
     }
     cp_async_commit();
-    cp_async_wait<0>();
 }
 
 /* Matrix mi of the NS layout in the master layout (ttt_kernels.cuh): the
@@ -381,61 +381,68 @@ __global__ void __launch_bounds__(2 * P, 2) ttt_ns_wg_fwd_kernel(nsf_args args) 
 }
 
 /* Backward: from the adjoint of X[5] in g_in to that of u in du, with the
- * kept X[s] and nnorm. Shared: G, X [P, Q] | A, scratch [P, P]. */
+ * kept X[s] and nnorm. Shared: G | X[s] | X[s − 1] [P, Q], the next
+ * iterate landing while this step runs | one [P, P] scratch, which holds M
+ * for its transposed read, then A, then T. */
 template <int P, int Q>
 __global__ void __launch_bounds__(2 * P, 1) ttt_ns_wg_bwd_kernel(nsf_args args) {
 #if WGMMA_DEVICE
     extern __shared__ __align__(128) unsigned char smem[];
     const int mi = blockIdx.x;
     const bool tall = mi < args.split ? args.tall0 : args.tall1;
-    const size_t nel = (size_t)P * Q, sq = (size_t)P * P;
+    const size_t nel = (size_t)P * Q;
     const uint32_t base = (wg_smem(smem) + 1023u) & ~1023u;
-    const nsw_mat sg{base, P}, sx{base + (uint32_t)(nel * 2), P};
-    const nsw_mat sa{base + (uint32_t)(nel * 4), P}, sm{base + (uint32_t)(nel * 4 + sq * 2), P};
+    const nsw_mat sg{base, P}, ss{base + (uint32_t)(nel * 6), P};
+    /* X[s] in buffer (s + 1) % 2: X[4] in the first */
+    auto xbuf = [&](int k) { return nsw_mat{base + (uint32_t)(nel * (k & 1 ? 2 : 4)), P}; };
     const nsw_lane l;
+    nsw_fetch<P, Q>(xbuf(4), args.x[4] + mi * nel);
     nsw_load<P, Q>(sg, args.g_in + mi * nel, tall, 1.0f);
 #pragma unroll 1
     for (int s = 4; s >= 0; s--) {
         const float ca = args.coef[s][0], cb = args.coef[s][1], cc = args.coef[s][2];
-        nsw_fetch<P, Q>(sx, args.x[s] + mi * nel);
+        const nsw_mat sx = xbuf(s);
+        cp_async_wait<0>();
         wg_fence_proxy_async();
-        __syncthreads();
-        uint32_t pf[P / 16][4];
-        nsw_poly<P, Q>(l, sx, sa, cb, cc, pf);
+        __syncthreads(); /* X[s] landed; the other buffer's X[s + 1] is read no more */
+        if (s > 0) nsw_fetch<P, Q>(xbuf(s - 1), args.x[s - 1] + mi * nel);
         /* M = G Xᵀ (rounded) into the scratch; Q = M + Mᵀ as A fragments */
         uint32_t f[P / 16][4];
         {
             float m[P / 2];
             nsw_abt<P, Q>(m, sg, l.wg, sx);
-            nsw_put<P>(l, sm, m, 0);
+            nsw_put<P>(l, ss, m, 0);
             __syncthreads();
 #pragma unroll
             for (int i = 0; i < P / 2; i += 2)
                 f[i / 8][(i % 8) / 2] =
-                    pack_bf16(round_bf16(m[i]) + lds_bf16(nsw_pair_t(sm, l, i, 0)),
-                              round_bf16(m[i + 1]) + lds_bf16(nsw_pair_t(sm, l, i, 1)));
+                    pack_bf16(round_bf16(m[i]) + lds_bf16(nsw_pair_t(ss, l, i, 0)),
+                              round_bf16(m[i + 1]) + lds_bf16(nsw_pair_t(ss, l, i, 1)));
+            __syncthreads(); /* every Mᵀ read is done before A goes there */
         }
-        /* T = Q A (rounded) over the scratch once every Mᵀ read is done;
+        uint32_t pf[P / 16][4];
+        nsw_poly<P, Q>(l, sx, ss, cb, cc, pf);
+        /* T = Q A (rounded) over the scratch once every read of A is done;
          * R = bQ + c(T + Tᵀ) into the fragments Q leaves */
         {
             float t[P / 2];
             nsw_zero<P>(t);
             wg_fence_regs(t);
             wg_fence();
-            nsw_fs<P>(t, f, sa);
+            nsw_fs<P>(t, f, ss);
             wg_commit();
-            __syncthreads();
             wg_wait<0>();
             wg_fence_regs(t);
-            nsw_put<P>(l, sm, t, 0);
+            __syncthreads();
+            nsw_put<P>(l, ss, t, 0);
             __syncthreads();
 #pragma unroll
             for (int i = 0; i < P / 2; i += 2) {
                 uint32_t &w = f[i / 8][(i % 8) / 2];
                 const float2 qv = bf2(w);
                 w = pack_bf16(
-                    cb * qv.x + cc * (round_bf16(t[i]) + lds_bf16(nsw_pair_t(sm, l, i, 0))),
-                    cb * qv.y + cc * (round_bf16(t[i + 1]) + lds_bf16(nsw_pair_t(sm, l, i, 1))));
+                    cb * qv.x + cc * (round_bf16(t[i]) + lds_bf16(nsw_pair_t(ss, l, i, 0))),
+                    cb * qv.y + cc * (round_bf16(t[i + 1]) + lds_bf16(nsw_pair_t(ss, l, i, 1))));
             }
         }
         /* ∂/∂X = aG + P G + R X over G */
@@ -479,7 +486,7 @@ template <int P, int Q> constexpr size_t nsw_fwd_smem() {
     return (size_t)P * Q * 2 + (size_t)P * P * 2 + 1024; /* slabs 1024-aligned */
 }
 template <int P, int Q> constexpr size_t nsw_bwd_smem() {
-    return (size_t)P * Q * 4 + (size_t)P * P * 4 + 1024;
+    return (size_t)P * Q * 6 + (size_t)P * P * 2 + 1024;
 }
 
 template <int P, int Q> lact_status nsw_launch(lact_ctx *ctx, const nsf_args &a, bool bwd) {
