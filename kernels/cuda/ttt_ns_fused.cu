@@ -257,14 +257,6 @@ __device__ __forceinline__ void nsw_fm(float (&d)[32], const uint32_t (&f)[P / 1
         wg_mma_rs_tb<64>(d, f[kk], dm + (uint32_t)(kk * 2048 / 16));
 }
 
-/* The A fragments (K = N) of a rounded m64nN accumulator. */
-template <int N>
-__device__ __forceinline__ void nsw_frag(uint32_t (&f)[N / 16][4], const float (&d)[N / 2]) {
-#pragma unroll
-    for (int kk = 0; kk < N / 16; kk++)
-        wg_acc_to_a(f[kk], d, kk);
-}
-
 /* Writes the rounded accumulator into rows of s (columns from c0). */
 template <int N>
 __device__ __forceinline__ void nsw_put(const nsw_lane &l, nsw_mat s, const float (&d)[N / 2],
