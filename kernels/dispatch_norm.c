@@ -58,10 +58,10 @@ lact_status lact_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *d
     return lact_rmsnorm_backward_add(ctx, dx, dw, dout, x, w, rstd, NULL);
 }
 
-lact_status lact_rmsnorm_backward_add(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
-                                      const lact_tensor *dout, const lact_tensor *x,
-                                      const lact_tensor *w, const lact_tensor *rstd,
-                                      const lact_tensor *res) {
+static lact_status rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
+                                    const lact_tensor *dout, const lact_tensor *x,
+                                    const lact_tensor *w, const lact_tensor *rstd,
+                                    const lact_tensor *res, bool dw_acc) {
     const char *op = "rmsnorm backward";
     LACT_TRY(check_x(ctx, op, x));
     LACT_TRY(check_like_x(ctx, op, "dout", dout, x));
@@ -75,7 +75,21 @@ lact_status lact_rmsnorm_backward_add(lact_ctx *ctx, lact_tensor *dx, lact_tenso
         LACT_TRY(check_like_x(ctx, op, "res", res, x));
     }
     if (!dx && !dw) return LACT_OK;
-    return LACT_KDISPATCH(ctx, rmsnorm_backward, dx, dw, dout, x, w, rstd, res);
+    return LACT_KDISPATCH(ctx, rmsnorm_backward, dx, dw, dout, x, w, rstd, res, dw_acc);
+}
+
+lact_status lact_rmsnorm_backward_add(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
+                                      const lact_tensor *dout, const lact_tensor *x,
+                                      const lact_tensor *w, const lact_tensor *rstd,
+                                      const lact_tensor *res) {
+    return rmsnorm_backward(ctx, dx, dw, dout, x, w, rstd, res, false);
+}
+
+lact_status lact_rmsnorm_backward_acc(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
+                                      const lact_tensor *dout, const lact_tensor *x,
+                                      const lact_tensor *w, const lact_tensor *rstd,
+                                      const lact_tensor *res) {
+    return rmsnorm_backward(ctx, dx, dw, dout, x, w, rstd, res, true);
 }
 
 lact_status lact_layernorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *mean,

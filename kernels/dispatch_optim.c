@@ -34,6 +34,27 @@ lact_status lact_adamw_step(lact_ctx *ctx, lact_tensor *param, lact_tensor *m, l
         return lact_fail(LACT_E_ARG, "%s: eps = %g must be > 0", op, args->eps);
     if (!isfinite(args->lr) || !isfinite(args->weight_decay))
         return lact_fail(LACT_E_ARG, "%s: lr and weight_decay must be finite", op);
+    int64_t n = lact_tensor_numel(param);
+    if (args->decay_end < 0 || args->decay_end > n)
+        return lact_fail(LACT_E_ARG, "%s: decay_end = %lld outside [0, %lld]", op,
+                         (long long)args->decay_end, (long long)n);
+    if (!(args->max_norm >= 0.0f) || !isfinite(args->max_norm))
+        return lact_fail(LACT_E_ARG, "%s: max_norm = %g must be finite and >= 0", op,
+                         args->max_norm);
+    if (args->max_norm > 0.0f && !args->grad_norm)
+        return lact_fail(LACT_E_ARG, "%s: max_norm needs grad_norm", op);
+    if (args->grad_norm) {
+        LACT_TRY(lact_kcheck_tensor(ctx, op, "grad_norm", args->grad_norm, F32_ONLY));
+        if (lact_tensor_numel(args->grad_norm) != 1)
+            return lact_fail(LACT_E_ARG, "%s: grad_norm has %lld elements, expected 1", op,
+                             (long long)lact_tensor_numel(args->grad_norm));
+    }
+    if (args->shadow) {
+        LACT_TRY(lact_kcheck_tensor(ctx, op, "shadow", args->shadow, LACT_DT(LACT_BF16)));
+        if (lact_tensor_numel(args->shadow) != n)
+            return lact_fail(LACT_E_ARG, "%s: shadow has %lld elements, param %lld", op,
+                             (long long)lact_tensor_numel(args->shadow), (long long)n);
+    }
     return LACT_KDISPATCH(ctx, adamw_step, param, m, v, grad, args);
 }
 

@@ -176,8 +176,8 @@ lact_status lact_embedding_forward(lact_ctx *ctx, lact_tensor *out, const lact_t
     return LACT_KDISPATCH(ctx, embedding_forward, out, table, ids);
 }
 
-lact_status lact_embedding_backward(lact_ctx *ctx, lact_tensor *dtable, const lact_tensor *dout,
-                                    const lact_tensor *ids) {
+static lact_status embedding_backward(lact_ctx *ctx, lact_tensor *dtable, const lact_tensor *dout,
+                                      const lact_tensor *ids, bool accumulate) {
     const char *op = "embedding backward";
     LACT_TRY(lact_kcheck_ctx(ctx, op));
     if (!dtable) return LACT_OK;
@@ -187,5 +187,15 @@ lact_status lact_embedding_backward(lact_ctx *ctx, lact_tensor *dtable, const la
     LACT_TRY(lact_kcheck_tensor(ctx, op, "ids", ids, I32_ONLY));
     LACT_TRY(lact_kcheck_ndim(op, "ids", ids, 0, LACT_MAX_DIMS - 1));
     LACT_TRY(check_rows_of_ids(op, "dout", dout, ids, dtable->shape[1]));
-    return LACT_KDISPATCH(ctx, embedding_backward, dtable, dout, ids);
+    return LACT_KDISPATCH(ctx, embedding_backward, dtable, dout, ids, accumulate);
+}
+
+lact_status lact_embedding_backward(lact_ctx *ctx, lact_tensor *dtable, const lact_tensor *dout,
+                                    const lact_tensor *ids) {
+    return embedding_backward(ctx, dtable, dout, ids, false);
+}
+
+lact_status lact_embedding_backward_add(lact_ctx *ctx, lact_tensor *dtable, const lact_tensor *dout,
+                                        const lact_tensor *ids) {
+    return embedding_backward(ctx, dtable, dout, ids, true);
 }

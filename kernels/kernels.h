@@ -136,6 +136,12 @@ lact_status lact_rmsnorm_backward_add(lact_ctx *ctx, lact_tensor *dx, lact_tenso
                                       const lact_tensor *dout, const lact_tensor *x,
                                       const lact_tensor *w, const lact_tensor *rstd,
                                       const lact_tensor *res);
+/* lact_rmsnorm_backward_add with dw ACCUMULATED (dw += Σ_rows ...), so that
+ * a parameter's gradient takes it directly. */
+lact_status lact_rmsnorm_backward_acc(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
+                                      const lact_tensor *dout, const lact_tensor *x,
+                                      const lact_tensor *w, const lact_tensor *rstd,
+                                      const lact_tensor *res);
 /* Per row: mean, rstd = 1/sqrt(var + eps) (biased variance);
  * out = (x - mean) * rstd * w + b. w, b [C] F32 or NULL; mean, rstd [rows] F32. */
 lact_status lact_layernorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *mean,
@@ -188,8 +194,9 @@ lact_status lact_xent_backward(lact_ctx *ctx, lact_tensor *dh, lact_tensor *dw,
 
 /* lact_xent_forward then lact_xent_backward in one call, for a training step
  * whose dloss is known before its forward (the arguments are theirs; dh and
- * dw may be NULL). The CUDA version forms each block of rows' logits once,
- * where the pair of calls forms them twice. */
+ * dw may be NULL), except that dw ACCUMULATES (dw += dlogitsᵀ h), so that a
+ * parameter's gradient takes it directly. The CUDA version forms each block
+ * of rows' logits once, where the pair of calls forms them twice. */
 lact_status lact_xent_forward_backward(lact_ctx *ctx, lact_tensor *loss, lact_tensor *lse,
                                        lact_tensor *dh, lact_tensor *dw, const lact_tensor *dloss,
                                        const lact_tensor *h, const lact_tensor *w,
@@ -204,6 +211,10 @@ lact_status lact_embedding_forward(lact_ctx *ctx, lact_tensor *out, const lact_t
 /* dtable [V, C] F32 = scatter-add of dout rows by ids (zeroed first). */
 lact_status lact_embedding_backward(lact_ctx *ctx, lact_tensor *dtable, const lact_tensor *dout,
                                     const lact_tensor *ids);
+/* The same scatter-add into dtable as it is (dtable += ...), so that a
+ * parameter's gradient takes it directly. */
+lact_status lact_embedding_backward_add(lact_ctx *ctx, lact_tensor *dtable, const lact_tensor *dout,
+                                        const lact_tensor *ids);
 
 /* ---- reductions --------------------------------------------------------- */
 
@@ -230,9 +241,19 @@ lact_status lact_fill_normal(lact_ctx *ctx, lact_tensor *x, uint64_t seed, uint6
 typedef struct lact_adamw_args {
     float lr, beta1, beta2, eps, weight_decay;
     int64_t step; /* 1-based, for bias correction */
+    /* Optional parts, off when zero / NULL, so that one launch can step a
+     * whole parameter block: */
+    int64_t decay_end; /* > 0: only elements [0, decay_end) are decayed */
+    /* ‖g‖ ([1] F32 on the op's device): with max_norm > 0 and ‖g‖ >
+     * max_norm, g is taken as g · max_norm / ‖g‖ (clipping without
+     * rewriting g); a non-finite ‖g‖ leaves every tensor as it was. */
+    const lact_tensor *grad_norm;
+    float max_norm;
+    lact_tensor *shadow; /* BF16, param's size: receives bf16(p) after the step */
 } lact_adamw_args;
 
 /* Decoupled weight decay (AdamW), all tensors F32 and the same shape:
+ *   g *= s (clipping, above; else s = 1);
  *   m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²;
  *   p -= lr * ( (m / (1−β1^t)) / (sqrt(v / (1−β2^t)) + eps) + wd * p ). */
 lact_status lact_adamw_step(lact_ctx *ctx, lact_tensor *param, lact_tensor *m, lact_tensor *v,

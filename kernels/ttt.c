@@ -71,8 +71,15 @@ static int64_t save_every(const lact_ttt_args *args) {
     return args->save_every > 1 ? args->save_every : 1;
 }
 
+int64_t lact_ttt_state_ns_numel(const lact_ttt_args *args, int64_t d, int64_t dh) {
+    if (!args->keep_ns || args->muon == LACT_TTT_MUON_OFF || save_every(args) != 1) return 0;
+    return 9 * d * dh + 4; /* 6 · 3 · d · dh BF16, 3 norms, 1 pad */
+}
+
 int64_t lact_ttt_state_numel(const lact_ttt_args *args, bool momentum, int64_t d, int64_t dh) {
-    return lact_ttt_n_updates(args) / save_every(args) * (momentum ? 6 : 3) * d * dh;
+    int64_t n = lact_ttt_n_updates(args);
+    return n / save_every(args) * (momentum ? 6 : 3) * d * dh +
+           n * lact_ttt_state_ns_numel(args, d, dh);
 }
 
 int64_t lact_ttt_state_slot(const lact_ttt_args *args, int64_t u) {
@@ -140,23 +147,25 @@ static lact_status check_inputs(lact_ctx *ctx, const char *op, const lact_tensor
     }
     int64_t N = q->shape[0], L = q->shape[1], d = q->shape[2];
     LACT_TRY(lact_kcheck_tensor(ctx, op, "w0", w0, F32_ONLY));
-    if (w0->ndim != 3 || w0->shape[1] < 1) {
+    if (w0->ndim != 3 || w0->shape[0] < 1 || N % w0->shape[0] != 0 || w0->shape[1] < 1) {
         char buf[96];
-        return lact_fail(LACT_E_ARG, "%s: w0 has shape %s, expected [N, dh, d]", op,
-                         lact_kcheck_shape_str(w0, buf, sizeof buf));
+        return lact_fail(LACT_E_ARG,
+                         "%s: w0 has shape %s, expected [Nw, dh, d] with Nw dividing "
+                         "N = %lld",
+                         op, lact_kcheck_shape_str(w0, buf, sizeof buf), (long long)N);
     }
-    int64_t dh = w0->shape[1];
+    int64_t dh = w0->shape[1], Nw = w0->shape[0];
     LACT_TRY(check_act(ctx, op, "k", k, q));
     LACT_TRY(check_act(ctx, op, "v", v, q));
     LACT_TRY(check_shape(ctx, op, "lr0", lr0, 2, N, L, 0));
     LACT_TRY(check_shape(ctx, op, "lr1", lr1, 2, N, L, 0));
     LACT_TRY(check_shape(ctx, op, "lr2", lr2, 2, N, L, 0));
     if (present(momentum)) LACT_TRY(check_shape(ctx, op, "momentum", momentum, 2, N, L, 0));
-    LACT_TRY(check_shape(ctx, op, "w0", w0, 3, N, dh, d));
-    LACT_TRY(check_shape(ctx, op, "w1", w1, 3, N, d, dh));
-    LACT_TRY(check_shape(ctx, op, "w2", w2, 3, N, dh, d));
+    LACT_TRY(check_shape(ctx, op, "w0", w0, 3, Nw, dh, d));
+    LACT_TRY(check_shape(ctx, op, "w1", w1, 3, Nw, d, dh));
+    LACT_TRY(check_shape(ctx, op, "w2", w2, 3, Nw, dh, d));
     LACT_TRY(lact_ttt_check_args(args, L));
-    *dims = (lact_ttt_dims){N, L, d, dh};
+    *dims = (lact_ttt_dims){N, L, d, dh, Nw};
     return LACT_OK;
 }
 
@@ -184,11 +193,22 @@ static lact_ttt_cuda_in make_cuda_in(const lact_tensor *q, const lact_tensor *k,
                                      const lact_tensor *momentum, const lact_tensor *w0,
                                      const lact_tensor *w1, const lact_tensor *w2,
                                      const lact_ttt_dims *dims) {
-    return (lact_ttt_cuda_in){q->dtype,  dims->n,   dims->len,
-                              dims->d,   dims->dh,  q->data,
-                              k->data,   v->data,   lr0->data,
-                              lr1->data, lr2->data, present(momentum) ? momentum->data : NULL,
-                              w0->data,  w1->data,  w2->data};
+    return (lact_ttt_cuda_in){q->dtype,
+                              dims->n,
+                              dims->len,
+                              dims->d,
+                              dims->dh,
+                              dims->wn,
+                              q->data,
+                              k->data,
+                              v->data,
+                              lr0->data,
+                              lr1->data,
+                              lr2->data,
+                              present(momentum) ? momentum->data : NULL,
+                              w0->data,
+                              w1->data,
+                              w2->data};
 }
 #endif
 
@@ -244,9 +264,10 @@ lact_status lact_ttt_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k,
     if (d_momentum && !mom)
         return lact_fail(LACT_E_ARG, "%s: d_momentum is given but momentum is absent", op);
     if (d_momentum) LACT_TRY(check_shape(ctx, op, "d_momentum", d_momentum, 2, N, L, 0));
-    if (d_w0) LACT_TRY(check_shape(ctx, op, "d_w0", d_w0, 3, N, dh, d));
-    if (d_w1) LACT_TRY(check_shape(ctx, op, "d_w1", d_w1, 3, N, d, dh));
-    if (d_w2) LACT_TRY(check_shape(ctx, op, "d_w2", d_w2, 3, N, dh, d));
+    int64_t Nw = dims.wn;
+    if (d_w0) LACT_TRY(check_shape(ctx, op, "d_w0", d_w0, 3, Nw, dh, d));
+    if (d_w1) LACT_TRY(check_shape(ctx, op, "d_w1", d_w1, 3, Nw, d, dh));
+    if (d_w2) LACT_TRY(check_shape(ctx, op, "d_w2", d_w2, 3, Nw, dh, d));
     if (state) LACT_TRY(check_state(ctx, op, state, &dims, args, mom));
 #if LACT_WITH_CUDA
     if (ctx->device == LACT_CUDA) {

@@ -6,8 +6,12 @@
  *   q, k, v       [N, L, d]    F32 (CPU)
  *   lr0, lr1, lr2 [N, L]       F32, per-token learning rates (already > 0)
  *   momentum      [N, L]       F32 in (0, 1), optional (NULL = no momentum)
- *   w0, w2        [N, dh, d]   F32, initial fast weights
- *   w1            [N, d, dh]   F32
+ *   w0, w2        [Nw, dh, d]  F32, initial fast weights; Nw divides N and
+ *   w1            [Nw, d, dh]  head n starts from those of n mod Nw, so a
+ *                              batch of N / Nw sequences can share one set
+ *                              per head (Nw = heads) with no copies; their
+ *                              gradients are then the sums over the heads
+ *                              that share them
  *   o             [N, L, d]    output; rows no apply op covers are zero
  *   state         [N, S]       F32, S = lact_ttt_state_numel(...): the fast
  *                              weights (and momentum) after each update, or
@@ -69,6 +73,12 @@ typedef struct lact_ttt_args {
      * about half the state). The initial weights are never saved: the
      * backward rebuilds them from w0, w1, w2. */
     int save_every;
+    /* With Muon and save_every 1: the state also has room for every
+     * update's Newton–Schulz iterates, which the forward keeps there and
+     * the backward reads instead of running the iteration again. Only the
+     * CUDA version's fused BF16 iteration (ttt_ns_fused.cu) uses the room;
+     * elsewhere it stays unwritten. */
+    bool keep_ns;
 } lact_ttt_args;
 
 /* Shifted block-causal order: chunk c = [cC, min(L, (c+1)C)) is applied
@@ -87,8 +97,15 @@ lact_status lact_ttt_check_args(const lact_ttt_args *args, int64_t len);
 /* Number of update operations in the order. */
 int64_t lact_ttt_n_updates(const lact_ttt_args *args);
 /* Elements of the saved state per head: one snapshot of W0, W1, W2 (and
- * M0, M1, M2 with momentum) per saved update (lact_ttt_state_slot). */
+ * M0, M1, M2 with momentum) per saved update (lact_ttt_state_slot), then,
+ * with keep_ns, the iterates' room (lact_ttt_state_ns_numel). */
 int64_t lact_ttt_state_numel(const lact_ttt_args *args, bool momentum, int64_t d, int64_t dh);
+/* The keep_ns room per head per update, in F32 elements: six BF16
+ * iterates of the three matrices (the CUDA version's layout) and the three
+ * matrices' norms, padded to four; 0 when the args keep none. After the
+ * snapshots, update u's room for all N heads starts N · u · this elements
+ * in. */
+int64_t lact_ttt_state_ns_numel(const lact_ttt_args *args, int64_t d, int64_t dh);
 /* The slot in the state of the weights after u updates (u in [0, updates]),
  * or -1 when the forward does not save them: u = 0, and with save_every 2
  * the odd u. */

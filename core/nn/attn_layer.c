@@ -164,11 +164,10 @@ static lact_status qk_backward(lact_ctx *ctx, lact_arena *ar, const lact_attn_la
     int64_t B = s->B, L = s->L, d = c->head_dim;
     lact_dtype act = s->x.dtype;
     size_t mark = lact_arena_mark(ar);
-    lact_tensor r, n, dx0, dnorm;
+    lact_tensor r, n, dx0;
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &r, B, L, h, d));
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &n, B, L, h, d));
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dx0, B, L, h, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dnorm, d));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &r, dq, B, h, L, d));
     lact_tensor *cur = &r;
     if (c->rope) {
@@ -177,9 +176,8 @@ static lact_status qk_backward(lact_ctx *ctx, lact_arena *ar, const lact_attn_la
     }
     if (c->qk_norm) {
         lact_tensor x4 = LACT_NN_VIEW(x0, B, L, h, d);
-        LACT_NN_RUN(ar, lact_rmsnorm_backward(ctx, &dx0, &dnorm, cur, &x4, &p->items[norm].w,
-                                              rstd));
-        LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &p->items[norm].g, &dnorm));
+        LACT_NN_RUN(ar, lact_rmsnorm_backward_acc(ctx, &dx0, &p->items[norm].g, cur, &x4,
+                                                  &p->items[norm].w, rstd, NULL));
         cur = &dx0;
     }
     lact_tensor d3 = LACT_NN_VIEW(cur, B, L, h * d);

@@ -111,18 +111,14 @@ lact_status lact_block_forward(lact_ctx *ctx, lact_block *b, lact_arena *arena, 
 }
 
 /* out = res + rmsnorm_backward(dn) in one pass (out may alias res), with
- * the norm weight's gradient accumulated into the store through a [D]
- * scratch. */
+ * the norm weight's gradient accumulated into the store by the same call. */
 static lact_status norm_backward_add(lact_ctx *ctx, lact_arena *arena, lact_tensor *out,
                                      const lact_tensor *res, lact_param *w, const lact_tensor *dn,
                                      const lact_tensor *x, const lact_tensor *rstd, int64_t D) {
-    lact_tensor dw;
     int64_t n = lact_tensor_numel(x) / D;
-    LACT_TRY(LACT_NN_ALLOC(arena, &dw, D));
     lact_tensor x2 = LACT_NN_VIEW(x, n, D), dn2 = LACT_NN_VIEW(dn, n, D);
     lact_tensor o2 = LACT_NN_VIEW(out, n, D), r2 = LACT_NN_VIEW(res, n, D);
-    LACT_NN_RUN(arena, lact_rmsnorm_backward_add(ctx, &o2, &dw, &dn2, &x2, &w->w, rstd, &r2));
-    LACT_NN_RUN(arena, lact_nn_accumulate(ctx, &w->g, &dw));
+    LACT_NN_RUN(arena, lact_rmsnorm_backward_acc(ctx, &o2, &w->g, &dn2, &x2, &w->w, rstd, &r2));
     return LACT_OK;
 }
 

@@ -227,13 +227,10 @@ static lact_status lm_forward(lact_ctx *ctx, lact_lm *m, lact_arena *arena, lact
         return LACT_OK;
     }
     LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &m->dhf, N, D));
-    size_t mark = lact_arena_mark(arena);
-    lact_tensor dtable, dl = LACT_NN_VIEW(dloss, N);
-    LACT_TRY(LACT_NN_ALLOC(arena, &dtable, m->cfg.vocab, D));
-    LACT_NN_RUN(arena, lact_xent_forward_backward(ctx, &loss1, &m->lse, &m->dhf, &dtable, &dl,
-                                                  &m->hf, wh, &m->targets, 0));
-    LACT_NN_RUN(arena, lact_nn_accumulate(ctx, &it[m->head].g, &dtable));
-    lact_arena_release(arena, mark);
+    lact_tensor dl = LACT_NN_VIEW(dloss, N);
+    /* The head's gradient takes dw directly (the call accumulates). */
+    LACT_NN_RUN(arena, lact_xent_forward_backward(ctx, &loss1, &m->lse, &m->dhf, &it[m->head].g,
+                                                  &dl, &m->hf, wh, &m->targets, 0));
     m->head_done = true;
     return LACT_OK;
 }
@@ -277,10 +274,11 @@ lact_status lact_lm_backward(lact_ctx *ctx, lact_lm *m, lact_arena *arena,
     lact_param *it = m->params.items;
     lact_dtype act = m->act;
     size_t mark = lact_arena_mark(arena);
-    lact_tensor dtable, dhf = m->dhf, dnf, dx[2];
-    LACT_TRY(LACT_NN_ALLOC(arena, &dtable, V, D));
-    if (!m->head_done) LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &dhf, N, D));
-    LACT_TRY(LACT_NN_ALLOC(arena, &dnf, D));
+    lact_tensor dtable, dhf = m->dhf, dx[2];
+    if (!m->head_done) {
+        LACT_TRY(LACT_NN_ALLOC(arena, &dtable, V, D));
+        LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &dhf, N, D));
+    }
     LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &dx[0], B, L, D));
     LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &dx[1], B, L, D));
     if (!m->head_done) {
@@ -292,17 +290,15 @@ lact_status lact_lm_backward(lact_ctx *ctx, lact_lm *m, lact_arena *arena,
     }
     lact_tensor xl = LACT_NN_VIEW(&m->xs[m->n_layers], N, D);
     lact_tensor d0 = LACT_NN_VIEW(&dx[0], N, D);
-    LACT_NN_RUN(arena, lact_rmsnorm_backward(ctx, &d0, &dnf, &dhf, &xl, &it[m->norm_f].w,
-                                             &m->rstd_f));
-    LACT_NN_RUN(arena, lact_nn_accumulate(ctx, &it[m->norm_f].g, &dnf));
+    LACT_NN_RUN(arena, lact_rmsnorm_backward_acc(ctx, &d0, &it[m->norm_f].g, &dhf, &xl,
+                                                 &it[m->norm_f].w, &m->rstd_f, NULL));
     int cur = 0;
     for (int i = m->n_layers - 1; i >= 0; i--) {
         LACT_TRY(block_backward(ctx, m, arena, i, &dx[1 - cur], &dx[cur]));
         cur = 1 - cur;
     }
     lact_tensor dxe = LACT_NN_VIEW(&dx[cur], N, D);
-    LACT_NN_RUN(arena, lact_embedding_backward(ctx, &dtable, &dxe, &m->ids));
-    LACT_NN_RUN(arena, lact_nn_accumulate(ctx, &it[m->embed].g, &dtable));
+    LACT_NN_RUN(arena, lact_embedding_backward_add(ctx, &it[m->embed].g, &dxe, &m->ids));
     lact_arena_release(arena, mark);
     return LACT_OK;
 }

@@ -58,11 +58,10 @@ lact_status lact_mesa_layer_backward(lact_ctx *ctx, lact_mesa_layer *l, lact_are
     size_t mark = lact_arena_mark(ar);
 
     /* y = (n ⊙ gate) woᵀ, gate = sigmoid(x w_gateᵀ): dx starts here. */
-    lact_tensor du, dn, dgate, dnorm;
+    lact_tensor du, dn, dgate;
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &du, B, L, H * d));
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dn, B, L, H * d));
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dgate, B, L, H * d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dnorm, d));
     LACT_TRY(lact_linear_backward(ctx, ar, &du, false, &p->items[l->wo].g, NULL, dy, &s->u,
                                   lact_param_mm(&p->items[l->wo], act)));
     LACT_NN_RUN(ar, lact_mul_backward(ctx, &dn, &dgate, &du, &s->n, &s->gate));
@@ -73,9 +72,8 @@ lact_status lact_mesa_layer_backward(lact_ctx *ctx, lact_mesa_layer *l, lact_are
     /* n = rmsnorm_head(o) · o_norm, then back to the op's layout. */
     lact_tensor do3 = LACT_NN_VIEW(&du, B * L * H, d), dn2 = LACT_NN_VIEW(&dn, B * L * H, d);
     lact_tensor o2 = LACT_NN_VIEW(&s->o, B * L * H, d), dout;
-    LACT_NN_RUN(
-        ar, lact_rmsnorm_backward(ctx, &do3, &dnorm, &dn2, &o2, &p->items[l->o_norm].w, &s->rstd));
-    LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &p->items[l->o_norm].g, &dnorm));
+    LACT_NN_RUN(ar, lact_rmsnorm_backward_acc(ctx, &do3, &p->items[l->o_norm].g, &dn2, &o2,
+                                              &p->items[l->o_norm].w, &s->rstd, NULL));
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dout, B, H, L, d));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &dout, &du, B, L, H, d));
 

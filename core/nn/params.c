@@ -88,8 +88,7 @@ lact_status lact_params_declare(lact_params *p, const char *name, int ndim, cons
         numel *= shape[i];
     }
     it->init = init;
-    it->offset = p->padded;
-    p->padded += (numel + PARAM_ALIGN - 1) / PARAM_ALIGN * PARAM_ALIGN;
+    p->padded += (numel + PARAM_ALIGN - 1) / PARAM_ALIGN * PARAM_ALIGN; /* offset: at alloc */
     p->numel += numel;
     if (id) *id = p->n;
     p->n++;
@@ -116,8 +115,27 @@ static lact_status alloc_block(const lact_params *p, int64_t elems, const char *
     return LACT_OK;
 }
 
+/* Offsets in the blocks: the matrices in declaration order, then the
+ * vectors (params.h). */
+static void place(lact_params *p) {
+    int64_t at = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < p->n; i++) {
+            lact_param *it = &p->items[i];
+            if ((it->ndim >= 2) != (pass == 0)) continue;
+            int64_t numel = 1;
+            for (int k = 0; k < it->ndim; k++)
+                numel *= it->shape[k];
+            it->offset = at;
+            at += (numel + PARAM_ALIGN - 1) / PARAM_ALIGN * PARAM_ALIGN;
+        }
+        if (pass == 0) p->matrix_end = at;
+    }
+}
+
 lact_status lact_params_alloc(lact_params *p) {
     if (p->allocated) return lact_fail(LACT_E_ARG, "parameter store allocated twice");
+    place(p);
     LACT_TRY(alloc_block(p, p->padded, "weights", &p->weights));
     lact_status s = alloc_block(p, p->padded, "gradients", &p->grads);
     if (s != LACT_OK) {

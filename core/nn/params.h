@@ -74,7 +74,7 @@ typedef struct lact_param {
     int ndim;
     int64_t shape[LACT_MAX_DIMS];
     lact_init init;
-    int64_t offset; /* elements from the start of each block */
+    int64_t offset; /* elements from the start of each block (lact_params_alloc) */
     /* Views, valid after lact_params_alloc (state after alloc_state, wb
      * after alloc_shadow: BF16, w's shape; data NULL without a shadow). */
     lact_tensor w, g, wb;
@@ -87,6 +87,11 @@ typedef struct lact_params {
     lact_param *items;
     int64_t numel;  /* all parameters' elements (without padding) */
     int64_t padded; /* elements of one block (each parameter 64-aligned) */
+    /* The matrices (ndim >= 2) come first in every block, in declaration
+     * order, then the vectors: elements [0, matrix_end) are the matrices',
+     * so work that treats the two kinds apart (AdamW's weight decay) takes
+     * one range each. Set by lact_params_alloc, as are the offsets. */
+    int64_t matrix_end;
     float *weights; /* device memory, one block */
     float *grads;
     float *state; /* n_state blocks back to back, or NULL */

@@ -137,10 +137,14 @@ static int64_t build_order(const lact_ttt_layer_cfg *c, lact_ttt_op *ops, int64_
     return lact_ttt_order_causal(ops, cap, len, c->chunk);
 }
 
-lact_status lact_ttt_layer_order(lact_ttt_layer *l, int64_t len, lact_ttt_args *args) {
+lact_status lact_ttt_layer_order(lact_ttt_layer *l, int64_t len, lact_dtype act,
+                                 lact_ttt_args *args) {
     const lact_ttt_layer_cfg *c = &l->cfg;
     args->muon = c->muon;
     args->save_every = 1;
+    /* BF16 activations run on CUDA, whose fused iteration keeps the
+     * iterates for the backward (the room is unused elsewhere). */
+    args->keep_ns = act == LACT_BF16;
     if (c->order == LACT_TTT_LAYER_CUSTOM) {
         args->ops = l->custom;
         args->n_ops = c->n_ops;
@@ -249,17 +253,14 @@ lact_status lact_ttt_layer_forward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena 
     s->L = L;
     s->x = *x;
     lact_ttt_args args;
-    LACT_TRY(lact_ttt_layer_order(l, L, &args));
+    LACT_TRY(lact_ttt_layer_order(l, L, x->dtype, &args));
     LACT_TRY(lact_ttt_check_args(&args, L));
     LACT_TRY(lact_ttt_layer_inputs(ctx, l, ar, s, x, 0));
 
     /* The initial fast weights, one copy per sequence of the batch. */
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->w0, N, dh, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->w1, N, d, dh));
-    LACT_TRY(LACT_NN_ALLOC(ar, &s->w2, N, dh, d));
-    LACT_NN_RUN(ar, lact_ttt_layer_replicate(ctx, &s->w0, &p->items[l->w0].w, B));
-    LACT_NN_RUN(ar, lact_ttt_layer_replicate(ctx, &s->w1, &p->items[l->w1].w, B));
-    LACT_NN_RUN(ar, lact_ttt_layer_replicate(ctx, &s->w2, &p->items[l->w2].w, B));
+    s->w0 = p->items[l->w0].w;
+    s->w1 = p->items[l->w1].w;
+    s->w2 = p->items[l->w2].w;
 
     LACT_TRY(LACT_NN_ALLOC(ar, &s->state, N, lact_ttt_state_numel(&args, c->momentum, d, dh)));
     LACT_TRY(LACT_NN_ALLOC_AS(ar, x->dtype, &s->o, N, L, d));

@@ -104,7 +104,7 @@ typedef struct lact_ttt_layer_saved {
     lact_tensor qa, ka;           /* [B, H, L, d] attention's q, k */
     lact_tensor zlr, lr;          /* [3, B·H, L] logits, rates */
     lact_tensor zm, mom;          /* [B·H, L] */
-    lact_tensor w0, w1, w2;       /* [B·H, ...] initial fast weights */
+    lact_tensor w0, w1, w2;       /* [H, ...] initial fast weights (the parameters) */
     lact_tensor state;            /* [B·H, S] */
     lact_tensor o, rstd;          /* [B·H, L, d], [B·H·L] */
     lact_tensor ya, lse;          /* [B, H, L, d], [B, H, L] */

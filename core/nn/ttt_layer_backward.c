@@ -30,22 +30,26 @@ lact_status lact_ttt_layer_replicate(lact_ctx *ctx, lact_tensor *dst, const lact
     return LACT_OK;
 }
 
-lact_status lact_ttt_layer_reduce(lact_ctx *ctx, lact_arena *ar, lact_tensor *grad,
-                                  const lact_tensor *d, int64_t B) {
-    int64_t n = lact_tensor_numel(grad);
-    lact_tensor flat = LACT_NN_VIEW(grad, n);
-    if (B == 1) {
-        LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &flat, d));
+/* The three initial weights' gradients dw ([3 · H·dh·d]: w0, w1, w2) into
+ * the parameters': one addition where the store keeps the three side by
+ * side (they are declared in a row), else one each. */
+static lact_status accumulate_w(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
+                                const lact_tensor *dw) {
+    lact_params *p = l->params;
+    const lact_tensor *g0 = &p->items[l->w0].g, *g1 = &p->items[l->w1].g, *g2 = &p->items[l->w2].g;
+    int64_t n = lact_tensor_numel(g0);
+    float *b0 = g0->data;
+    if ((float *)g1->data == b0 + n && (float *)g2->data == b0 + 2 * n) {
+        lact_tensor all = lact_tensor_view(b0, LACT_F32, g0->device, 1, (int64_t[]){3 * n});
+        LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &all, dw));
         return LACT_OK;
     }
-    /* The sum over the copies is the broadcast gradient of an add: one
-     * column sum instead of B accumulations. */
-    size_t mark = lact_arena_mark(ar);
-    lact_tensor sum, all = LACT_NN_VIEW(d, B * n);
-    LACT_TRY(LACT_NN_ALLOC(ar, &sum, n));
-    LACT_NN_RUN(ar, lact_add_backward(ctx, NULL, &sum, &all));
-    LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &flat, &sum));
-    lact_arena_release(ar, mark);
+    const lact_tensor *g[3] = {g0, g1, g2};
+    for (int i = 0; i < 3; i++) {
+        lact_tensor part = lact_ttt_slice(dw, i * n, 1, &n);
+        lact_tensor dst = LACT_NN_VIEW(g[i], n);
+        LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &dst, &part));
+    }
     return LACT_OK;
 }
 
@@ -86,15 +90,14 @@ lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena
         return lact_fail(LACT_E_ARG, "ttt layer backward: dy and dx must have x's shape [%lld, "
                          "%lld, %lld]", (long long)B, (long long)L, (long long)D);
     lact_ttt_args args;
-    LACT_TRY(lact_ttt_layer_order(l, L, &args));
+    LACT_TRY(lact_ttt_layer_order(l, L, act, &args));
     size_t mark = lact_arena_mark(ar);
 
     /* Output projection, then back to the heads' layout. */
-    lact_tensor du, dsum, don, dnorm;
+    lact_tensor du, dsum, don;
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &du, B, L, D));
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dsum, N, L, d));
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &don, N, L, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dnorm, d));
     LACT_TRY(lact_linear_backward(ctx, ar, &du, false, &p->items[l->wo].g, NULL, dy, &s->u,
                                   lact_param_mm(&p->items[l->wo], act)));
     LACT_NN_RUN(ar, lact_nn_permute(ctx, &dsum, &du, B, L, H, d));
@@ -109,9 +112,8 @@ lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena
         LACT_NN_RUN(ar, lact_attention_backward(ctx, &dqa, &dka, &dva, NULL, &dy4, &s->qa, &s->ka,
                                                 &v4, NULL, NULL, &s->ya, &s->lse, &aa));
     }
-    LACT_NN_RUN(ar, lact_rmsnorm_backward(ctx, &don, &dnorm, &dsum, &s->o,
-                                          &p->items[l->o_norm].w, &s->rstd));
-    LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &p->items[l->o_norm].g, &dnorm));
+    LACT_NN_RUN(ar, lact_rmsnorm_backward_acc(ctx, &don, &p->items[l->o_norm].g, &dsum, &s->o,
+                                              &p->items[l->o_norm].w, &s->rstd, NULL));
 
     /* The fast-weight op. */
     lact_tensor dqf, dkf, dvf, dlr, dmom, dw0, dw1, dw2, dlr3[3];
@@ -120,9 +122,14 @@ lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dvf, N, L, d));
     LACT_TRY(LACT_NN_ALLOC(ar, &dlr, 3, N, L));
     LACT_TRY(LACT_NN_ALLOC(ar, &dmom, N, L));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dw0, N, dh, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dw1, N, d, dh));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dw2, N, dh, d));
+    /* The initial weights' gradients, side by side (summed over the batch
+     * by the op, which the B sequences' heads share them in). */
+    lact_tensor dw;
+    int64_t nw = H * dh * d;
+    LACT_TRY(LACT_NN_ALLOC(ar, &dw, 3 * nw));
+    dw0 = lact_ttt_slice(&dw, 0, 3, (int64_t[]){H, dh, d});
+    dw1 = lact_ttt_slice(&dw, nw, 3, (int64_t[]){H, d, dh});
+    dw2 = lact_ttt_slice(&dw, 2 * nw, 3, (int64_t[]){H, dh, d});
     lact_tensor lr3[3];
     lact_ttt_layer_split_lr(&s->lr, lr3, N, L);
     lact_ttt_layer_split_lr(&dlr, dlr3, N, L);
@@ -131,9 +138,7 @@ lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena
                                       c->momentum ? &dmom : NULL, &dw0, &dw1, &dw2, &don,
                                       &s->state, &s->qf, &s->kf, &s->v, &lr3[0], &lr3[1], &lr3[2],
                                       mom, &s->w0, &s->w1, &s->w2, &args));
-    LACT_TRY(lact_ttt_layer_reduce(ctx, ar, &p->items[l->w0].g, &dw0, B));
-    LACT_TRY(lact_ttt_layer_reduce(ctx, ar, &p->items[l->w1].g, &dw1, B));
-    LACT_TRY(lact_ttt_layer_reduce(ctx, ar, &p->items[l->w2].g, &dw2, B));
+    LACT_TRY(accumulate_w(ctx, ar, l, &dw));
 
     /* v: both paths read it; then SiLU and the projection (dx overwritten). */
     lact_tensor dz;

@@ -4,8 +4,9 @@
  * mom = sigmoid(x W_mᵀ + b_m) [B·H, L], F32 (the ttt op's rule; with BF16
  * activations the projections write F32). The two projections are skinny
  * (3H and H outputs) and cost what reading x costs, so with momentum they
- * run as one [4H, D] product: the weights and biases are copied side by
- * side first (a few kilobytes), its [B, L, 4H] output is permuted once into
+ * run as one [4H, D] product: its weight is a view of the parameter store,
+ * which keeps the two matrices side by side (the biases, a few floats, are
+ * copied next to each other), its [B, L, 4H] output is permuted once into
  * [4, B·H, L], whose first three slices are the rate logits and whose last
  * is the momentum logits, and the backward runs one product for d_x and one
  * for the weights' gradient, split back over the two parameters. */
@@ -14,16 +15,32 @@
 #include "kernels/kernels.h"
 #include "ttt_layer_internal.h"
 
+/* Whether the store keeps the two projections' weights side by side (they
+ * are declared in a row; the store puts the matrices together), so that
+ * the combined [4H, D] weight is a view and its gradient one addition. */
+static bool gates_adjacent(const lact_ttt_layer *l) {
+    const lact_params *p = l->params;
+    const lact_param *a = &p->items[l->lr_w], *b = &p->items[l->mom_w];
+    return b->offset == a->offset + lact_tensor_numel(&a->w);
+}
+
 /* wc [4H, D] (the activations' dtype) and, when given, bc [4H] F32: the
- * rate projection's rows, then the momentum projection's. */
+ * rate projection's rows, then the momentum projection's; wc is a view of
+ * the store where the two lie side by side (gates_adjacent), else it is
+ * filled. */
 static lact_status gate_params(lact_ctx *ctx, const lact_ttt_layer *l, lact_tensor *wc,
                                lact_tensor *bc, lact_dtype act) {
     lact_params *p = l->params;
     int64_t H = l->cfg.heads, D = l->cfg.dim;
     int64_t s1[2] = {3 * H, D}, s2[2] = {H, D};
-    lact_tensor a = lact_ttt_slice(wc, 0, 2, s1), b = lact_ttt_slice(wc, 3 * H * D, 2, s2);
-    LACT_TRY(lact_scale_forward(ctx, &a, lact_param_mm(&p->items[l->lr_w], act), 1.0f));
-    LACT_TRY(lact_scale_forward(ctx, &b, lact_param_mm(&p->items[l->mom_w], act), 1.0f));
+    if (gates_adjacent(l)) {
+        const lact_tensor *w = lact_param_mm(&p->items[l->lr_w], act);
+        *wc = lact_tensor_view(w->data, w->dtype, w->device, 2, (int64_t[]){4 * H, D});
+    } else {
+        lact_tensor a = lact_ttt_slice(wc, 0, 2, s1), b = lact_ttt_slice(wc, 3 * H * D, 2, s2);
+        LACT_TRY(lact_scale_forward(ctx, &a, lact_param_mm(&p->items[l->lr_w], act), 1.0f));
+        LACT_TRY(lact_scale_forward(ctx, &b, lact_param_mm(&p->items[l->mom_w], act), 1.0f));
+    }
     if (!bc) return LACT_OK;
     int64_t n1 = 3 * H, n2 = H;
     lact_tensor c = lact_ttt_slice(bc, 0, 1, &n1), d = lact_ttt_slice(bc, 3 * H, 1, &n2);
@@ -104,10 +121,16 @@ static lact_status gates_product_backward(lact_ctx *ctx, lact_arena *ar, const l
     LACT_TRY(lact_matmul_forward(ctx, &dwc, dzp, &x2, true, false, 1.0f, 0.0f));
     LACT_TRY(lact_add_backward(ctx, NULL, &dbc, &dz2));
     int64_t w1[2] = {3 * H, D}, w2[2] = {H, D}, b1 = 3 * H, b2 = H;
-    lact_tensor a = lact_ttt_slice(&dwc, 0, 2, w1), b = lact_ttt_slice(&dwc, 3 * H * D, 2, w2);
     lact_tensor c = lact_ttt_slice(&dbc, 0, 1, &b1), d = lact_ttt_slice(&dbc, 3 * H, 1, &b2);
-    LACT_TRY(lact_nn_accumulate(ctx, &p->items[l->lr_w].g, &a));
-    LACT_TRY(lact_nn_accumulate(ctx, &p->items[l->mom_w].g, &b));
+    if (gates_adjacent(l)) {
+        const lact_tensor *g = &p->items[l->lr_w].g;
+        lact_tensor both = lact_tensor_view(g->data, LACT_F32, g->device, 2, (int64_t[]){4 * H, D});
+        LACT_TRY(lact_nn_accumulate(ctx, &both, &dwc));
+    } else {
+        lact_tensor a = lact_ttt_slice(&dwc, 0, 2, w1), b = lact_ttt_slice(&dwc, 3 * H * D, 2, w2);
+        LACT_TRY(lact_nn_accumulate(ctx, &p->items[l->lr_w].g, &a));
+        LACT_TRY(lact_nn_accumulate(ctx, &p->items[l->mom_w].g, &b));
+    }
     LACT_TRY(lact_nn_accumulate(ctx, &p->items[l->lr_b].g, &c));
     return lact_nn_accumulate(ctx, &p->items[l->mom_b].g, &d);
 }

@@ -14,16 +14,13 @@ static inline float lact_ttt_layer_theta(const lact_ttt_layer *l) {
 }
 
 /* The layer's order for length len (built orders are cached in the layer)
- * into args; fails when the order does not fit len. */
-lact_status lact_ttt_layer_order(lact_ttt_layer *l, int64_t len, lact_ttt_args *args);
+ * into args, keeping the iterates in the state for BF16 activations act;
+ * fails when the order does not fit len. */
+lact_status lact_ttt_layer_order(lact_ttt_layer *l, int64_t len, lact_dtype act,
+                                 lact_ttt_args *args);
 /* dst [B·H, ...] = B copies of src [H, ...]. */
 lact_status lact_ttt_layer_replicate(lact_ctx *ctx, lact_tensor *dst, const lact_tensor *src,
                                      int64_t B);
-/* grad [H, ...] += Σ_b d [b] over the batch copies of d [B·H, ...]; takes an
- * [H, ...] scratch from ar (call it outside LACT_NN_RUN, so the measuring pass
- * sees it). */
-lact_status lact_ttt_layer_reduce(lact_ctx *ctx, lact_arena *ar, lact_tensor *grad,
-                                  const lact_tensor *d, int64_t B);
 /* A view of t's elements from offset on, with the given shape (no data
  * pointer while t has none: a measuring arena's tensors). */
 static inline lact_tensor lact_ttt_slice(const lact_tensor *t, int64_t offset, int ndim,

@@ -59,9 +59,18 @@ lact_status lact_lm_batch_loss(lact_ctx *ctx, lact_lm *m, const int32_t *tokens,
         memcpy(b.window, tokens, (size_t)(B * (L + 1)) * sizeof *tokens);
         s = lact_lm_batch_upload(&b, B, 1.0f / (float)(B * L), &n);
     }
-    if (s == LACT_OK && grads) s = lact_params_zero_grad(&m->params);
-    if (s == LACT_OK) s = lact_lm_batch_forward(ctx, m, &b, &sum);
-    if (s == LACT_OK && grads) s = lact_lm_backward(ctx, m, &b.arena, &b.dloss);
+    if (s == LACT_OK && grads) {
+        /* The training step's pair of calls, whose memory the batch's arena
+         * was measured for. */
+        s = lact_params_zero_grad(&m->params);
+        lact_arena_reset(&b.arena);
+        if (s == LACT_OK)
+            s = lact_lm_forward_train(ctx, m, &b.arena, &b.loss, &b.ids, &b.targets, &b.dloss);
+        if (s == LACT_OK) s = lact_lm_batch_loss_sum(&b, &sum);
+        if (s == LACT_OK) s = lact_lm_backward(ctx, m, &b.arena, &b.dloss);
+    } else if (s == LACT_OK) {
+        s = lact_lm_batch_forward(ctx, m, &b, &sum);
+    }
     if (s == LACT_OK) s = lact_ctx_sync(ctx);
     if (s == LACT_OK) *loss = sum / (double)n;
     lact_lm_batch_free(&b);

@@ -168,23 +168,34 @@ lact_status lact_lm_trainer_step_from(lact_lm_trainer *t, lact_lm_windows_fn nex
     LACT_TRY(lact_params_zero_grad(&t->model.params));
     for (int64_t k = 0; k < c->accum; k++) {
         int64_t rows, n;
-        double part;
         LACT_TRY(next(arg, t->batch.window, &rows));
         LACT_TRY(lact_lm_batch_upload(&t->batch, rows, weight, &n));
         LACT_TRY(run_micro_step(t));
-        LACT_TRY(lact_lm_batch_loss_sum(&t->batch, &part));
-        sum += part;
         tokens += n;
+        /* The last micro-step's losses are read after the optimizer step is
+         * queued, so the device runs backward, norm and step without
+         * waiting for the host. */
+        if (k + 1 < c->accum) {
+            double part;
+            LACT_TRY(lact_lm_batch_loss_sum(&t->batch, &part));
+            sum += part;
+        }
     }
+    /* A non-finite loss comes with non-finite gradients, whose norm makes
+     * the step leave the weights as they were. */
+    st->lr = lact_schedule_lr(&t->sched, step);
+    LACT_TRY(lact_adamw_grad_norm(t->ctx, &t->opt));
+    LACT_TRY(lact_adamw_update(t->ctx, &t->opt, (float)st->lr, step, (float)c->grad_clip));
+    double part;
+    float norm;
+    LACT_TRY(lact_lm_batch_loss_sum(&t->batch, &part));
+    LACT_TRY(lact_adamw_read_norm(&t->opt, &norm));
+    sum += part;
     st->loss = sum / (double)tokens;
+    st->grad_norm = norm;
     if (!isfinite(st->loss))
         return lact_fail(LACT_E_ARG, "the loss is %g at step %lld (try a smaller lr)", st->loss,
                          (long long)step);
-    float norm;
-    LACT_TRY(lact_adamw_clip(t->ctx, &t->opt, (float)c->grad_clip, &norm));
-    st->grad_norm = norm;
-    st->lr = lact_schedule_lr(&t->sched, step);
-    LACT_TRY(lact_adamw_update(t->ctx, &t->opt, (float)st->lr, step));
     st->tokens = tokens;
     t->step = step;
     t->tokens += tokens;

@@ -21,46 +21,37 @@ void lact_adamw_free(lact_adamw *o) {
     lact_tensor_free(&o->norm);
 }
 
-lact_status lact_adamw_clip(lact_ctx *ctx, lact_adamw *o, float max_norm, float *norm) {
-    LACT_TRY(lact_norm_forward(ctx, &o->norm, &o->all_grads));
-    LACT_TRY(lact_mem_copy(norm, LACT_CPU, o->norm.data, o->norm.device, sizeof(float)));
-    if (max_norm > 0 && *norm > max_norm)
-        LACT_TRY(lact_scale_forward(ctx, &o->all_grads, &o->all_grads, max_norm / *norm));
-    return LACT_OK;
+lact_status lact_adamw_grad_norm(lact_ctx *ctx, lact_adamw *o) {
+    return lact_norm_forward(ctx, &o->norm, &o->all_grads);
 }
 
-/* A flat view of n elements of a block, starting at param's place in it. */
-static lact_tensor run_view(const lact_tensor *t, int64_t n) {
-    return lact_tensor_view(t->data, LACT_F32, t->device, 1, &n);
+lact_status lact_adamw_read_norm(lact_adamw *o, float *norm) {
+    return lact_mem_copy(norm, LACT_CPU, o->norm.data, o->norm.device, sizeof(float));
 }
 
-static float decay_of(const lact_adamw *o, const lact_param *it) {
-    return it->ndim >= 2 ? o->weight_decay : 0.0f;
-}
-
-lact_status lact_adamw_update(lact_ctx *ctx, lact_adamw *o, float lr, int64_t step) {
+lact_status lact_adamw_update(lact_ctx *ctx, lact_adamw *o, float lr, int64_t step,
+                              float max_norm) {
     lact_params *p = o->params;
-    int n = lact_params_count(p);
-    /* One step per run of consecutive parameters with the same weight
-     * decay, over the block from the run's first element to its last: the
-     * padding between them is zero in weights, gradients and moments, and
-     * an AdamW step leaves a zero element zero, so the run's elements get
-     * exactly the per-parameter update, in fewer launches. */
-    for (int i = 0; i < n;) {
-        lact_param *first = lact_params_at(p, i);
-        float wd = decay_of(o, first);
-        int j = i;
-        while (j + 1 < n && decay_of(o, lact_params_at(p, j + 1)) == wd &&
-               lact_params_at(p, j + 1)->offset > lact_params_at(p, j)->offset)
-            j++;
-        lact_param *last = lact_params_at(p, j);
-        int64_t len = last->offset + lact_tensor_numel(&last->w) - first->offset;
-        lact_tensor w = run_view(&first->w, len), g = run_view(&first->g, len);
-        lact_tensor m = run_view(&first->state[0], len), v = run_view(&first->state[1], len);
-        lact_adamw_args a = {lr, o->beta1, o->beta2, o->eps, wd, step};
-        LACT_TRY(lact_adamw_step(ctx, &w, &m, &v, &g, &a));
-        i = j + 1;
-    }
-    /* The next forward's BF16 operands: one cast of the whole block. */
-    return lact_params_sync_shadow(ctx, p);
+    int64_t n[1] = {p->padded};
+    if (!n[0]) return LACT_OK;
+    /* The whole blocks at once: the padding is zero in weights, gradients
+     * and moments, and a step leaves a zero element zero. */
+    lact_tensor w = lact_tensor_view(p->weights, LACT_F32, p->device, 1, n);
+    lact_tensor m = lact_tensor_view(p->state, LACT_F32, p->device, 1, n);
+    lact_tensor v = lact_tensor_view(p->state + p->padded, LACT_F32, p->device, 1, n);
+    lact_tensor sh = lact_tensor_view(p->shadow, LACT_BF16, p->device, 1, n);
+    lact_adamw_args a = {.lr = lr,
+                         .beta1 = o->beta1,
+                         .beta2 = o->beta2,
+                         .eps = o->eps,
+                         /* decay_end 0 would mean every element */
+                         .weight_decay = p->matrix_end > 0 ? o->weight_decay : 0.0f,
+                         .step = step,
+                         .decay_end = p->matrix_end,
+                         .grad_norm = &o->norm,
+                         .max_norm = max_norm,
+                         .shadow = p->shadow ? &sh : NULL};
+    LACT_TRY(lact_adamw_step(ctx, &w, &m, &v, &o->all_grads, &a));
+    if (p->shadow) p->shadow_stale = false;
+    return LACT_OK;
 }

@@ -3,7 +3,11 @@
  * weights, scales and biases are not decayed), and the gradient is clipped
  * by its global norm first. The global norm is one lact_norm over the whole
  * gradient block: the padding between parameters is zero, so it is the norm
- * of all gradients together. */
+ * of all gradients together. The step is one launch over the whole block
+ * (the store keeps the matrices first, so the decayed elements are one
+ * range), clipping by the norm on the device and writing the BF16 shadow
+ * as it goes: nothing waits for the host between the backward and the
+ * next forward. */
 #ifndef LACT_TRAIN_OPTIM_H
 #define LACT_TRAIN_OPTIM_H
 
@@ -25,12 +29,16 @@ typedef struct lact_adamw {
 lact_status lact_adamw_init(lact_adamw *o, lact_params *p, float beta1, float beta2, float eps,
                             float weight_decay);
 void lact_adamw_free(lact_adamw *o);
-/* ‖g‖ over every gradient; when max_norm > 0 and ‖g‖ > max_norm the
- * gradients are scaled by max_norm / ‖g‖. *norm is the norm before. */
-lact_status lact_adamw_clip(lact_ctx *ctx, lact_adamw *o, float max_norm, float *norm);
-/* One step (1-based step for the bias correction) at rate lr, then the
- * store's BF16 shadow (when it has one) from the new weights. */
-lact_status lact_adamw_update(lact_ctx *ctx, lact_adamw *o, float lr, int64_t step);
+/* ‖g‖ over every gradient into o->norm, on the device (nothing waits). */
+lact_status lact_adamw_grad_norm(lact_ctx *ctx, lact_adamw *o);
+/* One step (1-based step for the bias correction) at rate lr, with the
+ * gradients taken as clipped to max_norm (0: no clipping) by the norm of
+ * the last lact_adamw_grad_norm, which must come first; a non-finite norm
+ * leaves weights and moments as they were. The store's BF16 shadow (when
+ * it has one) gets the new weights in the same pass. */
+lact_status lact_adamw_update(lact_ctx *ctx, lact_adamw *o, float lr, int64_t step, float max_norm);
+/* The norm of the last lact_adamw_grad_norm, read back (waits for it). */
+lact_status lact_adamw_read_norm(lact_adamw *o, float *norm);
 
 #ifdef __cplusplus
 }

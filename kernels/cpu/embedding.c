@@ -27,14 +27,14 @@ lact_status lact_cpu_embedding_forward(lact_ctx *ctx, lact_tensor *out, const la
 }
 
 lact_status lact_cpu_embedding_backward(lact_ctx *ctx, lact_tensor *dtable, const lact_tensor *dout,
-                                        const lact_tensor *ids) {
+                                        const lact_tensor *ids, bool accumulate) {
     int64_t n = lact_tensor_numel(ids), v = dtable->shape[0], c = dtable->shape[1];
     const int32_t *pid = ids->data;
     LACT_TRY(check_ids("embedding backward", pid, n, v));
     const float *pd = dout->data;
     float *pt = dtable->data;
-    memset(pt, 0, (size_t)(v * c) * sizeof(float));
-    /* Parallel over channels: rows with a repeated id never race. */
+    if (!accumulate) memset(pt, 0, (size_t)(v * c) * sizeof(float));
+        /* Parallel over channels: rows with a repeated id never race. */
 #pragma omp parallel for
     for (int64_t j = 0; j < c; j++)
         for (int64_t i = 0; i < n; i++)

@@ -2,6 +2,8 @@
  * x [rows, C]; statistics are accumulated in double. */
 #include <math.h>
 
+#include <stdlib.h>
+
 #include "kernels/cpu/cpu_kernels.h"
 
 /* dst[c] = Σ_r a[r, c] · (b ? b[r, c] : 1) · (s ? s[r] : 1), for the
@@ -48,12 +50,21 @@ lact_status lact_cpu_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tenso
 lact_status lact_cpu_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
                                       const lact_tensor *dout, const lact_tensor *x,
                                       const lact_tensor *w, const lact_tensor *rstd,
-                                      const lact_tensor *res) {
+                                      const lact_tensor *res, bool dw_acc) {
     int64_t rows = lact_tensor_rows(x), c = lact_tensor_cols(x);
     const float *px = x->data, *pw = w ? w->data : NULL, *pd = dout->data, *ps = rstd->data;
     const float *pr = res ? res->data : NULL;
     /* Parameter gradients first: dx may overwrite dout in place. */
-    if (dw) reduce_columns(dw->data, pd, px, ps, NULL, rows, c);
+    if (dw && dw_acc) {
+        float *acc = malloc((size_t)c * sizeof(float)), *pdw = dw->data;
+        if (!acc) return lact_fail(LACT_E_NOMEM, "rmsnorm backward: %lld floats", (long long)c);
+        reduce_columns(acc, pd, px, ps, NULL, rows, c);
+        for (int64_t j = 0; j < c; j++)
+            pdw[j] += acc[j];
+        free(acc);
+    } else if (dw) {
+        reduce_columns(dw->data, pd, px, ps, NULL, rows, c);
+    }
     if (dx) {
         float *pdx = dx->data;
 #pragma omp parallel for

@@ -17,6 +17,7 @@ extern "C" {
 
 typedef struct lact_ttt_dims {
     int64_t n, len, d, dh;
+    int64_t wn; /* heads of the initial weights (lact_ttt_forward's Nw; 0: n) */
 } lact_ttt_dims;
 
 #define LACT_TTT_REF_DECLARE(real, sfx)                                                            \

@@ -31,11 +31,16 @@ static void ttt_load(ttt_ws *ws, const real *state, int64_t n, int64_t u, int64_
     }
 }
 
+/* The initial weights' head that head h starts from. */
+static int64_t ttt_w_head(const ttt_ws *ws, int64_t h) {
+    return ws->wn ? h % ws->wn : h;
+}
+
 /* Initial weights of head h into ws->w, momentum zero, initial row norms. */
 static void ttt_start_head(ttt_ws *ws, const ttt_in *in, int64_t h) {
     const real *w_init[3] = {in->w0, in->w1, in->w2};
     for (int i = 0; i < 3; i++) {
-        memcpy(ws->w[i], w_init[i] + h * ws->nel, (size_t)ws->nel * sizeof(real));
+        memcpy(ws->w[i], w_init[i] + ttt_w_head(ws, h) * ws->nel, (size_t)ws->nel * sizeof(real));
         memset(ws->m[i], 0, (size_t)ws->nel * sizeof(real));
         ttt_row_norms(ws->r0[i], ws->w[i], ttt_rows(ws, i), ttt_cols(ws, i));
     }
@@ -110,6 +115,7 @@ lact_status TTT_NAME(lact_cpu_ttt_forward)(real *o, real *state, const ttt_in *i
     bool has_mom = in->momentum != NULL;
     ttt_ws ws;
     LACT_TRY(ttt_ws_init(&ws, d, dims->dh));
+    ws.wn = dims->wn;
     memset(o, 0, (size_t)(dims->n * L * d) * sizeof(real));
     for (int64_t h = 0; h < dims->n; h++) {
         ttt_head x = ttt_head_of(in, L, d, h);
@@ -149,6 +155,9 @@ lact_status TTT_NAME(lact_cpu_ttt_backward)(const ttt_grad *grad, const real *d_
     bool has_mom = in->momentum != NULL;
     ttt_ws ws;
     LACT_TRY(ttt_ws_init(&ws, d, dims->dh));
+    ws.wn = dims->wn;
+    /* Heads that share initial weights add their gradients into them. */
+    const bool shared = dims->wn && dims->wn != dims->n;
     ttt_acc acc;
     acc.mem = calloc((size_t)(3 * L * d + 4 * L), sizeof(real));
     if (!acc.mem) {
@@ -204,12 +213,15 @@ lact_status TTT_NAME(lact_cpu_ttt_backward)(const ttt_grad *grad, const real *d_
         for (int i = 0; i < 3; i++) {
             if (!dw_out[i]) continue;
             int64_t rows = ttt_rows(&ws, i), cols = ttt_cols(&ws, i);
-            const real *wi = w_init[i] + h * ws.nel;
-            real *dst = dw_out[i] + h * ws.nel;
+            const real *wi = w_init[i] + ttt_w_head(&ws, h) * ws.nel;
+            real *dst = dw_out[i] + ttt_w_head(&ws, h) * ws.nel;
+            bool first = !shared || h < dims->wn;
             for (int64_t r = 0; r < rows; r++) {
                 real n = ws.r0[i][r], f = n > 0 ? ws.dr0[i][r] / n : 0;
-                for (int64_t c = 0; c < cols; c++)
-                    dst[r * cols + c] = ws.dw[i][r * cols + c] + f * wi[r * cols + c];
+                for (int64_t c = 0; c < cols; c++) {
+                    real gv = ws.dw[i][r * cols + c] + f * wi[r * cols + c];
+                    dst[r * cols + c] = first ? gv : dst[r * cols + c] + gv;
+                }
             }
         }
         ttt_copy_out(grad->q ? grad->q + h * L * d : NULL, acc.q, L * d);

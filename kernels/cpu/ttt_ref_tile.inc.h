@@ -24,6 +24,7 @@ typedef TTT_REAL real;
 
 typedef struct ttt_ws {
     int64_t d, dh, nel;
+    int64_t wn;                  /* heads of the initial weights (0: one per head) */
     real *w[3], *m[3], *g[3];    /* state and this step's G */
     real *dw[3], *dm[3], *dg[3]; /* adjoints */
     real *r0[3], *dr0[3];        /* initial row norms and their adjoints */

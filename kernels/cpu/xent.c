@@ -108,17 +108,18 @@ lact_status lact_cpu_xent_forward(lact_ctx *ctx, lact_tensor *loss, lact_tensor 
 }
 
 /* dlogits[n, v] = dloss[n] (softmax[n, v] − [v = target[n]]), then
- * dh += dlogits · w and dw += dlogitsᵀ · h, chunk by chunk. */
-lact_status lact_cpu_xent_backward(lact_ctx *ctx, lact_tensor *dh, lact_tensor *dw,
-                                   const lact_tensor *dloss, const lact_tensor *h,
-                                   const lact_tensor *w, const lact_tensor *target,
-                                   const lact_tensor *lse, int64_t vocab_chunk) {
+ * dh += dlogits · w and dw += dlogitsᵀ · h, chunk by chunk (dw starting
+ * from zero unless acc_dw). */
+static lact_status xent_backward(lact_ctx *ctx, lact_tensor *dh, lact_tensor *dw,
+                                 const lact_tensor *dloss, const lact_tensor *h,
+                                 const lact_tensor *w, const lact_tensor *target,
+                                 const lact_tensor *lse, int64_t vocab_chunk, bool acc_dw) {
     xent_plan p;
     LACT_TRY(xent_plan_init(&p, "xent backward", h, w, target, vocab_chunk));
     const int32_t *pt = target->data;
     const float *pdl = dloss->data, *plse = lse->data;
     lact_status st = LACT_OK;
-    if (dw && p.n == 0)
+    if (dw && p.n == 0 && !acc_dw)
         for (int64_t i = 0; i < p.v * p.c; i++)
             ((float *)dw->data)[i] = 0.0f;
     for (int64_t r0 = 0; st == LACT_OK && r0 < p.n; r0 += p.rows) {
@@ -146,12 +147,19 @@ lact_status lact_cpu_xent_backward(lact_ctx *ctx, lact_tensor *dh, lact_tensor *
             if (dw && st == LACT_OK) {
                 lact_tensor dwv = rows_view(dw, v0, nv, p.c), hv = rows_view(h, r0, nr, p.c);
                 st = lact_cpu_matmul_forward(ctx, &dwv, &g, &hv, true, false, 1.0f,
-                                             r0 > 0 ? 1.0f : 0.0f);
+                                             r0 > 0 || acc_dw ? 1.0f : 0.0f);
             }
         }
     }
     free(p.logits);
     return st;
+}
+
+lact_status lact_cpu_xent_backward(lact_ctx *ctx, lact_tensor *dh, lact_tensor *dw,
+                                   const lact_tensor *dloss, const lact_tensor *h,
+                                   const lact_tensor *w, const lact_tensor *target,
+                                   const lact_tensor *lse, int64_t vocab_chunk) {
+    return xent_backward(ctx, dh, dw, dloss, h, w, target, lse, vocab_chunk, false);
 }
 
 lact_status lact_cpu_xent_forward_backward(lact_ctx *ctx, lact_tensor *loss, lact_tensor *lse,
@@ -161,5 +169,5 @@ lact_status lact_cpu_xent_forward_backward(lact_ctx *ctx, lact_tensor *loss, lac
                                            int64_t vocab_chunk) {
     LACT_TRY(lact_cpu_xent_forward(ctx, loss, lse, h, w, target, vocab_chunk));
     if (!dh && !dw) return LACT_OK;
-    return lact_cpu_xent_backward(ctx, dh, dw, dloss, h, w, target, lse, vocab_chunk);
+    return xent_backward(ctx, dh, dw, dloss, h, w, target, lse, vocab_chunk, true);
 }

@@ -74,7 +74,7 @@ __global__ void __launch_bounds__(32 * COLSUM_LANES)
 
 template <class TO>
 __global__ void __launch_bounds__(32 * COLSUM_FINAL_LANES)
-    colsum_final_kernel(const float *partial, int64_t slices, int64_t C, TO *out) {
+    colsum_final_kernel(const float *partial, int64_t slices, int64_t C, TO *out, bool acc) {
     __shared__ float sh[COLSUM_FINAL_LANES][33];
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int64_t c = (int64_t)blockIdx.x * 32 + tx;
@@ -91,7 +91,7 @@ __global__ void __launch_bounds__(32 * COLSUM_FINAL_LANES)
 #pragma unroll
         for (int y = 0; y < COLSUM_FINAL_LANES; y++)
             t += sh[y][tx];
-        st(out, c, t);
+        st(out, c, acc ? ld(out, c) + t : t);
     }
 }
 
@@ -102,25 +102,26 @@ __global__ void __launch_bounds__(32 * COLSUM_FINAL_LANES)
  * columns when the partial rows are few (a single slice: a copy). */
 template <class TO>
 __global__ void __launch_bounds__(256)
-    colsum_final_seq_kernel(const float *partial, int64_t slices, int64_t C, TO *out) {
+    colsum_final_seq_kernel(const float *partial, int64_t slices, int64_t C, TO *out, bool acc) {
     const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     float t = 0.0f;
     for (int64_t k = 0; k < slices; k++)
         t += partial[k * C + c];
-    st(out, c, t);
+    st(out, c, acc ? ld(out, c) + t : t);
 }
 
-/* out[c] = Σ_k partial[k · C + c] over the slices, in the fixed order. */
+/* out[c] = Σ_k partial[k · C + c] over the slices, in the fixed order (with
+ * acc, added to what out holds: a parameter's gradient takes it so). */
 template <class TO>
 static inline lact_status lact_colsum_final(cudaStream_t st, const float *partial, int64_t slices,
-                                            int64_t C, TO *out) {
+                                            int64_t C, TO *out, bool acc = false) {
     if (slices <= COLSUM_FINAL_LANES)
         colsum_final_seq_kernel<<<(unsigned)((C + 255) / 256), 256, 0, st>>>(partial, slices, C,
-                                                                             out);
+                                                                             out, acc);
     else
         colsum_final_kernel<<<(unsigned)((C + 31) / 32), dim3(32, COLSUM_FINAL_LANES), 0, st>>>(
-            partial, slices, C, out);
+            partial, slices, C, out, acc);
     LACT_CU_LAUNCH("colsum_final");
     return LACT_OK;
 }
@@ -147,9 +148,10 @@ static inline lact_status lact_colsum_slices(const lact_ctx *ctx, int64_t R, int
     return LACT_OK;
 }
 
-/* out[c] = Σ_r f(r, c), c < C, r < R (R ≥ 1); V divides C. */
+/* out[c] = Σ_r f(r, c) (out[c] += with acc), c < C, r < R (R ≥ 1); V
+ * divides C. */
 template <int V, class F, class TO>
-lact_status lact_colsum(lact_ctx *ctx, F f, int64_t R, int64_t C, TO *out) {
+lact_status lact_colsum(lact_ctx *ctx, F f, int64_t R, int64_t C, TO *out, bool acc = false) {
     if (C <= 0) return LACT_OK;
     int64_t strips = (C + 32 * V - 1) / (32 * V), slices = 1, per = R;
     LACT_TRY(lact_colsum_slices(ctx, R, C, strips, &slices, &per));
@@ -161,7 +163,7 @@ lact_status lact_colsum(lact_ctx *ctx, F f, int64_t R, int64_t C, TO *out) {
         <<<dim3((unsigned)strips, (unsigned)slices), dim3(32, COLSUM_LANES), 0, st>>>(f, R, C, per,
                                                                                       partial);
     LACT_CU_LAUNCH("colsum_partial");
-    return lact_colsum_final(st, partial, slices, C, out);
+    return lact_colsum_final(st, partial, slices, C, out, acc);
 }
 
 #endif

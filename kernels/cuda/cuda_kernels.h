@@ -32,7 +32,10 @@ lact_status lact_cuda_sigmoid_forward(lact_ctx *ctx, lact_tensor *out, const lac
 lact_status lact_cuda_sigmoid_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout, const lact_tensor *out);
 lact_status lact_cuda_permute_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);
 lact_status lact_cuda_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd, const lact_tensor *x, const lact_tensor *w, float eps, const lact_tensor *res);
-lact_status lact_cuda_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw, const lact_tensor *dout, const lact_tensor *x, const lact_tensor *w, const lact_tensor *rstd, const lact_tensor *res);
+lact_status lact_cuda_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
+                                       const lact_tensor *dout, const lact_tensor *x,
+                                       const lact_tensor *w, const lact_tensor *rstd,
+                                       const lact_tensor *res, bool dw_acc);
 lact_status lact_cuda_layernorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *mean, lact_tensor *rstd, const lact_tensor *x, const lact_tensor *w, const lact_tensor *b, float eps);
 lact_status lact_cuda_layernorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw, lact_tensor *db, const lact_tensor *dout, const lact_tensor *x, const lact_tensor *w, const lact_tensor *mean, const lact_tensor *rstd);
 lact_status lact_cuda_l2norm_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x, float eps);
@@ -49,7 +52,9 @@ lact_status lact_cuda_xent_forward_backward(lact_ctx *ctx, lact_tensor *loss, la
                                             const lact_tensor *w, const lact_tensor *target,
                                             int64_t vocab_chunk);
 lact_status lact_cuda_embedding_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *table, const lact_tensor *ids);
-lact_status lact_cuda_embedding_backward(lact_ctx *ctx, lact_tensor *dtable, const lact_tensor *dout, const lact_tensor *ids);
+lact_status lact_cuda_embedding_backward(lact_ctx *ctx, lact_tensor *dtable,
+                                         const lact_tensor *dout, const lact_tensor *ids,
+                                         bool accumulate);
 lact_status lact_cuda_sum_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);
 lact_status lact_cuda_sum_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout);
 lact_status lact_cuda_norm_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);

@@ -55,11 +55,11 @@ extern "C" lact_status lact_cuda_embedding_forward(lact_ctx *ctx, lact_tensor *o
 }
 
 extern "C" lact_status lact_cuda_embedding_backward(lact_ctx *ctx, lact_tensor *dtable,
-                                                    const lact_tensor *dout,
-                                                    const lact_tensor *ids) {
+                                                    const lact_tensor *dout, const lact_tensor *ids,
+                                                    bool accumulate) {
     if (!dtable) return LACT_OK;
     cudaStream_t st = lact_cuda_stream(ctx);
-    LACT_CU(cudaMemsetAsync(dtable->data, 0, lact_tensor_nbytes(dtable), st));
+    if (!accumulate) LACT_CU(cudaMemsetAsync(dtable->data, 0, lact_tensor_nbytes(dtable), st));
     int64_t N = lact_tensor_numel(ids), V = dtable->shape[0], C = lact_tensor_cols(dtable);
     if (!N || !C || !V) return LACT_OK;
     LACT_DISPATCH_FLOAT(dout->dtype, "embedding backward", {

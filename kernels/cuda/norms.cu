@@ -386,7 +386,7 @@ extern "C" lact_status lact_cuda_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out
 extern "C" lact_status lact_cuda_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
                                                   const lact_tensor *dout, const lact_tensor *x,
                                                   const lact_tensor *w, const lact_tensor *rstd,
-                                                  const lact_tensor *res) {
+                                                  const lact_tensor *res, bool dw_acc) {
     int64_t R = lact_tensor_rows(x), C = lact_tensor_cols(x);
     if (!R || !C || (!dx && !dw)) return LACT_OK;
     const float *wp = w && w->data ? (const float *)w->data : NULL;
@@ -426,7 +426,7 @@ extern "C" lact_status lact_cuda_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx
         if (row_launch<T>(C, lact_aligned16(dxp, dp, xp, wp) && lact_aligned16(rsp), ROW_DW_ELEMS,
                           &g, launch, &s)) {
             if (s == LACT_OK && part) {
-                s = lact_colsum_final(st, part, blocks, C, (float *)dw->data);
+                s = lact_colsum_final(st, part, blocks, C, (float *)dw->data, dw_acc);
             }
         } else {
             if (dxp) {
@@ -435,8 +435,8 @@ extern "C" lact_status lact_cuda_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx
                 LACT_CU_LAUNCH("rmsnorm_backward");
             }
             if (dw)
-                LACT_TRY(
-                    lact_colsum<1>(ctx, rms_dw_at<T, 1>{dp, xp, rp, C}, R, C, (float *)dw->data));
+                LACT_TRY(lact_colsum<1>(ctx, rms_dw_at<T, 1>{dp, xp, rp, C}, R, C,
+                                        (float *)dw->data, dw_acc));
         }
     });
     return s;

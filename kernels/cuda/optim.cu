@@ -1,5 +1,6 @@
 /* Optimizer steps: AdamW as one fused elementwise kernel (16-byte words of
- * the four arrays where they are aligned, then a scalar tail); Muon as a momentum
+ * the four arrays where they are aligned, then a scalar tail; clipping and
+ * the BF16 shadow folded in, so a whole parameter block is one launch); Muon as a momentum
  * kernel, the quintic Newton–Schulz orthogonalisation (fp32 GEMMs through
  * lact_cuda_gemm) and an update kernel. Newton–Schulz works on the wide
  * orientation (rows ≤ cols) in a cached per-stream buffer. */
@@ -21,26 +22,52 @@ __device__ __forceinline__ void adamw_one(float &p, float &m, float &v, float g,
     p = p - lr * ((m / bc1) / (sqrtf(v / bc2) + eps) + wd * p);
 }
 
-__global__ void adamw_kernel(float *p, float *m, float *v, const float *g, int64_t n, float lr,
-                             float b1, float b2, float eps, float wd, float bc1, float bc2) {
-    GRID_LOOP(i, n) {
-        float pi = p[i], mi = m[i], vi = v[i];
-        adamw_one(pi, mi, vi, g[i], lr, b1, b2, eps, wd, bc1, bc2);
-        p[i] = pi, m[i] = mi, v[i] = vi;
-    }
+/* The clipping factor from ‖g‖ (adamw args), or 0 where ‖g‖ is not
+ * finite and the step is skipped. */
+__device__ __forceinline__ float adamw_scale(const float *norm, float max_norm) {
+    if (!norm) return 1.0f;
+    float n = *norm;
+    if (!isfinite(n)) return 0.0f;
+    return max_norm > 0.0f && n > max_norm ? max_norm / n : 1.0f;
 }
 
-/* n4 groups of four elements as 16-byte words (the four arrays aligned). */
-__global__ void adamw4_kernel(float4 *p, float4 *m, float4 *v, const float4 *g, int64_t n4,
-                              float lr, float b1, float b2, float eps, float wd, float bc1,
-                              float bc2) {
+/* Four BF16 values as one 8-byte store. */
+struct alignas(8) adamw_bf16x4 {
+    __nv_bfloat162 a, b;
+};
+
+/* Elements [0, n): words of four from 16-byte aligned arrays (then the
+ * scalar tail) when vec, else one by one. Weight decay applies below
+ * decay_end; the BF16 shadow is written when given. */
+template <bool vec>
+__global__ void adamw_kernel(float *p, float *m, float *v, const float *g, bf16 *shadow, int64_t n,
+                             int64_t decay_end, const float *norm, float max_norm, float lr,
+                             float b1, float b2, float eps, float wd, float bc1, float bc2) {
+    const float s = adamw_scale(norm, max_norm);
+    if (s == 0.0f) return;
+    const int64_t n4 = vec ? n / 4 : 0;
     GRID_LOOP(i, n4) {
-        float4 pi = p[i], mi = m[i], vi = v[i], gi = g[i];
-        adamw_one(pi.x, mi.x, vi.x, gi.x, lr, b1, b2, eps, wd, bc1, bc2);
-        adamw_one(pi.y, mi.y, vi.y, gi.y, lr, b1, b2, eps, wd, bc1, bc2);
-        adamw_one(pi.z, mi.z, vi.z, gi.z, lr, b1, b2, eps, wd, bc1, bc2);
-        adamw_one(pi.w, mi.w, vi.w, gi.w, lr, b1, b2, eps, wd, bc1, bc2);
+        float4 pi = ((float4 *)p)[i], mi = ((float4 *)m)[i], vi = ((float4 *)v)[i];
+        float4 gi = ((const float4 *)g)[i];
+        float w = 4 * i < decay_end ? wd : 0.0f; /* decay_end is a multiple of 4 here */
+        adamw_one(pi.x, mi.x, vi.x, gi.x * s, lr, b1, b2, eps, w, bc1, bc2);
+        adamw_one(pi.y, mi.y, vi.y, gi.y * s, lr, b1, b2, eps, w, bc1, bc2);
+        adamw_one(pi.z, mi.z, vi.z, gi.z * s, lr, b1, b2, eps, w, bc1, bc2);
+        adamw_one(pi.w, mi.w, vi.w, gi.w * s, lr, b1, b2, eps, w, bc1, bc2);
+        ((float4 *)p)[i] = pi, ((float4 *)m)[i] = mi, ((float4 *)v)[i] = vi;
+        if (shadow) {
+            adamw_bf16x4 o;
+            o.a = __floats2bfloat162_rn(pi.x, pi.y);
+            o.b = __floats2bfloat162_rn(pi.z, pi.w);
+            ((adamw_bf16x4 *)shadow)[i] = o;
+        }
+    }
+    GRID_LOOP(j, n - 4 * n4) {
+        int64_t i = 4 * n4 + j;
+        float pi = p[i], mi = m[i], vi = v[i];
+        adamw_one(pi, mi, vi, g[i] * s, lr, b1, b2, eps, i < decay_end ? wd : 0.0f, bc1, bc2);
         p[i] = pi, m[i] = mi, v[i] = vi;
+        if (shadow) shadow[i] = __float2bfloat16_rn(pi);
     }
 }
 
@@ -53,22 +80,24 @@ extern "C" lact_status lact_cuda_adamw_step(lact_ctx *ctx, lact_tensor *param, l
     float bc2 = (float)(1.0 - pow((double)a->beta2, (double)a->step));
     float *pp = (float *)param->data, *pm = (float *)m->data, *pv = (float *)v->data;
     const float *pg = (const float *)grad->data;
+    bf16 *sh = a->shadow ? (bf16 *)a->shadow->data : NULL;
+    const float *norm = a->grad_norm ? (const float *)a->grad_norm->data : NULL;
+    int64_t decay_end = a->decay_end > 0 ? a->decay_end : n;
     cudaStream_t st = lact_cuda_stream(ctx);
-    /* Whole words of four where all four arrays allow them, then the tail. */
-    int64_t n4 = lact_aligned16(pp, pm, pv, pg) ? n / 4 : 0;
-    if (n4) {
-        adamw4_kernel<<<lact_grid_1d(n4, 256), 256, 0, st>>>(
-            (float4 *)pp, (float4 *)pm, (float4 *)pv, (const float4 *)pg, n4, a->lr, a->beta1,
-            a->beta2, a->eps, a->weight_decay, bc1, bc2);
-        LACT_CU_LAUNCH("adamw");
-    }
-    int64_t done = 4 * n4;
-    if (done < n) {
-        adamw_kernel<<<lact_grid_1d(n - done, 256), 256, 0, st>>>(
-            pp + done, pm + done, pv + done, pg + done, n - done, a->lr, a->beta1, a->beta2, a->eps,
+    /* Words of four where every array allows them (the shadow's 8 bytes
+     * too) and the decay boundary falls between words. */
+    bool vec =
+        lact_aligned16(pp, pm, pv, pg) && (!sh || (uintptr_t)sh % 8 == 0) && decay_end % 4 == 0;
+    int64_t work = vec ? n / 4 + n % 4 : n;
+    if (vec)
+        adamw_kernel<true><<<lact_grid_1d(work, 256), 256, 0, st>>>(
+            pp, pm, pv, pg, sh, n, decay_end, norm, a->max_norm, a->lr, a->beta1, a->beta2, a->eps,
             a->weight_decay, bc1, bc2);
-        LACT_CU_LAUNCH("adamw");
-    }
+    else
+        adamw_kernel<false><<<lact_grid_1d(work, 256), 256, 0, st>>>(
+            pp, pm, pv, pg, sh, n, decay_end, norm, a->max_norm, a->lr, a->beta1, a->beta2, a->eps,
+            a->weight_decay, bc1, bc2);
+    LACT_CU_LAUNCH("adamw");
     return LACT_OK;
 }
 

@@ -57,6 +57,7 @@ template <class T> struct ttt_run {
     const lact_ttt_args *args;
     bool mom, muon, bwd;
     bool hidden_fused; /* the hidden-unit passes in one kernel (ttt_hidden_fused.h) */
+    bool keep_ns;      /* the state keeps each update's iterates (lact_ttt_args.keep_ns) */
     int64_t tile, per;
     const T *q, *k, *v;
 
@@ -73,6 +74,8 @@ template <class T> struct ttt_run {
     T *dGc;
     T *Zab, *Ze, *X02, *H1, *P1, *KG;
     ttt_ns<T> ns;
+    T *ws_x[6]; /* the workspace's iterates and norms (ns_at) */
+    float *ws_nnorm;
 
     lact_dtype dt() const { return ttt_dt<T>::v; }
 
@@ -140,6 +143,8 @@ template <class T> struct ttt_run {
                 ns.dX[i] = bwd ? (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T)) : NULL;
             ns.nnorm = (float *)carve(base, off, (size_t)(3 * N) * 4);
             ns.acc = (float *)carve(base, off, (size_t)(3 * N * TTT_NS_SLICES) * 4);
+            memcpy(ws_x, ns.X, sizeof ws_x);
+            ws_nnorm = ns.nnorm;
         }
     }
 
@@ -151,6 +156,7 @@ template <class T> struct ttt_run {
         bwd = b;
         g.n = i->n, g.len = i->len, g.d = i->d, g.dh = i->dh;
         g.nel = g.d * g.dh, g.rows = 2 * g.dh + g.d;
+        g.wn = i->wn > 0 ? i->wn : i->n;
         mom = i->momentum != NULL;
         muon = a->muon != LACT_TTT_MUON_OFF;
         recompute = b && a->save_every == 2;
@@ -164,6 +170,9 @@ template <class T> struct ttt_run {
                 longest = a->ops[j].end - a->ops[j].start;
         tile = longest < TTT_TILE ? longest : TTT_TILE;
         ns.setup(c, g, a->muon);
+        /* Both passes decide alike, so the backward finds what the forward
+         * kept; a fused iteration is what writes and reads that layout. */
+        keep_ns = lact_ttt_state_ns_numel(a, g.d, g.dh) > 0 && ns.fused();
         size_t bytes = 0;
         layout(NULL, &bytes);
         void *base = NULL;
@@ -252,6 +261,23 @@ template <class T> struct ttt_run {
         return state + slot * g.n * per;
     }
 
+    /* Points the iteration's iterates and norms at update u's room in the
+     * state (lact_ttt_state_ns_numel; u from 0), or back at the workspace
+     * for u < 0. */
+    void ns_at(const float *state, int64_t u) {
+        if (u < 0) {
+            memcpy(ns.X, ws_x, sizeof ws_x);
+            ns.nnorm = ws_nnorm;
+            return;
+        }
+        int64_t per_ns = lact_ttt_state_ns_numel(args, g.d, g.dh);
+        int64_t snaps = lact_ttt_n_updates(args) * g.n * per;
+        float *base = (float *)state + snaps + u * g.n * per_ns;
+        for (int i = 0; i < 6; i++)
+            ns.X[i] = (T *)base + (int64_t)i * 3 * g.n * g.nel;
+        ns.nnorm = base + 9 * g.n * g.nel;
+    }
+
     lact_status cast_w(const float *w) {
         int64_t n = g.n * 3 * g.nel;
         ttt_cast_kernel<T><<<grid(n / 4 + 1), TTT_THREADS, 0, st>>>(n, w, Wc);
@@ -333,8 +359,9 @@ template <class T> struct ttt_run {
     }
 
     /* The update of op j after G: momentum, Newton–Schulz, add, renorm; the
-     * new W and M also go to the state snapshot snap when given. */
-    lact_status step_fwd(int64_t j, float *snap) {
+     * new W and M also go to the state snapshot snap when given, and the
+     * iterates to the state's room when kept (the forward's u-th update). */
+    lact_status step_fwd(int64_t j, float *snap, float *state = NULL, int64_t upd = -1) {
         const float *bj = mom ? beta + j * g.n : NULL;
         float *snap_m = snap && mom ? snap + g.n * 3 * g.nel : NULL;
         if (!muon) {
@@ -351,7 +378,9 @@ template <class T> struct ttt_run {
             LACT_CU_LAUNCH("ttt_mom_mix");
             u = M;
         }
-        LACT_TRY(ns.forward(u, false));
+        const bool kept = keep_ns && state && upd >= 0;
+        ns_at(state, kept ? upd : -1);
+        LACT_TRY(ns.forward(u, kept));
         TTT_LAUNCH_WROWS(ttt_renorm_kernel, T, TTT_THREADS, lact_aligned16(W, snap), g, ns.X[5],
                          NULL, NULL, NULL, W, Wc, r0, snap, NULL);
         LACT_CU_LAUNCH("ttt_renorm");
@@ -367,7 +396,7 @@ template <class T> struct ttt_run {
             if (!op->update) continue;
             LACT_TRY(grad_fwd(op));
             int64_t slot = lact_ttt_state_slot(args, ++u);
-            LACT_TRY(step_fwd(j, state && slot >= 0 ? snapshot(state, slot) : NULL));
+            LACT_TRY(step_fwd(j, state && slot >= 0 ? snapshot(state, slot) : NULL, state, u - 1));
         }
         return LACT_OK;
     }
@@ -377,12 +406,14 @@ template <class T> struct ttt_run {
     /* Backward of the step of update op j, at sW, sM as before it and the
      * step's input in sU (with momentum: βM + G) or G (without): dW :=
      * adjoint before the step, dM, dr0, dbeta; dGc = dG. */
-    lact_status step_bwd(int64_t j) {
+    lact_status step_bwd(int64_t j, const float *state, int64_t upd) {
         const float *bj = mom ? beta + j * g.n : NULL;
         const float *u = mom ? sU : G;
         const float *dun = dW;
         if (muon) {
-            LACT_TRY(ns.forward(u));
+            /* The iterates the forward kept, else the iteration once more. */
+            ns_at(state, keep_ns ? upd : -1);
+            if (!keep_ns) LACT_TRY(ns.forward(u));
             TTT_LAUNCH_WROWS(ttt_renorm_bwd_kernel, T, TTT_THREADS, lact_aligned16(sW, dW), g,
                              ns.X[5], NULL, sW, r0, dW, dr0, ns.dX[0]);
             LACT_CU_LAUNCH("ttt_renorm_bwd");
@@ -514,7 +545,7 @@ template <class T> struct ttt_run {
             LACT_TRY(load(state, u));
             if (op->update) {
                 if (!mom) LACT_TRY(grad_fwd(op));
-                LACT_TRY(step_bwd(j));
+                LACT_TRY(step_bwd(j, state, u));
                 LACT_TRY(grad_bwd(op, gr, !mom && op->end - op->start <= tile));
             }
             if (op->apply) LACT_TRY(apply_bwd(op, d_o, gr));
@@ -524,7 +555,7 @@ template <class T> struct ttt_run {
                                                                        gr->momentum);
             LACT_CU_LAUNCH("ttt_dmom");
         }
-        ttt_dw_out_kernel<<<dim3((unsigned)g.rows, (unsigned)g.n), TTT_THREADS, 0, st>>>(
+        ttt_dw_out_kernel<<<dim3((unsigned)g.rows, (unsigned)g.wn), TTT_THREADS, 0, st>>>(
             g, dW, dr0, r0, in->w0, in->w1, in->w2, gr->w0, gr->w1, gr->w2);
         LACT_CU_LAUNCH("ttt_dw_out");
         return LACT_OK;

@@ -19,6 +19,7 @@ extern "C" {
 typedef struct lact_ttt_cuda_in {
     lact_dtype act; /* dtype of q, k, v, o, d_o, d_q, d_k, d_v */
     int64_t n, len, d, dh;
+    int64_t wn; /* heads of w0, w1, w2 (and their gradients): head n reads n mod wn */
     const void *q, *k, *v;
     const float *lr0, *lr1, *lr2;
     const float *momentum; /* NULL: no momentum */

@@ -26,6 +26,7 @@
 
 typedef struct ttt_geom {
     int64_t n, len, d, dh, nel, rows; /* rows = 2dh + d */
+    int64_t wn; /* heads of the initial weights: head n starts from n mod wn */
 } ttt_geom;
 
 __device__ __forceinline__ float ttt_sig(float x) {
@@ -84,9 +85,10 @@ __global__ void ttt_init_kernel(ttt_geom g, const float *w0, const float *w1, co
     if (!ttt_wrow(g, &n, &r)) return;
     const int lane = threadIdx.x & 31;
     const int64_t len = ttt_row_len(g, r);
-    const float *src = r < g.dh       ? w0 + n * g.nel + r * g.d
-                       : r < 2 * g.dh ? w2 + n * g.nel + (r - g.dh) * g.d
-                                      : w1 + n * g.nel + (r - 2 * g.dh) * g.dh;
+    const int64_t wo = (n % g.wn) * g.nel;
+    const float *src = r < g.dh       ? w0 + wo + r * g.d
+                       : r < 2 * g.dh ? w2 + wo + (r - g.dh) * g.d
+                                      : w1 + wo + (r - 2 * g.dh) * g.dh;
     const int64_t off = n * 3 * g.nel + ttt_row_off(g, r);
     float ss = 0.0f;
     for (int64_t c = lane * V; c < len; c += 32 * V) {
@@ -523,28 +525,35 @@ __global__ void ttt_dmom_kernel(ttt_geom g, const lact_ttt_op *ops, int64_t n_op
     }
 }
 
-/* d_w{0,1,2} = dW + (dr0 / r0) · w_init, row by row. Grid (R, N). */
+/* d_w{0,1,2} = Σ over the heads sharing them of dW + (dr0 / r0) · w_init,
+ * row by row. Grid (R, wn). */
 __global__ void ttt_dw_out_kernel(ttt_geom g, const float *dW, const float *dr0, const float *r0,
                                   const float *w0, const float *w1, const float *w2, float *d0,
                                   float *d1, float *d2) {
-    int64_t r = blockIdx.x, n = blockIdx.y, len = ttt_row_len(g, r);
+    int64_t r = blockIdx.x, h = blockIdx.y, len = ttt_row_len(g, r);
     const float *src;
     float *dst;
     if (r < g.dh) {
-        src = w0 + n * g.nel + r * g.d;
-        dst = d0 ? d0 + n * g.nel + r * g.d : NULL;
+        src = w0 + h * g.nel + r * g.d;
+        dst = d0 ? d0 + h * g.nel + r * g.d : NULL;
     } else if (r < 2 * g.dh) {
-        src = w2 + n * g.nel + (r - g.dh) * g.d;
-        dst = d2 ? d2 + n * g.nel + (r - g.dh) * g.d : NULL;
+        src = w2 + h * g.nel + (r - g.dh) * g.d;
+        dst = d2 ? d2 + h * g.nel + (r - g.dh) * g.d : NULL;
     } else {
-        src = w1 + n * g.nel + (r - 2 * g.dh) * g.dh;
-        dst = d1 ? d1 + n * g.nel + (r - 2 * g.dh) * g.dh : NULL;
+        src = w1 + h * g.nel + (r - 2 * g.dh) * g.dh;
+        dst = d1 ? d1 + h * g.nel + (r - 2 * g.dh) * g.dh : NULL;
     }
     if (!dst) return;
-    float nr = r0[n * g.rows + r], f = nr > 0.0f ? dr0[n * g.rows + r] / nr : 0.0f;
-    int64_t off = n * 3 * g.nel + ttt_row_off(g, r);
-    for (int64_t c = threadIdx.x; c < len; c += blockDim.x)
-        dst[c] = dW[off + c] + f * src[c];
+    /* The heads n = h, h + wn, ... share these weights: their gradients in
+     * a fixed order. */
+    for (int64_t c = threadIdx.x; c < len; c += blockDim.x) {
+        float acc = 0.0f;
+        for (int64_t n = h; n < g.n; n += g.wn) {
+            float nr = r0[n * g.rows + r], f = nr > 0.0f ? dr0[n * g.rows + r] / nr : 0.0f;
+            acc += dW[n * 3 * g.nel + ttt_row_off(g, r) + c] + f * src[c];
+        }
+        dst[c] = acc;
+    }
 }
 
 /* ---- Newton–Schulz helpers (NS layout) --------------------------------------- */

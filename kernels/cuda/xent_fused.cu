@@ -8,7 +8,7 @@
  *   logits = h[rows] · wᵀ                        (product, into the buffer)
  *   per row: lse, loss, dlogits in place          (xent_rows_kernel)
  *   dh[rows] = dlogits · w                        (product, K = V)
- *   dw (+)= dlogitsᵀ · h[rows]                    (product, accumulated)
+ *   dw += dlogitsᵀ · h[rows]                      (product, accumulated)
  *
  * The row kernel takes a block per row. When the row fits (V · sizeof(T) up
  * to XR_STAGE_BYTES, so two blocks share a multiprocessor) it keeps the row
@@ -153,10 +153,7 @@ extern "C" lact_status lact_cuda_xent_forward_backward(lact_ctx *ctx, lact_tenso
     const int64_t N = lact_tensor_rows(h), C = lact_tensor_cols(h), V = w->shape[0];
     const lact_dtype dt = h->dtype;
     cudaStream_t st = lact_cuda_stream(ctx);
-    if (!N) {
-        if (dw) LACT_CU(cudaMemsetAsync(dw->data, 0, lact_tensor_nbytes(dw), st));
-        return LACT_OK;
-    }
+    if (!N) return LACT_OK; /* dw accumulates: nothing to add */
     if (dt != LACT_F32 && dt != LACT_BF16)
         return lact_fail(LACT_E_UNSUPPORTED, "xent: activations must be F32 or BF16, not %s",
                          lact_dtype_name(dt));
@@ -183,9 +180,9 @@ extern "C" lact_status lact_cuda_xent_forward_backward(lact_ctx *ctx, lact_tenso
                                     1.0f, 0.0f);
             LACT_TRY(lact_cuda_gemm(ctx, &g));
         }
-        if (dw) { /* dw [V, C] (+)= dlogitsᵀ [V, nr] · h[rows] [nr, C] */
+        if (dw) { /* dw [V, C] += dlogitsᵀ [V, nr] · h[rows] [nr, C] */
             g = lact_gemm_desc_make(lg, hr, dw->data, dt, LACT_F32, true, false, V, C, nr, 1, 0, 0,
-                                    0, 1.0f, r0 == 0 ? 0.0f : 1.0f);
+                                    0, 1.0f, 1.0f);
             LACT_TRY(lact_cuda_gemm(ctx, &g));
         }
     }

@@ -129,6 +129,15 @@ static void test_xent(void) {
     CHECK_MSG(diff < 1e-5, "xent gradients differ between chunk 0 and 7 by %g", diff);
     for (int64_t l = 0; l < c; l++)
         CHECK(F(&dh0)[3 * c + l] == 0.0f);
+    /* The one-call form: dw is added to what it holds (dw7 = dw0 now). */
+    CHECK_OK(
+        lact_xent_forward_backward(&ctx, &loss7, &lse7, &dh7, &dw7, &dloss, &h, &w, &target, 0));
+    diff = 0.0;
+    for (int64_t i = 0; i < v * c; i++)
+        diff = fmax(diff, fabs(F(&dw7)[i] - 2 * F(&dw0)[i]));
+    for (int64_t i = 0; i < n * c; i++)
+        diff = fmax(diff, fabs(F(&dh7)[i] - F(&dh0)[i]));
+    CHECK_MSG(diff < 1e-5, "xent forward_backward: dw not accumulated (%g)", diff);
 
     /* A target past the vocabulary is an error, not a stray read. */
     t[0] = (int32_t)v;
@@ -250,6 +259,16 @@ static void test_embedding_and_skips(void) {
                    1e-6);
         CHECK(F(&dtable)[1 * 3 + j] == 0.0f); /* overwritten, not accumulated */
     }
+    /* The _add form adds the same rows to what dtable holds. */
+    lact_tensor before = {0};
+    CHECK_OK(lact_tensor_clone(&before, &dtable, LACT_F32, LACT_CPU));
+    CHECK_OK(lact_embedding_backward_add(&ctx, &dtable, &dout, &ids));
+    for (int j = 0; j < 3; j++) {
+        CHECK_NEAR(F(&dtable)[2 * 3 + j], 2 * F(&before)[2 * 3 + j], 1e-6);
+        CHECK_NEAR(F(&dtable)[0 * 3 + j], F(&before)[0 * 3 + j] + F(&dout)[1 * 3 + j], 1e-6);
+        CHECK(F(&dtable)[1 * 3 + j] == 0.0f);
+    }
+    lact_tensor_free(&before);
     id[1] = 4;
     memcpy(ids.data, id, sizeof id);
     CHECK_FAILS(lact_embedding_forward(&ctx, &out, &table, &ids), LACT_E_ARG);
@@ -266,6 +285,9 @@ static void test_embedding_and_skips(void) {
     for (int i = 0; i < 3; i++)
         want += F(&dy)[i * 4 + 1] * F(&x)[i * 4 + 1] * F(&rstd)[i];
     CHECK_NEAR(F(&dw)[1], want, 1e-5);
+    /* The _acc form adds dw to what it holds. */
+    CHECK_OK(lact_rmsnorm_backward_acc(&ctx, NULL, &dw, &dy, &x, &w, &rstd, NULL));
+    CHECK_NEAR(F(&dw)[1], 2 * want, 2e-5);
     CHECK_OK(lact_rmsnorm_backward(&ctx, NULL, NULL, &dy, &x, &w, &rstd));
     /* With a residual: res + the gradient, to the bit of a separate add,
      * also in place (dx = res); res without dx is refused. */
@@ -322,6 +344,75 @@ static void test_adamw(void) {
     CHECK_FAILS(lact_adamw_step(&ctx, &p, &m, &v, &g, &a), LACT_E_ARG);
     lact_tensor *all[] = {&p, &m, &v, &g};
     for (size_t i = 0; i < 4; i++)
+        lact_tensor_free(all[i]);
+}
+
+/* The whole-block options: a clipped step is the step on g scaled first,
+ * elements past decay_end take no decay, the shadow is bf16(p), and a
+ * non-finite norm leaves everything as it was. */
+static void test_adamw_block(void) {
+    int64_t n = 37, one = 1;
+    lact_tensor p = rand_tensor(1, &n, 1.0f), m = rand_tensor(1, &n, 0.1f);
+    lact_tensor v = rand_tensor(1, &n, 0.1f), g = rand_tensor(1, &n, 1.0f);
+    for (int i = 0; i < n; i++)
+        F(&v)[i] = fabsf(F(&v)[i]);
+    lact_tensor norm, shadow, ref[4];
+    CHECK_OK(lact_tensor_alloc(&norm, LACT_F32, LACT_CPU, 1, &one));
+    CHECK_OK(lact_tensor_alloc(&shadow, LACT_BF16, LACT_CPU, 1, &n));
+    lact_tensor *src[4] = {&p, &m, &v, &g};
+    for (int k = 0; k < 4; k++)
+        CHECK_OK(lact_tensor_clone(&ref[k], src[k], LACT_F32, LACT_CPU));
+    F(&norm)[0] = 8.0f;
+    lact_adamw_args a = {.lr = 0.01f,
+                         .beta1 = 0.9f,
+                         .beta2 = 0.99f,
+                         .eps = 1e-8f,
+                         .weight_decay = 0.5f,
+                         .step = 2,
+                         .decay_end = 20,
+                         .grad_norm = &norm,
+                         .max_norm = 2.0f,
+                         .shadow = &shadow};
+    CHECK_OK(lact_adamw_step(&ctx, &p, &m, &v, &g, &a));
+    /* The reference: g scaled by 2/8 first, then plain steps on the two
+     * ranges. */
+    for (int i = 0; i < n; i++)
+        F(&ref[3])[i] *= 0.25f;
+    lact_adamw_args b = {.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f, .step = 2};
+    int64_t lo = 20, hi = n - 20;
+    for (int part = 0; part < 2; part++) {
+        int64_t at = part ? lo : 0, len = part ? hi : lo;
+        lact_tensor r[4];
+        for (int k = 0; k < 4; k++)
+            r[k] = lact_tensor_view(F(&ref[k]) + at, LACT_F32, LACT_CPU, 1, &len);
+        b.weight_decay = part ? 0.0f : 0.5f;
+        CHECK_OK(lact_adamw_step(&ctx, &r[0], &r[1], &r[2], &r[3], &b));
+    }
+    CHECK(memcmp(p.data, ref[0].data, lact_tensor_nbytes(&p)) == 0);
+    CHECK(memcmp(m.data, ref[1].data, lact_tensor_nbytes(&m)) == 0);
+    CHECK(memcmp(v.data, ref[2].data, lact_tensor_nbytes(&v)) == 0);
+    for (int i = 0; i < n; i++)
+        CHECK(((uint16_t *)shadow.data)[i] == lact_f32_to_bf16(F(&p)[i]));
+    /* A non-finite norm: nothing moves. */
+    lact_tensor_free(&ref[0]);
+    CHECK_OK(lact_tensor_clone(&ref[0], &p, LACT_F32, LACT_CPU));
+    F(&norm)[0] = INFINITY;
+    CHECK_OK(lact_adamw_step(&ctx, &p, &m, &v, &g, &a));
+    CHECK(memcmp(p.data, ref[0].data, lact_tensor_nbytes(&p)) == 0);
+    /* Bad options: one-line errors naming them. */
+    a.decay_end = n + 1;
+    CHECK_FAILS(lact_adamw_step(&ctx, &p, &m, &v, &g, &a), LACT_E_ARG);
+    CHECK(strstr(lact_errmsg(), "decay_end") != NULL);
+    a.decay_end = 0;
+    a.grad_norm = NULL;
+    CHECK_FAILS(lact_adamw_step(&ctx, &p, &m, &v, &g, &a), LACT_E_ARG);
+    CHECK(strstr(lact_errmsg(), "max_norm needs grad_norm") != NULL);
+    a.max_norm = 0.0f;
+    a.shadow = &norm;
+    CHECK_FAILS(lact_adamw_step(&ctx, &p, &m, &v, &g, &a), LACT_E_ARG);
+    CHECK(strstr(lact_errmsg(), "shadow") != NULL);
+    lact_tensor *all[] = {&p, &m, &v, &g, &norm, &shadow, &ref[0], &ref[1], &ref[2], &ref[3]};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         lact_tensor_free(all[i]);
 }
 
@@ -660,8 +751,12 @@ static void test_table_rows(void) {
                 CHECK_OK(lact_tensor_clone(&p, &in[0], LACT_F32, LACT_CPU));
                 CHECK_OK(lact_tensor_clone(&m, &in[1], LACT_F32, LACT_CPU));
                 CHECK_OK(lact_tensor_clone(&v, &in[2], LACT_F32, LACT_CPU));
-                lact_adamw_args a = {(float)params[0], (float)params[1], (float)params[2],
-                                     (float)params[3], (float)params[4], (int64_t)params[5]};
+                lact_adamw_args a = {.lr = (float)params[0],
+                                     .beta1 = (float)params[1],
+                                     .beta2 = (float)params[2],
+                                     .eps = (float)params[3],
+                                     .weight_decay = (float)params[4],
+                                     .step = (int64_t)params[5]};
                 CHECK_OK(lact_adamw_step(&ctx, &p, &m, &v, &in[3], &a));
                 CHECK(memcmp(p.data, out[0].data, lact_tensor_nbytes(&p)) == 0);
                 CHECK(memcmp(v.data, out[2].data, lact_tensor_nbytes(&v)) == 0);
@@ -687,6 +782,7 @@ int main(void) {
     test_rows();
     test_embedding_and_skips();
     test_adamw();
+    test_adamw_block();
     test_muon();
     test_fill();
     test_cast();

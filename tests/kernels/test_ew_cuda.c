@@ -91,7 +91,8 @@ static void compare(pair *p, const char *what, int i) {
 }
 
 /* Forward, backward, and both with a residual added in place (o2 and dx2
- * start as res and receive res + the result). */
+ * start as res and receive res + the result); with w, the backward that
+ * adds dw to what it holds (dwa starts random). */
 static void check_rmsnorm(pair *p, int64_t R, int64_t C, bool with_w) {
     int64_t sh[2] = {R, C}, rows[1] = {R}, vec[1] = {C};
     int x = rand_in(p, true, 2, sh, -2, 2), d = rand_in(p, true, 2, sh, -1, 1);
@@ -99,6 +100,7 @@ static void check_rmsnorm(pair *p, int64_t R, int64_t C, bool with_w) {
     int dx2 = rand_in(p, true, 2, sh, -3, 3), o2 = rand_in(p, true, 2, sh, -3, 3);
     int o = out_t(p, true, 2, sh), rs = out_t(p, false, 1, rows);
     int dx = out_t(p, true, 2, sh), dw = out_t(p, false, 1, vec);
+    int dwa = rand_in(p, false, 1, vec, -1, 1), dx3 = out_t(p, true, 2, sh);
     for (int k = 0; k < 2; k++) {
         lact_ctx *ctx = k ? p->gpu : p->cpu;
         lact_tensor *t = k ? p->g : p->c;
@@ -110,6 +112,9 @@ static void check_rmsnorm(pair *p, int64_t R, int64_t C, bool with_w) {
                                            &t[rs], &t[dx2]));
         CHECK_OK(lact_rmsnorm_forward_add(ctx, &t[o2], &t[rs], &t[x], w >= 0 ? &t[w] : NULL, 1e-6f,
                                           &t[o2]));
+        if (w >= 0)
+            CHECK_OK(lact_rmsnorm_backward_acc(ctx, &t[dx3], &t[dwa], &t[d], &t[x], &t[w], &t[rs],
+                                               NULL));
     }
     char what[64];
     snprintf(what, sizeof what, "rmsnorm [%lld, %lld]", (long long)R, (long long)C);
@@ -120,6 +125,12 @@ static void check_rmsnorm(pair *p, int64_t R, int64_t C, bool with_w) {
     snprintf(what, sizeof what, "rmsnorm + residual [%lld, %lld]", (long long)R, (long long)C);
     compare(p, what, dx2);
     compare(p, what, o2);
+    if (with_w) {
+        snprintf(what, sizeof what, "rmsnorm, dw accumulated [%lld, %lld]", (long long)R,
+                 (long long)C);
+        compare(p, what, dwa);
+        compare(p, what, dx3);
+    }
     pair_free(p);
 }
 
@@ -243,15 +254,16 @@ static void check_unaligned(pair *p) {
     pair_free(p);
 }
 
-/* The fused cross-entropy forward and backward (lact_xent_forward_backward)
- * against the CPU's separate calls: rows walked in blocks of `rows` (the
+/* The fused cross-entropy forward and backward (lact_xent_forward_backward,
+ * dw accumulating) against the CPU's: rows walked in blocks of `rows` (the
  * LACT_XENT_ROWS cap), every fourth target ignored. */
 static void check_xent_fused(pair *p, int64_t N, int64_t C, int64_t V, const char *rows) {
     int64_t hs[2] = {N, C}, ws[2] = {V, C}, ns[1] = {N};
     int h = rand_in(p, true, 2, hs, -1, 1), w = rand_in(p, true, 2, ws, -1, 1);
     int dl = rand_in(p, false, 1, ns, 0.5f, 1.5f);
     int loss = out_t(p, false, 1, ns), lse = out_t(p, false, 1, ns);
-    int dh = out_t(p, true, 2, hs), dw = out_t(p, false, 2, ws);
+    int dh = out_t(p, true, 2, hs);
+    int dw = rand_in(p, false, 2, ws, -1, 1); /* the call adds to it */
     lact_tensor tc = {0}, tg = {0};
     CHECK_OK(lact_tensor_alloc(&tc, LACT_I32, LACT_CPU, 1, ns));
     int32_t *t = tc.data;
@@ -273,6 +285,68 @@ static void check_xent_fused(pair *p, int64_t N, int64_t C, int64_t V, const cha
     compare(p, what, dw);
     lact_tensor_free(&tc);
     lact_tensor_free(&tg);
+    pair_free(p);
+}
+
+/* AdamW over a whole block in one launch: weight decay below decay_end,
+ * clipping by a norm on the device, the BF16 shadow; from offset off
+ * (1: the element-wise kernel). norm < 0: not given; a non-finite norm
+ * must leave everything as it was, bit for bit. The shadow must be
+ * exactly bf16(p) of the device's new weights. */
+static void check_adamw(pair *p, int64_t n, int64_t off, int64_t decay_end, float norm,
+                        float max_norm) {
+    int64_t full = n + off, one = 1;
+    int ip = rand_in(p, false, 1, &full, -1.0f, 1.0f);
+    int im = rand_in(p, false, 1, &full, -0.1f, 0.1f);
+    int iv = rand_in(p, false, 1, &full, 0.0f, 0.01f);
+    int ig = rand_in(p, false, 1, &full, -2.0f, 2.0f);
+    lact_tensor tc[4], tg[4], nc, ng, sc, sg;
+    const int idx[4] = {ip, im, iv, ig};
+    for (int k = 0; k < 4; k++) {
+        tc[k] = lact_tensor_view((float *)p->c[idx[k]].data + off, LACT_F32, LACT_CPU, 1, &n);
+        tg[k] = lact_tensor_view((float *)p->g[idx[k]].data + off, LACT_F32, LACT_CUDA, 1, &n);
+    }
+    CHECK_OK(lact_tensor_alloc(&nc, LACT_F32, LACT_CPU, 1, &one));
+    *(float *)nc.data = norm;
+    CHECK_OK(lact_tensor_clone(&ng, &nc, LACT_F32, LACT_CUDA));
+    CHECK_OK(lact_tensor_alloc(&sc, LACT_BF16, LACT_CPU, 1, &n));
+    CHECK_OK(lact_tensor_alloc(&sg, LACT_BF16, LACT_CUDA, 1, &n));
+    bool given = norm >= 0 || !isfinite(norm);
+    lact_adamw_args a = {.lr = 0.01f,
+                         .beta1 = 0.9f,
+                         .beta2 = 0.95f,
+                         .eps = 1e-8f,
+                         .weight_decay = 0.1f,
+                         .step = 7,
+                         .decay_end = decay_end,
+                         .grad_norm = given ? &nc : NULL,
+                         .max_norm = max_norm,
+                         .shadow = &sc};
+    lact_tensor before = {0};
+    CHECK_OK(lact_tensor_clone(&before, &p->c[ip], LACT_F32, LACT_CPU));
+    CHECK_OK(lact_adamw_step(p->cpu, &tc[0], &tc[1], &tc[2], &tc[3], &a));
+    a.grad_norm = given ? &ng : NULL;
+    a.shadow = &sg;
+    CHECK_OK(lact_adamw_step(p->gpu, &tg[0], &tg[1], &tg[2], &tg[3], &a));
+    char what[96];
+    snprintf(what, sizeof what, "adamw n %lld off %lld decay_end %lld norm %g", (long long)n,
+             (long long)off, (long long)decay_end, (double)norm);
+    for (int k = 0; k < 3; k++)
+        compare(p, what, idx[k]);
+    lact_tensor hp = {0}, hs = {0};
+    CHECK_OK(lact_tensor_clone(&hp, &p->g[ip], LACT_F32, LACT_CPU));
+    CHECK_OK(lact_tensor_clone(&hs, &sg, LACT_BF16, LACT_CPU));
+    bool moved = memcmp(before.data, hp.data, lact_tensor_nbytes(&before)) != 0;
+    CHECK_MSG(moved == isfinite(norm), "%s: weights %s", what, moved ? "changed" : "unchanged");
+    int64_t bad = 0;
+    const float *w = (const float *)hp.data + off;
+    const uint16_t *sh = hs.data;
+    for (int64_t e = 0; isfinite(norm) && e < n; e++)
+        bad += sh[e] != lact_f32_to_bf16(w[e]);
+    CHECK_MSG(bad == 0, "%s: %lld shadow elements differ from bf16(p)", what, (long long)bad);
+    lact_tensor *tmp[] = {&before, &hp, &hs, &nc, &ng, &sc, &sg};
+    for (size_t k = 0; k < sizeof tmp / sizeof tmp[0]; k++)
+        lact_tensor_free(tmp[k]);
     pair_free(p);
 }
 
@@ -302,6 +376,13 @@ static void run_dtype(lact_ctx *cpu, lact_ctx *gpu, lact_dtype dt) {
     check_xent_fused(&p, 300, 64, 1000, "128"); /* three blocks of rows, staged rows */
     check_xent_fused(&p, 70, 32, 20001, "0");   /* odd vocabulary: element-wise */
     check_xent_fused(&p, 20, 16, 60000, "7");   /* rows too long to stage */
+    if (dt == LACT_F32) {
+        check_adamw(&p, 100003, 0, 60000, -1.0f, 0.0f); /* no norm given */
+        check_adamw(&p, 100003, 0, 60000, 5.0f, 1.0f);  /* clipped */
+        check_adamw(&p, 4096, 0, 0, 0.5f, 1.0f);        /* every element decayed, not clipped */
+        check_adamw(&p, 5001, 1, 333, 3.0f, 2.0f);      /* element-wise: off a word, odd split */
+        check_adamw(&p, 4096, 0, 1024, NAN, 1.0f);      /* skipped */
+    }
 }
 
 int main(void) {

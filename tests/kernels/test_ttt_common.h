@@ -127,7 +127,7 @@ static inline lact_ttt_in_f64 tc_in64(const tc_case *c) {
 }
 
 static inline lact_ttt_dims tc_dims(const tc_case *c) {
-    return (lact_ttt_dims){c->n, c->len, c->d, c->dh};
+    return (lact_ttt_dims){c->n, c->len, c->d, c->dh, c->n};
 }
 
 static inline int64_t tc_state_numel(const tc_case *c) {

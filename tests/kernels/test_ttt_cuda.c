@@ -25,6 +25,7 @@
 #include "core/base/philox.h"
 #include "kernels/cpu/ttt_ref.h"
 #include "kernels/ttt.h"
+#include "tests/kernels/test_ttt_shared.h"
 #include "tests/support/check.h"
 
 #define NT 10 /* q k v lr0 lr1 lr2 momentum w0 w1 w2 */
@@ -170,7 +171,7 @@ static bool reference_f64(const lact_tensor *h, const lact_tensor *hdo, int64_t 
     ok = ok && dO && st && out[0];
     for (int64_t j = 0; ok && j < nact; j++)
         dO[j] = ((const float *)hdo->data)[j];
-    lact_ttt_dims dims = {N, L, d, dh};
+    lact_ttt_dims dims = {N, L, d, dh, N};
     lact_ttt_in_f64 in = {x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9]};
     lact_ttt_grad_f64 gr = {out[1], out[2], out[3], out[4], out[5],
                             out[6], out[7], out[8], out[9], out[10]};
@@ -181,6 +182,46 @@ static bool reference_f64(const lact_tensor *h, const lact_tensor *hdo, int64_t 
     free(dO);
     free(st);
     return ok;
+}
+
+/* The backward from the iterates the forward kept gives the bits of the
+ * one that runs the iteration again. */
+static void kept_same(lact_ctx *gpu, int ci, const lact_tensor *dg, const lact_tensor *ddo,
+                      const lact_tensor *dv, bool mom, const lact_ttt_args *kept) {
+    lact_ttt_args args = *kept;
+    args.keep_ns = false;
+    int64_t N = dv[0].shape[0], d = dv[0].shape[2], dh = dv[7].shape[1];
+    int64_t S = lact_ttt_state_numel(&args, mom, d, dh);
+    lact_tensor g2[NT], o = {0}, st = {0};
+    memset(g2, 0, sizeof g2);
+    lact_status s = lact_tensor_alloc(&o, dv[0].dtype, LACT_CUDA, 3, dv[0].shape);
+    if (s == LACT_OK) s = lact_tensor_alloc(&st, LACT_F32, LACT_CUDA, 2, (int64_t[]){N, S});
+    for (int i = 0; i < NT && s == LACT_OK; i++)
+        if (dg[i].data)
+            s = lact_tensor_alloc(&g2[i], dg[i].dtype, LACT_CUDA, dg[i].ndim, dg[i].shape);
+    const lact_tensor *dm = mom ? &dv[6] : NULL;
+    if (s == LACT_OK)
+        s = lact_ttt_forward(gpu, &o, &st, &dv[0], &dv[1], &dv[2], &dv[3], &dv[4], &dv[5], dm,
+                             &dv[7], &dv[8], &dv[9], &args);
+    if (s == LACT_OK)
+        s = lact_ttt_backward(gpu, &g2[0], &g2[1], &g2[2], &g2[3], &g2[4], &g2[5],
+                              mom ? &g2[6] : NULL, &g2[7], &g2[8], &g2[9], ddo, &st, &dv[0], &dv[1],
+                              &dv[2], &dv[3], &dv[4], &dv[5], dm, &dv[7], &dv[8], &dv[9], &args);
+    if (s == LACT_OK) s = lact_ctx_sync(gpu);
+    CHECK_MSG(s == LACT_OK, "case %d: CUDA without kept iterates: %s", ci, lact_errmsg());
+    for (int i = 0; i < NT && s == LACT_OK; i++) {
+        if (!dg[i].data) continue;
+        lact_tensor a = {0}, b = {0};
+        CHECK_OK(lact_tensor_clone(&a, &dg[i], dg[i].dtype, LACT_CPU));
+        CHECK_OK(lact_tensor_clone(&b, &g2[i], g2[i].dtype, LACT_CPU));
+        CHECK_MSG(!memcmp(a.data, b.data, lact_tensor_nbytes(&a)),
+                  "case %d: d_%s from the kept iterates differs from the recomputed one", ci,
+                  names[i]);
+        lact_tensor_free(&a), lact_tensor_free(&b);
+    }
+    for (int i = 0; i < NT; i++)
+        lact_tensor_free(&g2[i]);
+    lact_tensor_free(&o), lact_tensor_free(&st);
 }
 
 /* Runs one case against the CPU; returns the worst relative error of the
@@ -194,8 +235,13 @@ static double run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci
     int64_t n_ops = cc->n_ctx == 0
                         ? lact_ttt_order_causal(ops, 256, L, cc->chunk)
                         : lact_ttt_order_bidirectional(ops, 256, L, cc->n_ctx, cc->chunk);
-    lact_ttt_args args = {
-        .ops = ops, .n_ops = n_ops, .muon = cc->muon, .save_every = cc->save_every};
+    /* BF16 keeps the Newton–Schulz iterates in the state, as the layer
+     * does (used where the iteration is fused; kept_same checks it). */
+    lact_ttt_args args = {.ops = ops,
+                          .n_ops = n_ops,
+                          .muon = cc->muon,
+                          .save_every = cc->save_every,
+                          .keep_ns = act == LACT_BF16};
     lact_tensor h[NT], dv[NT], hg[NT], dg[NT];
     lact_tensor ho = {0}, dov = {0}, hdo = {0}, ddo = {0}, hst = {0}, dst = {0};
     memset(h, 0, sizeof h), memset(dv, 0, sizeof dv), memset(hg, 0, sizeof hg);
@@ -288,9 +334,16 @@ static double run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci
             if (!(e / t <= worst / worst_tol)) worst = e, worst_tol = t, wn = nm;
         }
         if (!vs_f64) {
-            double e = rel_err(&dst, &hst);
+            /* the snapshots; the CPU leaves the iterates' room unwritten */
+            int64_t snap =
+                N * (S - lact_ttt_n_updates(&args) * lact_ttt_state_ns_numel(&args, d, dh));
+            lact_tensor a = lact_tensor_view(dst.data, LACT_F32, LACT_CUDA, 1, &snap);
+            lact_tensor b = lact_tensor_view(hst.data, LACT_F32, LACT_CPU, 1, &snap);
+            double e = rel_err(&a, &b);
             CHECK_MSG(e <= tol, "case %d %s: state rel err %.3g > %.3g", ci, dn, e, tol);
         }
+        if (act == LACT_BF16 && lact_ttt_state_ns_numel(&args, d, dh) > 0)
+            kept_same(gpu, ci, dg, &ddo, dv, cc->mom, &args);
         result = worst;
         printf("case %d %-4s N=%lld L=%lld d=%lld dh=%lld C=%lld mom=%d muon=%d n_ctx=%lld "
                "save_every=%d: worst %.2e of bound %.2e (%s)%s\n   %s\n",
@@ -316,6 +369,9 @@ int main(void) {
     lact_ctx cpu, gpu;
     CHECK_OK(lact_ctx_init(&cpu, LACT_CPU, 0));
     CHECK_OK(lact_ctx_init(&gpu, LACT_CUDA, 0));
+    ttt_check_shared(&gpu, LACT_F32, LACT_TTT_MUON_TABLE);
+    ttt_check_shared(&gpu, LACT_BF16, LACT_TTT_MUON_TABLE);
+    ttt_check_shared(&gpu, LACT_BF16, LACT_TTT_MUON_OFF);
     for (int c = 0; c < (int)(sizeof cases / sizeof cases[0]); c++) {
         run_case(&cpu, &gpu, &cases[c], c, LACT_F32);
         /* The BF16 apply and (on Hopper) Newton–Schulz and the hidden-unit

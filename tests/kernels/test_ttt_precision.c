@@ -7,6 +7,7 @@
 #include "core/base/context.h"
 #include "core/base/tensor.h"
 #include "tests/kernels/test_ttt_common.h"
+#include "tests/kernels/test_ttt_shared.h"
 #include "tests/support/check.h"
 
 typedef struct f32_case {
@@ -219,6 +220,8 @@ int main(void) {
     if (lact_ctx_init(&ctx, LACT_CPU, 0) != LACT_OK) return check_skip("ttt", lact_errmsg());
     check_orders();
     check_errors(&ctx);
+    ttt_check_shared(&ctx, LACT_F32, LACT_TTT_MUON_TABLE);
+    ttt_check_shared(&ctx, LACT_F32, LACT_TTT_MUON_OFF);
     /* Seen: without Muon o ~4e-7, gradients ≤ 6e-6 (d_momentum, a sum of
      * many small terms); with Muon o ≤ 1e-5, gradients ≤ 2e-5, since
      * Newton–Schulz magnifies rounding (see test_ttt_naive.c). */

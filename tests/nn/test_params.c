@@ -58,17 +58,26 @@ int main(void) {
     CHECK_OK(make(&b, rev, &ctx, 42));
     CHECK_OK(make(&c, fwd, &ctx, 43));
 
-    /* One block: every view inside it, 256-byte aligned, none overlapping. */
-    int64_t end_prev = 0;
+    /* One block: every view inside it, 256-byte aligned, none overlapping;
+     * the matrices first (declaration order), then the vectors. */
     for (int i = 0; i < lact_params_count(&a); i++) {
         lact_param *p = lact_params_at(&a, i);
         float *w = p->w.data, *g = p->g.data;
-        CHECK(w >= a.weights && w + lact_tensor_numel(&p->w) <= a.weights + a.padded);
+        int64_t n = lact_tensor_numel(&p->w);
+        CHECK(w >= a.weights && w + n <= a.weights + a.padded);
         CHECK(g - a.grads == w - a.weights);
         CHECK(((uintptr_t)w % 256) == 0);
-        CHECK(p->offset >= end_prev);
-        end_prev = p->offset + lact_tensor_numel(&p->w);
+        if (p->ndim >= 2)
+            CHECK(p->offset + n <= a.matrix_end);
+        else
+            CHECK(p->offset >= a.matrix_end);
+        for (int j = 0; j < i; j++) {
+            lact_param *q = lact_params_at(&a, j);
+            CHECK(p->offset >= q->offset + lact_tensor_numel(&q->w) || q->offset >= p->offset + n);
+            if ((q->ndim >= 2) == (p->ndim >= 2)) CHECK(q->offset < p->offset);
+        }
     }
+    CHECK(a.matrix_end == 64 * 32 + 64); /* wq, then w0 (24, padded to 64) */
     CHECK(a.numel == 64 * 32 + 8 + 24 + 5);
     CHECK(lact_params_bytes(&a) == (size_t)a.padded * 4 * 2);
 
