@@ -193,22 +193,24 @@ static lact_ttt_cuda_in make_cuda_in(const lact_tensor *q, const lact_tensor *k,
                                      const lact_tensor *momentum, const lact_tensor *w0,
                                      const lact_tensor *w1, const lact_tensor *w2,
                                      const lact_ttt_dims *dims) {
-    return (lact_ttt_cuda_in){q->dtype,
-                              dims->n,
-                              dims->len,
-                              dims->d,
-                              dims->dh,
-                              dims->wn,
-                              q->data,
-                              k->data,
-                              v->data,
-                              lr0->data,
-                              lr1->data,
-                              lr2->data,
-                              present(momentum) ? momentum->data : NULL,
-                              w0->data,
-                              w1->data,
-                              w2->data};
+    /* The pointers as the CPU reference takes them (q, k, v in any dtype). */
+    lact_ttt_in_f32 f = make_in(q, k, v, lr0, lr1, lr2, momentum, w0, w1, w2);
+    return (lact_ttt_cuda_in){.act = q->dtype,
+                              .n = dims->n,
+                              .len = dims->len,
+                              .d = dims->d,
+                              .dh = dims->dh,
+                              .wn = dims->wn,
+                              .q = f.q,
+                              .k = f.k,
+                              .v = f.v,
+                              .lr0 = f.lr0,
+                              .lr1 = f.lr1,
+                              .lr2 = f.lr2,
+                              .momentum = f.momentum,
+                              .w0 = f.w0,
+                              .w1 = f.w1,
+                              .w2 = f.w2};
 }
 #endif
 
