@@ -257,7 +257,8 @@ lact_status lact_ttt_layer_forward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena 
     LACT_TRY(lact_ttt_check_args(&args, L));
     LACT_TRY(lact_ttt_layer_inputs(ctx, l, ar, s, x, 0));
 
-    /* The initial fast weights, one copy per sequence of the batch. */
+    /* The initial fast weights: the parameters themselves, which the op
+     * shares over the batch (head b·H + h starts from h's). */
     s->w0 = p->items[l->w0].w;
     s->w1 = p->items[l->w1].w;
     s->w2 = p->items[l->w2].w;

@@ -122,8 +122,8 @@ lact_status lact_ttt_layer_backward(lact_ctx *ctx, lact_ttt_layer *l, lact_arena
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &dvf, N, L, d));
     LACT_TRY(LACT_NN_ALLOC(ar, &dlr, 3, N, L));
     LACT_TRY(LACT_NN_ALLOC(ar, &dmom, N, L));
-    /* The initial weights' gradients, side by side (summed over the batch
-     * by the op, which the B sequences' heads share them in). */
+    /* The initial weights' gradients side by side, summed over the batch
+     * by the op (its B·H heads share the H sets). */
     lact_tensor dw;
     int64_t nw = H * dh * d;
     LACT_TRY(LACT_NN_ALLOC(ar, &dw, 3 * nw));
