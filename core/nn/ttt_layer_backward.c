@@ -14,22 +14,6 @@ void lact_ttt_layer_split_lr(const lact_tensor *lr, lact_tensor out[3], int64_t 
         out[i] = lact_ttt_slice(lr, (int64_t)i * N * L, 2, shape);
 }
 
-lact_status lact_ttt_layer_replicate(lact_ctx *ctx, lact_tensor *dst, const lact_tensor *src,
-                                     int64_t B) {
-    int64_t n = lact_tensor_numel(src);
-    lact_tensor flat = LACT_NN_VIEW(src, n);
-    lact_tensor part = lact_ttt_slice(dst, 0, 1, &n);
-    /* Copies through a kernel, so they are ordered on the context's stream;
-     * the copies made so far double each time (log2 B + 1 launches). */
-    LACT_TRY(lact_scale_forward(ctx, &part, &flat, 1.0f));
-    for (int64_t k = 1; k < B; k *= 2) {
-        int64_t m = (k < B - k ? k : B - k) * n;
-        lact_tensor from = lact_ttt_slice(dst, 0, 1, &m), to = lact_ttt_slice(dst, k * n, 1, &m);
-        LACT_TRY(lact_scale_forward(ctx, &to, &from, 1.0f));
-    }
-    return LACT_OK;
-}
-
 /* The three initial weights' gradients dw ([3 · H·dh·d]: w0, w1, w2) into
  * the parameters': one addition where the store keeps the three side by
  * side (they are declared in a row), else one each. */

@@ -4,7 +4,25 @@
 
 #include "core/nn/nn_ops.h"
 #include "kernels/attention.h"
+#include "kernels/kernels.h"
 #include "ttt_layer_internal.h"
+
+/* dst [B·H, ...] = B copies of src [H, ...] (the decode state's initial
+ * weights, made once). */
+static lact_status replicate(lact_ctx *ctx, lact_tensor *dst, const lact_tensor *src, int64_t B) {
+    int64_t n = lact_tensor_numel(src);
+    lact_tensor flat = LACT_NN_VIEW(src, n);
+    lact_tensor part = lact_ttt_slice(dst, 0, 1, &n);
+    /* Copies through a kernel, so they are ordered on the context's stream;
+     * the copies made so far double each time (log2 B + 1 launches). */
+    LACT_TRY(lact_scale_forward(ctx, &part, &flat, 1.0f));
+    for (int64_t k = 1; k < B; k *= 2) {
+        int64_t m = (k < B - k ? k : B - k) * n;
+        lact_tensor from = lact_ttt_slice(dst, 0, 1, &m), to = lact_ttt_slice(dst, k * n, 1, &m);
+        LACT_TRY(lact_scale_forward(ctx, &to, &from, 1.0f));
+    }
+    return LACT_OK;
+}
 
 /* One step's work on T tokens; with a measuring arena it only walks the
  * allocations (init sizes the arena with it). */
@@ -51,8 +69,7 @@ static lact_status init_op(lact_ctx *ctx, lact_ttt_layer_decode *st) {
     for (int i = 0; i < 3 && s == LACT_OK; i++) {
         int64_t shape[3] = {N, i == 1 ? d : dh, i == 1 ? dh : d};
         s = lact_tensor_alloc(&w[i], LACT_F32, ctx->device, 3, shape);
-        if (s == LACT_OK)
-            s = lact_ttt_layer_replicate(ctx, &w[i], &l->params->items[ids[i]].w, st->batch);
+        if (s == LACT_OK) s = replicate(ctx, &w[i], &l->params->items[ids[i]].w, st->batch);
     }
     if (s == LACT_OK)
         s = lact_ttt_decode_init(ctx, &st->op, &w[0], &w[1], &w[2], c->chunk, c->momentum, c->muon);

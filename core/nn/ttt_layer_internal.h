@@ -18,9 +18,6 @@ static inline float lact_ttt_layer_theta(const lact_ttt_layer *l) {
  * fails when the order does not fit len. */
 lact_status lact_ttt_layer_order(lact_ttt_layer *l, int64_t len, lact_dtype act,
                                  lact_ttt_args *args);
-/* dst [B·H, ...] = B copies of src [H, ...]. */
-lact_status lact_ttt_layer_replicate(lact_ctx *ctx, lact_tensor *dst, const lact_tensor *src,
-                                     int64_t B);
 /* A view of t's elements from offset on, with the given shape (no data
  * pointer while t has none: a measuring arena's tensors). */
 static inline lact_tensor lact_ttt_slice(const lact_tensor *t, int64_t offset, int ndim,
