@@ -1,9 +1,10 @@
 /* Optimizer steps: AdamW as one fused elementwise kernel (16-byte words of
  * the four arrays where they are aligned, then a scalar tail; clipping and
- * the BF16 shadow folded in, so a whole parameter block is one launch); Muon as a momentum
- * kernel, the quintic Newton–Schulz orthogonalisation (fp32 GEMMs through
- * lact_cuda_gemm) and an update kernel. Newton–Schulz works on the wide
- * orientation (rows ≤ cols) in a cached per-stream buffer. */
+ * the BF16 shadow folded in, so a whole parameter block is one launch);
+ * Muon as a momentum kernel, the quintic Newton–Schulz orthogonalisation
+ * (fp32 GEMMs through lact_cuda_gemm) and an update kernel. Newton–Schulz
+ * works on the wide orientation (rows ≤ cols) in a cached per-stream
+ * buffer. */
 #include <math.h>
 
 #include "kernels/cuda/common.cuh"
