@@ -125,6 +125,39 @@ lact_status lact_swiglu_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db
     return LACT_KDISPATCH(ctx, swiglu_backward, da, db, dout, a, b);
 }
 
+/* ab [..., 2F] against out [..., F]: the same leading dims and dtype. */
+static lact_status check_packed(lact_ctx *ctx, const char *op, const char *out_name,
+                                const lact_tensor *out, const lact_tensor *ab) {
+    LACT_TRY(lact_kcheck_ctx(ctx, op));
+    unsigned act = lact_kcheck_act_dtypes(ctx);
+    LACT_TRY(lact_kcheck_tensor(ctx, op, out_name, out, act));
+    LACT_TRY(lact_kcheck_tensor(ctx, op, "ab", ab, act));
+    LACT_TRY(lact_kcheck_same_dtype(op, out_name, out, "ab", ab));
+    bool ok = out->ndim >= 1 && ab->ndim == out->ndim &&
+              ab->shape[ab->ndim - 1] == 2 * out->shape[out->ndim - 1];
+    for (int i = 0; ok && i + 1 < out->ndim; i++)
+        ok = ab->shape[i] == out->shape[i];
+    if (ok) return LACT_OK;
+    char so[96], sa[96];
+    return lact_fail(LACT_E_ARG, "%s: ab %s must be %s %s with its last dim doubled", op,
+                     lact_kcheck_shape_str(ab, sa, sizeof sa), out_name,
+                     lact_kcheck_shape_str(out, so, sizeof so));
+}
+
+lact_status lact_swiglu_packed_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *ab) {
+    LACT_TRY(check_packed(ctx, "swiglu_packed", "out", out, ab));
+    return LACT_KDISPATCH(ctx, swiglu_packed_forward, out, ab);
+}
+
+lact_status lact_swiglu_packed_backward(lact_ctx *ctx, lact_tensor *dab, const lact_tensor *dout,
+                                        const lact_tensor *ab) {
+    const char *op = "swiglu_packed backward";
+    LACT_TRY(check_packed(ctx, op, "dout", dout, ab));
+    if (!dab) return LACT_OK;
+    LACT_TRY(check_unary(ctx, op, "dab", dab, "ab", ab));
+    return LACT_KDISPATCH(ctx, swiglu_packed_backward, dab, dout, ab);
+}
+
 lact_status lact_softplus_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x,
                                   float shift) {
     LACT_TRY(check_unary(ctx, "softplus", "out", out, "x", x));

@@ -81,6 +81,12 @@ lact_status lact_swiglu_forward(lact_ctx *ctx, lact_tensor *out, const lact_tens
 lact_status lact_swiglu_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db,
                                  const lact_tensor *dout, const lact_tensor *a,
                                  const lact_tensor *b);
+/* The same gate on one input ab [..., 2F] that holds a and b side by side
+ * in each row (the gate and up projections as one product): out [..., F]
+ * = silu(ab[..., :F]) * ab[..., F:]; dab [..., 2F] overwritten. */
+lact_status lact_swiglu_packed_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *ab);
+lact_status lact_swiglu_packed_backward(lact_ctx *ctx, lact_tensor *dab, const lact_tensor *dout,
+                                        const lact_tensor *ab);
 /* Dtype conversion (F32 <-> BF16 <-> F16), same shape and device. */
 lact_status lact_cast_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);
 /* out = softplus(x + shift) = log(1 + exp(x + shift)), computed without

@@ -20,6 +20,19 @@ lact_status lact_mlp_declare(lact_mlp *m, lact_params *p, const char *prefix, in
     return lact_params_declare(p, name, 2, out_shape, lact_init_normal(out_std), &m->w_down);
 }
 
+/* Whether the store keeps w_gate and w_up side by side (declared in a row;
+ * the store puts the matrices together unless padding parts them), so that
+ * [w_gate; w_up] is one [2F, D] weight: one product for a and b, one for
+ * dx and one for the two weights' gradient. */
+static bool gate_up_adjacent(const lact_mlp *m) {
+    const lact_param *a = &m->params->items[m->w_gate], *b = &m->params->items[m->w_up];
+    return b->offset == a->offset + lact_tensor_numel(&a->w);
+}
+
+static lact_tensor gate_up_view(const lact_tensor *first, int64_t F, int64_t D) {
+    return lact_tensor_view(first->data, first->dtype, first->device, 2, (int64_t[]){2 * F, D});
+}
+
 lact_status lact_mlp_forward(lact_ctx *ctx, lact_mlp *m, lact_arena *arena, lact_mlp_saved *s,
                              lact_tensor *y, const lact_tensor *x, const lact_tensor *res) {
     int64_t n = lact_tensor_numel(x) / m->dim, F = m->hidden;
@@ -32,14 +45,23 @@ lact_status lact_mlp_forward(lact_ctx *ctx, lact_mlp *m, lact_arena *arena, lact
     lact_dtype act = x->dtype;
     s->x = LACT_NN_VIEW(x, n, m->dim);
     lact_tensor y2 = LACT_NN_VIEW(y, n, m->dim);
-    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &s->a, n, F));
-    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &s->b, n, F));
-    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &s->s, n, F));
-    LACT_NN_RUN(arena,
-                lact_linear_forward(ctx, &s->a, &s->x, lact_param_mm(&it[m->w_gate], act), NULL));
-    LACT_NN_RUN(arena,
-                lact_linear_forward(ctx, &s->b, &s->x, lact_param_mm(&it[m->w_up], act), NULL));
-    LACT_NN_RUN(arena, lact_swiglu_forward(ctx, &s->s, &s->a, &s->b));
+    s->a = s->b = s->ab = (lact_tensor){0};
+    if (gate_up_adjacent(m)) {
+        LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &s->ab, n, 2 * F));
+        LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &s->s, n, F));
+        lact_tensor w = gate_up_view(lact_param_mm(&it[m->w_gate], act), F, m->dim);
+        LACT_NN_RUN(arena, lact_linear_forward(ctx, &s->ab, &s->x, &w, NULL));
+        LACT_NN_RUN(arena, lact_swiglu_packed_forward(ctx, &s->s, &s->ab));
+    } else {
+        LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &s->a, n, F));
+        LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &s->b, n, F));
+        LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &s->s, n, F));
+        LACT_NN_RUN(arena, lact_linear_forward(ctx, &s->a, &s->x,
+                                               lact_param_mm(&it[m->w_gate], act), NULL));
+        LACT_NN_RUN(arena,
+                    lact_linear_forward(ctx, &s->b, &s->x, lact_param_mm(&it[m->w_up], act), NULL));
+        LACT_NN_RUN(arena, lact_swiglu_forward(ctx, &s->s, &s->a, &s->b));
+    }
     lact_tensor r2 = res ? LACT_NN_VIEW(res, n, m->dim) : (lact_tensor){0};
     LACT_NN_RUN(arena, lact_linear_forward_add(ctx, &y2, &s->s, lact_param_mm(&it[m->w_down], act),
                                                res ? &r2 : NULL));
@@ -52,23 +74,33 @@ lact_status lact_mlp_backward(lact_ctx *ctx, lact_mlp *m, lact_arena *arena,
     lact_param *it = m->params->items;
     lact_dtype act = s->x.dtype;
     size_t mark = lact_arena_mark(arena);
-    lact_tensor ds, da, db;
+    lact_tensor ds;
     LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &ds, n, F));
-    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &da, n, F));
-    LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &db, n, F));
     lact_tensor dy2 = LACT_NN_VIEW(dy, n, m->dim);
     LACT_NN_RUN(arena, lact_linear_backward(ctx, arena, &ds, false, &it[m->w_down].g, NULL, &dy2,
                                             &s->s, lact_param_mm(&it[m->w_down], act)));
-    LACT_NN_RUN(arena, lact_swiglu_backward(ctx, &da, &db, &ds, &s->a, &s->b));
     lact_tensor dx2, *dxp = NULL;
     if (dx) {
         dx2 = LACT_NN_VIEW(dx, n, m->dim);
         dxp = &dx2;
     }
-    LACT_NN_RUN(arena, lact_linear_backward(ctx, arena, dxp, false, &it[m->w_gate].g, NULL, &da,
-                                            &s->x, lact_param_mm(&it[m->w_gate], act)));
-    LACT_NN_RUN(arena, lact_linear_backward(ctx, arena, dxp, true, &it[m->w_up].g, NULL, &db, &s->x,
-                                            lact_param_mm(&it[m->w_up], act)));
+    if (s->ab.ndim) {
+        lact_tensor dab;
+        LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &dab, n, 2 * F));
+        LACT_NN_RUN(arena, lact_swiglu_packed_backward(ctx, &dab, &ds, &s->ab));
+        lact_tensor w = gate_up_view(lact_param_mm(&it[m->w_gate], act), F, m->dim);
+        lact_tensor g = gate_up_view(&it[m->w_gate].g, F, m->dim);
+        LACT_NN_RUN(arena, lact_linear_backward(ctx, arena, dxp, false, &g, NULL, &dab, &s->x, &w));
+    } else {
+        lact_tensor da, db;
+        LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &da, n, F));
+        LACT_TRY(LACT_NN_ALLOC_AS(arena, act, &db, n, F));
+        LACT_NN_RUN(arena, lact_swiglu_backward(ctx, &da, &db, &ds, &s->a, &s->b));
+        LACT_NN_RUN(arena, lact_linear_backward(ctx, arena, dxp, false, &it[m->w_gate].g, NULL, &da,
+                                                &s->x, lact_param_mm(&it[m->w_gate], act)));
+        LACT_NN_RUN(arena, lact_linear_backward(ctx, arena, dxp, true, &it[m->w_up].g, NULL, &db,
+                                                &s->x, lact_param_mm(&it[m->w_up], act)));
+    }
     lact_arena_release(arena, mark);
     return LACT_OK;
 }

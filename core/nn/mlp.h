@@ -1,6 +1,7 @@
 /* The SwiGLU MLP of a block. From x [B, L, D] with hidden width F:
  *
- *   a = x w_gateᵀ, b = x w_upᵀ           [B, L, F]
+ *   a = x w_gateᵀ, b = x w_upᵀ           [B, L, F]  (one product when the
+ *                                         store keeps the two side by side)
  *   y = (silu(a) ⊙ b) w_downᵀ            [B, L, D]
  *
  * Parameters under "<prefix>.": w_gate w_up [F, D], w_down [D, F]. Memory and
@@ -29,7 +30,8 @@ typedef struct lact_mlp {
 
 typedef struct lact_mlp_saved {
     lact_tensor x;    /* the caller's input, [B·L, D] */
-    lact_tensor a, b; /* [B·L, F] before the gate */
+    lact_tensor a, b; /* [B·L, F] before the gate; or */
+    lact_tensor ab;   /* [B·L, 2F] a | b per row, when w_gate, w_up lie side by side */
     lact_tensor s;    /* [B·L, F] silu(a) ⊙ b */
 } lact_mlp_saved;
 

@@ -136,6 +136,36 @@ lact_status lact_cpu_swiglu_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor
     return LACT_OK;
 }
 
+lact_status lact_cpu_swiglu_packed_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *ab) {
+    int64_t F = out->shape[out->ndim - 1], rows = F ? lact_tensor_numel(out) / F : 0;
+    const float *p = ab->data;
+    float *po = out->data;
+#pragma omp parallel for
+    for (int64_t r = 0; r < rows; r++) {
+        const float *a = p + r * 2 * F, *b = a + F;
+        for (int64_t c = 0; c < F; c++)
+            po[r * F + c] = a[c] * sigmoid(a[c]) * b[c];
+    }
+    return LACT_OK;
+}
+
+lact_status lact_cpu_swiglu_packed_backward(lact_ctx *ctx, lact_tensor *dab,
+                                            const lact_tensor *dout, const lact_tensor *ab) {
+    int64_t F = dout->shape[dout->ndim - 1], rows = F ? lact_tensor_numel(dout) / F : 0;
+    const float *p = ab->data, *pd = dout->data;
+    float *pg = dab->data;
+#pragma omp parallel for
+    for (int64_t r = 0; r < rows; r++) {
+        const float *a = p + r * 2 * F, *b = a + F, *d = pd + r * F;
+        float *da = pg + r * 2 * F, *db = da + F;
+        for (int64_t c = 0; c < F; c++) {
+            da[c] = d[c] * b[c] * silu_grad(a[c]);
+            db[c] = d[c] * a[c] * sigmoid(a[c]);
+        }
+    }
+    return LACT_OK;
+}
+
 /* σ(z) without overflow for either sign: e^z / (1 + e^z) below zero. */
 static inline float sigmoid_stable(float z) {
     if (z >= 0.0f) return 1.0f / (1.0f + expf(-z));

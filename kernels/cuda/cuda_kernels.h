@@ -25,6 +25,9 @@ lact_status lact_cuda_silu_forward(lact_ctx *ctx, lact_tensor *out, const lact_t
 lact_status lact_cuda_silu_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout, const lact_tensor *x);
 lact_status lact_cuda_swiglu_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a, const lact_tensor *b);
 lact_status lact_cuda_swiglu_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db, const lact_tensor *dout, const lact_tensor *a, const lact_tensor *b);
+lact_status lact_cuda_swiglu_packed_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *ab);
+lact_status lact_cuda_swiglu_packed_backward(lact_ctx *ctx, lact_tensor *dab,
+                                             const lact_tensor *dout, const lact_tensor *ab);
 lact_status lact_cuda_cast_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);
 lact_status lact_cuda_softplus_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x, float shift);
 lact_status lact_cuda_softplus_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout, const lact_tensor *x, float shift);

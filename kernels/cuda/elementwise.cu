@@ -8,6 +8,8 @@
  * instantiation of the same kernel. Optional outputs (swiglu's da or db)
  * select a functor on the host, so no element tests a pointer. The
  * broadcast operand's gradient is a deterministic column sum (colsum.cuh). */
+#include <type_traits>
+
 #include "kernels/cuda/colsum.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/vec.cuh"
@@ -411,6 +413,88 @@ extern "C" lact_status lact_cuda_swiglu_backward(lact_ctx *ctx, lact_tensor *da,
         } else {
             LACT_TRY(map2(ctx, swiglu_bwd_db_f(), (T *)db->data, g, ap, n, "swiglu_backward"));
         }
+    });
+    return LACT_OK;
+}
+
+/* ---- swiglu on packed rows ------------------------------------------------------- */
+
+/* The map over rows of F elements whose tensors have their own row strides
+ * (the packed a | b rows are 2F apart, out's F): fw words of V per row. */
+template <int NI, int NO> struct ew_rows { int64_t in[NI], out[NO]; };
+
+template <int V, class I, int NI, int NO, class T, class F>
+__global__ void __launch_bounds__(EW_THREADS)
+    map_rows_kernel(F f, ew_io<NI, NO, T, T> io, ew_rows<NI, NO> rs, I rows, I fw) {
+    const I n = rows * fw, stride = (I)gridDim.x * blockDim.x;
+    for (I v = (I)blockIdx.x * blockDim.x + threadIdx.x; v < n; v += stride) {
+        /* I is 32 bits whenever the words fit: a 64-bit division per word
+         * would cost more than the word's memory time */
+        const I r = v / fw;
+        const int64_t c = (int64_t)(v - r * fw) * V;
+        ew_io<NI, NO, T, T> at;
+#pragma unroll
+        for (int k = 0; k < NI; k++)
+            at.in[k] = io.in[k] + r * rs.in[k];
+#pragma unroll
+        for (int k = 0; k < NO; k++)
+            at.out[k] = io.out[k] + r * rs.out[k];
+        map_step<V>(f, at, c);
+    }
+}
+
+template <int NI, int NO, class T, class F>
+static lact_status map_rows(lact_ctx *ctx, const F &f, const ew_io<NI, NO, T, T> &io,
+                            const ew_rows<NI, NO> &rs, int64_t rows, int64_t cols,
+                            const char *what) {
+    if (rows <= 0 || cols <= 0) return LACT_OK;
+    constexpr int V = vec_width<T>::value;
+    bool wide = cols % V == 0;
+    for (int k = 0; k < NI; k++)
+        wide = wide && lact_aligned16(io.in[k]) && rs.in[k] % V == 0;
+    for (int k = 0; k < NO; k++)
+        wide = wide && lact_aligned16(io.out[k]) && rs.out[k] % V == 0;
+    cudaStream_t st = lact_cuda_stream(ctx);
+    auto launch = [&](auto v) {
+        constexpr int W = decltype(v)::value;
+        int64_t fw = cols / W;
+        unsigned grid = lact_vec_grid(rows * fw, EW_THREADS);
+        if (rows * fw < ((int64_t)1 << 31) - (int64_t)grid * EW_THREADS)
+            map_rows_kernel<W, uint32_t>
+                <<<grid, EW_THREADS, 0, st>>>(f, io, rs, (uint32_t)rows, (uint32_t)fw);
+        else
+            map_rows_kernel<W, int64_t><<<grid, EW_THREADS, 0, st>>>(f, io, rs, rows, fw);
+    };
+    if (wide)
+        launch(std::integral_constant<int, V>());
+    else
+        launch(std::integral_constant<int, 1>());
+    LACT_CU_LAUNCH(what);
+    return LACT_OK;
+}
+
+extern "C" lact_status lact_cuda_swiglu_packed_forward(lact_ctx *ctx, lact_tensor *out,
+                                                       const lact_tensor *ab) {
+    int64_t F = out->shape[out->ndim - 1], rows = F ? lact_tensor_numel(out) / F : 0;
+    LACT_DISPATCH_FLOAT(ab->dtype, "swiglu_packed", {
+        const T *p = (const T *)ab->data;
+        ew_io<2, 1, T, T> io = {{p, p + F}, {(T *)out->data}};
+        ew_rows<2, 1> rs = {{2 * F, 2 * F}, {F}};
+        LACT_TRY(map_rows(ctx, swiglu_f(), io, rs, rows, F, "swiglu_packed"));
+    });
+    return LACT_OK;
+}
+
+extern "C" lact_status lact_cuda_swiglu_packed_backward(lact_ctx *ctx, lact_tensor *dab,
+                                                        const lact_tensor *dout,
+                                                        const lact_tensor *ab) {
+    int64_t F = dout->shape[dout->ndim - 1], rows = F ? lact_tensor_numel(dout) / F : 0;
+    LACT_DISPATCH_FLOAT(ab->dtype, "swiglu_packed backward", {
+        const T *p = (const T *)ab->data;
+        T *g = (T *)dab->data;
+        ew_io<3, 2, T, T> io = {{(const T *)dout->data, p, p + F}, {g, g + F}};
+        ew_rows<3, 2> rs = {{F, 2 * F, 2 * F}, {2 * F, 2 * F}};
+        LACT_TRY(map_rows(ctx, swiglu_bwd_f(), io, rs, rows, F, "swiglu_packed_backward"));
     });
     return LACT_OK;
 }

@@ -160,12 +160,35 @@ __device__ __forceinline__ void row_weight(float (&wv)[V], const float *w, int64
 /* y = res + y, y rounded to T first: the bits of a separate add (the
  * `_add` variants of the rmsnorm forward and backward). */
 template <class T, int V>
-__device__ __forceinline__ void add_rounded(float (&y)[V], const T *__restrict__ res) {
-    float rv[V];
-    vload<V>(res, rv);
+__device__ __forceinline__ void add_rounded(float (&y)[V], const T (&res)[V]) {
 #pragma unroll
     for (int e = 0; e < V; e++)
-        y[e] = rv[e] + to_f32(from_f32<T>(y[e]));
+        y[e] = to_f32(res[e]) + to_f32(from_f32<T>(y[e]));
+}
+
+/* t = p[0..V) as stored (16-byte words when V · sizeof(T) allows). */
+template <int V, class T> __device__ __forceinline__ void vload_raw(T (&t)[V], const T *p) {
+    if constexpr ((V * sizeof(T)) % 16 == 0) {
+#pragma unroll
+        for (int w = 0; w < (int)(V * sizeof(T)) / 16; w++)
+            reinterpret_cast<uint4 *>(t)[w] = reinterpret_cast<const uint4 *>(p)[w];
+    } else {
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            t[e] = p[e];
+    }
+}
+
+/* The residual's words of a row, loaded with the row itself and kept in
+ * T (a bf16 word is four registers): read after the row's sum, their
+ * latency would be the rmsnorm backward's. */
+template <int V, int NV, class T>
+__device__ __forceinline__ void row_load_raw(T (&t)[NV][V], const T *row, bool ok, int64_t nvec) {
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+        if (ok && j < nvec) vload_raw<V>(t[k], row + j * V);
+    }
 }
 
 template <class T, int V, int NV, bool RES>
@@ -199,7 +222,13 @@ __global__ void __launch_bounds__(ROW_THREADS)
 #pragma unroll
             for (int e = 0; e < V; e++)
                 y[e] = v[k][e] * rs * wv[e];
-            if constexpr (RES) add_rounded<T, V>(y, res + r * C + j * V);
+            if constexpr (RES) {
+                /* read here, not with the row: held across the row's sum
+                 * the words cost the forward more occupancy than latency */
+                alignas(16) T rr[V];
+                vload_raw<V>(rr, res + r * C + j * V);
+                add_rounded<T, V>(y, rr);
+            }
             vstore<V>(out + r * C + j * V, y);
         }
     }
@@ -229,6 +258,8 @@ __global__ void __launch_bounds__(ROW_THREADS, ROW_DW_MIN_BLOCKS)
         float d[NV][V], xv[NV][V];
         row_load<V>(d, dout + r * C, ok, nvec);
         row_load<V>(xv, x + r * C, ok, nvec);
+        alignas(16) T rr[RES ? NV : 1][V];
+        if constexpr (RES) row_load_raw<V, NV>(rr, res + r * C, ok, nvec);
         float dot[1] = {0.0f};
 #pragma unroll
         for (int k = 0; k < NV; k++) {
@@ -253,7 +284,7 @@ __global__ void __launch_bounds__(ROW_THREADS, ROW_DW_MIN_BLOCKS)
 #pragma unroll
                 for (int e = 0; e < V; e++)
                     y[e] = rs * (d[k][e] * wv[e] - xv[k][e] * kk);
-                if constexpr (RES) add_rounded<T, V>(y, res + r * C + j * V);
+                if constexpr (RES) add_rounded<T, V>(y, rr[k]);
                 vstore<V>(dx + r * C + j * V, y);
             }
             if (dw_part)

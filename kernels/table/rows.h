@@ -18,6 +18,7 @@
     X(scale)                                                                                       \
     X(silu)                                                                                        \
     X(swiglu)                                                                                      \
+    X(swiglu_packed)                                                                               \
     X(cast)                                                                                        \
     X(softplus)                                                                                    \
     X(sigmoid)                                                                                     \

@@ -1,4 +1,6 @@
 /* Table rows: matmul and the elementwise ops. */
+#include <string.h>
+
 #include "kernels/table/rows.h"
 
 /* ---- matmul ---------------------------------------------------------------- */
@@ -378,6 +380,60 @@ const lact_op_def lact_op_row_swiglu = {
     .forward = swiglu_fwd,
     .backward = swiglu_bwd,
     .make_case = swiglu_case,
+    .tol_f32 = 1e-5,
+    .tol_bf16 = 1e-2,
+    .tol_grad = 1e-2,
+    .bf16 = true,
+};
+
+/* ---- swiglu_packed ---------------------------------------------------------- */
+
+static lact_status swiglu_packed_plan(const lact_tensor *in, const double *p, lact_tensor *out) {
+    const char *op = "swiglu_packed";
+    LACT_TRY(lact_optab_need(op, "ab", &in[0], OPTAB_ACT, in[0].device));
+    int64_t shape[LACT_MAX_DIMS];
+    int nd = in[0].ndim;
+    memcpy(shape, in[0].shape, sizeof shape);
+    if (nd < 1 || shape[nd - 1] % 2)
+        return lact_fail(LACT_E_ARG, "%s: ab's last dim must be even (a then b)", op);
+    shape[nd - 1] /= 2;
+    out[0] = lact_optab_out(in[0].device, in[0].dtype, nd, shape);
+    return LACT_OK;
+}
+
+static lact_status swiglu_packed_fwd(lact_ctx *ctx, lact_tensor *out, const lact_tensor *in,
+                                     const double *p) {
+    return lact_swiglu_packed_forward(ctx, &out[0], &in[0]);
+}
+
+static lact_status swiglu_packed_bwd(lact_ctx *ctx, lact_tensor *d_in, const lact_tensor *d_out,
+                                     const lact_tensor *in, const lact_tensor *out,
+                                     const double *p) {
+    return lact_swiglu_packed_backward(ctx, lact_optab_grad(d_in, in, 0), &d_out[0], &in[0]);
+}
+
+/* Odd halves take the element-wise path; the last is the small model's
+ * hidden width (whole 16-byte words). */
+static bool swiglu_packed_case(int c, uint64_t seed, lact_tensor *in, double *p) {
+    static const optab_shape cases[] = {
+        {2, {3, 10}}, {1, {2}}, {3, {2, 3, 128}}, {2, {17, 258}}, {2, {5, 4128}},
+    };
+    if (c < 0 || c >= (int)(sizeof cases / sizeof cases[0])) return false;
+    lact_rng rng = lact_rng_make(seed, 360 + (uint64_t)c);
+    return lact_optab_rand(&in[0], &rng, cases[c].ndim, cases[c].d, -4.0f, 4.0f);
+}
+
+const lact_op_def lact_op_row_swiglu_packed = {
+    .name = "swiglu_packed",
+    .summary = "out = silu(a) * b with ab = [a | b] along the last dim",
+    .inputs = {"ab"},
+    .outputs = {"out"},
+    .n_diff_outputs = 1,
+    .grad_inputs = 0x1,
+    .plan = swiglu_packed_plan,
+    .forward = swiglu_packed_fwd,
+    .backward = swiglu_packed_bwd,
+    .make_case = swiglu_packed_case,
     .tol_f32 = 1e-5,
     .tol_bf16 = 1e-2,
     .tol_grad = 1e-2,

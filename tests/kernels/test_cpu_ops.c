@@ -635,6 +635,39 @@ static void test_softplus_sigmoid(void) {
 
 /* ---- argument checks ------------------------------------------------------------------- */
 
+/* The packed gate on [a | b] rows gives the bits of the gate on a and b
+ * apart, forward and backward; a last dim that is not twice out's fails. */
+static void test_swiglu_packed(void) {
+    int64_t R = 5, Fw = 7, sab[2] = {R, 2 * Fw}, s1[2] = {R, Fw};
+    lact_tensor ab = rand_tensor(2, sab, 2.0f), d = rand_tensor(2, s1, 1.0f);
+    lact_tensor a = zeros(2, s1, LACT_F32), b = zeros(2, s1, LACT_F32);
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t c = 0; c < Fw; c++) {
+            F(&a)[r * Fw + c] = F(&ab)[r * 2 * Fw + c];
+            F(&b)[r * Fw + c] = F(&ab)[r * 2 * Fw + Fw + c];
+        }
+    lact_tensor y1 = zeros(2, s1, LACT_F32), y2 = zeros(2, s1, LACT_F32);
+    lact_tensor da = zeros(2, s1, LACT_F32), db = zeros(2, s1, LACT_F32);
+    lact_tensor dab = zeros(2, sab, LACT_F32);
+    CHECK_OK(lact_swiglu_forward(&ctx, &y1, &a, &b));
+    CHECK_OK(lact_swiglu_packed_forward(&ctx, &y2, &ab));
+    CHECK(!memcmp(y1.data, y2.data, lact_tensor_nbytes(&y1)));
+    CHECK_OK(lact_swiglu_backward(&ctx, &da, &db, &d, &a, &b));
+    CHECK_OK(lact_swiglu_packed_backward(&ctx, &dab, &d, &ab));
+    bool same = true;
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t c = 0; c < Fw; c++)
+            same = same && F(&dab)[r * 2 * Fw + c] == F(&da)[r * Fw + c] &&
+                   F(&dab)[r * 2 * Fw + Fw + c] == F(&db)[r * Fw + c];
+    CHECK_MSG(same, "swiglu_packed backward differs from swiglu's on the halves");
+    CHECK_FAILS(lact_swiglu_packed_forward(&ctx, &y1, &a), LACT_E_ARG);
+    CHECK(strstr(lact_errmsg(), "last dim doubled") != NULL);
+    CHECK_FAILS(lact_swiglu_packed_backward(&ctx, &y1, &d, &ab), LACT_E_ARG);
+    lact_tensor *all[] = {&ab, &d, &a, &b, &y1, &y2, &da, &db, &dab};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        lact_tensor_free(all[i]);
+}
+
 static void test_validation(void) {
     int64_t xs[2] = {3, 8}, r = 3, seven = 7, eight = 8;
     lact_tensor x = rand_tensor(2, xs, 1.0f), y = zeros(2, xs, LACT_F32);
@@ -788,6 +821,7 @@ int main(void) {
     test_cast();
     test_permute();
     test_softplus_sigmoid();
+    test_swiglu_packed();
     test_validation();
     test_table_rows();
     lact_ctx_free(&ctx);

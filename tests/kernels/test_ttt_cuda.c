@@ -185,9 +185,22 @@ static bool reference_f64(const lact_tensor *h, const lact_tensor *hdo, int64_t 
 }
 
 /* The backward from the iterates the forward kept gives the bits of the
- * one that runs the iteration again. */
+ * one that runs the iteration again whenever both start from the same G.
+ * They do with momentum, and without it when the hidden-unit passes are
+ * the batched products (LACT_TTT_APPLY_FUSED or LACT_TTT_APPLY_WGMMA set
+ * to 0). Otherwise the forward forms G in the fused pass and the backward
+ * without momentum along the batched one (it keeps that tile's products
+ * for the gradient), G's rounding differs, and the quintic iteration
+ * amplifies it to the size of the case's BF16 error: there the two must
+ * agree within the case's bound. */
+static bool env_off(const char *name) {
+    const char *e = getenv(name);
+    return e && !strcmp(e, "0");
+}
+
 static void kept_same(lact_ctx *gpu, int ci, const lact_tensor *dg, const lact_tensor *ddo,
-                      const lact_tensor *dv, bool mom, const lact_ttt_args *kept) {
+                      const lact_tensor *dv, bool mom, const lact_ttt_args *kept, double tol) {
+    const bool bits = mom || env_off("LACT_TTT_APPLY_FUSED") || env_off("LACT_TTT_APPLY_WGMMA");
     lact_ttt_args args = *kept;
     args.keep_ns = false;
     int64_t N = dv[0].shape[0], d = dv[0].shape[2], dh = dv[7].shape[1];
@@ -214,9 +227,21 @@ static void kept_same(lact_ctx *gpu, int ci, const lact_tensor *dg, const lact_t
         lact_tensor a = {0}, b = {0};
         CHECK_OK(lact_tensor_clone(&a, &dg[i], dg[i].dtype, LACT_CPU));
         CHECK_OK(lact_tensor_clone(&b, &g2[i], g2[i].dtype, LACT_CPU));
-        CHECK_MSG(!memcmp(a.data, b.data, lact_tensor_nbytes(&a)),
-                  "case %d: d_%s from the kept iterates differs from the recomputed one", ci,
-                  names[i]);
+        if (bits) {
+            CHECK_MSG(!memcmp(a.data, b.data, lact_tensor_nbytes(&a)),
+                      "case %d: d_%s from the kept iterates differs from the recomputed one", ci,
+                      names[i]);
+        } else {
+            lact_tensor af = {0};
+            CHECK_OK(lact_tensor_clone(&af, &b, LACT_F32, LACT_CPU));
+            double e = rel_err(&a, &af);
+            printf("   kept vs recomputed iterates, d_%s: %.1e\n", names[i], e);
+            CHECK_MSG(e <= tol,
+                      "case %d: d_%s from the kept iterates is %.3g from the "
+                      "recomputed one",
+                      ci, names[i], e);
+            lact_tensor_free(&af);
+        }
         lact_tensor_free(&a), lact_tensor_free(&b);
     }
     for (int i = 0; i < NT; i++)
@@ -343,7 +368,7 @@ static double run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci
             CHECK_MSG(e <= tol, "case %d %s: state rel err %.3g > %.3g", ci, dn, e, tol);
         }
         if (act == LACT_BF16 && lact_ttt_state_ns_numel(&args, d, dh) > 0)
-            kept_same(gpu, ci, dg, &ddo, dv, cc->mom, &args);
+            kept_same(gpu, ci, dg, &ddo, dv, cc->mom, &args, tol);
         result = worst;
         printf("case %d %-4s N=%lld L=%lld d=%lld dh=%lld C=%lld mom=%d muon=%d n_ctx=%lld "
                "save_every=%d: worst %.2e of bound %.2e (%s)%s\n   %s\n",
