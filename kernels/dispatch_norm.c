@@ -52,6 +52,28 @@ lact_status lact_rmsnorm_forward_add(lact_ctx *ctx, lact_tensor *out, lact_tenso
     return LACT_KDISPATCH(ctx, rmsnorm_forward, out, rstd, x, w, eps, res);
 }
 
+lact_status lact_rmsnorm_forward_heads(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd,
+                                       const lact_tensor *x, const lact_tensor *w, float eps,
+                                       const lact_tensor *res) {
+    const char *op = "rmsnorm (heads to tokens)";
+    LACT_TRY(check_x(ctx, op, x));
+    LACT_TRY(lact_kcheck_ndim(op, "x", x, 4, 4));
+    LACT_TRY(lact_kcheck_tensor(ctx, op, "out", out, lact_kcheck_act_dtypes(ctx)));
+    LACT_TRY(lact_kcheck_same_dtype(op, "out", out, "x", x));
+    LACT_TRY(check_stat(ctx, op, "rstd", rstd, x));
+    LACT_TRY(check_channel(ctx, op, "w", w, x));
+    if (res) LACT_TRY(check_like_x(ctx, op, "res", res, x));
+    if (out->ndim != 4 || out->shape[0] != x->shape[0] || out->shape[1] != x->shape[2] ||
+        out->shape[2] != x->shape[1] || out->shape[3] != x->shape[3]) {
+        char a[96], b[96];
+        return lact_fail(LACT_E_ARG, "%s: out is %s; x %s [B, H, L, d] needs [B, L, H, d]", op,
+                         lact_kcheck_shape_str(out, a, sizeof a),
+                         lact_kcheck_shape_str(x, b, sizeof b));
+    }
+    if (!(eps >= 0.0f)) return lact_fail(LACT_E_ARG, "%s: eps = %g must be >= 0", op, eps);
+    return LACT_KDISPATCH(ctx, rmsnorm_forward_heads, out, rstd, x, w, eps, res);
+}
+
 lact_status lact_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
                                   const lact_tensor *dout, const lact_tensor *x,
                                   const lact_tensor *w, const lact_tensor *rstd) {

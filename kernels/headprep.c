@@ -69,11 +69,11 @@ lact_status lact_headprep_forward(lact_ctx *ctx, lact_tensor *qf, lact_tensor *q
     return LACT_KDISPATCH(ctx, headprep_forward, qf, qa, z, scale, offset, pos0, theta, eps);
 }
 
-lact_status lact_headprep_backward(lact_ctx *ctx, lact_tensor *dz, lact_tensor *dscale,
-                                   lact_tensor *doffset, lact_tensor *dxs, const lact_tensor *dqf,
-                                   const lact_tensor *dqa, const lact_tensor *z,
-                                   const lact_tensor *scale, const lact_tensor *offset,
-                                   int64_t pos0, float theta, float eps) {
+static lact_status backward(lact_ctx *ctx, lact_tensor *dz, lact_tensor *dscale,
+                            lact_tensor *doffset, lact_tensor *dxs, const lact_tensor *dqf,
+                            const lact_tensor *dqa, const lact_tensor *z, const lact_tensor *scale,
+                            const lact_tensor *offset, int64_t pos0, float theta, float eps,
+                            bool acc) {
     const char *op = "headprep backward";
     if (!dqf && !dqa) return lact_fail(LACT_E_ARG, "%s: neither dqf nor dqa is given", op);
     if (!dz) return lact_fail(LACT_E_ARG, "%s: dz is NULL", op);
@@ -89,5 +89,24 @@ lact_status lact_headprep_backward(lact_ctx *ctx, lact_tensor *dz, lact_tensor *
     if (doffset) LACT_TRY(check_channel(ctx, op, "doffset", doffset, z));
     if (lact_tensor_numel(z) == 0) return LACT_OK;
     return LACT_KDISPATCH(ctx, headprep_backward, dz, dscale, doffset, dxs, dqf, dqa, z, scale,
-                          offset, pos0, theta, eps);
+                          offset, pos0, theta, eps, acc);
+}
+
+lact_status lact_headprep_backward(lact_ctx *ctx, lact_tensor *dz, lact_tensor *dscale,
+                                   lact_tensor *doffset, lact_tensor *dxs, const lact_tensor *dqf,
+                                   const lact_tensor *dqa, const lact_tensor *z,
+                                   const lact_tensor *scale, const lact_tensor *offset,
+                                   int64_t pos0, float theta, float eps) {
+    return backward(ctx, dz, dscale, doffset, dxs, dqf, dqa, z, scale, offset, pos0, theta, eps,
+                    false);
+}
+
+lact_status lact_headprep_backward_acc(lact_ctx *ctx, lact_tensor *dz, lact_tensor *dscale,
+                                       lact_tensor *doffset, lact_tensor *dxs,
+                                       const lact_tensor *dqf, const lact_tensor *dqa,
+                                       const lact_tensor *z, const lact_tensor *scale,
+                                       const lact_tensor *offset, int64_t pos0, float theta,
+                                       float eps) {
+    return backward(ctx, dz, dscale, doffset, dxs, dqf, dqa, z, scale, offset, pos0, theta, eps,
+                    true);
 }

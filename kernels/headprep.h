@@ -49,6 +49,14 @@ lact_status lact_headprep_backward(lact_ctx *ctx, lact_tensor *dz, lact_tensor *
                                    const lact_tensor *dqa, const lact_tensor *z,
                                    const lact_tensor *scale, const lact_tensor *offset,
                                    int64_t pos0, float theta, float eps);
+/* The same with dscale and doffset ACCUMULATED (+=): a parameter's gradient
+ * takes them so, without a scratch and an addition. */
+lact_status lact_headprep_backward_acc(lact_ctx *ctx, lact_tensor *dz, lact_tensor *dscale,
+                                       lact_tensor *doffset, lact_tensor *dxs,
+                                       const lact_tensor *dqf, const lact_tensor *dqa,
+                                       const lact_tensor *z, const lact_tensor *scale,
+                                       const lact_tensor *offset, int64_t pos0, float theta,
+                                       float eps);
 
 #ifdef __cplusplus
 }

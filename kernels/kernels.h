@@ -132,6 +132,13 @@ lact_status lact_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *r
 lact_status lact_rmsnorm_forward_add(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd,
                                      const lact_tensor *x, const lact_tensor *w, float eps,
                                      const lact_tensor *res);
+/* lact_rmsnorm_forward_add over the rows of x and res [B, H, L, d] (per
+ * head), written in token order: out [B, L, H, d] is the [B, H, L, d]
+ * result with dims 1 and 2 swapped, the bits of the add and a
+ * lact_permute_forward, in one pass; rstd [B·H·L] per row of x. */
+lact_status lact_rmsnorm_forward_heads(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd,
+                                       const lact_tensor *x, const lact_tensor *w, float eps,
+                                       const lact_tensor *res);
 lact_status lact_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
                                   const lact_tensor *dout, const lact_tensor *x,
                                   const lact_tensor *w, const lact_tensor *rstd);

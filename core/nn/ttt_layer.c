@@ -226,15 +226,12 @@ lact_status lact_ttt_layer_output(lact_ctx *ctx, lact_ttt_layer *l, lact_arena *
     lact_dtype act = s->o.dtype;
     LACT_TRY(LACT_NN_ALLOC(ar, &s->rstd, N * L));
     LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &s->u, B, L, D));
-    size_t mark = lact_arena_mark(ar);
-    lact_tensor on;
-    LACT_TRY(LACT_NN_ALLOC_AS(ar, act, &on, N, L, d));
-    /* The window branch's output is added in the norm's pass. */
-    lact_tensor ya3 = c->window_attn ? LACT_NN_VIEW(&s->ya, N, L, d) : (lact_tensor){0};
-    LACT_NN_RUN(ar, lact_rmsnorm_forward_add(ctx, &on, &s->rstd, &s->o, &p->items[l->o_norm].w,
-                                             c->norm_eps, c->window_attn ? &ya3 : NULL));
-    LACT_NN_RUN(ar, lact_nn_permute(ctx, &s->u, &on, B, H, L, d));
-    lact_arena_release(ar, mark);
+    /* The window branch's output is added in the norm's pass, which writes
+     * the heads' rows in token order for the output projection. */
+    lact_tensor o4 = LACT_NN_VIEW(&s->o, B, H, L, d), u4 = LACT_NN_VIEW(&s->u, B, L, H, d);
+    lact_tensor ya4 = c->window_attn ? LACT_NN_VIEW(&s->ya, B, H, L, d) : (lact_tensor){0};
+    LACT_NN_RUN(ar, lact_rmsnorm_forward_heads(ctx, &u4, &s->rstd, &o4, &p->items[l->o_norm].w,
+                                               c->norm_eps, c->window_attn ? &ya4 : NULL));
     LACT_NN_RUN(ar,
                 lact_linear_forward_add(ctx, y, &s->u, lact_param_mm(&p->items[l->wo], act), res));
     return LACT_OK;

@@ -39,7 +39,7 @@ static lact_status accumulate_w(lact_ctx *ctx, lact_arena *ar, const lact_ttt_la
 
 /* dz [B, L, D] (overwritten) from the gradients of q's (or k's) ttt-op
  * input dxf [B·H, L, d] and attention-branch input dxa [B, H, L, d] (or
- * NULL); the scale/offset gradients accumulate. */
+ * NULL); the scale/offset gradients accumulate in the op. */
 static lact_status qk_backward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_layer *l,
                                const lact_ttt_layer_saved *s, lact_tensor *dz,
                                const lact_tensor *dxf, const lact_tensor *dxa,
@@ -47,17 +47,14 @@ static lact_status qk_backward(lact_ctx *ctx, lact_arena *ar, const lact_ttt_lay
     int64_t B = s->B, L = s->L, D = l->cfg.dim, H = l->cfg.heads, d = D / H;
     lact_params *p = l->params;
     size_t mark = lact_arena_mark(ar);
-    lact_tensor dxs, dsc, doff;
+    lact_tensor dxs;
     LACT_TRY(LACT_NN_ALLOC_AS(ar, s->x.dtype, &dxs, B, L, H, d));
-    LACT_TRY(LACT_NN_ALLOC(ar, &dsc, D));
-    LACT_TRY(LACT_NN_ALLOC(ar, &doff, D));
     lact_tensor z4 = LACT_NN_VIEW(z, B, L, H, d), dz4 = LACT_NN_VIEW(dz, B, L, H, d);
     lact_tensor dxf4 = LACT_NN_VIEW(dxf, B, H, L, d);
-    LACT_NN_RUN(ar, lact_headprep_backward(ctx, &dz4, &dsc, &doff, &dxs, &dxf4, dxa, &z4,
-                                           &p->items[scale].w, &p->items[offset].w, 0,
-                                           lact_ttt_layer_theta(l), LACT_TTT_L2_EPS));
-    LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &p->items[offset].g, &doff));
-    LACT_NN_RUN(ar, lact_nn_accumulate(ctx, &p->items[scale].g, &dsc));
+    LACT_NN_RUN(ar,
+                lact_headprep_backward_acc(ctx, &dz4, &p->items[scale].g, &p->items[offset].g, &dxs,
+                                           &dxf4, dxa, &z4, &p->items[scale].w, &p->items[offset].w,
+                                           0, lact_ttt_layer_theta(l), LACT_TTT_L2_EPS));
     lact_arena_release(ar, mark);
     return LACT_OK;
 }

@@ -95,12 +95,23 @@ lact_status lact_cpu_headprep_backward(lact_ctx *ctx, lact_tensor *dz, lact_tens
                                        const lact_tensor *dqf, const lact_tensor *dqa,
                                        const lact_tensor *z, const lact_tensor *scale,
                                        const lact_tensor *offset, int64_t pos0, float theta,
-                                       float eps) {
+                                       float eps, bool acc) {
     geom g = geom_of(z);
-    float *b[5];
-    LACT_TRY(temps(b, 5, g.n));
+    int64_t C = g.H * g.d;
+    /* b[5]: with acc, the parameter sums before they are added */
+    float *b[6];
+    LACT_TRY(temps(b + 5, 1, acc ? 2 * C : 1));
+    float *sums = b[5];
+    lact_status st = temps(b, 5, g.n);
+    if (st != LACT_OK) {
+        free(sums);
+        return st;
+    }
+    lact_tensor dsc_t = lact_tensor_view(sums, LACT_F32, LACT_CPU, 1, &C);
+    lact_tensor dof_t = lact_tensor_view(sums + (acc ? C : 0), LACT_F32, LACT_CPU, 1, &C);
+    lact_tensor *dsc = acc && dscale ? &dsc_t : dscale, *dof = acc && doffset ? &dof_t : doffset;
     lact_tensor s = rows_view(b[0], &g), xs = rows_view(b[1], &g), dg = rows_view(b[2], &g);
-    lact_status st = lact_cpu_silu_forward(ctx, &s, z);
+    st = lact_cpu_silu_forward(ctx, &s, z);
     float *dn = NULL;
     if (st == LACT_OK && dqf) {
         st = lact_cpu_mul_forward(ctx, &xs, &s, scale);
@@ -108,8 +119,10 @@ lact_status lact_cpu_headprep_backward(lact_ctx *ctx, lact_tensor *dz, lact_tens
         if (st == LACT_OK) st = unrope(ctx, &dn, dqf, b[3], b[4], &g, pos0, theta);
         lact_tensor dnv = rows_view(dn, &g);
         if (st == LACT_OK) st = lact_cpu_l2norm_backward(ctx, dxs, &dnv, &xs, eps);
-        if (st == LACT_OK && doffset) st = lact_cpu_add_backward(ctx, NULL, doffset, dxs);
-        if (st == LACT_OK) st = lact_cpu_mul_backward(ctx, &dg, dscale, dxs, &s, scale);
+        if (st == LACT_OK && dof) st = lact_cpu_add_backward(ctx, NULL, dof, dxs);
+        if (st == LACT_OK) st = lact_cpu_mul_backward(ctx, &dg, dsc, dxs, &s, scale);
+        if (st == LACT_OK && acc && doffset) st = lact_cpu_add_forward(ctx, doffset, doffset, dof);
+        if (st == LACT_OK && acc && dscale) st = lact_cpu_add_forward(ctx, dscale, dscale, dsc);
     }
     if (st == LACT_OK && dqa) {
         st = unrope(ctx, &dn, dqa, b[3], b[4], &g, pos0, theta);
@@ -119,6 +132,6 @@ lact_status lact_cpu_headprep_backward(lact_ctx *ctx, lact_tensor *dz, lact_tens
                      : lact_cpu_scale_forward(ctx, &dg, &dnv, 1.0f);
     }
     if (st == LACT_OK) st = lact_cpu_silu_backward(ctx, dz, &dg, z);
-    temps_free(b, 5);
+    temps_free(b, 6);
     return st;
 }

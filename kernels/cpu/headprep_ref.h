@@ -2,6 +2,8 @@
 #ifndef LACT_CPU_HEADPREP_REF_H
 #define LACT_CPU_HEADPREP_REF_H
 
+#include <stdbool.h>
+
 #include "core/base/context.h"
 #include "core/base/status.h"
 #include "core/base/tensor.h"
@@ -15,6 +17,6 @@ lact_status lact_cpu_headprep_backward(lact_ctx *ctx, lact_tensor *dz, lact_tens
                                        const lact_tensor *dqf, const lact_tensor *dqa,
                                        const lact_tensor *z, const lact_tensor *scale,
                                        const lact_tensor *offset, int64_t pos0, float theta,
-                                       float eps);
+                                       float eps, bool acc);
 
 #endif

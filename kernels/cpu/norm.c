@@ -45,6 +45,19 @@ lact_status lact_cpu_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tenso
     return LACT_OK;
 }
 
+lact_status lact_cpu_rmsnorm_forward_heads(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd,
+                                           const lact_tensor *x, const lact_tensor *w, float eps,
+                                           const lact_tensor *res) {
+    int64_t n = lact_tensor_numel(x);
+    float *tmp = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!tmp) return lact_fail(LACT_E_NOMEM, "rmsnorm: %lld floats of scratch", (long long)n);
+    lact_tensor t = lact_tensor_view(tmp, LACT_F32, LACT_CPU, 4, x->shape);
+    lact_status s = lact_cpu_rmsnorm_forward(ctx, &t, rstd, x, w, eps, res);
+    if (s == LACT_OK) s = lact_cpu_permute_forward(ctx, out, &t);
+    free(tmp);
+    return s;
+}
+
 /* With x̂ = x·rstd and g = dout ⊙ w:
  *   dx = rstd (g − x̂ · mean(g ⊙ x̂)),  dw = Σ_rows dout ⊙ x̂. */
 lact_status lact_cpu_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,

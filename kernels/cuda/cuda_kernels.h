@@ -35,6 +35,9 @@ lact_status lact_cuda_sigmoid_forward(lact_ctx *ctx, lact_tensor *out, const lac
 lact_status lact_cuda_sigmoid_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout, const lact_tensor *out);
 lact_status lact_cuda_permute_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x);
 lact_status lact_cuda_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd, const lact_tensor *x, const lact_tensor *w, float eps, const lact_tensor *res);
+lact_status lact_cuda_rmsnorm_forward_heads(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd,
+                                            const lact_tensor *x, const lact_tensor *w, float eps,
+                                            const lact_tensor *res);
 lact_status lact_cuda_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,
                                        const lact_tensor *dout, const lact_tensor *x,
                                        const lact_tensor *w, const lact_tensor *rstd,

@@ -427,11 +427,14 @@ template <int V, class I, int NI, int NO, class T, class F>
 __global__ void __launch_bounds__(EW_THREADS)
     map_rows_kernel(F f, ew_io<NI, NO, T, T> io, ew_rows<NI, NO> rs, I rows, I fw) {
     const I n = rows * fw, stride = (I)gridDim.x * blockDim.x;
-    for (I v = (I)blockIdx.x * blockDim.x + threadIdx.x; v < n; v += stride) {
-        /* I is 32 bits whenever the words fit: a 64-bit division per word
-         * would cost more than the word's memory time */
-        const I r = v / fw;
-        const int64_t c = (int64_t)(v - r * fw) * V;
+    /* The (row, word) of v steps by the stride's quotient and remainder:
+     * two divisions a thread, not one a word (I is 32 bits whenever the
+     * words fit, which makes those cheap too). */
+    const I dr = stride / fw, dc = stride - dr * fw;
+    I v = (I)blockIdx.x * blockDim.x + threadIdx.x, r = v / fw, w = v - r * fw;
+    for (; v < n; v += stride, r += dr, w += dc) {
+        if (w >= fw) w -= fw, r++;
+        const int64_t c = (int64_t)w * V;
         ew_io<NI, NO, T, T> at;
 #pragma unroll
         for (int k = 0; k < NI; k++)

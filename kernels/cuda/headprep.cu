@@ -362,17 +362,16 @@ extern "C" lact_status lact_cuda_headprep_forward(lact_ctx *ctx, lact_tensor *qf
     return LACT_OK;
 }
 
-extern "C" lact_status
-lact_cuda_headprep_backward(lact_ctx *ctx, lact_tensor *dz, lact_tensor *dscale,
-                            lact_tensor *doffset, lact_tensor *dxs, const lact_tensor *dqf,
-                            const lact_tensor *dqa, const lact_tensor *z, const lact_tensor *scale,
-                            const lact_tensor *offset, int64_t pos0, float theta, float eps) {
+extern "C" lact_status lact_cuda_headprep_backward(
+    lact_ctx *ctx, lact_tensor *dz, lact_tensor *dscale, lact_tensor *doffset, lact_tensor *dxs,
+    const lact_tensor *dqf, const lact_tensor *dqa, const lact_tensor *z, const lact_tensor *scale,
+    const lact_tensor *offset, int64_t pos0, float theta, float eps, bool acc) {
     cudaStream_t st = lact_cuda_stream(ctx);
     const float *sc = dqf ? (const float *)scale->data : NULL;
     const float *of = dqf ? (const float *)offset->data : NULL;
     bool done = false;
     LACT_TRY(lact_cuda_headprep_tiled_backward(ctx, dz, dscale, doffset, dqf, dqa, z, sc, of, pos0,
-                                               theta, eps, &done));
+                                               theta, eps, acc, &done));
     if (done) return LACT_OK;
     int64_t C = z->shape[2] * z->shape[3], R = lact_tensor_numel(z) / C;
     LACT_DISPATCH_FLOAT(z->dtype, "headprep backward", {
@@ -389,16 +388,16 @@ lact_cuda_headprep_backward(lact_ctx *ctx, lact_tensor *dz, lact_tensor *dscale,
         if (doffset) {
             float *o = (float *)doffset->data;
             if (v)
-                LACT_TRY(lact_colsum<W>(ctx, hp_dxs_at<T, W>{px, C}, R, C, o));
+                LACT_TRY(lact_colsum<W>(ctx, hp_dxs_at<T, W>{px, C}, R, C, o, acc));
             else
-                LACT_TRY(lact_colsum<1>(ctx, hp_dxs_at<T, 1>{px, C}, R, C, o));
+                LACT_TRY(lact_colsum<1>(ctx, hp_dxs_at<T, 1>{px, C}, R, C, o, acc));
         }
         if (dscale) {
             float *o = (float *)dscale->data;
             if (v)
-                LACT_TRY(lact_colsum<W>(ctx, hp_dxs_s_at<T, W>{px, pz, C}, R, C, o));
+                LACT_TRY(lact_colsum<W>(ctx, hp_dxs_s_at<T, W>{px, pz, C}, R, C, o, acc));
             else
-                LACT_TRY(lact_colsum<1>(ctx, hp_dxs_s_at<T, 1>{px, pz, C}, R, C, o));
+                LACT_TRY(lact_colsum<1>(ctx, hp_dxs_s_at<T, 1>{px, pz, C}, R, C, o, acc));
         }
     });
     return LACT_OK;

@@ -19,7 +19,7 @@ lact_status lact_cuda_headprep_backward(lact_ctx *ctx, lact_tensor *dz, lact_ten
                                         const lact_tensor *dqf, const lact_tensor *dqa,
                                         const lact_tensor *z, const lact_tensor *scale,
                                         const lact_tensor *offset, int64_t pos0, float theta,
-                                        float eps);
+                                        float eps, bool acc);
 
 #ifdef __cplusplus
 }

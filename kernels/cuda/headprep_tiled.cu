@@ -527,7 +527,7 @@ lact_status lact_cuda_headprep_tiled_backward(lact_ctx *ctx, lact_tensor *dz, la
                                               lact_tensor *doffset, const lact_tensor *dqf,
                                               const lact_tensor *dqa, const lact_tensor *z,
                                               const float *scale, const float *offset, int64_t pos0,
-                                              float theta, float eps, bool *done) {
+                                              float theta, float eps, bool acc, bool *done) {
     cudaStream_t st = lact_cuda_stream(ctx);
     const bool sums = dscale || doffset;
     *done = false;
@@ -557,9 +557,9 @@ lact_status lact_cuda_headprep_tiled_backward(lact_ctx *ctx, lact_tensor *dz, la
                              offset, part, lp.g, eps));
         LACT_CU_LAUNCH("headprep_backward");
         const int64_t nblk = (int64_t)lp.grid.x * lp.grid.y, C = z->shape[2] * z->shape[3];
-        if (dscale) LACT_TRY(lact_colsum_final(st, part, nblk, C, (float *)dscale->data));
+        if (dscale) LACT_TRY(lact_colsum_final(st, part, nblk, C, (float *)dscale->data, acc));
         if (doffset)
-            LACT_TRY(lact_colsum_final(st, part + nblk * C, nblk, C, (float *)doffset->data));
+            LACT_TRY(lact_colsum_final(st, part + nblk * C, nblk, C, (float *)doffset->data, acc));
         *done = true;
     });
     return LACT_OK;

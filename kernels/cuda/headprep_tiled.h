@@ -24,6 +24,6 @@ lact_status lact_cuda_headprep_tiled_backward(lact_ctx *ctx, lact_tensor *dz, la
                                               lact_tensor *doffset, const lact_tensor *dqf,
                                               const lact_tensor *dqa, const lact_tensor *z,
                                               const float *scale, const float *offset, int64_t pos0,
-                                              float theta, float eps, bool *done);
+                                              float theta, float eps, bool acc, bool *done);
 
 #endif

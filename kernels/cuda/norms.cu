@@ -191,10 +191,23 @@ __device__ __forceinline__ void row_load_raw(T (&t)[NV][V], const T *row, bool o
     }
 }
 
-template <class T, int V, int NV, bool RES>
+/* Where row r of x lands in out: r itself, or with H > 0 (x's rows in
+ * heads order [B, H, L], out's in token order [B, L, H]) its swapped
+ * place. */
+struct row_perm {
+    int64_t H, L;
+};
+
+__device__ __forceinline__ int64_t out_row(int64_t r, row_perm p) {
+    if (p.H == 0) return r;
+    const int64_t n = r / p.L, l = r - n * p.L, b = n / p.H, h = n - b * p.H;
+    return (b * p.L + l) * p.H + h;
+}
+
+template <class T, int V, int NV, bool RES, bool PERM>
 __global__ void __launch_bounds__(ROW_THREADS)
     rmsnorm_kernel(T *out, float *rstd, const T *x, const float *w, const T *res, int64_t R,
-                   int64_t C, float eps) {
+                   int64_t C, float eps, row_perm perm) {
     __shared__ float sh[8];
     const int64_t nvec = C / V;
     for (int64_t r0 = (int64_t)blockIdx.x * blockDim.y; r0 < R;
@@ -213,6 +226,7 @@ __global__ void __launch_bounds__(ROW_THREADS)
         const float rs = rsqrtf(ss[0] / (float)C + eps);
         if (!ok) continue;
         if (threadIdx.x == 0) rstd[r] = rs;
+        T *orow = out + (PERM ? out_row(r, perm) : r) * C;
 #pragma unroll
         for (int k = 0; k < NV; k++) {
             int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
@@ -229,7 +243,7 @@ __global__ void __launch_bounds__(ROW_THREADS)
                 vload_raw<V>(rr, res + r * C + j * V);
                 add_rounded<T, V>(y, rr);
             }
-            vstore<V>(out + r * C + j * V, y);
+            vstore<V>(orow + j * V, y);
         }
     }
 }
@@ -325,11 +339,11 @@ __global__ void __launch_bounds__(ROW_THREADS, ROW_DW_MIN_BLOCKS)
 
 template <class T>
 __global__ void rmsnorm_loop_kernel(T *out, float *rstd, const T *x, const float *w, const T *res,
-                                    int64_t C, float eps) {
+                                    int64_t C, float eps, row_perm perm) {
     __shared__ float sh[32];
     int64_t r = blockIdx.x;
     const T *xr = x + r * C;
-    T *yr = out + r * C;
+    T *yr = out + out_row(r, perm) * C;
     float ss = 0.0f;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
         float v = ld(xr, c);
@@ -379,9 +393,9 @@ template <class T, int V> struct rms_dw_at {
     }
 };
 
-extern "C" lact_status lact_cuda_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd,
-                                                 const lact_tensor *x, const lact_tensor *w,
-                                                 float eps, const lact_tensor *res) {
+static lact_status rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd,
+                                   const lact_tensor *x, const lact_tensor *w, float eps,
+                                   const lact_tensor *res, row_perm perm) {
     int64_t R = lact_tensor_rows(x), C = lact_tensor_cols(x);
     if (!R || !C) return LACT_OK;
     const float *wp = w && w->data ? (const float *)w->data : NULL;
@@ -395,23 +409,44 @@ extern "C" lact_status lact_cuda_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out
         row_geom g;
         auto launch = [&](auto v, auto nv, const row_geom &rg) -> lact_status {
             const unsigned grid = row_grid(R, &rg);
-            if (rsp)
-                rmsnorm_kernel<T, decltype(v)::value, decltype(nv)::value, true>
-                    <<<grid, dim3(rg.tpr, rg.rpb), 0, st>>>(o, rp, xp, wp, rsp, R, C, eps);
+            constexpr int VV = decltype(v)::value, NN = decltype(nv)::value;
+            const dim3 blk(rg.tpr, rg.rpb);
+            if (rsp && perm.H)
+                rmsnorm_kernel<T, VV, NN, true, true>
+                    <<<grid, blk, 0, st>>>(o, rp, xp, wp, rsp, R, C, eps, perm);
+            else if (rsp)
+                rmsnorm_kernel<T, VV, NN, true, false>
+                    <<<grid, blk, 0, st>>>(o, rp, xp, wp, rsp, R, C, eps, perm);
+            else if (perm.H)
+                rmsnorm_kernel<T, VV, NN, false, true>
+                    <<<grid, blk, 0, st>>>(o, rp, xp, wp, NULL, R, C, eps, perm);
             else
-                rmsnorm_kernel<T, decltype(v)::value, decltype(nv)::value, false>
-                    <<<grid, dim3(rg.tpr, rg.rpb), 0, st>>>(o, rp, xp, wp, NULL, R, C, eps);
+                rmsnorm_kernel<T, VV, NN, false, false>
+                    <<<grid, blk, 0, st>>>(o, rp, xp, wp, NULL, R, C, eps, perm);
             LACT_CU_LAUNCH("rmsnorm");
             return LACT_OK;
         };
         if (!row_launch<T>(C, lact_aligned16(o, xp, wp) && lact_aligned16(rsp), ROW_MAX_ELEMS, &g,
                            launch, &s)) {
             rmsnorm_loop_kernel<T>
-                <<<(unsigned)R, lact_row_threads(C), 0, st>>>(o, rp, xp, wp, rsp, C, eps);
+                <<<(unsigned)R, lact_row_threads(C), 0, st>>>(o, rp, xp, wp, rsp, C, eps, perm);
             LACT_CU_LAUNCH("rmsnorm");
         }
     });
     return s;
+}
+
+extern "C" lact_status lact_cuda_rmsnorm_forward(lact_ctx *ctx, lact_tensor *out, lact_tensor *rstd,
+                                                 const lact_tensor *x, const lact_tensor *w,
+                                                 float eps, const lact_tensor *res) {
+    return rmsnorm_forward(ctx, out, rstd, x, w, eps, res, row_perm{0, 0});
+}
+
+extern "C" lact_status lact_cuda_rmsnorm_forward_heads(lact_ctx *ctx, lact_tensor *out,
+                                                       lact_tensor *rstd, const lact_tensor *x,
+                                                       const lact_tensor *w, float eps,
+                                                       const lact_tensor *res) {
+    return rmsnorm_forward(ctx, out, rstd, x, w, eps, res, row_perm{x->shape[1], x->shape[2]});
 }
 
 extern "C" lact_status lact_cuda_rmsnorm_backward(lact_ctx *ctx, lact_tensor *dx, lact_tensor *dw,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/base/philox.h"
+#include "kernels/headprep.h"
 #include "kernels/kernels.h"
 #include "kernels/op_table.h"
 #include "tests/support/check.h"
@@ -285,6 +286,53 @@ static void test_embedding_and_skips(void) {
     for (int i = 0; i < 3; i++)
         want += F(&dy)[i * 4 + 1] * F(&x)[i * 4 + 1] * F(&rstd)[i];
     CHECK_NEAR(F(&dw)[1], want, 1e-5);
+    /* headprep's _acc form adds the parameter gradients to what they hold:
+     * the overwriting form's result plus the start, to the bit of an add. */
+    {
+        /* its own draws: the later tests keep the inputs they were made for */
+        lact_rng outer = rng;
+        rng = lact_rng_make(4321, 7);
+        int64_t zsh[4] = {1, 5, 2, 4}, hsh[4] = {1, 2, 5, 4}, cv = 8;
+        lact_tensor z = rand_tensor(4, zsh, 2.0f), dq = rand_tensor(4, hsh, 1.0f);
+        lact_tensor sc = rand_tensor(1, &cv, 1.0f), of = rand_tensor(1, &cv, 1.0f);
+        lact_tensor dz = zeros(4, zsh, LACT_F32), dxs = zeros(4, zsh, LACT_F32);
+        lact_tensor ds = zeros(1, &cv, LACT_F32), dof = zeros(1, &cv, LACT_F32);
+        lact_tensor as = rand_tensor(1, &cv, 1.0f), ao = rand_tensor(1, &cv, 1.0f);
+        lact_tensor ws = zeros(1, &cv, LACT_F32), wo = zeros(1, &cv, LACT_F32);
+        CHECK_OK(lact_headprep_backward(&ctx, &dz, &ds, &dof, &dxs, &dq, NULL, &z, &sc, &of, 0,
+                                        100.0f, 1e-6f));
+        CHECK_OK(lact_add_forward(&ctx, &ws, &as, &ds));
+        CHECK_OK(lact_add_forward(&ctx, &wo, &ao, &dof));
+        CHECK_OK(lact_headprep_backward_acc(&ctx, &dz, &as, &ao, &dxs, &dq, NULL, &z, &sc, &of, 0,
+                                            100.0f, 1e-6f));
+        CHECK(!memcmp(as.data, ws.data, lact_tensor_nbytes(&ws)));
+        CHECK(!memcmp(ao.data, wo.data, lact_tensor_nbytes(&wo)));
+        lact_tensor *all[] = {&z, &dq, &sc, &of, &dz, &dxs, &ds, &dof, &as, &ao, &ws, &wo};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+            lact_tensor_free(all[i]);
+        rng = outer;
+    }
+    /* The norm of [B, H, L, d] rows written as [B, L, H, d]: the add and the
+     * permute's bits; an out in the heads' own layout is refused. */
+    {
+        lact_rng outer = rng;
+        rng = lact_rng_make(4321, 8);
+        int64_t hs[4] = {2, 3, 4, 5}, tok[4] = {2, 4, 3, 5}, nr = 24, cw = 5;
+        lact_tensor hx = rand_tensor(4, hs, 1.0f), hr = rand_tensor(4, hs, 1.0f);
+        lact_tensor hw = rand_tensor(1, &cw, 1.0f), st = zeros(1, &nr, LACT_F32);
+        lact_tensor y1 = zeros(4, hs, LACT_F32), y2 = zeros(4, tok, LACT_F32);
+        lact_tensor y3 = zeros(4, tok, LACT_F32);
+        CHECK_OK(lact_rmsnorm_forward_add(&ctx, &y1, &st, &hx, &hw, 1e-6f, &hr));
+        CHECK_OK(lact_permute_forward(&ctx, &y2, &y1));
+        CHECK_OK(lact_rmsnorm_forward_heads(&ctx, &y3, &st, &hx, &hw, 1e-6f, &hr));
+        CHECK(!memcmp(y2.data, y3.data, lact_tensor_nbytes(&y2)));
+        CHECK_FAILS(lact_rmsnorm_forward_heads(&ctx, &y1, &st, &hx, &hw, 1e-6f, &hr), LACT_E_ARG);
+        CHECK(strstr(lact_errmsg(), "needs [B, L, H, d]") != NULL);
+        lact_tensor *all[] = {&hx, &hr, &hw, &st, &y1, &y2, &y3};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+            lact_tensor_free(all[i]);
+        rng = outer;
+    }
     /* The _acc form adds dw to what it holds. */
     CHECK_OK(lact_rmsnorm_backward_acc(&ctx, NULL, &dw, &dy, &x, &w, &rstd, NULL));
     CHECK_NEAR(F(&dw)[1], 2 * want, 2e-5);

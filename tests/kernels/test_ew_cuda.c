@@ -17,6 +17,7 @@
 #include "core/base/context.h"
 #include "core/base/device.h"
 #include "core/base/philox.h"
+#include "kernels/headprep.h"
 #include "kernels/kernels.h"
 #include "tests/support/check.h"
 
@@ -131,6 +132,26 @@ static void check_rmsnorm(pair *p, int64_t R, int64_t C, bool with_w) {
         compare(p, what, dwa);
         compare(p, what, dx3);
     }
+    pair_free(p);
+}
+
+/* The per-head norm written in token order, with the residual added: the
+ * CUDA rows land where the CPU's add-then-permute puts them. */
+static void check_rmsnorm_heads(pair *p, int64_t B, int64_t H, int64_t L, int64_t d) {
+    int64_t xs[4] = {B, H, L, d}, os[4] = {B, L, H, d}, rows[1] = {B * H * L}, vec[1] = {d};
+    int x = rand_in(p, true, 4, xs, -2, 2), res = rand_in(p, true, 4, xs, -1, 1);
+    int w = rand_in(p, false, 1, vec, 0.5f, 1.5f);
+    int o = out_t(p, true, 4, os), rs = out_t(p, false, 1, rows);
+    for (int k = 0; k < 2; k++) {
+        lact_ctx *ctx = k ? p->gpu : p->cpu;
+        lact_tensor *t = k ? p->g : p->c;
+        CHECK_OK(lact_rmsnorm_forward_heads(ctx, &t[o], &t[rs], &t[x], &t[w], 1e-6f, &t[res]));
+    }
+    char what[80];
+    snprintf(what, sizeof what, "rmsnorm heads to tokens [%lld, %lld, %lld, %lld]", (long long)B,
+             (long long)H, (long long)L, (long long)d);
+    compare(p, what, o);
+    compare(p, what, rs);
     pair_free(p);
 }
 
@@ -350,6 +371,31 @@ static void check_adamw(pair *p, int64_t n, int64_t off, int64_t decay_end, floa
     pair_free(p);
 }
 
+/* The headprep backward that adds the scale and offset gradients to what
+ * they hold (both start random), with and without the rotation: the tiled
+ * kernels at d = 128, the general ones at d = 10. */
+static void check_headprep_acc(pair *p, int64_t B, int64_t L, int64_t H, int64_t d, float theta) {
+    int64_t zs[4] = {B, L, H, d}, hs[4] = {B, H, L, d}, vec[1] = {H * d};
+    int z = rand_in(p, true, 4, zs, -3, 3), dqf = rand_in(p, true, 4, hs, -1, 1);
+    int dqa = rand_in(p, true, 4, hs, -1, 1), sc = rand_in(p, false, 1, vec, 0.5f, 1.5f);
+    int of = rand_in(p, false, 1, vec, -0.5f, 0.5f), dsa = rand_in(p, false, 1, vec, -1, 1);
+    int doa = rand_in(p, false, 1, vec, -1, 1);
+    int dz = out_t(p, true, 4, zs), dxs = out_t(p, true, 4, zs);
+    for (int k = 0; k < 2; k++) {
+        lact_ctx *ctx = k ? p->gpu : p->cpu;
+        lact_tensor *t = k ? p->g : p->c;
+        CHECK_OK(lact_headprep_backward_acc(ctx, &t[dz], &t[dsa], &t[doa], &t[dxs], &t[dqf],
+                                            &t[dqa], &t[z], &t[sc], &t[of], 3, theta, 1e-6f));
+    }
+    char what[80];
+    snprintf(what, sizeof what, "headprep, dscale and doffset accumulated, d %lld theta %g",
+             (long long)d, theta);
+    compare(p, what, dz);
+    compare(p, what, dsa);
+    compare(p, what, doa);
+    pair_free(p);
+}
+
 static void run_dtype(lact_ctx *cpu, lact_ctx *gpu, lact_dtype dt) {
     pair p;
     memset(&p, 0, sizeof p);
@@ -361,7 +407,13 @@ static void run_dtype(lact_ctx *cpu, lact_ctx *gpu, lact_dtype dt) {
     check_rmsnorm(&p, 300, 129, false); /* two warps a row, element-wise words */
     check_rmsnorm(&p, 40, 20000, true); /* too long for registers: loop kernels */
     check_rmsnorm(&p, 4100, 64, true);  /* 4 threads a row */
+    check_rmsnorm_heads(&p, 2, 6, 300, 128);
+    check_rmsnorm_heads(&p, 3, 2, 7, 10);   /* element-wise words */
+    check_rmsnorm_heads(&p, 1, 2, 3, 9000); /* too long for registers: the loop kernel */
     check_l2norm(&p, 3000, 128);
+    check_headprep_acc(&p, 2, 70, 6, 128, 10000.0f);
+    check_headprep_acc(&p, 2, 33, 3, 10, 10000.0f);
+    check_headprep_acc(&p, 3, 40, 2, 128, 0.0f);
     check_l2norm(&p, 70, 6000);
     check_rope(&p, 4, (int64_t[]){2, 700, 6, 128}, 100000);
     check_rope(&p, 3, (int64_t[]){3, 50, 130}, 7);
