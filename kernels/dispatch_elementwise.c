@@ -158,6 +158,86 @@ lact_status lact_swiglu_packed_backward(lact_ctx *ctx, lact_tensor *dab, const l
     return LACT_KDISPATCH(ctx, swiglu_packed_backward, dab, dout, ab);
 }
 
+/* An F32 tensor of exactly the given dims (NULL: the check passes only
+ * when want is false). */
+static lact_status check_f32_dims(lact_ctx *ctx, const char *op, const char *name,
+                                  const lact_tensor *t, bool want, int nd, const int64_t *dims) {
+    if (!want) {
+        if (!t) return LACT_OK;
+        return lact_fail(LACT_E_ARG, "%s: %s is given but the gates have no momentum", op, name);
+    }
+    LACT_TRY(lact_kcheck_tensor(ctx, op, name, t, LACT_DT(LACT_F32)));
+    bool ok = t->ndim == nd;
+    for (int i = 0; ok && i < nd; i++)
+        ok = t->shape[i] == dims[i];
+    if (ok) return LACT_OK;
+    char sh[96], w[96];
+    lact_tensor want_t = {.ndim = nd};
+    for (int i = 0; i < nd; i++)
+        want_t.shape[i] = dims[i];
+    return lact_fail(LACT_E_ARG, "%s: %s is %s, expected %s", op, name,
+                     lact_kcheck_shape_str(t, sh, sizeof sh),
+                     lact_kcheck_shape_str(&want_t, w, sizeof w));
+}
+
+/* zg [G, N, L] (G = 3 or 4) fixes the rest: the heads H = N / B from the
+ * other tensor's batch B. */
+static lact_status gates_geometry(lact_ctx *ctx, const char *op, const lact_tensor *zg, int64_t B,
+                                  int64_t *G, int64_t *H) {
+    LACT_TRY(lact_kcheck_tensor(ctx, op, "zg", zg, LACT_DT(LACT_F32)));
+    if (zg->ndim != 3 || (zg->shape[0] != 3 && zg->shape[0] != 4) || B < 1 ||
+        zg->shape[1] % B != 0) {
+        char sh[96];
+        return lact_fail(LACT_E_ARG, "%s: zg is %s, expected [3 or 4, B·H, L] with B = %lld", op,
+                         lact_kcheck_shape_str(zg, sh, sizeof sh), (long long)B);
+    }
+    *G = zg->shape[0];
+    *H = zg->shape[1] / B;
+    return LACT_OK;
+}
+
+lact_status lact_gates_forward(lact_ctx *ctx, lact_tensor *lr, lact_tensor *mom, lact_tensor *zg,
+                               const lact_tensor *z, const lact_tensor *b_lr,
+                               const lact_tensor *b_m, float shift) {
+    const char *op = "gates";
+    LACT_TRY(lact_kcheck_ctx(ctx, op));
+    LACT_TRY(lact_kcheck_tensor(ctx, op, "z", z, LACT_DT(LACT_F32)));
+    LACT_TRY(lact_kcheck_ndim(op, "z", z, 3, 3));
+    int64_t G = 0, H = 0, B = z->shape[0], L = z->shape[1];
+    LACT_TRY(gates_geometry(ctx, op, zg, B, &G, &H));
+    int64_t N = B * H;
+    LACT_TRY(check_f32_dims(ctx, op, "z", z, true, 3, (int64_t[]){B, L, G * H}));
+    LACT_TRY(check_f32_dims(ctx, op, "zg", zg, true, 3, (int64_t[]){G, N, L}));
+    LACT_TRY(check_f32_dims(ctx, op, "lr", lr, true, 3, (int64_t[]){3, N, L}));
+    LACT_TRY(check_f32_dims(ctx, op, "mom", mom, G == 4, 2, (int64_t[]){N, L}));
+    LACT_TRY(check_f32_dims(ctx, op, "b_lr", b_lr, true, 1, (int64_t[]){3 * H}));
+    LACT_TRY(check_f32_dims(ctx, op, "b_m", b_m, G == 4, 1, (int64_t[]){H}));
+    if (lact_tensor_numel(z) == 0) return LACT_OK;
+    return LACT_KDISPATCH(ctx, gates_forward, lr, mom, zg, z, b_lr, b_m, shift);
+}
+
+lact_status lact_gates_backward(lact_ctx *ctx, lact_tensor *dz, lact_tensor *db_lr,
+                                lact_tensor *db_m, const lact_tensor *dlr, const lact_tensor *dmom,
+                                const lact_tensor *zg, const lact_tensor *mom, float shift) {
+    const char *op = "gates backward";
+    LACT_TRY(lact_kcheck_ctx(ctx, op));
+    LACT_TRY(lact_kcheck_tensor(ctx, op, "dz", dz, lact_kcheck_act_dtypes(ctx)));
+    LACT_TRY(lact_kcheck_ndim(op, "dz", dz, 3, 3));
+    int64_t G = 0, H = 0, B = dz->shape[0], L = dz->shape[1];
+    LACT_TRY(gates_geometry(ctx, op, zg, B, &G, &H));
+    int64_t N = B * H;
+    if (dz->shape[2] != G * H || zg->shape[2] != L)
+        return lact_fail(LACT_E_ARG, "%s: dz must be [B, L, G·H] = [%lld, %lld, %lld] for zg", op,
+                         (long long)B, (long long)zg->shape[2], (long long)(G * H));
+    LACT_TRY(check_f32_dims(ctx, op, "dlr", dlr, true, 3, (int64_t[]){3, N, L}));
+    LACT_TRY(check_f32_dims(ctx, op, "dmom", dmom, G == 4, 2, (int64_t[]){N, L}));
+    LACT_TRY(check_f32_dims(ctx, op, "mom", mom, G == 4, 2, (int64_t[]){N, L}));
+    LACT_TRY(check_f32_dims(ctx, op, "db_lr", db_lr, true, 1, (int64_t[]){3 * H}));
+    LACT_TRY(check_f32_dims(ctx, op, "db_m", db_m, G == 4, 1, (int64_t[]){H}));
+    if (lact_tensor_numel(dz) == 0) return LACT_OK;
+    return LACT_KDISPATCH(ctx, gates_backward, dz, db_lr, db_m, dlr, dmom, zg, mom, shift);
+}
+
 lact_status lact_softplus_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x,
                                   float shift) {
     LACT_TRY(check_unary(ctx, "softplus", "out", out, "x", x));

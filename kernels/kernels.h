@@ -102,6 +102,23 @@ lact_status lact_sigmoid_forward(lact_ctx *ctx, lact_tensor *out, const lact_ten
 /* dx = dout * y * (1 − y), y = the forward output. */
 lact_status lact_sigmoid_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout,
                                   const lact_tensor *out);
+/* The LaCT layer's gates from their combined product z [B, L, G·H] F32,
+ * columns (i, h), G = 4 with momentum (else 3): per column the bias is
+ * added (b_lr [3H] for i < 3, b_m [H] for i = 3) into zg [G, B·H, L] F32
+ * (kept for the backward), then lr [3, B·H, L] = softplus(zg[:3] + shift)
+ * and mom [B·H, L] = sigmoid(zg[3]) (NULL, with b_m, when G = 3): the bias
+ * add, the layout change, softplus and sigmoid as one pass, with their
+ * bits. */
+lact_status lact_gates_forward(lact_ctx *ctx, lact_tensor *lr, lact_tensor *mom, lact_tensor *zg,
+                               const lact_tensor *z, const lact_tensor *b_lr,
+                               const lact_tensor *b_m, float shift);
+/* From dlr [3, B·H, L] and dmom [B·H, L] (F32; dmom NULL when G = 3): dz
+ * [B, L, G·H] (F32, or BF16 for the products that read it; overwritten) is
+ * the gradient at the product's output, and db_lr, db_m += its column
+ * sums (F32, accumulated). */
+lact_status lact_gates_backward(lact_ctx *ctx, lact_tensor *dz, lact_tensor *db_lr,
+                                lact_tensor *db_m, const lact_tensor *dlr, const lact_tensor *dmom,
+                                const lact_tensor *zg, const lact_tensor *mom, float shift);
 /* out[a, c, b, e] = x[a, b, c, e]: swaps dims 1 and 2 of a 4-D x [A, B, C, E]
  * into out [A, C, B, E] (the [B, L, H, d] <-> [B, H, L, d] transpose; E may
  * be 1). out must not overlap x. */

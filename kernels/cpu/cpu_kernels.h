@@ -25,6 +25,13 @@ lact_status lact_cpu_silu_forward(lact_ctx *ctx, lact_tensor *out, const lact_te
 lact_status lact_cpu_silu_backward(lact_ctx *ctx, lact_tensor *dx, const lact_tensor *dout, const lact_tensor *x);
 lact_status lact_cpu_swiglu_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *a, const lact_tensor *b);
 lact_status lact_cpu_swiglu_backward(lact_ctx *ctx, lact_tensor *da, lact_tensor *db, const lact_tensor *dout, const lact_tensor *a, const lact_tensor *b);
+lact_status lact_cpu_gates_forward(lact_ctx *ctx, lact_tensor *lr, lact_tensor *mom,
+                                   lact_tensor *zg, const lact_tensor *z, const lact_tensor *b_lr,
+                                   const lact_tensor *b_m, float shift);
+lact_status lact_cpu_gates_backward(lact_ctx *ctx, lact_tensor *dz, lact_tensor *db_lr,
+                                    lact_tensor *db_m, const lact_tensor *dlr,
+                                    const lact_tensor *dmom, const lact_tensor *zg,
+                                    const lact_tensor *mom, float shift);
 lact_status lact_cpu_swiglu_packed_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *ab);
 lact_status lact_cpu_swiglu_packed_backward(lact_ctx *ctx, lact_tensor *dab,
                                             const lact_tensor *dout, const lact_tensor *ab);

@@ -201,6 +201,63 @@ lact_status lact_cpu_softplus_backward(lact_ctx *ctx, lact_tensor *dx, const lac
     return LACT_OK;
 }
 
+lact_status lact_cpu_gates_forward(lact_ctx *ctx, lact_tensor *lr, lact_tensor *mom,
+                                   lact_tensor *zg, const lact_tensor *z, const lact_tensor *b_lr,
+                                   const lact_tensor *b_m, float shift) {
+    int64_t G = zg->shape[0], N = zg->shape[1], L = zg->shape[2], B = z->shape[0], H = N / B;
+    const float *pz = z->data, *pb = b_lr->data, *pm = b_m ? b_m->data : NULL;
+    float *pg = zg->data, *pl = lr->data, *po = mom ? mom->data : NULL;
+#pragma omp parallel for
+    for (int64_t n = 0; n < N; n++) {
+        int64_t b = n / H, h = n % H;
+        for (int64_t i = 0; i < G; i++) {
+            float bias = i < 3 ? pb[i * H + h] : pm[h];
+            for (int64_t l = 0; l < L; l++) {
+                float t = pz[(b * L + l) * G * H + i * H + h] + bias;
+                int64_t at = (i * N + n) * L + l;
+                pg[at] = t;
+                if (i < 3)
+                    pl[at] = softplus_stable(t + shift);
+                else
+                    po[n * L + l] = sigmoid_stable(t);
+            }
+        }
+    }
+    return LACT_OK;
+}
+
+lact_status lact_cpu_gates_backward(lact_ctx *ctx, lact_tensor *dz, lact_tensor *db_lr,
+                                    lact_tensor *db_m, const lact_tensor *dlr,
+                                    const lact_tensor *dmom, const lact_tensor *zg,
+                                    const lact_tensor *mom, float shift) {
+    int64_t G = zg->shape[0], N = zg->shape[1], L = zg->shape[2], B = dz->shape[0], H = N / B;
+    const float *pg = zg->data, *pd = dlr->data, *pdm = dmom ? dmom->data : NULL;
+    const float *po = mom ? mom->data : NULL;
+    float *pz = dz->data, *pb = db_lr->data, *pm = db_m ? db_m->data : NULL;
+    /* per column: the gradient in z's layout, and its sum over (b, l) in
+     * that order */
+#pragma omp parallel for
+    for (int64_t c = 0; c < G * H; c++) {
+        int64_t i = c / H, h = c % H;
+        double sum = 0.0;
+        for (int64_t b = 0; b < B; b++) {
+            int64_t n = b * H + h;
+            for (int64_t l = 0; l < L; l++) {
+                int64_t at = (i * N + n) * L + l;
+                float g = i < 3 ? pd[at] * sigmoid_stable(pg[at] + shift)
+                                : pdm[n * L + l] * po[n * L + l] * (1.0f - po[n * L + l]);
+                pz[(b * L + l) * G * H + c] = g;
+                sum += g;
+            }
+        }
+        if (i < 3)
+            pb[c] += (float)sum;
+        else
+            pm[h] += (float)sum;
+    }
+    return LACT_OK;
+}
+
 lact_status lact_cpu_sigmoid_forward(lact_ctx *ctx, lact_tensor *out, const lact_tensor *x) {
     const float *px = x->data;
     float *po = out->data;

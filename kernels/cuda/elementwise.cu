@@ -540,6 +540,162 @@ struct sigmoid_bwd_f {
     }
 };
 
+/* ---- the LaCT layer's gates ------------------------------------------------------ */
+
+/* A block owns runs of GATES_POS positions of one batch row (grid y), for
+ * every one of the G·H columns: it reads z's rows whole, turns them in
+ * shared memory, and writes each column's positions as one run of the
+ * [G, B·H, L] layout (the backward the other way). */
+#define GATES_POS 32
+#define GATES_THREADS 256
+
+struct gates_geom {
+    int64_t B, L, N;
+    int H, G, tiles; /* tiles: runs of GATES_POS a block takes */
+};
+
+__global__ void __launch_bounds__(GATES_THREADS)
+    gates_fwd_kernel(float *lr, float *mom, float *zg, const float *z, const float *b_lr,
+                     const float *b_m, gates_geom g, float shift) {
+    extern __shared__ float gt_tile[]; /* [GATES_POS][GH + 1] */
+    const int GH = g.G * g.H, ld = GH + 1;
+    const int64_t b = blockIdx.y;
+    for (int t = 0; t < g.tiles; t++) {
+        const int64_t l0 = ((int64_t)blockIdx.x * g.tiles + t) * GATES_POS;
+        if (l0 >= g.L) break;
+        const int nl = (int)(g.L - l0 < GATES_POS ? g.L - l0 : GATES_POS);
+        __syncthreads();
+        for (int e = threadIdx.x; e < nl * GH; e += blockDim.x) {
+            const int j = e / GH, c = e - j * GH;
+            gt_tile[j * ld + c] =
+                z[(b * g.L + l0 + j) * GH + c] + (c < 3 * g.H ? b_lr[c] : b_m[c - 3 * g.H]);
+        }
+        __syncthreads();
+        for (int e = threadIdx.x; e < GH * GATES_POS; e += blockDim.x) {
+            const int c = e / GATES_POS, j = e - c * GATES_POS;
+            if (j >= nl) continue;
+            const int i = c / g.H, h = c - i * g.H;
+            const int64_t n = b * g.H + h, at = (i * g.N + n) * g.L + l0 + j;
+            const float v = gt_tile[j * ld + c];
+            zg[at] = v;
+            if (i < 3)
+                lr[at] = softplus_stable_(v + shift);
+            else
+                mom[n * g.L + l0 + j] = sigmoid_stable_(v);
+        }
+    }
+}
+
+template <class T>
+__global__ void __launch_bounds__(GATES_THREADS)
+    gates_bwd_kernel(T *dz, float *part_lr, float *part_m, const float *dlr, const float *dmom,
+                     const float *zg, const float *mom, gates_geom g, float shift) {
+    extern __shared__ float gt_tile[];
+    const int GH = g.G * g.H, ld = GH + 1;
+    const int64_t b = blockIdx.y;
+    float sum = 0.0f; /* column threadIdx.x's, over the block's positions in order */
+    for (int t = 0; t < g.tiles; t++) {
+        const int64_t l0 = ((int64_t)blockIdx.x * g.tiles + t) * GATES_POS;
+        if (l0 >= g.L) break;
+        const int nl = (int)(g.L - l0 < GATES_POS ? g.L - l0 : GATES_POS);
+        __syncthreads();
+        for (int e = threadIdx.x; e < GH * GATES_POS; e += blockDim.x) {
+            const int c = e / GATES_POS, j = e - c * GATES_POS;
+            float v = 0.0f;
+            if (j < nl) {
+                const int i = c / g.H, h = c - i * g.H;
+                const int64_t n = b * g.H + h, at = (i * g.N + n) * g.L + l0 + j;
+                if (i < 3) {
+                    v = dlr[at] * sigmoid_stable_(zg[at] + shift);
+                } else {
+                    const float y = mom[n * g.L + l0 + j];
+                    v = dmom[n * g.L + l0 + j] * y * (1.0f - y);
+                }
+            }
+            gt_tile[j * ld + c] = v;
+        }
+        __syncthreads();
+        for (int c = threadIdx.x; c < GH; c += blockDim.x)
+            for (int j = 0; j < nl; j++)
+                sum += gt_tile[j * ld + c];
+        for (int e = threadIdx.x; e < nl * GH; e += blockDim.x) {
+            const int j = e / GH, c = e - j * GH;
+            dz[(b * g.L + l0 + j) * GH + c] = from_f32<T>(gt_tile[j * ld + c]);
+        }
+    }
+    const int64_t blk = (int64_t)blockIdx.y * gridDim.x + blockIdx.x;
+    for (int c = threadIdx.x; c < GH; c += blockDim.x) {
+        if (c < 3 * g.H)
+            part_lr[blk * 3 * g.H + c] = sum;
+        else
+            part_m[blk * g.H + c - 3 * g.H] = sum;
+    }
+}
+
+/* The launch: positions split into runs of GATES_POS, tiles runs a block;
+ * with parts, as many runs a block as keep the partial rows in the
+ * scratch. */
+static lact_status gates_plan(const lact_ctx *ctx, int64_t B, int64_t L, int64_t N, int64_t G,
+                              bool parts, gates_geom *g, dim3 *grid, size_t *smem) {
+    const int64_t H = N / B, GH = G * H;
+    *smem = (size_t)GATES_POS * (size_t)(GH + 1) * sizeof(float);
+    if (GH > GATES_THREADS || *smem > 48 * 1024 || B > 65535)
+        return lact_fail(LACT_E_UNSUPPORTED, "gates: %lld heads, batch %lld", (long long)H,
+                         (long long)B);
+    const int64_t runs = (L + GATES_POS - 1) / GATES_POS;
+    int64_t tiles = 1;
+    if (parts) {
+        const int64_t most = (int64_t)(ctx->scratch_bytes / sizeof(float)) / GH / B;
+        if (most < 1) return lact_fail(LACT_E_UNSUPPORTED, "gates: batch %lld", (long long)B);
+        tiles = (runs + most - 1) / most;
+    }
+    g->B = B, g->L = L, g->N = N, g->H = (int)H, g->G = (int)G, g->tiles = (int)tiles;
+    *grid = dim3((unsigned)((runs + tiles - 1) / tiles), (unsigned)B);
+    return LACT_OK;
+}
+
+extern "C" lact_status lact_cuda_gates_forward(lact_ctx *ctx, lact_tensor *lr, lact_tensor *mom,
+                                               lact_tensor *zg, const lact_tensor *z,
+                                               const lact_tensor *b_lr, const lact_tensor *b_m,
+                                               float shift) {
+    gates_geom g;
+    dim3 grid;
+    size_t smem;
+    LACT_TRY(gates_plan(ctx, z->shape[0], z->shape[1], zg->shape[1], zg->shape[0], false, &g, &grid,
+                        &smem));
+    gates_fwd_kernel<<<grid, GATES_THREADS, smem, lact_cuda_stream(ctx)>>>(
+        (float *)lr->data, mom ? (float *)mom->data : NULL, (float *)zg->data,
+        (const float *)z->data, (const float *)b_lr->data, b_m ? (const float *)b_m->data : NULL, g,
+        shift);
+    LACT_CU_LAUNCH("gates");
+    return LACT_OK;
+}
+
+extern "C" lact_status lact_cuda_gates_backward(lact_ctx *ctx, lact_tensor *dz, lact_tensor *db_lr,
+                                                lact_tensor *db_m, const lact_tensor *dlr,
+                                                const lact_tensor *dmom, const lact_tensor *zg,
+                                                const lact_tensor *mom, float shift) {
+    gates_geom g;
+    dim3 grid;
+    size_t smem;
+    LACT_TRY(gates_plan(ctx, dz->shape[0], dz->shape[1], zg->shape[1], zg->shape[0], true, &g,
+                        &grid, &smem));
+    cudaStream_t st = lact_cuda_stream(ctx);
+    const int64_t nblk = (int64_t)grid.x * grid.y;
+    float *part_lr = (float *)ctx->scratch, *part_m = part_lr + nblk * 3 * g.H;
+    const float *pm = mom ? (const float *)mom->data : NULL;
+    const float *pdm = dmom ? (const float *)dmom->data : NULL;
+    LACT_DISPATCH_FLOAT(dz->dtype, "gates backward", {
+        gates_bwd_kernel<T><<<grid, GATES_THREADS, smem, st>>>(
+            (T *)dz->data, part_lr, part_m, (const float *)dlr->data, pdm, (const float *)zg->data,
+            pm, g, shift);
+    });
+    LACT_CU_LAUNCH("gates_backward");
+    LACT_TRY(lact_colsum_final(st, part_lr, nblk, 3 * g.H, (float *)db_lr->data, true));
+    if (db_m) LACT_TRY(lact_colsum_final(st, part_m, nblk, g.H, (float *)db_m->data, true));
+    return LACT_OK;
+}
+
 extern "C" lact_status lact_cuda_softplus_forward(lact_ctx *ctx, lact_tensor *out,
                                                   const lact_tensor *x, float shift) {
     int64_t n = lact_tensor_numel(x);

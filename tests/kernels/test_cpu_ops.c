@@ -716,6 +716,74 @@ static void test_swiglu_packed(void) {
         lact_tensor_free(all[i]);
 }
 
+/* The gates op against the ops it replaces: the bias add, the two layout
+ * changes and softplus / sigmoid give the same bits forward; backward, the
+ * gradient in z's layout is the same and the bias sums are close (the op
+ * adds in double). A bias without momentum is refused. */
+static void test_gates(void) {
+    lact_rng outer = rng;
+    rng = lact_rng_make(4321, 9);
+    const int64_t B = 2, L = 5, H = 3, N = B * H, G = 4;
+    int64_t zs[3] = {B, L, G * H}, gs[3] = {G, N, L}, ls[3] = {3, N, L}, ms[2] = {N, L};
+    int64_t gh = G * H, h3 = 3 * H, h1 = H;
+    lact_tensor z = rand_tensor(3, zs, 2.0f), blr = rand_tensor(1, &h3, 1.0f);
+    lact_tensor bm = rand_tensor(1, &h1, 1.0f), ball = zeros(1, &gh, LACT_F32);
+    memcpy(F(&ball), F(&blr), sizeof(float) * 3 * H);
+    memcpy(F(&ball) + 3 * H, F(&bm), sizeof(float) * H);
+    lact_tensor zg = zeros(3, gs, LACT_F32), lr = zeros(3, ls, LACT_F32),
+                mom = zeros(2, ms, LACT_F32);
+    CHECK_OK(lact_gates_forward(&ctx, &lr, &mom, &zg, &z, &blr, &bm, -1.5f));
+    /* the reference: [B, L, GH] + b -> [B, GH, L] -> [G, B·H, L] */
+    lact_tensor zb = zeros(3, zs, LACT_F32), t = zeros(4, (int64_t[]){B, G * H, L, 1}, LACT_F32);
+    lact_tensor zr = zeros(4, (int64_t[]){1, G, B, H * L}, LACT_F32);
+    CHECK_OK(lact_add_forward(&ctx, &zb, &z, &ball));
+    lact_tensor zb4 = lact_tensor_view(zb.data, LACT_F32, LACT_CPU, 4, (int64_t[]){B, L, G * H, 1});
+    CHECK_OK(lact_permute_forward(&ctx, &t, &zb4));
+    lact_tensor t4 = lact_tensor_view(t.data, LACT_F32, LACT_CPU, 4, (int64_t[]){1, B, G, H * L});
+    CHECK_OK(lact_permute_forward(&ctx, &zr, &t4));
+    CHECK(!memcmp(zr.data, zg.data, lact_tensor_nbytes(&zg)));
+    lact_tensor zl = lact_tensor_view(zr.data, LACT_F32, LACT_CPU, 3, ls),
+                lr2 = zeros(3, ls, LACT_F32);
+    lact_tensor zm = lact_tensor_view(F(&zr) + 3 * N * L, LACT_F32, LACT_CPU, 2, ms);
+    lact_tensor mom2 = zeros(2, ms, LACT_F32);
+    CHECK_OK(lact_softplus_forward(&ctx, &lr2, &zl, -1.5f));
+    CHECK_OK(lact_sigmoid_forward(&ctx, &mom2, &zm));
+    CHECK(!memcmp(lr.data, lr2.data, lact_tensor_nbytes(&lr)));
+    CHECK(!memcmp(mom.data, mom2.data, lact_tensor_nbytes(&mom)));
+
+    lact_tensor dlr = rand_tensor(3, ls, 1.0f), dm = rand_tensor(2, ms, 1.0f);
+    lact_tensor dz = zeros(3, zs, LACT_F32), dblr = zeros(1, &h3, LACT_F32),
+                dbm = zeros(1, &h1, LACT_F32);
+    CHECK_OK(lact_gates_backward(&ctx, &dz, &dblr, &dbm, &dlr, &dm, &zg, &mom, -1.5f));
+    lact_tensor dg = zeros(3, gs, LACT_F32), dzr = zeros(3, zs, LACT_F32);
+    lact_tensor dgl = lact_tensor_view(dg.data, LACT_F32, LACT_CPU, 3, ls);
+    lact_tensor dgm = lact_tensor_view(F(&dg) + 3 * N * L, LACT_F32, LACT_CPU, 2, ms);
+    CHECK_OK(lact_softplus_backward(&ctx, &dgl, &dlr, &zl, -1.5f));
+    CHECK_OK(lact_sigmoid_backward(&ctx, &dgm, &dm, &mom));
+    lact_tensor dg4 = lact_tensor_view(dg.data, LACT_F32, LACT_CPU, 4, (int64_t[]){1, G, B, H * L});
+    lact_tensor t2 = lact_tensor_view(t.data, LACT_F32, LACT_CPU, 4, (int64_t[]){1, B, G, H * L});
+    CHECK_OK(lact_permute_forward(&ctx, &t2, &dg4));
+    lact_tensor t3 = lact_tensor_view(t.data, LACT_F32, LACT_CPU, 4, (int64_t[]){B, G * H, L, 1});
+    lact_tensor dzr4 =
+        lact_tensor_view(dzr.data, LACT_F32, LACT_CPU, 4, (int64_t[]){B, L, G * H, 1});
+    CHECK_OK(lact_permute_forward(&ctx, &dzr4, &t3));
+    CHECK(!memcmp(dz.data, dzr.data, lact_tensor_nbytes(&dz)));
+    for (int64_t c = 0; c < G * H; c++) {
+        double want = 0;
+        for (int64_t r = 0; r < B * L; r++)
+            want += F(&dzr)[r * G * H + c];
+        CHECK_NEAR(c < 3 * H ? F(&dblr)[c] : F(&dbm)[c - 3 * H], want, 1e-5);
+    }
+    /* a momentum bias with three gates, or none with four */
+    CHECK_FAILS(lact_gates_forward(&ctx, &lr, NULL, &zg, &z, &blr, &bm, -1.5f), LACT_E_ARG);
+    CHECK(strstr(lact_errmsg(), "mom") != NULL);
+    lact_tensor *all[] = {&z,   &blr,  &bm,  &ball, &zg, &lr,   &mom, &zb, &t,  &zr,
+                          &lr2, &mom2, &dlr, &dm,   &dz, &dblr, &dbm, &dg, &dzr};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        lact_tensor_free(all[i]);
+    rng = outer;
+}
+
 static void test_validation(void) {
     int64_t xs[2] = {3, 8}, r = 3, seven = 7, eight = 8;
     lact_tensor x = rand_tensor(2, xs, 1.0f), y = zeros(2, xs, LACT_F32);
@@ -870,6 +938,7 @@ int main(void) {
     test_permute();
     test_softplus_sigmoid();
     test_swiglu_packed();
+    test_gates();
     test_validation();
     test_table_rows();
     lact_ctx_free(&ctx);

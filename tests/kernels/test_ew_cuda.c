@@ -155,6 +155,41 @@ static void check_rmsnorm_heads(pair *p, int64_t B, int64_t H, int64_t L, int64_
     pair_free(p);
 }
 
+/* The LaCT layer's gates: the bias, layout change and activations of z
+ * [B, L, G·H] forward, and back to z's layout with the bias gradients
+ * added to what they hold (G = 4 with momentum, 3 without). */
+static void check_gates_op(pair *p, int64_t B, int64_t L, int64_t H, bool momentum) {
+    int64_t G = momentum ? 4 : 3, N = B * H;
+    int64_t zs[3] = {B, L, G * H}, gs[3] = {G, N, L}, ls[3] = {3, N, L}, ms[2] = {N, L};
+    int64_t b3[1] = {3 * H}, b1[1] = {H};
+    int z = rand_in(p, false, 3, zs, -6, 6), blr = rand_in(p, false, 1, b3, -1, 1);
+    int bm = momentum ? rand_in(p, false, 1, b1, -1, 1) : -1;
+    int dlr = rand_in(p, false, 3, ls, -1, 1), dm = momentum ? rand_in(p, false, 2, ms, -1, 1) : -1;
+    int dblr = rand_in(p, false, 1, b3, -1, 1),
+        dbm = momentum ? rand_in(p, false, 1, b1, -1, 1) : -1;
+    int zg = out_t(p, false, 3, gs), lr = out_t(p, false, 3, ls);
+    int mom = momentum ? out_t(p, false, 2, ms) : -1, dz = out_t(p, true, 3, zs);
+    for (int k = 0; k < 2; k++) {
+        lact_ctx *ctx = k ? p->gpu : p->cpu;
+        lact_tensor *t = k ? p->g : p->c;
+        CHECK_OK(lact_gates_forward(ctx, &t[lr], momentum ? &t[mom] : NULL, &t[zg], &t[z], &t[blr],
+                                    momentum ? &t[bm] : NULL, -2.5f));
+        CHECK_OK(lact_gates_backward(ctx, &t[dz], &t[dblr], momentum ? &t[dbm] : NULL, &t[dlr],
+                                     momentum ? &t[dm] : NULL, &t[zg], momentum ? &t[mom] : NULL,
+                                     -2.5f));
+    }
+    char what[80];
+    snprintf(what, sizeof what, "gates B %lld L %lld H %lld%s", (long long)B, (long long)L,
+             (long long)H, momentum ? " with momentum" : "");
+    compare(p, what, zg);
+    compare(p, what, lr);
+    if (momentum) compare(p, what, mom);
+    compare(p, what, dz);
+    compare(p, what, dblr);
+    if (momentum) compare(p, what, dbm);
+    pair_free(p);
+}
+
 static void check_l2norm(pair *p, int64_t R, int64_t C) {
     int64_t sh[2] = {R, C};
     int x = rand_in(p, true, 2, sh, -2, 2), d = rand_in(p, true, 2, sh, -1, 1);
@@ -419,6 +454,8 @@ static void run_dtype(lact_ctx *cpu, lact_ctx *gpu, lact_dtype dt) {
     check_rope(&p, 3, (int64_t[]){3, 50, 130}, 7);
     check_rope(&p, 4, (int64_t[]){1, 3, 2, 1024}, 0); /* several table chunks */
     check_gates(&p, 700, 2064);
+    check_gates_op(&p, 8, 4096, 6, true);
+    check_gates_op(&p, 3, 77, 5, false); /* a last run of positions cut short */
     check_gates(&p, 33, 77); /* a tail after the last word */
     check_broadcast(&p, 5000, 768);
     check_broadcast(&p, 9, 100); /* 100 not a multiple of 8: element-wise */
