@@ -542,28 +542,32 @@ struct sigmoid_bwd_f {
 
 /* ---- the LaCT layer's gates ------------------------------------------------------ */
 
-/* A block owns runs of GATES_POS positions of one batch row (grid y), for
- * every one of the G·H columns: it reads z's rows whole, turns them in
- * shared memory, and writes each column's positions as one run of the
- * [G, B·H, L] layout (the backward the other way). */
+/* A block owns runs of pos positions (GATES_POS, fewer when the G·H
+ * columns of a run would not fit the shared memory) of one batch row (grid
+ * y), for every column: it reads z's rows whole, turns them in shared
+ * memory, and writes each column's positions as one run of the
+ * [G, B·H, L] layout (the backward the other way). A thread keeps the
+ * backward's sums of up to GATES_COLS columns. */
 #define GATES_POS 32
 #define GATES_THREADS 256
+#define GATES_COLS 4
+#define GATES_SMEM (48 * 1024)
 
 struct gates_geom {
     int64_t B, L, N;
-    int H, G, tiles; /* tiles: runs of GATES_POS a block takes */
+    int H, G, pos, tiles; /* tiles: runs of pos a block takes */
 };
 
 __global__ void __launch_bounds__(GATES_THREADS)
     gates_fwd_kernel(float *lr, float *mom, float *zg, const float *z, const float *b_lr,
                      const float *b_m, gates_geom g, float shift) {
-    extern __shared__ float gt_tile[]; /* [GATES_POS][GH + 1] */
+    extern __shared__ float gt_tile[]; /* [pos][GH + 1] */
     const int GH = g.G * g.H, ld = GH + 1;
     const int64_t b = blockIdx.y;
     for (int t = 0; t < g.tiles; t++) {
-        const int64_t l0 = ((int64_t)blockIdx.x * g.tiles + t) * GATES_POS;
+        const int64_t l0 = ((int64_t)blockIdx.x * g.tiles + t) * g.pos;
         if (l0 >= g.L) break;
-        const int nl = (int)(g.L - l0 < GATES_POS ? g.L - l0 : GATES_POS);
+        const int nl = (int)(g.L - l0 < g.pos ? g.L - l0 : g.pos);
         __syncthreads();
         for (int e = threadIdx.x; e < nl * GH; e += blockDim.x) {
             const int j = e / GH, c = e - j * GH;
@@ -571,8 +575,8 @@ __global__ void __launch_bounds__(GATES_THREADS)
                 z[(b * g.L + l0 + j) * GH + c] + (c < 3 * g.H ? b_lr[c] : b_m[c - 3 * g.H]);
         }
         __syncthreads();
-        for (int e = threadIdx.x; e < GH * GATES_POS; e += blockDim.x) {
-            const int c = e / GATES_POS, j = e - c * GATES_POS;
+        for (int e = threadIdx.x; e < GH * g.pos; e += blockDim.x) {
+            const int c = e / g.pos, j = e - c * g.pos;
             if (j >= nl) continue;
             const int i = c / g.H, h = c - i * g.H;
             const int64_t n = b * g.H + h, at = (i * g.N + n) * g.L + l0 + j;
@@ -593,14 +597,15 @@ __global__ void __launch_bounds__(GATES_THREADS)
     extern __shared__ float gt_tile[];
     const int GH = g.G * g.H, ld = GH + 1;
     const int64_t b = blockIdx.y;
-    float sum = 0.0f; /* column threadIdx.x's, over the block's positions in order */
+    /* columns threadIdx.x + q·blockDim.x, over the block's positions in order */
+    float sum[GATES_COLS] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int t = 0; t < g.tiles; t++) {
-        const int64_t l0 = ((int64_t)blockIdx.x * g.tiles + t) * GATES_POS;
+        const int64_t l0 = ((int64_t)blockIdx.x * g.tiles + t) * g.pos;
         if (l0 >= g.L) break;
-        const int nl = (int)(g.L - l0 < GATES_POS ? g.L - l0 : GATES_POS);
+        const int nl = (int)(g.L - l0 < g.pos ? g.L - l0 : g.pos);
         __syncthreads();
-        for (int e = threadIdx.x; e < GH * GATES_POS; e += blockDim.x) {
-            const int c = e / GATES_POS, j = e - c * GATES_POS;
+        for (int e = threadIdx.x; e < GH * g.pos; e += blockDim.x) {
+            const int c = e / g.pos, j = e - c * g.pos;
             float v = 0.0f;
             if (j < nl) {
                 const int i = c / g.H, h = c - i * g.H;
@@ -615,41 +620,52 @@ __global__ void __launch_bounds__(GATES_THREADS)
             gt_tile[j * ld + c] = v;
         }
         __syncthreads();
-        for (int c = threadIdx.x; c < GH; c += blockDim.x)
-            for (int j = 0; j < nl; j++)
-                sum += gt_tile[j * ld + c];
+#pragma unroll
+        for (int q = 0; q < GATES_COLS; q++) {
+            const int c = threadIdx.x + q * blockDim.x;
+            if (c < GH)
+                for (int j = 0; j < nl; j++)
+                    sum[q] += gt_tile[j * ld + c];
+        }
         for (int e = threadIdx.x; e < nl * GH; e += blockDim.x) {
             const int j = e / GH, c = e - j * GH;
             dz[(b * g.L + l0 + j) * GH + c] = from_f32<T>(gt_tile[j * ld + c]);
         }
     }
     const int64_t blk = (int64_t)blockIdx.y * gridDim.x + blockIdx.x;
-    for (int c = threadIdx.x; c < GH; c += blockDim.x) {
+#pragma unroll
+    for (int q = 0; q < GATES_COLS; q++) {
+        const int c = threadIdx.x + q * blockDim.x;
+        if (c >= GH) continue;
         if (c < 3 * g.H)
-            part_lr[blk * 3 * g.H + c] = sum;
+            part_lr[blk * 3 * g.H + c] = sum[q];
         else
-            part_m[blk * g.H + c - 3 * g.H] = sum;
+            part_m[blk * g.H + c - 3 * g.H] = sum[q];
     }
 }
 
-/* The launch: positions split into runs of GATES_POS, tiles runs a block;
- * with parts, as many runs a block as keep the partial rows in the
- * scratch. */
+/* The launch: positions split into runs of pos, tiles runs a block; with
+ * parts, as many runs a block as keep the partial rows in the scratch. */
 static lact_status gates_plan(const lact_ctx *ctx, int64_t B, int64_t L, int64_t N, int64_t G,
                               bool parts, gates_geom *g, dim3 *grid, size_t *smem) {
     const int64_t H = N / B, GH = G * H;
-    *smem = (size_t)GATES_POS * (size_t)(GH + 1) * sizeof(float);
-    if (GH > GATES_THREADS || *smem > 48 * 1024 || B > 65535)
-        return lact_fail(LACT_E_UNSUPPORTED, "gates: %lld heads, batch %lld", (long long)H,
-                         (long long)B);
-    const int64_t runs = (L + GATES_POS - 1) / GATES_POS;
+    int64_t pos = (int64_t)(GATES_SMEM / sizeof(float)) / (GH + 1);
+    if (pos > GATES_POS) pos = GATES_POS;
+    if (GH > GATES_COLS * GATES_THREADS || pos < 1 || B > 65535)
+        return lact_fail(LACT_E_UNSUPPORTED,
+                         "gates: %lld heads, batch %lld (at most %d heads, "
+                         "batch 65535)",
+                         (long long)H, (long long)B, GATES_COLS * GATES_THREADS / (int)G);
+    *smem = (size_t)pos * (size_t)(GH + 1) * sizeof(float);
+    const int64_t runs = (L + pos - 1) / pos;
     int64_t tiles = 1;
     if (parts) {
         const int64_t most = (int64_t)(ctx->scratch_bytes / sizeof(float)) / GH / B;
         if (most < 1) return lact_fail(LACT_E_UNSUPPORTED, "gates: batch %lld", (long long)B);
         tiles = (runs + most - 1) / most;
     }
-    g->B = B, g->L = L, g->N = N, g->H = (int)H, g->G = (int)G, g->tiles = (int)tiles;
+    g->B = B, g->L = L, g->N = N, g->H = (int)H, g->G = (int)G, g->pos = (int)pos;
+    g->tiles = (int)tiles;
     *grid = dim3((unsigned)((runs + tiles - 1) / tiles), (unsigned)B);
     return LACT_OK;
 }

@@ -456,6 +456,7 @@ static void run_dtype(lact_ctx *cpu, lact_ctx *gpu, lact_dtype dt) {
     check_gates(&p, 700, 2064);
     check_gates_op(&p, 8, 4096, 6, true);
     check_gates_op(&p, 3, 77, 5, false); /* a last run of positions cut short */
+    check_gates_op(&p, 2, 45, 100, true); /* 400 columns: shorter runs, two a thread */
     check_gates(&p, 33, 77); /* a tail after the last word */
     check_broadcast(&p, 5000, 768);
     check_broadcast(&p, 9, 100); /* 100 not a multiple of 8: element-wise */
