@@ -180,11 +180,16 @@ static lact_status check_f32_dims(lact_ctx *ctx, const char *op, const char *nam
                      lact_kcheck_shape_str(&want_t, w, sizeof w));
 }
 
-/* zg [G, N, L] (G = 3 or 4) fixes the rest: the heads H = N / B from the
- * other tensor's batch B. */
-static lact_status gates_geometry(lact_ctx *ctx, const char *op, const lact_tensor *zg, int64_t B,
+/* The context, t [B, L, ·] (z or dz, of the given dtypes) and zg
+ * [G, B·H, L] (G = 3 or 4), which fixes the rest: the heads H = N / B. */
+static lact_status gates_geometry(lact_ctx *ctx, const char *op, const char *name,
+                                  const lact_tensor *t, unsigned dtypes, const lact_tensor *zg,
                                   int64_t *G, int64_t *H) {
+    LACT_TRY(lact_kcheck_ctx(ctx, op));
+    LACT_TRY(lact_kcheck_tensor(ctx, op, name, t, dtypes));
+    LACT_TRY(lact_kcheck_ndim(op, name, t, 3, 3));
     LACT_TRY(lact_kcheck_tensor(ctx, op, "zg", zg, LACT_DT(LACT_F32)));
+    int64_t B = t->shape[0];
     if (zg->ndim != 3 || (zg->shape[0] != 3 && zg->shape[0] != 4) || B < 1 ||
         zg->shape[1] % B != 0) {
         char sh[96];
@@ -196,22 +201,31 @@ static lact_status gates_geometry(lact_ctx *ctx, const char *op, const lact_tens
     return LACT_OK;
 }
 
+/* The rates (or their gradient) [3, N, L], the momentum (or its gradient)
+ * [N, L] and the two biases (or theirs) [3H], [H]: the second and the last
+ * only with momentum (G = 4). */
+static lact_status check_gate_set(lact_ctx *ctx, const char *op, const char *const names[4],
+                                  const lact_tensor *rates, const lact_tensor *mom,
+                                  const lact_tensor *b_lr, const lact_tensor *b_m, int64_t G,
+                                  int64_t H, int64_t N, int64_t L) {
+    LACT_TRY(check_f32_dims(ctx, op, names[0], rates, true, 3, (int64_t[]){3, N, L}));
+    LACT_TRY(check_f32_dims(ctx, op, names[1], mom, G == 4, 2, (int64_t[]){N, L}));
+    LACT_TRY(check_f32_dims(ctx, op, names[2], b_lr, true, 1, (int64_t[]){3 * H}));
+    return check_f32_dims(ctx, op, names[3], b_m, G == 4, 1, (int64_t[]){H});
+}
+
 lact_status lact_gates_forward(lact_ctx *ctx, lact_tensor *lr, lact_tensor *mom, lact_tensor *zg,
                                const lact_tensor *z, const lact_tensor *b_lr,
                                const lact_tensor *b_m, float shift) {
     const char *op = "gates";
-    LACT_TRY(lact_kcheck_ctx(ctx, op));
-    LACT_TRY(lact_kcheck_tensor(ctx, op, "z", z, LACT_DT(LACT_F32)));
-    LACT_TRY(lact_kcheck_ndim(op, "z", z, 3, 3));
-    int64_t G = 0, H = 0, B = z->shape[0], L = z->shape[1];
-    LACT_TRY(gates_geometry(ctx, op, zg, B, &G, &H));
+    int64_t G = 0, H = 0;
+    LACT_TRY(gates_geometry(ctx, op, "z", z, LACT_DT(LACT_F32), zg, &G, &H));
+    int64_t B = z->shape[0], L = z->shape[1];
     int64_t N = B * H;
     LACT_TRY(check_f32_dims(ctx, op, "z", z, true, 3, (int64_t[]){B, L, G * H}));
     LACT_TRY(check_f32_dims(ctx, op, "zg", zg, true, 3, (int64_t[]){G, N, L}));
-    LACT_TRY(check_f32_dims(ctx, op, "lr", lr, true, 3, (int64_t[]){3, N, L}));
-    LACT_TRY(check_f32_dims(ctx, op, "mom", mom, G == 4, 2, (int64_t[]){N, L}));
-    LACT_TRY(check_f32_dims(ctx, op, "b_lr", b_lr, true, 1, (int64_t[]){3 * H}));
-    LACT_TRY(check_f32_dims(ctx, op, "b_m", b_m, G == 4, 1, (int64_t[]){H}));
+    static const char *const names[4] = {"lr", "mom", "b_lr", "b_m"};
+    LACT_TRY(check_gate_set(ctx, op, names, lr, mom, b_lr, b_m, G, H, N, L));
     if (lact_tensor_numel(z) == 0) return LACT_OK;
     return LACT_KDISPATCH(ctx, gates_forward, lr, mom, zg, z, b_lr, b_m, shift);
 }
@@ -220,20 +234,16 @@ lact_status lact_gates_backward(lact_ctx *ctx, lact_tensor *dz, lact_tensor *db_
                                 lact_tensor *db_m, const lact_tensor *dlr, const lact_tensor *dmom,
                                 const lact_tensor *zg, const lact_tensor *mom, float shift) {
     const char *op = "gates backward";
-    LACT_TRY(lact_kcheck_ctx(ctx, op));
-    LACT_TRY(lact_kcheck_tensor(ctx, op, "dz", dz, lact_kcheck_act_dtypes(ctx)));
-    LACT_TRY(lact_kcheck_ndim(op, "dz", dz, 3, 3));
-    int64_t G = 0, H = 0, B = dz->shape[0], L = dz->shape[1];
-    LACT_TRY(gates_geometry(ctx, op, zg, B, &G, &H));
+    int64_t G = 0, H = 0;
+    LACT_TRY(gates_geometry(ctx, op, "dz", dz, lact_kcheck_act_dtypes(ctx), zg, &G, &H));
+    int64_t B = dz->shape[0], L = dz->shape[1];
     int64_t N = B * H;
     if (dz->shape[2] != G * H || zg->shape[2] != L)
         return lact_fail(LACT_E_ARG, "%s: dz must be [B, L, G·H] = [%lld, %lld, %lld] for zg", op,
                          (long long)B, (long long)zg->shape[2], (long long)(G * H));
-    LACT_TRY(check_f32_dims(ctx, op, "dlr", dlr, true, 3, (int64_t[]){3, N, L}));
-    LACT_TRY(check_f32_dims(ctx, op, "dmom", dmom, G == 4, 2, (int64_t[]){N, L}));
+    static const char *const names[4] = {"dlr", "dmom", "db_lr", "db_m"};
+    LACT_TRY(check_gate_set(ctx, op, names, dlr, dmom, db_lr, db_m, G, H, N, L));
     LACT_TRY(check_f32_dims(ctx, op, "mom", mom, G == 4, 2, (int64_t[]){N, L}));
-    LACT_TRY(check_f32_dims(ctx, op, "db_lr", db_lr, true, 1, (int64_t[]){3 * H}));
-    LACT_TRY(check_f32_dims(ctx, op, "db_m", db_m, G == 4, 1, (int64_t[]){H}));
     if (lact_tensor_numel(dz) == 0) return LACT_OK;
     return LACT_KDISPATCH(ctx, gates_backward, dz, db_lr, db_m, dlr, dmom, zg, mom, shift);
 }
