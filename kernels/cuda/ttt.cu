@@ -66,8 +66,9 @@ template <class T> struct ttt_run {
     int64_t have_w, have_m; /* backward: which weights W, M hold (-1: none) */
     float *beta, *dbeta, *dbeta_part;
     float *W, *M, *G, *r0;
+    const float *cw, *cm; /* where step_fwd finds the weights and momentum */
     T *Wc;
-    float *dW, *dM, *U, *dr0;
+    float *dW, *dM, *U, *dr0, *row_part;
     /* Backward: W, M of the snapshot being undone and the step's input βM + G
      * (the next snapshot's M), read in place from the state. */
     const float *sW, *sM, *sU;
@@ -109,13 +110,14 @@ template <class T> struct ttt_run {
             X02 = Zab;
             H1 = Ze;
         }
-        dW = dM = U = dr0 = NULL;
+        dW = dM = U = dr0 = row_part = NULL;
         dGc = P1 = KG = NULL;
         if (bwd) {
             dW = (float *)carve(base, off, (size_t)(N * nel3) * 4);
             dM = mom ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
             U = mom ? NULL : (float *)carve(base, off, (size_t)(N * nel3) * 4);
             dr0 = (float *)carve(base, off, (size_t)(N * g.rows) * 4);
+            row_part = (float *)carve(base, off, (size_t)(N * g.rows) * 4);
             dGc = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
             size_t at = *off;
             P1 = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
@@ -173,6 +175,7 @@ template <class T> struct ttt_run {
         /* Both passes decide alike, so the backward finds what the forward
          * kept; a fused iteration is what writes and reads that layout. */
         keep_ns = lact_ttt_state_ns_numel(a, g.d, g.dh) > 0 && ns.fused();
+        find_first();
         size_t bytes = 0;
         layout(NULL, &bytes);
         void *base = NULL;
@@ -184,6 +187,7 @@ template <class T> struct ttt_run {
         TTT_LAUNCH_WROWS(ttt_init_kernel, T, TTT_THREADS, lact_aligned16(i->w0, i->w1, i->w2, W, M),
                          g, i->w0, i->w1, i->w2, W, Wc, M, r0);
         LACT_CU_LAUNCH("ttt_init");
+        cw = W, cm = M;
         if (mom) {
             ttt_beta_kernel<<<dim3((unsigned)a->n_ops, (unsigned)g.n), TTT_THREADS, 0, st>>>(
                 g, i->momentum, ops, beta);
@@ -193,6 +197,67 @@ template <class T> struct ttt_run {
     }
 
     unsigned grid(int64_t n) const { return lact_grid_1d(n, TTT_THREADS); }
+
+    /* ---- which token rows an op writes first ---- */
+
+    static bool of_kind(const lact_ttt_op *op, bool apply) {
+        return apply ? op->apply : op->update;
+    }
+
+    /* Whether op j is the first of its kind (apply: o, d_q; update: d_k,
+     * d_v) to write any of the rows of its tokens, walking the order forward
+     * or in reverse. Its products then store where they would add, and its
+     * rows need no zeroing beforehand. */
+    bool overlaps_earlier(int64_t j, bool apply, bool reverse) const {
+        const lact_ttt_op *a = &args->ops[j];
+        for (int64_t i = reverse ? j + 1 : 0; i < (reverse ? args->n_ops : j); i++) {
+            const lact_ttt_op *b = &args->ops[i];
+            if (of_kind(b, apply) && b->start < a->end && a->start < b->end) return true;
+        }
+        return false;
+    }
+    /* The answers for the three walks (apply forward, apply and update in
+     * reverse), found once per call; orders of more than TTT_FIRST_OPS ops
+     * have none (every op adds onto zeroed rows). */
+#define TTT_FIRST_OPS 1024
+    uint64_t first_bits[3][TTT_FIRST_OPS / 64];
+    void find_first() {
+        memset(first_bits, 0, sizeof first_bits);
+        if (args->n_ops > TTT_FIRST_OPS) return;
+        for (int64_t j = 0; j < args->n_ops; j++)
+            for (int w = 0; w < 3; w++)
+                if (!overlaps_earlier(j, w<2, w> 0))
+                    first_bits[w][j / 64] |= (uint64_t)1 << (j % 64);
+    }
+    bool first_touch(int64_t j, bool apply, bool reverse) const {
+        const int w = apply ? (reverse ? 1 : 0) : 2;
+        return j < TTT_FIRST_OPS && (first_bits[w][j / 64] >> (j % 64) & 1);
+    }
+
+    /* Zeroes the rows of x [N, len, d] that no op of the kind stores
+     * (first_touch, walking forward or in reverse): those no op covers, and
+     * those that only ops adding to rows written before them cover. */
+    lact_status zero_uncovered(void *x, bool apply, bool reverse) {
+        if (!x) return LACT_OK;
+        const size_t row = (size_t)g.d * sizeof(T);
+        for (int64_t t = 0; t < g.len;) {
+            int64_t reach = t, next = g.len;
+            for (int64_t i = 0; i < args->n_ops; i++) {
+                const lact_ttt_op *b = &args->ops[i];
+                if (!of_kind(b, apply) || !first_touch(i, apply, reverse)) continue;
+                if (b->start <= t && t < b->end && b->end > reach) reach = b->end;
+                if (b->start > t && b->start < next) next = b->start;
+            }
+            if (reach > t) {
+                t = reach;
+                continue;
+            }
+            LACT_CU(cudaMemset2DAsync((char *)x + (size_t)t * row, (size_t)g.len * row, 0,
+                                      (size_t)(next - t) * row, (size_t)g.n, st));
+            t = next;
+        }
+        return LACT_OK;
+    }
 
     /* ---- products of one tile of tokens [t0, t0 + Tt) ---- */
 
@@ -216,16 +281,24 @@ template <class T> struct ttt_run {
         return lact_fail(LACT_E_UNSUPPORTED, "ttt: the fused hidden pass takes BF16");
     }
 
-    lact_status apply_fwd(const lact_ttt_op *op, T *o) {
-        if (dt() == LACT_BF16 && ttt_apply_fused_fits(g.d, g.dh))
+    /* The fused apply adds into o; the products store where op j is the
+     * first to write (first_touch). */
+    bool apply_fused() const {
+        return dt() == LACT_BF16 && ttt_apply_fused_fits(g.d, g.dh);
+    }
+
+    lact_status apply_fwd(int64_t j, T *o) {
+        const lact_ttt_op *op = &args->ops[j];
+        if (apply_fused())
             return ttt_apply_fused(ctx, (const bf16 *)q, (const bf16 *)Wc, (bf16 *)o, g.n, g.len,
                                    op->start, op->end - op->start, g.d, g.dh);
+        const float add = first_touch(j, true, false) ? 0.0f : 1.0f;
         for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
             int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
             LACT_TRY(tile_ab(q, t0, Tt));
             TTT_LAUNCH_ROWS(ttt_apply_ew_kernel, g.n * Tt, g, Tt, Zab, H1);
             LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, g.d, g.dh, g.n, H1, Tt * g.dh,
-                              Wc + 2 * g.nel, 3 * g.nel, o + t0 * g.d, g.len * g.d, 1.0f, 1.0f));
+                              Wc + 2 * g.nel, 3 * g.nel, o + t0 * g.d, g.len * g.d, 1.0f, add));
         }
         return LACT_OK;
     }
@@ -325,20 +398,22 @@ template <class T> struct ttt_run {
             LACT_TRY(init_w(true));
         }
         LACT_TRY(grad_fwd(&args->ops[j]));
+        cw = W, cm = M;
         LACT_TRY(step_fwd(j, NULL));
         have_w = have_m = v;
         return LACT_OK;
     }
 
     /* Points sW, sM at the weights after u updates (the state's, else
-     * rebuilt in W, M) and refreshes the product copy Wc. After u = 0 the
+     * rebuilt in W, M) and refreshes the product copy Wc (from a saved
+     * snapshot only when cast: step_bwd may do it). After u = 0 the
      * momentum is zero: sM is NULL, and M keeps what it held. */
-    lact_status load(const float *state, int64_t u) {
+    lact_status load(const float *state, int64_t u, bool cast = true) {
         int64_t slot = lact_ttt_state_slot(args, u);
         if (slot >= 0) {
             sW = snapshot(state, slot);
             sM = mom ? sW + g.n * 3 * g.nel : NULL;
-            return cast_w(sW);
+            return cast ? cast_w(sW) : LACT_OK;
         }
         sW = W;
         if (u == 0) {
@@ -358,41 +433,55 @@ template <class T> struct ttt_run {
         return LACT_OK;
     }
 
-    /* The update of op j after G: momentum, Newton–Schulz, add, renorm; the
-     * new W and M also go to the state snapshot snap when given, and the
-     * iterates to the state's room when kept (the forward's u-th update). */
+    /* The update of op j after G: momentum, Newton–Schulz, add, renorm,
+     * from the weights at cw, cm. The new W and M go to the state snapshot
+     * snap when given (which cw, cm then point at), else to W, M; the
+     * iterates go to the state's room when kept (the forward's u-th
+     * update). */
     lact_status step_fwd(int64_t j, float *snap, float *state = NULL, int64_t upd = -1) {
         const float *bj = mom ? beta + j * g.n : NULL;
-        float *snap_m = snap && mom ? snap + g.n * 3 * g.nel : NULL;
+        float *ow = snap ? snap : W;
+        float *om = !mom ? NULL : snap ? snap + g.n * 3 * g.nel : M;
+        float *pn = NULL;
+        if (state && args->momenta_only && upd >= 0) {
+            /* the momentum and row lengths of every update, the weights
+             * after the last (lact_ttt_walk_layout_of) */
+            lact_ttt_walk_layout lay = lact_ttt_walk_layout_of(args, g.n, g.d, g.dh);
+            om = state + lay.m + upd * g.n * 3 * g.nel;
+            pn = state + lay.rows + upd * g.n * g.rows;
+            if (upd == lact_ttt_n_updates(args) - 1) ow = state + lay.w;
+        }
         if (!muon) {
-            TTT_LAUNCH_WROWS(ttt_renorm_kernel, T, TTT_THREADS,
-                             lact_aligned16(M, G, W, snap, snap_m), g, (const T *)NULL, bj, M, G, W,
-                             Wc, r0, snap, snap_m);
+            TTT_LAUNCH_WROWS(ttt_renorm_kernel, T, TTT_THREADS, lact_aligned16(cm, om, G, cw, ow),
+                             g, (const T *)NULL, bj, cm, om, G, cw, ow, Wc, r0, pn);
             LACT_CU_LAUNCH("ttt_renorm");
-            return LACT_OK;
+        } else {
+            const float *u = G;
+            if (mom) {
+                ttt_mom_mix_kernel<<<grid(g.n * 3 * g.nel), TTT_THREADS, 0, st>>>(g, bj, cm, G, om);
+                LACT_CU_LAUNCH("ttt_mom_mix");
+                u = om;
+            }
+            const bool kept = keep_ns && state && upd >= 0;
+            ns_at(state, kept ? upd : -1);
+            LACT_TRY(ns.forward(u, kept));
+            TTT_LAUNCH_WROWS(ttt_renorm_kernel, T, TTT_THREADS, lact_aligned16(cw, ow), g, ns.X[5],
+                             NULL, NULL, NULL, NULL, cw, ow, Wc, r0);
+            LACT_CU_LAUNCH("ttt_renorm");
         }
-        const float *u = G;
-        if (mom) {
-            ttt_mom_mix_kernel<<<grid(g.n * 3 * g.nel), TTT_THREADS, 0, st>>>(g, bj, M, G, M,
-                                                                              snap_m);
-            LACT_CU_LAUNCH("ttt_mom_mix");
-            u = M;
-        }
-        const bool kept = keep_ns && state && upd >= 0;
-        ns_at(state, kept ? upd : -1);
-        LACT_TRY(ns.forward(u, kept));
-        TTT_LAUNCH_WROWS(ttt_renorm_kernel, T, TTT_THREADS, lact_aligned16(W, snap), g, ns.X[5],
-                         NULL, NULL, NULL, W, Wc, r0, snap, NULL);
-        LACT_CU_LAUNCH("ttt_renorm");
+        cw = ow, cm = om;
         return LACT_OK;
     }
 
     lact_status forward(T *o, float *state) {
-        LACT_CU(cudaMemsetAsync(o, 0, (size_t)(g.n * g.len * g.d) * sizeof(T), st));
+        if (apply_fused())
+            LACT_CU(cudaMemsetAsync(o, 0, (size_t)(g.n * g.len * g.d) * sizeof(T), st));
+        else
+            LACT_TRY(zero_uncovered(o, true, false));
         int64_t u = 0;
         for (int64_t j = 0; j < args->n_ops; j++) {
             const lact_ttt_op *op = &args->ops[j];
-            if (op->apply) LACT_TRY(apply_fwd(op, o));
+            if (op->apply) LACT_TRY(apply_fwd(j, o));
             if (!op->update) continue;
             LACT_TRY(grad_fwd(op));
             int64_t slot = lact_ttt_state_slot(args, ++u);
@@ -422,9 +511,26 @@ template <class T> struct ttt_run {
             LACT_TRY(ns.backward(u, du));
             dun = du;
         } else {
-            TTT_LAUNCH_WROWS(ttt_renorm_bwd_kernel, T, TTT_THREADS, lact_aligned16(u, sW, dW), g,
-                             (const T *)NULL, u, sW, r0, dW, dr0, (T *)NULL);
-            LACT_CU_LAUNCH("ttt_renorm_bwd");
+            /* renorm and momentum backward, and Wc, in one pass (load() left
+             * the cast to it where momentum lets it wait: without, G is
+             * formed from Wc before this step) */
+            T *wc = mom ? Wc : NULL;
+            const float *pn = NULL;
+            float *wo = NULL;
+            if (args->momenta_only) { /* W holds the weights after the step: walk back */
+                lact_ttt_walk_layout lay = lact_ttt_walk_layout_of(args, g.n, g.d, g.dh);
+                pn = state + lay.rows + upd * g.n * g.rows;
+                wo = W;
+            }
+            TTT_LAUNCH_WROWS(ttt_step_bwd_kernel, T, TTT_THREADS, lact_aligned16(u, sW, dW, sM, dM),
+                             g, u, sW, r0, dW, dr0, bj, sM, dM, dGc, wc, row_part, pn, wo);
+            LACT_CU_LAUNCH("ttt_step_bwd");
+            if (sM) {
+                ttt_sum_rows_kernel<<<(unsigned)g.n, TTT_THREADS, 0, st>>>(row_part, g.rows,
+                                                                           dbeta + j * g.n);
+                LACT_CU_LAUNCH("ttt_sum_rows");
+            }
+            return LACT_OK;
         }
         int64_t blocks = (3 * g.nel + 4 * TTT_THREADS - 1) / (4 * TTT_THREADS);
         if (blocks > TTT_MOM_BLOCKS) blocks = TTT_MOM_BLOCKS;
@@ -439,8 +545,10 @@ template <class T> struct ttt_run {
     }
 
     /* Backward through the products that made G (dGc given). */
-    lact_status grad_bwd(const lact_ttt_op *op, const lact_ttt_cuda_grad *gr, bool have_tile) {
+    lact_status grad_bwd(int64_t j, const lact_ttt_cuda_grad *gr, bool have_tile) {
+        const lact_ttt_op *op = &args->ops[j];
         int64_t Ld = g.len * g.d, nel3 = 3 * g.nel, dh = g.dh, d = g.d;
+        const float add = first_touch(j, false, true) ? 0.0f : 1.0f;
         for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
             int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
             const T *kt = k + t0 * d, *vt = v + t0 * d;
@@ -466,19 +574,19 @@ template <class T> struct ttt_run {
                                 in->lr0, in->lr1, in->lr2, h1, x02, dAB, dE, gr->lr0, gr->lr1,
                                 gr->lr2);
             }
-            /* Straight into the zeroed token gradients (beta 1): each
-             * token's rows get at most two products per op. */
+            /* Straight into the token gradients: the first product stores
+             * where this op is the first update on the rows, else adds. */
             if (gr->v) {
                 T *dvt = (T *)gr->v + t0 * d;
                 LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, d, dh, g.n, h1, Tt * dh,
-                                  dGc + 2 * g.nel, nel3, dvt, Ld, 1.0f, 1.0f));
+                                  dGc + 2 * g.nel, nel3, dvt, Ld, 1.0f, add));
                 LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, d, dh, g.n, dE, Tt * dh,
                                   Wc + 2 * g.nel, nel3, dvt, Ld, 1.0f, 1.0f));
             }
             if (gr->k) {
                 T *dkt = (T *)gr->k + t0 * d;
                 LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 2 * dh, g.n, x02,
-                                  Tt * 2 * dh, dGc, nel3, dkt, Ld, 1.0f, 1.0f));
+                                  Tt * 2 * dh, dGc, nel3, dkt, Ld, 1.0f, add));
                 LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 2 * dh, g.n, dAB,
                                   Tt * 2 * dh, Wc, nel3, dkt, Ld, 1.0f, 1.0f));
             }
@@ -490,8 +598,10 @@ template <class T> struct ttt_run {
         return LACT_OK;
     }
 
-    lact_status apply_bwd(const lact_ttt_op *op, const T *d_o, const lact_ttt_cuda_grad *gr) {
+    lact_status apply_bwd(int64_t j, const T *d_o, const lact_ttt_cuda_grad *gr) {
+        const lact_ttt_op *op = &args->ops[j];
         int64_t Ld = g.len * g.d, nel3 = 3 * g.nel, dh = g.dh, d = g.d;
+        const float add = first_touch(j, true, true) ? 0.0f : 1.0f;
         for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
             int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
             const T *qt = q + t0 * d, *dot = d_o + t0 * d;
@@ -511,7 +621,7 @@ template <class T> struct ttt_run {
                               Tt * 2 * dh, qt, Ld, dW, nel3, 1.0f, 1.0f));
             if (gr->q && !hidden_fused)
                 LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 2 * dh, g.n, dAB,
-                                  Tt * 2 * dh, Wc, nel3, (T *)gr->q + t0 * d, Ld, 1.0f, 1.0f));
+                                  Tt * 2 * dh, Wc, nel3, (T *)gr->q + t0 * d, Ld, 1.0f, add));
         }
         return LACT_OK;
     }
@@ -524,9 +634,14 @@ template <class T> struct ttt_run {
     lact_status backward(const lact_ttt_cuda_grad *gr, const T *d_o, const float *state) {
         size_t act = (size_t)(g.n * g.len * g.d) * sizeof(T), tok = (size_t)(g.n * g.len) * 4;
         size_t mst = (size_t)(g.n * 3 * g.nel) * 4;
-        LACT_TRY(zero(gr->q, act));
-        LACT_TRY(zero(gr->k, act));
-        LACT_TRY(zero(gr->v, act));
+        /* The fused hidden pass adds into d_q; the products store on the
+         * rows they write first, so only the others are zeroed. */
+        if (hidden_fused)
+            LACT_TRY(zero(gr->q, act));
+        else
+            LACT_TRY(zero_uncovered(gr->q, true, true));
+        LACT_TRY(zero_uncovered(gr->k, false, true));
+        LACT_TRY(zero_uncovered(gr->v, false, true));
         LACT_TRY(zero(gr->lr0, tok));
         LACT_TRY(zero(gr->lr1, tok));
         LACT_TRY(zero(gr->lr2, tok));
@@ -535,20 +650,38 @@ template <class T> struct ttt_run {
         LACT_TRY(zero(dr0, (size_t)(g.n * g.rows) * 4));
         LACT_TRY(zero(dbeta, (size_t)(args->n_ops * g.n) * 4));
         int64_t u = lact_ttt_n_updates(args);
+        if (args->momenta_only) {
+            /* the last weights; step_bwd walks them back */
+            lact_ttt_walk_layout lay = lact_ttt_walk_layout_of(args, g.n, g.d, g.dh);
+            LACT_CU(cudaMemcpyAsync(W, state + lay.w, mst, cudaMemcpyDeviceToDevice, st));
+            LACT_TRY(cast_w(W));
+            sW = W;
+        }
         for (int64_t j = args->n_ops - 1; j >= 0; j--) {
             const lact_ttt_op *op = &args->ops[j];
             if (op->update) u--;
-            /* With momentum the step's input M' = βM + G is the momentum
-             * after the update: no need to recompute G. It comes first, as
-             * rebuilding it may overwrite W. */
-            if (op->update && mom) LACT_TRY(load_m(state, u + 1, &sU));
-            LACT_TRY(load(state, u));
+            if (args->momenta_only) {
+                if (op->update) {
+                    lact_ttt_walk_layout lay = lact_ttt_walk_layout_of(args, g.n, g.d, g.dh);
+                    int64_t snap = g.n * 3 * g.nel;
+                    sU = state + lay.m + u * snap;
+                    sM = u > 0 ? state + lay.m + (u - 1) * snap : NULL;
+                }
+            } else {
+                /* With momentum the step's input M' = βM + G is the
+                 * momentum after the update: no need to recompute G. It
+                 * comes first, as rebuilding it may overwrite W. */
+                if (op->update && mom) LACT_TRY(load_m(state, u + 1, &sU));
+                /* The step's backward writes Wc itself (step_bwd) where
+                 * it runs before any product. */
+                LACT_TRY(load(state, u, !(op->update && mom && !muon)));
+            }
             if (op->update) {
                 if (!mom) LACT_TRY(grad_fwd(op));
                 LACT_TRY(step_bwd(j, state, u));
-                LACT_TRY(grad_bwd(op, gr, !mom && op->end - op->start <= tile));
+                LACT_TRY(grad_bwd(j, gr, !mom && op->end - op->start <= tile));
             }
-            if (op->apply) LACT_TRY(apply_bwd(op, d_o, gr));
+            if (op->apply) LACT_TRY(apply_bwd(j, d_o, gr));
         }
         if (gr->momentum) {
             ttt_dmom_kernel<<<grid(g.n * g.len), TTT_THREADS, 0, st>>>(g, ops, args->n_ops, dbeta,

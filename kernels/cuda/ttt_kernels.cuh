@@ -354,23 +354,22 @@ __global__ void ttt_grad_bwd_ew_kernel(ttt_geom g, int64_t Tt, int64_t t0, const
 
 /* out = beta[n] M + G over the master layout (out may be M). */
 __global__ void ttt_mom_mix_kernel(ttt_geom g, const float *beta, const float *M, const float *G,
-                                   float *out, float *out2 = NULL) {
+                                   float *out) {
     int64_t total = g.n * 3 * g.nel;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        float x = beta[i / (3 * g.nel)] * M[i] + G[i];
-        out[i] = x;
-        if (out2) out2[i] = x;
-    }
+         i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = beta[i / (3 * g.nel)] * M[i] + G[i];
 }
 
-/* Per row: u = (NS output | beta M + G with M updated | G); p = W + u;
- * W = p · r0 / (‖p‖ + eps); Wc = W in T; the new W (and the M it updates)
- * also into a state snapshot sW (sM) when given. A warp per row. */
+/* Per row: u = (NS output | beta Mi + G, stored in Mo | G); p = Wi + u;
+ * Wo = p · r0 / (‖p‖ + eps); Wc = Wo in T; ‖p‖ to pn when given. Wo, Mo may be Wi, Mi (each
+ * element is read before it is written, by the same thread): the forward
+ * writes the new weights straight into the state's snapshot, which the
+ * next update reads. A warp per row. */
 template <class T, int V>
-__global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, float *M,
-                                  const float *G, float *W, T *Wc, const float *r0,
-                                  float *sW = NULL, float *sM = NULL) {
+__global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, const float *Mi,
+                                  float *Mo, const float *G, const float *Wi, float *Wo, T *Wc,
+                                  const float *r0, float *pn = NULL) {
     int64_t n, r;
     if (!ttt_wrow(g, &n, &r)) return;
     const int lane = threadIdx.x & 31;
@@ -382,37 +381,36 @@ __global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, fl
         float u[V], p[V];
         if (ns) {
             vload<V>(ns + ttt_ns_off(g, n, rel + c), u);
-        } else if (M) {
+        } else if (Mi) {
             float m[V];
-            vload<V>(M + off + c, m);
+            vload<V>(Mi + off + c, m);
             vload<V>(G + off + c, u);
 #pragma unroll
             for (int e = 0; e < V; e++)
                 u[e] += bn * m[e];
-            vstore<V>(M + off + c, u);
-            if (sM) vstore<V>(sM + off + c, u);
+            vstore<V>(Mo + off + c, u);
         } else {
             vload<V>(G + off + c, u);
         }
-        vload<V>(W + off + c, p);
+        vload<V>(Wi + off + c, p);
 #pragma unroll
         for (int e = 0; e < V; e++) {
             p[e] += u[e];
             ss += p[e] * p[e];
         }
-        vstore<V>(W + off + c, p);
+        vstore<V>(Wo + off + c, p);
     }
     ss = warp_sum(ss);
-    const float sc = r0[n * g.rows + r] / (sqrtf(ss) + TTT_ROW_EPS);
+    const float len_p = sqrtf(ss), sc = r0[n * g.rows + r] / (len_p + TTT_ROW_EPS);
+    if (pn && lane == 0) pn[n * g.rows + r] = len_p;
     for (int64_t c = lane * V; c < len; c += 32 * V) {
         float w[V];
-        vload<V>(W + off + c, w);
+        vload<V>(Wo + off + c, w);
 #pragma unroll
         for (int e = 0; e < V; e++)
             w[e] *= sc;
-        vstore<V>(W + off + c, w);
+        vstore<V>(Wo + off + c, w);
         vstore<V>(Wc + off + c, w);
-        if (sW) vstore<V>(sW + off + c, w);
     }
 }
 
@@ -494,6 +492,106 @@ __global__ void ttt_mom_bwd_kernel(ttt_geom g, const float *dun, const float *be
     /* one partial per block, summed in order by ttt_sum_parts_kernel: the
      * gradient must not depend on the blocks' timing */
     if (threadIdx.x == 0) dbeta_part[n * gridDim.x + blockIdx.x] = dot;
+}
+
+/* The step's backward without Newton–Schulz in one pass per row: the
+ * renorm's backward (as ttt_renorm_kernel's, u from U), then the momentum's
+ * (as ttt_mom_bwd_kernel's, dun the new dW), and Wc = W (the copy the
+ * products read next, which would otherwise take a pass over W of its
+ * own). Row r of head n leaves its share of dbeta[n] in
+ * part[n · rows + r] (when M is given), summed by ttt_sum_rows_kernel.
+ * Walking back (pn given, lact_ttt_args.momenta_only): W holds the weights
+ * after the step; p = W (pn + eps) / r0 with the row's length pn before
+ * the renorm (p = u where r0 = 0), and the weights before, p − u, go to Wo
+ * and Wc. A warp per row. */
+template <class T, int V>
+__global__ void ttt_step_bwd_kernel(ttt_geom g, const float *U, const float *W, const float *r0,
+                                    float *dW, float *dr0, const float *beta, const float *M,
+                                    float *dM, T *dGc, T *Wc, float *part, const float *pn,
+                                    float *Wo) {
+    int64_t n, r;
+    if (!ttt_wrow(g, &n, &r)) return;
+    const int lane = threadIdx.x & 31;
+    const int64_t len = ttt_row_len(g, r);
+    const int64_t off = n * 3 * g.nel + ttt_row_off(g, r);
+    const float rr = r0[n * g.rows + r];
+    const float back = pn && rr > 0.0f ? (pn[n * g.rows + r] + TTT_ROW_EPS) / rr : 0.0f;
+    /* p and the weights before the step at column c */
+    auto at = [&](int64_t c, float(&u)[V], float(&p)[V], float(&w)[V]) {
+        vload<V>(U + off + c, u);
+        vload<V>(W + off + c, w);
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            if (pn) {
+                p[e] = rr > 0.0f ? w[e] * back : u[e];
+                w[e] = p[e] - u[e];
+            } else {
+                p[e] = w[e] + u[e];
+            }
+        }
+    };
+    float ss = 0.0f, dot = 0.0f;
+    for (int64_t c = lane * V; c < len; c += 32 * V) {
+        float u[V], p[V], w[V], dw[V];
+        at(c, u, p, w);
+        vload<V>(dW + off + c, dw);
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            ss += p[e] * p[e];
+            dot += dw[e] * p[e];
+        }
+    }
+    ss = warp_sum(ss);
+    dot = warp_sum(dot);
+    const float nr = pn ? pn[n * g.rows + r] : sqrtf(ss), ne = nr + TTT_ROW_EPS;
+    const float k = nr > 0.0f ? rr * dot / (ne * ne * nr) : 0.0f;
+    const float bn = beta ? beta[n] : 0.0f;
+    float dbeta = 0.0f;
+    for (int64_t c = lane * V; c < len; c += 32 * V) {
+        float u[V], p[V], w[V], dw[V], dmu[V];
+        at(c, u, p, w);
+        vload<V>(dW + off + c, dw);
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            dmu[e] = dw[e] = dw[e] * (rr / ne) - k * p[e];
+        vstore<V>(dW + off + c, dw);
+        if (dM) {
+            float dm[V];
+            vload<V>(dM + off + c, dm);
+#pragma unroll
+            for (int e = 0; e < V; e++) {
+                dmu[e] += dm[e];
+                dm[e] = bn * dmu[e];
+            }
+            vstore<V>(dM + off + c, dm);
+        }
+        if (M) {
+            float m[V];
+            vload<V>(M + off + c, m);
+#pragma unroll
+            for (int e = 0; e < V; e++)
+                dbeta += dmu[e] * m[e];
+        }
+        vstore<V>(dGc + off + c, dmu);
+        if (Wo) vstore<V>(Wo + off + c, w);
+        if (Wc) vstore<V>(Wc + off + c, w);
+    }
+    if (lane == 0) dr0[n * g.rows + r] += dot / ne;
+    if (!M) return;
+    dbeta = warp_sum(dbeta);
+    if (lane == 0) part[n * g.rows + r] = dbeta;
+}
+
+/* out[n] += Σ_r part[n · rows + r] in a fixed order (each thread's rows in
+ * turn, then the block's tree). A block per head. */
+__global__ void ttt_sum_rows_kernel(const float *part, int64_t rows, float *out) {
+    __shared__ float sh[32];
+    const int64_t n = blockIdx.x;
+    float s = 0.0f;
+    for (int64_t r = threadIdx.x; r < rows; r += blockDim.x)
+        s += part[n * rows + r];
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) out[n] += s;
 }
 
 /* out[i] += Σ_b part[i · nb + b], b in order (the deterministic end of a

@@ -34,8 +34,10 @@ typedef struct cuda_case {
     int64_t n, len, d, mult, chunk;
     bool mom;
     lact_ttt_muon muon;
-    int64_t n_ctx;  /* 0: causal order; else bidirectional, updates on [0, n_ctx) */
-    int save_every; /* args.save_every */
+    int64_t n_ctx;     /* 0: causal order; -1: overlapping ops (overlapping_order); else
+                        * bidirectional, updates on [0, n_ctx) */
+    int save_every;    /* args.save_every */
+    bool momenta_only; /* args.momenta_only */
 } cuda_case;
 
 /* With Muon every update chunk has at least dh tokens, as in the layer
@@ -43,27 +45,37 @@ typedef struct cuda_case {
  * Newton–Schulz amplifies about a thousandfold, and then even two fp32
  * summation orders differ by 1e-3. */
 static const cuda_case cases[] = {
-    {2, 200, 64, 1, 64, true, LACT_TTT_MUON_OFF, 0, 1},
-    {2, 300, 64, 2, 128, false, LACT_TTT_MUON_TABLE, 0, 1},
-    {2, 300, 64, 1, 128, true, LACT_TTT_MUON_TABLE, 0, 1},
-    {1, 700, 128, 1, 160, true, LACT_TTT_MUON_TABLE, 480, 1},
-    {1, 700, 128, 2, 256, true, LACT_TTT_MUON_FIXED, 0, 1},
-    {1, 1300, 512, 1, 512, true, LACT_TTT_MUON_TABLE, 0, 1},
-    {1, 100, 512, 2, 48, false, LACT_TTT_MUON_OFF, 0, 1},
-    {1, 4500, 16, 2, 4500, true, LACT_TTT_MUON_TABLE, 4500, 1},
+    {2, 200, 64, 1, 64, true, LACT_TTT_MUON_OFF, 0, 1, false},
+    {2, 300, 64, 2, 128, false, LACT_TTT_MUON_TABLE, 0, 1, false},
+    {2, 300, 64, 1, 128, true, LACT_TTT_MUON_TABLE, 0, 1, false},
+    {1, 700, 128, 1, 160, true, LACT_TTT_MUON_TABLE, 480, 1, false},
+    {1, 700, 128, 2, 256, true, LACT_TTT_MUON_FIXED, 0, 1, false},
+    {1, 1300, 512, 1, 512, true, LACT_TTT_MUON_TABLE, 0, 1, false},
+    {1, 100, 512, 2, 48, false, LACT_TTT_MUON_OFF, 0, 1, false},
+    {1, 4500, 16, 2, 4500, true, LACT_TTT_MUON_TABLE, 4500, 1, false},
     /* dh not a multiple of 16 bytes' columns: the row kernels' narrower
      * accesses (two columns, then one); no momentum, whose per-token
      * gradient sums so few products at these sizes that bf16 rounding alone
      * leaves it at 2e-2 */
-    {2, 90, 6, 1, 32, false, LACT_TTT_MUON_OFF, 0, 1},
-    {1, 70, 5, 1, 20, false, LACT_TTT_MUON_OFF, 0, 1},
+    {2, 90, 6, 1, 32, false, LACT_TTT_MUON_OFF, 0, 1, false},
+    {1, 70, 5, 1, 20, false, LACT_TTT_MUON_OFF, 0, 1, false},
     /* the weights after every second update saved, the others rebuilt:
      * an odd last update, momentum's input rebuilt before the final apply,
      * and no momentum */
-    {2, 200, 64, 1, 64, true, LACT_TTT_MUON_OFF, 0, 2},
-    {1, 700, 128, 1, 160, true, LACT_TTT_MUON_TABLE, 480, 2},
-    {1, 2000, 128, 2, 256, true, LACT_TTT_MUON_FIXED, 0, 2},
-    {2, 300, 64, 2, 64, false, LACT_TTT_MUON_OFF, 0, 2},
+    {2, 200, 64, 1, 64, true, LACT_TTT_MUON_OFF, 0, 2, false},
+    {1, 700, 128, 1, 160, true, LACT_TTT_MUON_TABLE, 480, 2, false},
+    {1, 2000, 128, 2, 256, true, LACT_TTT_MUON_FIXED, 0, 2, false},
+    {2, 300, 64, 2, 64, false, LACT_TTT_MUON_OFF, 0, 2, false},
+    /* overlapping ops, uncovered rows */
+    {2, 300, 64, 1, 128, true, LACT_TTT_MUON_OFF, -1, 1, false},
+    {1, 300, 64, 2, 128, false, LACT_TTT_MUON_TABLE, -1, 2, false},
+    /* the momenta saved and the weights walked back: causal, bidirectional,
+     * overlapping, the row kernels' narrow accesses, a long walk */
+    {2, 300, 64, 1, 64, true, LACT_TTT_MUON_OFF, 0, 1, true},
+    {1, 700, 128, 2, 160, true, LACT_TTT_MUON_OFF, 480, 1, true},
+    {2, 300, 64, 1, 128, true, LACT_TTT_MUON_OFF, -1, 1, true},
+    {2, 300, 10, 1, 60, true, LACT_TTT_MUON_OFF, 0, 1, true},
+    {1, 2000, 64, 1, 48, true, LACT_TTT_MUON_OFF, 0, 1, true},
 };
 
 static const char *const names[NT] = {"q",   "k",        "v",  "lr0", "lr1",
@@ -249,6 +261,17 @@ static void kept_same(lact_ctx *gpu, int ci, const lact_tensor *dg, const lact_t
     lact_tensor_free(&o), lact_tensor_free(&st);
 }
 
+/* Applies and updates whose ranges overlap, and tokens that no apply (at
+ * the end) or no update (after the second) covers: the CUDA products store
+ * on the rows an op writes first and add on the others, and the uncovered
+ * rows are zeroed apart. */
+static int64_t overlapping_order(lact_ttt_op *ops, int64_t L, int64_t C) {
+    ops[0] = (lact_ttt_op){0, C, true, true};
+    ops[1] = (lact_ttt_op){C / 2, C / 2 + C, true, true};
+    ops[2] = (lact_ttt_op){C / 4, L - 7, false, true};
+    return 3;
+}
+
 /* Runs one case against the CPU; returns the worst relative error of the
  * outputs and gradients (-1 when the case could not run). */
 static double run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci, lact_dtype act) {
@@ -257,8 +280,9 @@ static double run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci
     int64_t shapes[NT][3] = {{N, L, d}, {N, L, d}, {N, L, d},  {N, L, 0},  {N, L, 0},
                              {N, L, 0}, {N, L, 0}, {N, dh, d}, {N, d, dh}, {N, dh, d}};
     lact_ttt_op ops[256];
-    int64_t n_ops = cc->n_ctx == 0
-                        ? lact_ttt_order_causal(ops, 256, L, cc->chunk)
+    int64_t n_ops = cc->n_ctx == 0 ? lact_ttt_order_causal(ops, 256, L, cc->chunk)
+                    : cc->n_ctx < 0
+                        ? overlapping_order(ops, L, cc->chunk)
                         : lact_ttt_order_bidirectional(ops, 256, L, cc->n_ctx, cc->chunk);
     /* BF16 keeps the Newton–Schulz iterates in the state, as the layer
      * does (used where the iteration is fused; kept_same checks it). */
@@ -266,6 +290,7 @@ static double run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci
                           .n_ops = n_ops,
                           .muon = cc->muon,
                           .save_every = cc->save_every,
+                          .momenta_only = cc->momenta_only,
                           .keep_ns = act == LACT_BF16};
     lact_tensor h[NT], dv[NT], hg[NT], dg[NT];
     lact_tensor ho = {0}, dov = {0}, hdo = {0}, ddo = {0}, hst = {0}, dst = {0};
@@ -371,10 +396,11 @@ static double run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci
             kept_same(gpu, ci, dg, &ddo, dv, cc->mom, &args, tol);
         result = worst;
         printf("case %d %-4s N=%lld L=%lld d=%lld dh=%lld C=%lld mom=%d muon=%d n_ctx=%lld "
-               "save_every=%d: worst %.2e of bound %.2e (%s)%s\n   %s\n",
+               "save_every=%d%s: worst %.2e of bound %.2e (%s)%s\n   %s\n",
                ci, dn, (long long)N, (long long)L, (long long)d, (long long)dh,
                (long long)cc->chunk, cc->mom, (int)cc->muon, (long long)cc->n_ctx, cc->save_every,
-               worst, worst_tol, wn, vs_f64 ? ", against float64" : "", each);
+               cc->momenta_only ? " momenta_only" : "", worst, worst_tol, wn,
+               vs_f64 ? ", against float64" : "", each);
     }
     for (int i = 0; i <= NT; i++)
         free(ref[i]);
