@@ -12,7 +12,6 @@
 #include "cli.h"
 #include "core/base/context.h"
 #include "core/base/device.h"
-#include "core/base/graph.h"
 #include "kernels/kernels.h"
 #include "kernels/timer.h"
 #include "kernels/ttt.h"
@@ -20,7 +19,7 @@
 int cmd_bench_ttt(int argc, char **argv);
 
 typedef struct ttt_bench_opts {
-    int64_t batch, len, heads, dim, mult, chunk, muon, mom, save_every, momenta_only, iters, graph;
+    int64_t batch, len, heads, dim, mult, chunk, muon, mom, save_every, iters;
     double gemm_warm;
     cli_common c;
 } ttt_bench_opts;
@@ -54,35 +53,17 @@ static lact_status tb_run(lact_ctx *ctx, ttt_bench *b, int mode) {
 typedef struct tb_call {
     ttt_bench *b;
     int mode;
-    bool use_graph, warm;
-    lact_graph graph; /* with --graph 1: the run recorded at the second call */
 } tb_call;
 
-/* With --graph 1 the first call runs as it is (it sizes the op's cached
- * buffers and plans), the second is recorded and every later one replays
- * the recording. */
 static lact_status tb_call_run(lact_ctx *ctx, void *arg) {
     tb_call *c = arg;
-    if (!c->use_graph || !c->warm) {
-        c->warm = true;
-        return tb_run(ctx, c->b, c->mode);
-    }
-    if (!c->graph.exec) {
-        LACT_TRY(lact_graph_begin(ctx));
-        lact_status s = tb_run(ctx, c->b, c->mode);
-        LACT_TRY(lact_graph_end(ctx, &c->graph, s == LACT_OK));
-        LACT_TRY(s);
-    }
-    return lact_graph_launch(ctx, &c->graph);
+    return tb_run(ctx, c->b, c->mode);
 }
 
 /* Median of iters timed runs after two warm-up runs. */
-static lact_status tb_time(lact_ctx *ctx, ttt_bench *b, int mode, const ttt_bench_opts *o,
-                           double *ms) {
-    tb_call c = {b, mode, o->graph != 0, false, {NULL}};
-    lact_status s = bench_time(ctx, tb_call_run, &c, (int)o->iters, ms);
-    lact_graph_free(&c.graph);
-    return s;
+static lact_status tb_time(lact_ctx *ctx, ttt_bench *b, int mode, int iters, double *ms) {
+    tb_call c = {b, mode};
+    return bench_time(ctx, tb_call_run, &c, iters, ms);
 }
 
 static void tb_free(ttt_bench *b) {
@@ -95,12 +76,6 @@ static void tb_free(ttt_bench *b) {
     lact_tensor_free(&b->state);
     lact_tensor_free(&b->tmp);
     free(b->ops);
-}
-
-/* --momenta-only where the op takes it: with momentum, without Muon, and
- * saving after every update. */
-static bool tb_momenta_only(const ttt_bench_opts *o) {
-    return o->momenta_only && o->mom && o->muon == 0 && o->save_every == 1;
 }
 
 /* Inputs like the layer's: q, k = l2norm(silu(normal)), v = silu(normal)
@@ -116,8 +91,7 @@ static lact_status tb_make(lact_ctx *ctx, const ttt_bench_opts *o, ttt_bench *b)
     b->args = (lact_ttt_args){.ops = b->ops,
                               .n_ops = n_ops,
                               .muon = (lact_ttt_muon)o->muon,
-                              .save_every = (int)o->save_every,
-                              .momenta_only = tb_momenta_only(o)};
+                              .save_every = (int)o->save_every};
     b->mom = o->mom != 0;
     LACT_TRY(lact_tensor_alloc(&b->tmp, LACT_BF16, ctx->device, 3, act));
     for (int i = 0; i < 3; i++) {
@@ -170,15 +144,12 @@ static void tb_print(const ttt_bench_opts *o, const char *what, double ms, doubl
     if (o->c.json) {
         printf("{\"bench\": \"ttt\", \"mode\": \"%s\", \"batch\": %lld, \"len\": %lld, "
                "\"heads\": %lld, \"dim\": %lld, \"inter_multi\": %lld, \"chunk\": %lld, "
-               "\"muon\": %lld, \"momentum\": %lld, \"save_every\": %lld, \"momenta_only\": %d, "
-               "\"graph\": %lld, "
-               "\"ms\": %.4f, "
+               "\"muon\": %lld, \"momentum\": %lld, \"save_every\": %lld, \"ms\": %.4f, "
                "\"tflops\": %.2f, "
                "\"peak_gib\": %.3f, \"gemm_tflops\": %.1f, \"ratio_gemm\": %.3f}\n",
                what, (long long)o->batch, (long long)o->len, (long long)o->heads, (long long)o->dim,
                (long long)o->mult, (long long)o->chunk, (long long)o->muon, (long long)o->mom,
-               (long long)o->save_every, (int)tb_momenta_only(o), (long long)o->graph, ms, tf,
-               peak_gib, gemm, gemm > 0 ? tf / gemm : 0.0);
+               (long long)o->save_every, ms, tf, peak_gib, gemm, gemm > 0 ? tf / gemm : 0.0);
     } else {
         printf("ttt %-10s %9.3f ms %8.1f TFLOP/s  peak %6.2f GiB", what, ms, tf, peak_gib);
         if (gemm > 0) printf("  (%.1f%% of bf16 GEMM %.0f TFLOP/s)", 100 * tf / gemm, gemm);
@@ -200,33 +171,27 @@ static int tb_main(const cli_command *cmd, const ttt_bench_opts *o, lact_ctx *ct
                   (double)(o->batch * o->heads);
     if (!o->c.json)
         printf("ttt B=%lld L=%lld heads=%lld d=%lld dh=%lld chunk=%lld muon=%lld momentum=%lld "
-               "save_every=%lld momenta_only=%d graph=%lld (FLOPs 18*d*dh*L per head = %.3e "
-               "forward, x3 "
-               "forward+backward, "
+               "save_every=%lld (FLOPs 18*d*dh*L per head = %.3e forward, x3 forward+backward, "
                "Muon not "
                "counted)\n",
                (long long)o->batch, (long long)o->len, (long long)o->heads, (long long)o->dim,
                (long long)(o->dim * o->mult), (long long)o->chunk, (long long)o->muon,
-               (long long)o->mom, (long long)o->save_every, (int)tb_momenta_only(o),
-               (long long)o->graph, flop);
-    if (o->graph && ctx->device != LACT_CUDA) {
-        cli_error(cmd, "--graph 1 records CUDA graphs: it needs --device cuda");
-        return 2;
-    }
+               (long long)o->mom, (long long)o->save_every, flop);
     double ms = 0;
     lact_status made = tb_make(ctx, o, &b);
     lact_mem_reset_peak(ctx->device);
-    if (made != LACT_OK || tb_time(ctx, &b, TB_INFER, o, &ms) != LACT_OK) {
+    if (made != LACT_OK || tb_time(ctx, &b, TB_INFER, (int)o->iters, &ms) != LACT_OK) {
         cli_error(cmd, "forward: %s", lact_errmsg());
         goto done;
     }
     tb_print(o, "inference", ms, flop, (double)lact_mem_peak(ctx->device) / gib, gemm);
-    if (tb_make_train(ctx, o, &b) != LACT_OK || tb_time(ctx, &b, TB_FWD, o, &ms) != LACT_OK) {
+    if (tb_make_train(ctx, o, &b) != LACT_OK ||
+        tb_time(ctx, &b, TB_FWD, (int)o->iters, &ms) != LACT_OK) {
         cli_error(cmd, "forward with state: %s", lact_errmsg());
         goto done;
     }
     tb_print(o, "forward", ms, flop, (double)lact_mem_peak(ctx->device) / gib, gemm);
-    if (tb_time(ctx, &b, TB_FWDBWD, o, &ms) != LACT_OK) {
+    if (tb_time(ctx, &b, TB_FWDBWD, (int)o->iters, &ms) != LACT_OK) {
         cli_error(cmd, "forward+backward: %s", lact_errmsg());
         goto done;
     }
@@ -270,17 +235,8 @@ int cmd_bench_ttt(int argc, char **argv) {
          "save the weights after every update, or every second one (recomputing the others in "
          "the backward: less memory, more time)",
          "1", &o.save_every},
-        {"--momenta-only", CLI_INT, "0|1",
-         "with momentum, without Muon and --save-every 1: save each update's momentum and the "
-         "last weights only, the backward walking the weights back (about half the state; the "
-         "gradients change in their last bits)",
-         "1", &o.momenta_only},
         {"--iters", CLI_INT, "N", "timed runs after two warm-up runs; the median is shown", "10",
          &o.iters},
-        {"--graph", CLI_INT, "0|1",
-         "replay each timed run as one recorded CUDA graph, as a training step runs the op "
-         "(no per-kernel launch gaps)",
-         "0", &o.graph},
         {"--gemm-warm", CLI_FLOAT, "S",
          "at the end, time the reference GEMM again after S seconds of back-to-back calls: a "
          "card at its power limit settles below the rate of its first calls (0: skip)",
@@ -299,13 +255,10 @@ int cmd_bench_ttt(int argc, char **argv) {
     if (r != CLI_PARSED) return r == CLI_HELP ? 0 : 2;
     if (o.batch < 1 || o.len < 1 || o.heads < 1 || o.dim < 1 || o.mult < 1 || o.chunk < 1 ||
         o.iters < 1 || o.muon < 0 || o.muon > 2 || o.save_every < 1 || o.save_every > 2 ||
-        o.graph < 0 || o.graph > 1 || o.momenta_only < 0 || o.momenta_only > 1 ||
         !(o.gemm_warm >= 0 && o.gemm_warm <= 600)) {
-        cli_error(&cmd,
-                  "--batch, --len, --heads, --dim, --inter, --chunk, --iters must be "
-                  "positive, --muon 0, 1 or 2, --save-every 1 or 2, --momenta-only and --graph 0 "
-                  "or 1, and "
-                  "--gemm-warm from 0 to 600 seconds");
+        cli_error(&cmd, "--batch, --len, --heads, --dim, --inter, --chunk, --iters must be "
+                        "positive, --muon 0, 1 or 2, --save-every 1 or 2 and --gemm-warm from 0 "
+                        "to 600 seconds");
         return 2;
     }
     lact_ctx ctx;

@@ -45,8 +45,6 @@ lact_status lact_ttt_check_args(const lact_ttt_args *args, int64_t len) {
     if (args->save_every < 0 || args->save_every > 2)
         return lact_fail(LACT_E_ARG, "ttt: save_every = %d is not 1 (every update) or 2",
                          args->save_every);
-    if (args->momenta_only && (args->muon != LACT_TTT_MUON_OFF || args->save_every == 2))
-        return lact_fail(LACT_E_ARG, "ttt: momenta_only needs Muon off and save_every 0 or 1");
     for (int64_t j = 0; j < args->n_ops; j++) {
         const lact_ttt_op *op = &args->ops[j];
         if (op->start < 0 || op->end <= op->start || op->end > len)
@@ -78,22 +76,13 @@ int64_t lact_ttt_state_ns_numel(const lact_ttt_args *args, int64_t d, int64_t dh
     return 9 * d * dh + 4; /* 6 · 3 · d · dh BF16, 3 norms, 1 pad */
 }
 
-lact_ttt_walk_layout lact_ttt_walk_layout_of(const lact_ttt_args *args, int64_t n, int64_t d,
-                                             int64_t dh) {
-    int64_t u = lact_ttt_n_updates(args), snap = 3 * d * dh * n;
-    return (lact_ttt_walk_layout){0, u * snap, (u + 1) * snap};
-}
-
 int64_t lact_ttt_state_numel(const lact_ttt_args *args, bool momentum, int64_t d, int64_t dh) {
     int64_t n = lact_ttt_n_updates(args);
-    if (args->momenta_only) /* per head: n momenta, the last weights, n · rows lengths */
-        return (n + 1) * 3 * d * dh + n * (2 * dh + d);
     return n / save_every(args) * (momentum ? 6 : 3) * d * dh +
            n * lact_ttt_state_ns_numel(args, d, dh);
 }
 
 int64_t lact_ttt_state_slot(const lact_ttt_args *args, int64_t u) {
-    if (args->momenta_only) return -1;
     int64_t s = save_every(args);
     return u > 0 && u % s == 0 && u <= lact_ttt_n_updates(args) ? u / s - 1 : -1;
 }
@@ -176,8 +165,6 @@ static lact_status check_inputs(lact_ctx *ctx, const char *op, const lact_tensor
     LACT_TRY(check_shape(ctx, op, "w1", w1, 3, Nw, d, dh));
     LACT_TRY(check_shape(ctx, op, "w2", w2, 3, Nw, dh, d));
     LACT_TRY(lact_ttt_check_args(args, L));
-    if (args->momenta_only && !present(momentum))
-        return lact_fail(LACT_E_ARG, "%s: momenta_only needs momentum", op);
     *dims = (lact_ttt_dims){N, L, d, dh, Nw};
     return LACT_OK;
 }

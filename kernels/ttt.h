@@ -79,14 +79,6 @@ typedef struct lact_ttt_args {
      * CUDA version's fused BF16 iteration (ttt_ns_fused.cu) uses the room;
      * elsewhere it stays unwritten. */
     bool keep_ns;
-    /* With momentum, without Muon and with save_every 0 or 1: the state
-     * holds each update's momentum and the lengths of its rows before the
-     * renorm, and the weights after the last update only (about half the
-     * state). The backward walks the weights back an update at a time,
-     * W_{u-1} = W_u (‖p‖ + eps) / r0 − M_u, which costs one more write of W
-     * per update and adds a few float roundings of W per step, so the
-     * gradients differ from those of the saved weights in their last bits. */
-    bool momenta_only;
 } lact_ttt_args;
 
 /* Shifted block-causal order: chunk c = [cC, min(L, (c+1)C)) is applied
@@ -126,18 +118,6 @@ int64_t lact_ttt_state_slot(const lact_ttt_args *args, int64_t u);
  * snapshot is the CUDA version's working layout and is read in place. */
 int64_t lact_ttt_state_offset(int64_t n, bool momentum, int64_t d, int64_t dh, int64_t slot,
                               int64_t h, int i, bool moment);
-
-/* Where the parts of a momenta-only state (lact_ttt_args.momenta_only) of
- * n heads start, in elements: the momenta after update u + 1 at
- * m + u · n · 3 d dh, per head in the snapshots' order (W0, W2, W1); the
- * weights after the last update at w, the same way; the row lengths before
- * update u + 1's renorm at rows + u · n · (2 dh + d), per head the rows of
- * W0, W2, W1 in turn. */
-typedef struct lact_ttt_walk_layout {
-    int64_t m, w, rows;
-} lact_ttt_walk_layout;
-lact_ttt_walk_layout lact_ttt_walk_layout_of(const lact_ttt_args *args, int64_t n, int64_t d,
-                                             int64_t dh);
 
 /* o and state (state may be NULL) from the inputs; momentum may be NULL. */
 lact_status lact_ttt_forward(lact_ctx *ctx, lact_tensor *o, lact_tensor *state,

@@ -142,7 +142,6 @@ lact_status lact_ttt_layer_order(lact_ttt_layer *l, int64_t len, lact_dtype act,
     const lact_ttt_layer_cfg *c = &l->cfg;
     args->muon = c->muon;
     args->save_every = 1;
-    args->momenta_only = false;
     /* BF16 activations run on CUDA, whose fused iteration keeps the
      * iterates for the backward (the room is unused elsewhere). */
     args->keep_ns = act == LACT_BF16;

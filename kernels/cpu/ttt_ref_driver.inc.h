@@ -31,58 +31,6 @@ static void ttt_load(ttt_ws *ws, const real *state, int64_t n, int64_t u, int64_
     }
 }
 
-/* A momenta-only state (lact_ttt_args.momenta_only): head h's parts of
- * update u (from 0) or, with u < 0, of the weights after the last update.
- * Each matrix i lies at its place in the W0 | W2 | W1 order, and so do its
- * rows among the row lengths. */
-static const int ttt_pos[3] = {0, 2, 1};
-
-static int64_t ttt_walk_row0(const ttt_ws *ws, int i) {
-    return ttt_pos[i] * ws->dh;
-}
-
-static void ttt_walk_save(const ttt_ws *ws, real *state, const lact_ttt_args *args, int64_t n,
-                          int64_t u, int64_t h) {
-    lact_ttt_walk_layout lay = lact_ttt_walk_layout_of(args, n, ws->d, ws->dh);
-    int64_t snap = 3 * ws->nel * n, rows = 2 * ws->dh + ws->d;
-    for (int i = 0; i < 3; i++) {
-        int64_t at = h * 3 * ws->nel + ttt_pos[i] * ws->nel;
-        if (u < 0) {
-            memcpy(state + lay.w + at, ws->w[i], (size_t)ws->nel * sizeof(real));
-            continue;
-        }
-        memcpy(state + lay.m + u * snap + at, ws->m[i], (size_t)ws->nel * sizeof(real));
-        memcpy(state + lay.rows + (u * n + h) * rows + ttt_walk_row0(ws, i), ws->pn[i],
-               (size_t)ttt_rows(ws, i) * sizeof(real));
-    }
-}
-
-/* ws->w one update back, from the weights after update u + 1 (from 0) to
- * those before it; ws->m becomes the momentum before it. */
-static void ttt_walk_back(ttt_ws *ws, const real *state, const lact_ttt_args *args, int64_t n,
-                          int64_t u, int64_t h) {
-    lact_ttt_walk_layout lay = lact_ttt_walk_layout_of(args, n, ws->d, ws->dh);
-    int64_t snap = 3 * ws->nel * n, rows = 2 * ws->dh + ws->d;
-    for (int i = 0; i < 3; i++) {
-        int64_t at = h * 3 * ws->nel + ttt_pos[i] * ws->nel;
-        ttt_step_back(ws, i, state + lay.m + u * snap + at,
-                      state + lay.rows + (u * n + h) * rows + ttt_walk_row0(ws, i));
-        if (u > 0)
-            memcpy(ws->m[i], state + lay.m + (u - 1) * snap + at, (size_t)ws->nel * sizeof(real));
-        else
-            memset(ws->m[i], 0, (size_t)ws->nel * sizeof(real));
-    }
-}
-
-/* ws->w := the weights after the last update (a momenta-only state). */
-static void ttt_walk_start(ttt_ws *ws, const real *state, const lact_ttt_args *args, int64_t n,
-                           int64_t h) {
-    lact_ttt_walk_layout lay = lact_ttt_walk_layout_of(args, n, ws->d, ws->dh);
-    for (int i = 0; i < 3; i++)
-        memcpy(ws->w[i], state + lay.w + h * 3 * ws->nel + ttt_pos[i] * ws->nel,
-               (size_t)ws->nel * sizeof(real));
-}
-
 /* The initial weights' head that head h starts from. */
 static int64_t ttt_w_head(const ttt_ws *ws, int64_t h) {
     return ws->wn ? h % ws->wn : h;
@@ -183,11 +131,9 @@ lact_status TTT_NAME(lact_cpu_ttt_forward)(real *o, real *state, const ttt_in *i
                 }
             if (!op->update) continue;
             ttt_update(&ws, &x, op, args->muon);
-            if (state && args->momenta_only) ttt_walk_save(&ws, state, args, dims->n, u, h);
             int64_t slot = lact_ttt_state_slot(args, ++u);
             if (state && slot >= 0) ttt_save(&ws, state, dims->n, slot, h, has_mom);
         }
-        if (state && args->momenta_only) ttt_walk_save(&ws, state, args, dims->n, -1, h);
     }
     ttt_ws_free(&ws);
     return LACT_OK;
@@ -234,15 +180,11 @@ lact_status TTT_NAME(lact_cpu_ttt_backward)(const ttt_grad *grad, const real *d_
             memset(ws.dm[i], 0, (size_t)ws.nel * sizeof(real));
             memset(ws.dr0[i], 0, (size_t)ttt_rows(&ws, i) * sizeof(real));
         }
-        int64_t upd = n_upd, have = n_upd; /* momenta-only: the updates ws->w holds */
-        if (args->momenta_only) ttt_walk_start(&ws, state, args, dims->n, h);
+        int64_t upd = n_upd;
         for (int64_t j = args->n_ops - 1; j >= 0; j--) {
             const lact_ttt_op *op = &args->ops[j];
             if (op->update) upd--;
-            if (!args->momenta_only)
-                ttt_weights_at(&ws, in, &x, state, args, dims->n, h, upd);
-            else if (have > upd)
-                ttt_walk_back(&ws, state, args, dims->n, --have, h);
+            ttt_weights_at(&ws, in, &x, state, args, dims->n, h, upd);
             if (op->update) {
                 ttt_grad_of(&ws, &x, op);
                 real beta = has_mom ? ttt_mean_beta(x.mom, op) : 0, dbeta = 0;

@@ -124,17 +124,14 @@ static void ttt_row_norms(real *out, const real *x, int64_t rows, int64_t cols) 
     }
 }
 
-/* w = each row of p rescaled to norm r0 (row / (‖row‖ + eps) · r0); pn =
- * the rows' lengths ‖row‖. */
-static void ttt_renorm_fwd(real *w, real *pn, const real *p, const real *r0, int64_t rows,
-                           int64_t cols) {
+/* w = each row of p rescaled to norm r0 (row / (‖row‖ + eps) · r0). */
+static void ttt_renorm_fwd(real *w, const real *p, const real *r0, int64_t rows, int64_t cols) {
     for (int64_t r = 0; r < rows; r++) {
         const real *pr = p + r * cols;
         real ss = 0;
         for (int64_t c = 0; c < cols; c++)
             ss += pr[c] * pr[c];
-        pn[r] = sqrt(ss);
-        real s = r0[r] / (pn[r] + (real)TTT_ROW_EPS);
+        real s = r0[r] / (sqrt(ss) + (real)TTT_ROW_EPS);
         for (int64_t c = 0; c < cols; c++)
             w[r * cols + c] = pr[c] * s;
     }
@@ -172,22 +169,7 @@ static void ttt_step_fwd(ttt_ws *ws, int i, real beta, bool has_mom, lact_ttt_mu
     real *p = ws->t[1];
     for (int64_t j = 0; j < nel; j++)
         p[j] = ws->w[i][j] + u[j];
-    ttt_renorm_fwd(ws->w[i], ws->pn[i], p, ws->r0[i], rows, cols);
-}
-
-/* Weight i one update back (lact_ttt_args.momenta_only): from ws->w[i]
- * after the update, its momentum m and the row lengths pn before its
- * renorm, p = w (‖p‖ + eps) / r0 and the weights before are p − m (rows
- * with r0 = 0 stay zero). */
-static void ttt_step_back(ttt_ws *ws, int i, const real *m, const real *pn) {
-    int64_t rows = ttt_rows(ws, i), cols = ttt_cols(ws, i);
-    for (int64_t r = 0; r < rows; r++) {
-        real *w = ws->w[i] + r * cols;
-        const real *mr = m + r * cols;
-        real rr = ws->r0[i][r], s = rr > 0 ? (pn[r] + (real)TTT_ROW_EPS) / rr : 0;
-        for (int64_t c = 0; c < cols; c++)
-            w[c] = rr > 0 ? w[c] * s - mr[c] : 0;
-    }
+    ttt_renorm_fwd(ws->w[i], p, ws->r0[i], rows, cols);
 }
 
 /* Backward of ttt_step_fwd for weight i, with ws->w[i], ws->m[i], ws->g[i]

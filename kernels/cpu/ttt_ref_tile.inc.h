@@ -28,7 +28,6 @@ typedef struct ttt_ws {
     real *w[3], *m[3], *g[3];    /* state and this step's G */
     real *dw[3], *dm[3], *dg[3]; /* adjoints */
     real *r0[3], *dr0[3];        /* initial row norms and their adjoints */
-    real *pn[3];                 /* row lengths before the last renorm */
     real *t[5];                  /* [nel] temporaries of one weight's step */
     real *buf[TTT_NBUF];         /* [TTT_TILE, dh] tile activations */
     real *nx[6], *ny, *nd, *nd2; /* Newton–Schulz iterates X_0..X_5 [p, q] */
@@ -51,7 +50,7 @@ static lact_status ttt_ws_init(ttt_ws *ws, int64_t d, int64_t dh) {
     ws->nel = d * dh;
     int64_t p = d < dh ? d : dh, rows = d < dh ? dh : d;
     int64_t nel = ws->nel, tile = TTT_TILE * dh;
-    int64_t total = 3 * 6 * nel + 9 * rows + 5 * nel + TTT_NBUF * tile + 9 * nel + 4 * p * p;
+    int64_t total = 3 * 6 * nel + 6 * rows + 5 * nel + TTT_NBUF * tile + 9 * nel + 4 * p * p;
     ws->mem = malloc((size_t)total * sizeof(real));
     if (!ws->mem)
         return lact_fail(LACT_E_NOMEM, "ttt: cannot allocate %lld bytes of workspace",
@@ -66,7 +65,6 @@ static lact_status ttt_ws_init(ttt_ws *ws, int64_t d, int64_t dh) {
         ws->dg[i] = at, at += nel;
         ws->r0[i] = at, at += rows;
         ws->dr0[i] = at, at += rows;
-        ws->pn[i] = at, at += rows;
     }
     for (int i = 0; i < 5; i++)
         ws->t[i] = at, at += nel;

@@ -225,9 +225,11 @@ template <class T> struct ttt_run {
         memset(first_bits, 0, sizeof first_bits);
         if (args->n_ops > TTT_FIRST_OPS) return;
         for (int64_t j = 0; j < args->n_ops; j++)
-            for (int w = 0; w < 3; w++)
-                if (!overlaps_earlier(j, w<2, w> 0))
+            for (int w = 0; w < 3; w++) {
+                const bool apply = w<2, reverse = w> 0;
+                if (!overlaps_earlier(j, apply, reverse))
                     first_bits[w][j / 64] |= (uint64_t)1 << (j % 64);
+            }
     }
     bool first_touch(int64_t j, bool apply, bool reverse) const {
         const int w = apply ? (reverse ? 1 : 0) : 2;
@@ -442,18 +444,9 @@ template <class T> struct ttt_run {
         const float *bj = mom ? beta + j * g.n : NULL;
         float *ow = snap ? snap : W;
         float *om = !mom ? NULL : snap ? snap + g.n * 3 * g.nel : M;
-        float *pn = NULL;
-        if (state && args->momenta_only && upd >= 0) {
-            /* the momentum and row lengths of every update, the weights
-             * after the last (lact_ttt_walk_layout_of) */
-            lact_ttt_walk_layout lay = lact_ttt_walk_layout_of(args, g.n, g.d, g.dh);
-            om = state + lay.m + upd * g.n * 3 * g.nel;
-            pn = state + lay.rows + upd * g.n * g.rows;
-            if (upd == lact_ttt_n_updates(args) - 1) ow = state + lay.w;
-        }
         if (!muon) {
             TTT_LAUNCH_WROWS(ttt_renorm_kernel, T, TTT_THREADS, lact_aligned16(cm, om, G, cw, ow),
-                             g, (const T *)NULL, bj, cm, om, G, cw, ow, Wc, r0, pn);
+                             g, (const T *)NULL, bj, cm, om, G, cw, ow, Wc, r0);
             LACT_CU_LAUNCH("ttt_renorm");
         } else {
             const float *u = G;
@@ -515,15 +508,8 @@ template <class T> struct ttt_run {
              * the cast to it where momentum lets it wait: without, G is
              * formed from Wc before this step) */
             T *wc = mom ? Wc : NULL;
-            const float *pn = NULL;
-            float *wo = NULL;
-            if (args->momenta_only) { /* W holds the weights after the step: walk back */
-                lact_ttt_walk_layout lay = lact_ttt_walk_layout_of(args, g.n, g.d, g.dh);
-                pn = state + lay.rows + upd * g.n * g.rows;
-                wo = W;
-            }
             TTT_LAUNCH_WROWS(ttt_step_bwd_kernel, T, TTT_THREADS, lact_aligned16(u, sW, dW, sM, dM),
-                             g, u, sW, r0, dW, dr0, bj, sM, dM, dGc, wc, row_part, pn, wo);
+                             g, u, sW, r0, dW, dr0, bj, sM, dM, dGc, wc, row_part);
             LACT_CU_LAUNCH("ttt_step_bwd");
             if (sM) {
                 ttt_sum_rows_kernel<<<(unsigned)g.n, TTT_THREADS, 0, st>>>(row_part, g.rows,
@@ -650,32 +636,16 @@ template <class T> struct ttt_run {
         LACT_TRY(zero(dr0, (size_t)(g.n * g.rows) * 4));
         LACT_TRY(zero(dbeta, (size_t)(args->n_ops * g.n) * 4));
         int64_t u = lact_ttt_n_updates(args);
-        if (args->momenta_only) {
-            /* the last weights; step_bwd walks them back */
-            lact_ttt_walk_layout lay = lact_ttt_walk_layout_of(args, g.n, g.d, g.dh);
-            LACT_CU(cudaMemcpyAsync(W, state + lay.w, mst, cudaMemcpyDeviceToDevice, st));
-            LACT_TRY(cast_w(W));
-            sW = W;
-        }
         for (int64_t j = args->n_ops - 1; j >= 0; j--) {
             const lact_ttt_op *op = &args->ops[j];
             if (op->update) u--;
-            if (args->momenta_only) {
-                if (op->update) {
-                    lact_ttt_walk_layout lay = lact_ttt_walk_layout_of(args, g.n, g.d, g.dh);
-                    int64_t snap = g.n * 3 * g.nel;
-                    sU = state + lay.m + u * snap;
-                    sM = u > 0 ? state + lay.m + (u - 1) * snap : NULL;
-                }
-            } else {
-                /* With momentum the step's input M' = βM + G is the
-                 * momentum after the update: no need to recompute G. It
-                 * comes first, as rebuilding it may overwrite W. */
-                if (op->update && mom) LACT_TRY(load_m(state, u + 1, &sU));
-                /* The step's backward writes Wc itself (step_bwd) where
-                 * it runs before any product. */
-                LACT_TRY(load(state, u, !(op->update && mom && !muon)));
-            }
+            /* With momentum the step's input M' = βM + G is the momentum
+             * after the update: no need to recompute G. It comes first, as
+             * rebuilding it may overwrite W. */
+            if (op->update && mom) LACT_TRY(load_m(state, u + 1, &sU));
+            /* The step's backward writes Wc itself (step_bwd) where it
+             * runs before any product. */
+            LACT_TRY(load(state, u, !(op->update && mom && !muon)));
             if (op->update) {
                 if (!mom) LACT_TRY(grad_fwd(op));
                 LACT_TRY(step_bwd(j, state, u));

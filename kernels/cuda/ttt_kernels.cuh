@@ -362,14 +362,14 @@ __global__ void ttt_mom_mix_kernel(ttt_geom g, const float *beta, const float *M
 }
 
 /* Per row: u = (NS output | beta Mi + G, stored in Mo | G); p = Wi + u;
- * Wo = p · r0 / (‖p‖ + eps); Wc = Wo in T; ‖p‖ to pn when given. Wo, Mo may be Wi, Mi (each
+ * Wo = p · r0 / (‖p‖ + eps); Wc = Wo in T. Wo, Mo may be Wi, Mi (each
  * element is read before it is written, by the same thread): the forward
  * writes the new weights straight into the state's snapshot, which the
  * next update reads. A warp per row. */
 template <class T, int V>
 __global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, const float *Mi,
                                   float *Mo, const float *G, const float *Wi, float *Wo, T *Wc,
-                                  const float *r0, float *pn = NULL) {
+                                  const float *r0) {
     int64_t n, r;
     if (!ttt_wrow(g, &n, &r)) return;
     const int lane = threadIdx.x & 31;
@@ -401,8 +401,7 @@ __global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, co
         vstore<V>(Wo + off + c, p);
     }
     ss = warp_sum(ss);
-    const float len_p = sqrtf(ss), sc = r0[n * g.rows + r] / (len_p + TTT_ROW_EPS);
-    if (pn && lane == 0) pn[n * g.rows + r] = len_p;
+    const float sc = r0[n * g.rows + r] / (sqrtf(ss) + TTT_ROW_EPS);
     for (int64_t c = lane * V; c < len; c += 32 * V) {
         float w[V];
         vload<V>(Wo + off + c, w);
@@ -428,6 +427,32 @@ __device__ __forceinline__ void ttt_renorm_bwd_load(const ttt_geom &g, const T *
     vload<V>(dW + o, dw);
 }
 
+/* The first pass of one row's renorm backward, by its warp: dot = Σ dW · p
+ * over the row (p = W + u), ne = ‖p‖ + eps and the coefficient k of p in
+ * dp = dW · rr / ne − k p. */
+template <class T, int V>
+__device__ __forceinline__ void ttt_renorm_bwd_row(const ttt_geom &g, const T *ns, const float *U,
+                                                   const float *W, const float *dW, int64_t n,
+                                                   int64_t rel, int64_t off, int64_t len, float rr,
+                                                   float *dot, float *ne, float *k) {
+    float ss = 0.0f, dt = 0.0f;
+    for (int64_t c = (threadIdx.x & 31) * V; c < len; c += 32 * V) {
+        float u[V], p[V], dw[V];
+        ttt_renorm_bwd_load<T, V>(g, ns, U, W, dW, n, rel, off + c, c, u, p, dw);
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            p[e] += u[e];
+            ss += p[e] * p[e];
+            dt += dw[e] * p[e];
+        }
+    }
+    ss = warp_sum(ss);
+    *dot = warp_sum(dt);
+    const float nr = sqrtf(ss);
+    *ne = nr + TTT_ROW_EPS;
+    *k = nr > 0.0f ? rr * *dot / (*ne * *ne * nr) : 0.0f;
+}
+
 /* Backward of the renorm of one row, W (before the step) and u given as in
  * ttt_renorm_kernel (u from ns, else from U, master layout): dW := dp,
  * dr0 += ∂/∂r0, dns (if given) = dp in the NS layout. A warp per row. */
@@ -439,21 +464,9 @@ __global__ void ttt_renorm_bwd_kernel(ttt_geom g, const T *ns, const float *U, c
     const int lane = threadIdx.x & 31;
     const int64_t len = ttt_row_len(g, r);
     const int64_t rel = ttt_row_off(g, r), off = n * 3 * g.nel + rel;
-    float ss = 0.0f, dot = 0.0f;
-    for (int64_t c = lane * V; c < len; c += 32 * V) {
-        float u[V], p[V], dw[V];
-        ttt_renorm_bwd_load<T, V>(g, ns, U, W, dW, n, rel, off + c, c, u, p, dw);
-#pragma unroll
-        for (int e = 0; e < V; e++) {
-            p[e] += u[e];
-            ss += p[e] * p[e];
-            dot += dw[e] * p[e];
-        }
-    }
-    ss = warp_sum(ss);
-    dot = warp_sum(dot);
-    const float nr = sqrtf(ss), ne = nr + TTT_ROW_EPS, rr = r0[n * g.rows + r];
-    const float k = nr > 0.0f ? rr * dot / (ne * ne * nr) : 0.0f;
+    const float rr = r0[n * g.rows + r];
+    float dot, ne, k;
+    ttt_renorm_bwd_row<T, V>(g, ns, U, W, dW, n, rel, off, len, rr, &dot, &ne, &k);
     for (int64_t c = lane * V; c < len; c += 32 * V) {
         float u[V], p[V], dw[V];
         ttt_renorm_bwd_load<T, V>(g, ns, U, W, dW, n, rel, off + c, c, u, p, dw);
@@ -499,61 +512,30 @@ __global__ void ttt_mom_bwd_kernel(ttt_geom g, const float *dun, const float *be
  * (as ttt_mom_bwd_kernel's, dun the new dW), and Wc = W (the copy the
  * products read next, which would otherwise take a pass over W of its
  * own). Row r of head n leaves its share of dbeta[n] in
- * part[n · rows + r] (when M is given), summed by ttt_sum_rows_kernel.
- * Walking back (pn given, lact_ttt_args.momenta_only): W holds the weights
- * after the step; p = W (pn + eps) / r0 with the row's length pn before
- * the renorm (p = u where r0 = 0), and the weights before, p − u, go to Wo
- * and Wc. A warp per row. */
+ * part[n · rows + r] (when M is given), summed by ttt_sum_rows_kernel. A
+ * warp per row. */
 template <class T, int V>
 __global__ void ttt_step_bwd_kernel(ttt_geom g, const float *U, const float *W, const float *r0,
                                     float *dW, float *dr0, const float *beta, const float *M,
-                                    float *dM, T *dGc, T *Wc, float *part, const float *pn,
-                                    float *Wo) {
+                                    float *dM, T *dGc, T *Wc, float *part) {
     int64_t n, r;
     if (!ttt_wrow(g, &n, &r)) return;
     const int lane = threadIdx.x & 31;
     const int64_t len = ttt_row_len(g, r);
-    const int64_t off = n * 3 * g.nel + ttt_row_off(g, r);
+    const int64_t rel = ttt_row_off(g, r), off = n * 3 * g.nel + rel;
     const float rr = r0[n * g.rows + r];
-    const float back = pn && rr > 0.0f ? (pn[n * g.rows + r] + TTT_ROW_EPS) / rr : 0.0f;
-    /* p and the weights before the step at column c */
-    auto at = [&](int64_t c, float(&u)[V], float(&p)[V], float(&w)[V]) {
-        vload<V>(U + off + c, u);
-        vload<V>(W + off + c, w);
-#pragma unroll
-        for (int e = 0; e < V; e++) {
-            if (pn) {
-                p[e] = rr > 0.0f ? w[e] * back : u[e];
-                w[e] = p[e] - u[e];
-            } else {
-                p[e] = w[e] + u[e];
-            }
-        }
-    };
-    float ss = 0.0f, dot = 0.0f;
-    for (int64_t c = lane * V; c < len; c += 32 * V) {
-        float u[V], p[V], w[V], dw[V];
-        at(c, u, p, w);
-        vload<V>(dW + off + c, dw);
-#pragma unroll
-        for (int e = 0; e < V; e++) {
-            ss += p[e] * p[e];
-            dot += dw[e] * p[e];
-        }
-    }
-    ss = warp_sum(ss);
-    dot = warp_sum(dot);
-    const float nr = pn ? pn[n * g.rows + r] : sqrtf(ss), ne = nr + TTT_ROW_EPS;
-    const float k = nr > 0.0f ? rr * dot / (ne * ne * nr) : 0.0f;
+    float dot, ne, k;
+    ttt_renorm_bwd_row<T, V>(g, (const T *)NULL, U, W, dW, n, rel, off, len, rr, &dot, &ne, &k);
     const float bn = beta ? beta[n] : 0.0f;
     float dbeta = 0.0f;
     for (int64_t c = lane * V; c < len; c += 32 * V) {
-        float u[V], p[V], w[V], dw[V], dmu[V];
-        at(c, u, p, w);
+        float u[V], w[V], dw[V], dmu[V];
+        vload<V>(U + off + c, u);
+        vload<V>(W + off + c, w);
         vload<V>(dW + off + c, dw);
 #pragma unroll
         for (int e = 0; e < V; e++)
-            dmu[e] = dw[e] = dw[e] * (rr / ne) - k * p[e];
+            dmu[e] = dw[e] = dw[e] * (rr / ne) - k * (w[e] + u[e]);
         vstore<V>(dW + off + c, dw);
         if (dM) {
             float dm[V];
@@ -573,7 +555,6 @@ __global__ void ttt_step_bwd_kernel(ttt_geom g, const float *U, const float *W, 
                 dbeta += dmu[e] * m[e];
         }
         vstore<V>(dGc + off + c, dmu);
-        if (Wo) vstore<V>(Wo + off + c, w);
         if (Wc) vstore<V>(Wc + off + c, w);
     }
     if (lane == 0) dr0[n * g.rows + r] += dot / ne;

@@ -21,8 +21,7 @@ typedef struct tc_case {
     bool mom;
     lact_ttt_muon muon;
     tc_order order;
-    int save_every;    /* args.save_every */
-    bool momenta_only; /* args.momenta_only */
+    int save_every; /* args.save_every */
     lact_ttt_op ops[TC_MAX_OPS];
     lact_ttt_args args;
     /* inputs, double; x[] indexes them in the order of lact_ttt_in_f64 */
@@ -87,11 +86,8 @@ static inline void tc_make_order(tc_case *c) {
         n = lact_ttt_order_bidirectional(c->ops, TC_MAX_OPS, c->len, (2 * c->len) / 3, c->chunk);
     else
         n = tc_custom_order(c->ops, c->len);
-    c->args = (lact_ttt_args){.ops = c->ops,
-                              .n_ops = n,
-                              .muon = c->muon,
-                              .save_every = c->save_every,
-                              .momenta_only = c->momenta_only};
+    c->args =
+        (lact_ttt_args){.ops = c->ops, .n_ops = n, .muon = c->muon, .save_every = c->save_every};
 }
 
 /* Random inputs like the layer's: unit q, k; lrs large enough that the
