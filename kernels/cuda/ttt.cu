@@ -16,6 +16,7 @@
 #include "kernels/cuda/ttt_cuda.h"
 #include "kernels/cuda/ttt_apply_fused.h"
 #include "kernels/cuda/ttt_hidden_fused.h"
+#include "kernels/cuda/ttt_hidden_stream.h"
 #include "kernels/cuda/ttt_ns.cuh"
 
 #define TTT_TILE 4096
@@ -57,6 +58,8 @@ template <class T> struct ttt_run {
     const lact_ttt_args *args;
     bool mom, muon, bwd;
     bool hidden_fused; /* the hidden-unit passes in one kernel (ttt_hidden_fused.h) */
+    bool hidden_stream; /* the apply's of large heads (ttt_hidden_stream.h) */
+    bool stream_grads;  /* and the gradient's, without d_q */
     bool keep_ns;      /* the state keeps each update's iterates (lact_ttt_args.keep_ns) */
     int64_t tile, per;
     const T *q, *k, *v;
@@ -163,6 +166,9 @@ template <class T> struct ttt_run {
         muon = a->muon != LACT_TTT_MUON_OFF;
         recompute = b && a->save_every == 2;
         hidden_fused = ttt_dt<T>::v == LACT_BF16 && ttt_hidden_fused_ready(i->d, i->dh);
+        hidden_stream =
+            ttt_dt<T>::v == LACT_BF16 && !hidden_fused && ttt_hidden_stream_ready(i->d, i->dh);
+        stream_grads = hidden_stream && ttt_hidden_stream_all();
         have_w = have_m = -1;
         q = (const T *)i->q, k = (const T *)i->k, v = (const T *)i->v;
         per = (mom ? 6 : 3) * g.nel;
@@ -274,12 +280,17 @@ template <class T> struct ttt_run {
                         g.len * g.d, Wc + 2 * g.nel, 3 * g.nel, Ze, Tt * g.dh, 1.0f, 0.0f);
     }
 
-    /* The fused hidden pass over tokens t0 + [0, Tt) (BF16 only). */
+    /* The fused hidden pass over tokens t0 + [0, Tt) (BF16 only; dx only
+     * with small heads). */
     lact_status hidden(const T *x, const T *y, const float *l0, const float *l1, const float *l2,
                        T *out02, T *out1, T *dx, int64_t t0, int64_t Tt) {
-        if constexpr (ttt_dt<T>::v == LACT_BF16)
+        if constexpr (ttt_dt<T>::v == LACT_BF16) {
+            if (stream_grads && !dx)
+                return ttt_hidden_stream(ctx, x, y, Wc, l0, l1, l2, out02, out1, g.n, g.len, t0, Tt,
+                                         g.d, g.dh);
             return ttt_hidden_fused(ctx, x, y, Wc, l0, l1, l2, out02, out1, dx, g.n, g.len, t0, Tt,
                                     g.d, g.dh);
+        }
         return lact_fail(LACT_E_UNSUPPORTED, "ttt: the fused hidden pass takes BF16");
     }
 
@@ -297,8 +308,14 @@ template <class T> struct ttt_run {
         const float add = first_touch(j, true, false) ? 0.0f : 1.0f;
         for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
             int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
-            LACT_TRY(tile_ab(q, t0, Tt));
-            TTT_LAUNCH_ROWS(ttt_apply_ew_kernel, g.n * Tt, g, Tt, Zab, H1);
+            if (hidden_stream && ttt_hidden_stream_fills(g.n, Tt)) {
+                if constexpr (ttt_dt<T>::v == LACT_BF16)
+                    LACT_TRY(
+                        ttt_hidden_stream_apply(ctx, q, Wc, H1, g.n, g.len, t0, Tt, g.d, g.dh));
+            } else {
+                LACT_TRY(tile_ab(q, t0, Tt));
+                TTT_LAUNCH_ROWS(ttt_apply_ew_kernel, g.n * Tt, g, Tt, Zab, H1);
+            }
             LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, g.d, g.dh, g.n, H1, Tt * g.dh,
                               Wc + 2 * g.nel, 3 * g.nel, o + t0 * g.d, g.len * g.d, 1.0f, add));
         }
@@ -309,7 +326,7 @@ template <class T> struct ttt_run {
     lact_status grad_fwd(const lact_ttt_op *op) {
         /* The backward without momentum keeps this tile's Zab and Ze for
          * grad_bwd, which the fused pass does not write. */
-        const bool fused = hidden_fused && !(bwd && !mom);
+        const bool fused = (hidden_fused || stream_grads) && !(bwd && !mom);
         for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
             int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
             float acc = t0 == op->start ? 0.0f : 1.0f;
@@ -538,19 +555,28 @@ template <class T> struct ttt_run {
         for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
             int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
             const T *kt = k + t0 * d, *vt = v + t0 * d;
-            if (!have_tile) {
+            /* the streamed pass forms a, b, e itself unless the tile has them */
+            const bool abe = stream_grads && !have_tile && ttt_hidden_stream_forms_abe();
+            if (!have_tile && !abe) {
                 LACT_TRY(tile_ab(k, t0, Tt));
                 LACT_TRY(tile_e(t0, Tt));
             }
             /* In place (layout()): H1 over Ze, X02 over Zab, dAB over KG,
              * dE over P1. */
             T *h1 = Ze, *x02 = Zab, *dAB = KG, *dE = P1;
-            if (hidden_fused) {
-                /* K dG02ᵀ and V dG1 formed in the kernel (ttt_hidden_fused.h) */
-                if constexpr (ttt_dt<T>::v == LACT_BF16)
-                    LACT_TRY(ttt_hidden_bwd_fused(ctx, k, v, dGc, in->lr0, in->lr1, in->lr2, Zab,
-                                                  Ze, dAB, dE, gr->lr0, gr->lr1, gr->lr2, g.n,
-                                                  g.len, t0, Tt, g.d, g.dh));
+            if (hidden_fused || stream_grads) {
+                /* K dG02ᵀ and V dG1 formed in the kernel (ttt_hidden_fused.h,
+                 * ttt_hidden_stream.h) */
+                if constexpr (ttt_dt<T>::v == LACT_BF16) {
+                    if (stream_grads)
+                        LACT_TRY(ttt_hidden_stream_bwd(
+                            ctx, k, v, abe ? Wc : NULL, dGc, in->lr0, in->lr1, in->lr2, Zab, Ze,
+                            dAB, dE, gr->lr0, gr->lr1, gr->lr2, g.n, g.len, t0, Tt, g.d, g.dh));
+                    else
+                        LACT_TRY(ttt_hidden_bwd_fused(ctx, k, v, dGc, in->lr0, in->lr1, in->lr2,
+                                                      Zab, Ze, dAB, dE, gr->lr0, gr->lr1, gr->lr2,
+                                                      g.n, g.len, t0, Tt, g.d, g.dh));
+                }
             } else {
                 LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, dh, d, g.n, vt, Ld,
                                   dGc + 2 * g.nel, nel3, P1, Tt * dh, 1.0f, 0.0f));
@@ -592,9 +618,10 @@ template <class T> struct ttt_run {
             int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
             const T *qt = q + t0 * d, *dot = d_o + t0 * d;
             T *h1 = P1, *dAB = Zab; /* in place, as in grad_bwd */
-            if (hidden_fused) {
-                /* h, (dA, dB) and d_q in one pass: rates 1 */
-                LACT_TRY(hidden(q, d_o, NULL, NULL, NULL, dAB, h1, (T *)gr->q, t0, Tt));
+            if (hidden_fused || stream_grads) {
+                /* h, (dA, dB) and with small heads d_q in one pass: rates 1 */
+                T *dq = hidden_fused ? (T *)gr->q : NULL;
+                LACT_TRY(hidden(q, d_o, NULL, NULL, NULL, dAB, h1, dq, t0, Tt));
             } else {
                 LACT_TRY(tile_ab(q, t0, Tt));
                 LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, dh, d, g.n, dot, Ld,

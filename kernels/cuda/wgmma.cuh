@@ -165,6 +165,17 @@ static __device__ __forceinline__ void wg_mma_ss_tt64(float (&d)[32], uint64_t d
                  : "l"(da), "l"(db), "r"(acc));
 }
 
+/* d (64×64, fp32) = A·B (+ d if acc): A from shared memory K-major, B
+ * MN-major (stored [k][n], as W1 in y·W1). */
+static __device__ __forceinline__ void wg_mma_ss_tb64(float (&d)[32], uint64_t da, uint64_t db,
+                                                      int acc) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " WG_R32
+                 ", %32, %33, p, 1, 1, 0, 1;\n}\n"
+                 : WG_D32(0)
+                 : "l"(da), "l"(db), "r"(acc));
+}
+
 /* Row (0..63 in the warpgroup's tile) and column of accumulator register i. */
 static __device__ __forceinline__ int wg_acc_row(int i, int warp, int lane) {
     return 16 * warp + (lane >> 2) + 8 * ((i >> 1) & 1);
@@ -340,21 +351,29 @@ static inline PFN_cuTensorMapEncodeTiled_v12000 wg_encode_fn(void) {
     return fn;
 }
 
-/* A bf16 tensor [n2][n1][n0] (n0 contiguous, rows of n0 elements) read in
- * boxes of 64 × rows × 1 with the 128-byte swizzle; n0 a multiple of 64
- * and the base 16-byte aligned. */
-static inline lact_status wg_tensor_map_bf16(CUtensorMap *map, const void *base, uint64_t n0,
-                                             uint64_t n1, uint64_t n2, uint32_t rows) {
+/* A bf16 tensor [n2][n1][n0] (n0 contiguous, rows of n0 elements, the
+ * n2 blocks `stride2` elements apart) read in boxes of 64 × rows × 1 with
+ * the 128-byte swizzle; n0 and stride2 multiples of 8, the base 16-byte
+ * aligned. */
+static inline lact_status wg_tensor_map_bf16_strided(CUtensorMap *map, const void *base,
+                                                     uint64_t n0, uint64_t n1, uint64_t n2,
+                                                     uint64_t stride2, uint32_t rows) {
     PFN_cuTensorMapEncodeTiled_v12000 enc = wg_encode_fn();
     if (!enc) return lact_fail(LACT_E_CUDA, "tensor map: cuTensorMapEncodeTiled unavailable");
     const cuuint64_t dims[3] = {n0, n1, n2};
-    const cuuint64_t strides[2] = {n0 * 2, n0 * n1 * 2};
+    const cuuint64_t strides[2] = {n0 * 2, stride2 * 2};
     const cuuint32_t box[3] = {64, rows, 1}, estr[3] = {1, 1, 1};
     CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void *>(base), dims,
                      strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (r != CUDA_SUCCESS) return lact_fail(LACT_E_CUDA, "tensor map: encode failed (%d)", (int)r);
     return LACT_OK;
+}
+
+/* The same with the n2 blocks packed (stride n0·n1); n0 a multiple of 64. */
+static inline lact_status wg_tensor_map_bf16(CUtensorMap *map, const void *base, uint64_t n0,
+                                             uint64_t n1, uint64_t n2, uint32_t rows) {
+    return wg_tensor_map_bf16_strided(map, base, n0, n1, n2, n0 * n1, rows);
 }
 
 #endif

@@ -1,7 +1,7 @@
 /* The CUDA ttt op against the CPU reference: forward output and every
  * gradient, on fresh random inputs, in F32 (true fp32 products) and BF16
  * (bf16 operands, fp32 accumulation and fast weights), at head dims 64,
- * 128 and 512, inter_multi 1 and 2, lengths that are not a multiple of the
+ * 128, 192, 256 and 512, inter_multi 1 and 2, lengths that are not a multiple of the
  * chunk, Muon and momentum on and off, causal, bidirectional and a long
  * update that spans several tiles, the weights after every update saved or
  * after every second one. The forward saves the state and the backward
@@ -65,8 +65,10 @@ static const cuda_case cases[] = {
     {1, 700, 128, 1, 160, true, LACT_TTT_MUON_TABLE, 480, 2},
     {1, 2000, 128, 2, 256, true, LACT_TTT_MUON_FIXED, 0, 2},
     {2, 300, 64, 2, 64, false, LACT_TTT_MUON_OFF, 0, 2},
-    /* a long causal order (41 updates) */
-    {1, 2000, 64, 1, 48, true, LACT_TTT_MUON_OFF, 0, 1},
+    /* large heads off the 128-row tile (the streamed hidden-unit passes):
+     * several tiles and slices, tiles starting mid-chunk, d = dh = 192 */
+    {2, 600, 256, 1, 200, true, LACT_TTT_MUON_OFF, 0, 1},
+    {1, 500, 192, 1, 500, false, LACT_TTT_MUON_OFF, 300, 1},
     /* overlapping ops, uncovered rows */
     {2, 300, 64, 1, 128, true, LACT_TTT_MUON_OFF, -1, 1},
     {1, 300, 64, 2, 128, false, LACT_TTT_MUON_TABLE, -1, 2},
@@ -405,6 +407,18 @@ static double run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci
     return result;
 }
 
+/* Case c in BF16 with the environment switch name=value: its error must
+ * stay within twice the batched products' (plus 1e-3). */
+static void variant_within(lact_ctx *cpu, lact_ctx *gpu, int c, const char *name, const char *value,
+                           const char *what, double batched) {
+    printf("   the same with %s:\n", what);
+    setenv(name, value, 1);
+    double err = run_case(cpu, gpu, &cases[c], c, LACT_BF16);
+    unsetenv(name);
+    CHECK_MSG(err >= 0 && err <= 2 * batched + 1e-3,
+              "case %d bf16: error %.3g with %s, %.3g batched", c, err, what, batched);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (!lact_cuda_available())
@@ -419,9 +433,10 @@ int main(void) {
         run_case(&cpu, &gpu, &cases[c], c, LACT_F32);
         /* The BF16 apply and (on Hopper) Newton–Schulz and the hidden-unit
          * passes of the update, its backward and the apply's backward run
-         * as single kernels where the heads are small enough: the batched
-         * products (LACT_TTT_NS_FUSED=0, LACT_TTT_APPLY_FUSED=0) are the
-         * reference they must not fall behind. */
+         * as single kernels where the heads are small enough, the hidden-unit
+         * passes also for large heads (streamed): the batched products
+         * (LACT_TTT_NS_FUSED=0, LACT_TTT_APPLY_FUSED=0) are the reference
+         * they must not fall behind. */
         setenv("LACT_TTT_NS_FUSED", "0", 1);
         setenv("LACT_TTT_APPLY_FUSED", "0", 1);
         double batched = run_case(&cpu, &gpu, &cases[c], c, LACT_BF16);
@@ -429,22 +444,25 @@ int main(void) {
         unsetenv("LACT_TTT_APPLY_FUSED");
         int64_t d = cases[c].d, dh = d * cases[c].mult;
         bool small = (d == 64 || d == 128) && (dh == d || dh == 2 * d);
-        if (cases[c].muon == LACT_TTT_MUON_OFF && !small) continue;
+        bool stream = !small && d % 64 == 0 && dh % 64 == 0;
+        if (cases[c].muon == LACT_TTT_MUON_OFF && !small && !stream) continue;
         printf("   the same with the default kernels (fused where they fit):\n");
+        /* the streamed apply even where the grid is too small to pay */
+        if (stream) setenv("LACT_TTT_HIDDEN_STREAM", "1", 1);
         double fused = run_case(&cpu, &gpu, &cases[c], c, LACT_BF16);
+        unsetenv("LACT_TTT_HIDDEN_STREAM");
         CHECK_MSG(fused >= 0 && batched >= 0 && fused <= 2 * batched + 1e-3,
                   "case %d bf16: error %.3g with the fused kernels, %.3g batched", c, fused,
                   batched);
-        if (!small) continue;
+        /* the gradient's streamed passes too (slower, kept switchable) */
+        if (stream)
+            variant_within(&cpu, &gpu, c, "LACT_TTT_HIDDEN_STREAM", "all",
+                           "every streamed hidden-unit pass", batched);
         /* the fused apply's mma.sync kernel with the batched hidden-unit
          * passes, which other GPUs than Hopper run */
-        printf("   the same with the fused apply on mma.sync:\n");
-        setenv("LACT_TTT_APPLY_WGMMA", "0", 1);
-        double sync = run_case(&cpu, &gpu, &cases[c], c, LACT_BF16);
-        unsetenv("LACT_TTT_APPLY_WGMMA");
-        CHECK_MSG(sync >= 0 && sync <= 2 * batched + 1e-3,
-                  "case %d bf16: error %.3g with the mma.sync apply, %.3g batched", c, sync,
-                  batched);
+        if (small)
+            variant_within(&cpu, &gpu, c, "LACT_TTT_APPLY_WGMMA", "0",
+                           "the fused apply on mma.sync", batched);
     }
     lact_ctx_free(&gpu);
     lact_ctx_free(&cpu);

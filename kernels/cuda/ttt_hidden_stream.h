@@ -1,0 +1,56 @@
+/* The ttt op's hidden-unit passes for heads too large to keep their
+ * weights in shared memory (ttt_hidden_stream.cu): the two passes of
+ * ttt_hidden_fused.h and the apply's h = silu(q W0ᵀ) ⊙ (q W2ᵀ), with the
+ * token rows and the weights streamed through shared memory by the copy
+ * engine, so a, b, e (forward) and k dG02ᵀ, v dG1 (backward) stay in
+ * registers instead of a round trip through memory around an element-wise
+ * pass. None adds d_q or o: products afterwards do. */
+#ifndef LACT_CUDA_TTT_HIDDEN_STREAM_H
+#define LACT_CUDA_TTT_HIDDEN_STREAM_H
+
+#include "kernels/cuda/common.cuh"
+
+/* Whether BF16 heads of d × dh take the apply's pass on the current
+ * device: d and dh multiples of 64, heads the small-head kernels do not
+ * take (ttt_apply_fused_fits), warpgroup tensor cores (ttt_fused_device);
+ * LACT_TTT_HIDDEN_STREAM=0 in the environment turns it off. */
+bool ttt_hidden_stream_ready(int64_t d, int64_t dh);
+
+/* Whether N heads × Tt tokens give the pass a block (128 rows of a head)
+ * for every multiprocessor: with fewer the products, which split their
+ * work finer, are faster (B = 1 at the benchmark's heads).
+ * LACT_TTT_HIDDEN_STREAM=1 (or all) takes the pass whatever the grid. */
+bool ttt_hidden_stream_fills(int64_t N, int64_t Tt);
+
+/* Whether the gradient's passes (ttt_hidden_stream, ttt_hidden_stream_bwd)
+ * run too: only with LACT_TTT_HIDDEN_STREAM=all, as they are slower than
+ * the products and element-wise kernels they replace (docs/ttt.md). */
+bool ttt_hidden_stream_all(void);
+
+/* As ttt_hidden_fused without dx: out02 [N][Tt][2·dh] = [f0 | f2], out1
+ * [N][Tt][dh] = f1 for the tokens t0 + [0, Tt) of x, y [N, len, d]. */
+lact_status ttt_hidden_stream(lact_ctx *ctx, const bf16 *x, const bf16 *y, const bf16 *Wc,
+                              const float *l0, const float *l1, const float *l2, bf16 *out02,
+                              bf16 *out1, int64_t N, int64_t len, int64_t t0, int64_t Tt, int64_t d,
+                              int64_t dh);
+
+/* The apply's hidden activations h [N][Tt][dh] = silu(q W0ᵀ) ⊙ (q W2ᵀ) for
+ * the tokens t0 + [0, Tt) of q [N, len, d]. */
+lact_status ttt_hidden_stream_apply(lact_ctx *ctx, const bf16 *q, const bf16 *Wc, bf16 *h,
+                                    int64_t N, int64_t len, int64_t t0, int64_t Tt, int64_t d,
+                                    int64_t dh);
+
+/* As ttt_hidden_bwd_fused; with Wc given the kernel forms a, b, e itself
+ * from the weights (zab and ze are then only written), else it reads them
+ * from zab and ze. */
+lact_status ttt_hidden_stream_bwd(lact_ctx *ctx, const bf16 *k, const bf16 *v, const bf16 *Wc,
+                                  const bf16 *dGc, const float *l0, const float *l1,
+                                  const float *l2, bf16 *zab, bf16 *ze, bf16 *dab, bf16 *de,
+                                  float *dl0, float *dl1, float *dl2, int64_t N, int64_t len,
+                                  int64_t t0, int64_t Tt, int64_t d, int64_t dh);
+
+/* Whether the backward pass forms a, b, e itself where they are not at
+ * hand (LACT_TTT_STREAM_ABE=0: products form them first). */
+bool ttt_hidden_stream_forms_abe(void);
+
+#endif
