@@ -76,10 +76,14 @@ int64_t lact_ttt_state_ns_numel(const lact_ttt_args *args, int64_t d, int64_t dh
     return 9 * d * dh + 4; /* 6 · 3 · d · dh BF16, 3 norms, 1 pad */
 }
 
+int64_t lact_ttt_state_snap_numel(const lact_ttt_args *args, bool momentum, int64_t d, int64_t dh) {
+    int64_t snaps = lact_ttt_n_updates(args) / save_every(args) * (momentum ? 6 : 3) * d * dh;
+    return args->state_bf16 ? (snaps + 1) / 2 : snaps;
+}
+
 int64_t lact_ttt_state_numel(const lact_ttt_args *args, bool momentum, int64_t d, int64_t dh) {
-    int64_t n = lact_ttt_n_updates(args);
-    return n / save_every(args) * (momentum ? 6 : 3) * d * dh +
-           n * lact_ttt_state_ns_numel(args, d, dh);
+    return lact_ttt_state_snap_numel(args, momentum, d, dh) +
+           lact_ttt_n_updates(args) * lact_ttt_state_ns_numel(args, d, dh);
 }
 
 int64_t lact_ttt_state_slot(const lact_ttt_args *args, int64_t u) {
@@ -214,6 +218,18 @@ static lact_ttt_cuda_in make_cuda_in(const lact_tensor *q, const lact_tensor *k,
 }
 #endif
 
+#if LACT_WITH_CUDA
+/* The CUDA version's BF16 snapshots double as the products' BF16 weights. */
+static lact_status check_cuda_state(const char *op, const lact_ttt_args *args,
+                                    const lact_tensor *q) {
+    if (args->state_bf16 && q->dtype != LACT_BF16)
+        return lact_fail(LACT_E_UNSUPPORTED,
+                         "%s: a BF16 state (state_bf16) on CUDA needs BF16 activations, not %s", op,
+                         lact_dtype_name(q->dtype));
+    return LACT_OK;
+}
+#endif
+
 static lact_status check_state(lact_ctx *ctx, const char *op, const lact_tensor *state,
                                const lact_ttt_dims *dims, const lact_ttt_args *args,
                                bool momentum) {
@@ -234,6 +250,7 @@ lact_status lact_ttt_forward(lact_ctx *ctx, lact_tensor *o, lact_tensor *state,
     if (state) LACT_TRY(check_state(ctx, op, state, &dims, args, present(momentum)));
 #if LACT_WITH_CUDA
     if (ctx->device == LACT_CUDA) {
+        LACT_TRY(check_cuda_state(op, args, q));
         lact_ttt_cuda_in cin = make_cuda_in(q, k, v, lr0, lr1, lr2, momentum, w0, w1, w2, &dims);
         return lact_cuda_ttt_forward(ctx, o->data, state ? state->data : NULL, &cin, args);
     }
@@ -273,6 +290,7 @@ lact_status lact_ttt_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k,
     if (state) LACT_TRY(check_state(ctx, op, state, &dims, args, mom));
 #if LACT_WITH_CUDA
     if (ctx->device == LACT_CUDA) {
+        LACT_TRY(check_cuda_state(op, args, q));
         lact_ttt_cuda_in cin = make_cuda_in(q, k, v, lr0, lr1, lr2, momentum, w0, w1, w2, &dims);
         lact_ttt_cuda_grad cg = {
             d_q ? d_q->data : NULL,

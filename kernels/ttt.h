@@ -17,8 +17,9 @@
  *                              weights (and momentum) after each update, or
  *                              after every second one (args->save_every),
  *                              saved for the backward pass (where each
- *                              lies: lact_ttt_state_slot, _offset); may be
- *                              NULL.
+ *                              lies: lact_ttt_state_slot, _offset), in F32
+ *                              or, with args->state_bf16, in BF16 two to
+ *                              an element; may be NULL.
  *
  * The operations run in sequence. An operation {start, end, update, apply}
  * covers tokens [start, end):
@@ -79,6 +80,14 @@ typedef struct lact_ttt_args {
      * CUDA version's fused BF16 iteration (ttt_ns_fused.cu) uses the room;
      * elsewhere it stays unwritten. */
     bool keep_ns;
+    /* The snapshots in BF16, two to an F32 element of the state: half the
+     * state, at the precision the BF16 products read the weights in. The
+     * forward still carries its weights in F32 from update to update; the
+     * backward's local derivatives (renorm, momentum) then start from
+     * weights rounded once, an error of the size of the BF16 products'
+     * own. The CPU reference rounds the same way; the CUDA version takes
+     * it with BF16 activations only. */
+    bool state_bf16;
 } lact_ttt_args;
 
 /* Shifted block-causal order: chunk c = [cC, min(L, (c+1)C)) is applied
@@ -100,6 +109,10 @@ int64_t lact_ttt_n_updates(const lact_ttt_args *args);
  * M0, M1, M2 with momentum) per saved update (lact_ttt_state_slot), then,
  * with keep_ns, the iterates' room (lact_ttt_state_ns_numel). */
 int64_t lact_ttt_state_numel(const lact_ttt_args *args, bool momentum, int64_t d, int64_t dh);
+/* The F32 elements per head that the snapshots take (with state_bf16 half
+ * of them, rounded up): the iterates' room of a state of N heads starts N ·
+ * this elements in. */
+int64_t lact_ttt_state_snap_numel(const lact_ttt_args *args, bool momentum, int64_t d, int64_t dh);
 /* The keep_ns room per head per update, in F32 elements: six BF16
  * iterates of the three matrices (the CUDA version's layout) and the three
  * matrices' norms, padded to four; 0 when the args keep none. After the
@@ -110,7 +123,8 @@ int64_t lact_ttt_state_ns_numel(const lact_ttt_args *args, int64_t d, int64_t dh
  * or -1 when the forward does not save them: u = 0, and with save_every 2
  * the odd u. */
 int64_t lact_ttt_state_slot(const lact_ttt_args *args, int64_t u);
-/* Where, in elements from the start of a state of n heads, fast weight i
+/* Where, in elements of the snapshots' type (F32, or BF16 with
+ * state_bf16) from the start of a state of n heads, fast weight i
  * (0: W0, 1: W1, 2: W2; with moment its momentum M_i) of head h lies in
  * the state's snapshot slot. The [N, S] shape of the state gives its size
  * only: the layout is snapshot-major, each snapshot the N heads' weights (per head W0, W2, W1)

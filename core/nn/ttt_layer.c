@@ -143,8 +143,12 @@ lact_status lact_ttt_layer_order(lact_ttt_layer *l, int64_t len, lact_dtype act,
     args->muon = c->muon;
     args->save_every = 1;
     /* BF16 activations run on CUDA, whose fused iteration keeps the
-     * iterates for the backward (the room is unused elsewhere). */
+     * iterates for the backward (the room is unused elsewhere); without
+     * Muon their snapshots are BF16 too, the type the products read (half
+     * the state). With Muon an iteration run again in the backward would
+     * start from the rounded momentum and amplify it (docs/ttt.md). */
     args->keep_ns = act == LACT_BF16;
+    args->state_bf16 = act == LACT_BF16 && c->muon == LACT_TTT_MUON_OFF;
     if (c->order == LACT_TTT_LAYER_CUSTOM) {
         args->ops = l->custom;
         args->n_ops = c->n_ops;

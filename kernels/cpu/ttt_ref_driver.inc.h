@@ -9,25 +9,49 @@
 typedef TTT_NAME(lact_ttt_in) ttt_in;
 typedef TTT_NAME(lact_ttt_grad) ttt_grad;
 
+/* n values from x into the state at element at of the snapshots' type:
+ * copied, or rounded to BF16 (state_bf16). */
+static void ttt_put(real *state, int64_t at, const real *x, int64_t n, bool b16) {
+    if (!b16) {
+        memcpy(state + at, x, (size_t)n * sizeof(real));
+        return;
+    }
+    uint16_t *s = (uint16_t *)(void *)state + at;
+    for (int64_t i = 0; i < n; i++)
+        s[i] = lact_f32_to_bf16((float)x[i]);
+}
+
+static void ttt_get(real *x, const real *state, int64_t at, int64_t n, bool b16) {
+    if (!b16) {
+        memcpy(x, state + at, (size_t)n * sizeof(real));
+        return;
+    }
+    const uint16_t *s = (const uint16_t *)(const void *)state + at;
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (real)lact_bf16_to_f32(s[i]);
+}
+
 /* Head h's weights (and momenta) into snapshot slot u of a state of n heads
  * (layout: lact_ttt_state_offset). */
-static void ttt_save(const ttt_ws *ws, real *state, int64_t n, int64_t u, int64_t h, bool has_mom) {
+static void ttt_save(const ttt_ws *ws, real *state, const lact_ttt_args *args, int64_t n, int64_t u,
+                     int64_t h, bool has_mom) {
     for (int j = 0; j < 3; j++) {
         int64_t w = lact_ttt_state_offset(n, has_mom, ws->d, ws->dh, u, h, j, false);
-        memcpy(state + w, ws->w[j], (size_t)ws->nel * sizeof(real));
+        ttt_put(state, w, ws->w[j], ws->nel, args->state_bf16);
         if (!has_mom) continue;
         int64_t m = lact_ttt_state_offset(n, has_mom, ws->d, ws->dh, u, h, j, true);
-        memcpy(state + m, ws->m[j], (size_t)ws->nel * sizeof(real));
+        ttt_put(state, m, ws->m[j], ws->nel, args->state_bf16);
     }
 }
 
-static void ttt_load(ttt_ws *ws, const real *state, int64_t n, int64_t u, int64_t h, bool has_mom) {
+static void ttt_load(ttt_ws *ws, const real *state, const lact_ttt_args *args, int64_t n, int64_t u,
+                     int64_t h, bool has_mom) {
     for (int j = 0; j < 3; j++) {
         int64_t w = lact_ttt_state_offset(n, has_mom, ws->d, ws->dh, u, h, j, false);
-        memcpy(ws->w[j], state + w, (size_t)ws->nel * sizeof(real));
+        ttt_get(ws->w[j], state, w, ws->nel, args->state_bf16);
         if (!has_mom) continue;
         int64_t m = lact_ttt_state_offset(n, has_mom, ws->d, ws->dh, u, h, j, true);
-        memcpy(ws->m[j], state + m, (size_t)ws->nel * sizeof(real));
+        ttt_get(ws->m[j], state, m, ws->nel, args->state_bf16);
     }
 }
 
@@ -95,7 +119,7 @@ static void ttt_weights_at(ttt_ws *ws, const ttt_in *in, const ttt_head *x, cons
     bool has_mom = x->mom != NULL;
     int64_t slot = lact_ttt_state_slot(args, u);
     if (slot >= 0) {
-        ttt_load(ws, state, n, slot, h, has_mom);
+        ttt_load(ws, state, args, n, slot, h, has_mom);
         return;
     }
     if (u == 0) {
@@ -132,7 +156,7 @@ lact_status TTT_NAME(lact_cpu_ttt_forward)(real *o, real *state, const ttt_in *i
             if (!op->update) continue;
             ttt_update(&ws, &x, op, args->muon);
             int64_t slot = lact_ttt_state_slot(args, ++u);
-            if (state && slot >= 0) ttt_save(&ws, state, dims->n, slot, h, has_mom);
+            if (state && slot >= 0) ttt_save(&ws, state, args, dims->n, slot, h, has_mom);
         }
     }
     ttt_ws_free(&ws);

@@ -9,7 +9,14 @@
  * recomputes the step (G, momentum, Newton–Schulz, renorm) and propagates
  * through it, then through the products that made G; per apply through
  * the read-out. Weights the state lacks (the initial ones, and with
- * save_every 2 those after odd updates) are rebuilt in the working W, M. */
+ * save_every 2 those after odd updates) are rebuilt in the working W, M.
+ *
+ * A BF16 state (state_bf16, BF16 activations) holds the weights in the
+ * products' type: the forward's renorm writes its BF16 copy of W into the
+ * snapshot, where the products read it, and a BF16 copy of M beside it,
+ * while W and M go on in F32 in the workspace; the backward's products and
+ * step read the snapshot in place. Rebuilt weights get the same BF16
+ * copies (Wc, M16), so the step's backward reads one type per call. */
 #include <string.h>
 
 #include "core/base/device.h"
@@ -61,6 +68,7 @@ template <class T> struct ttt_run {
     bool hidden_stream; /* the apply's of large heads (ttt_hidden_stream.h) */
     bool stream_grads;  /* and the gradient's, without d_q */
     bool keep_ns;      /* the state keeps each update's iterates (lact_ttt_args.keep_ns) */
+    bool sb16;         /* BF16 snapshots (lact_ttt_args.state_bf16; T is then bf16) */
     int64_t tile, per;
     const T *q, *k, *v;
 
@@ -70,11 +78,15 @@ template <class T> struct ttt_run {
     float *beta, *dbeta, *dbeta_part;
     float *W, *M, *G, *r0;
     const float *cw, *cm; /* where step_fwd finds the weights and momentum */
-    T *Wc;
+    T *Wc;                /* the products' weights: wc_ws, or a BF16 state's snapshot */
+    T *wc_ws;
+    T *M16;    /* BF16 state: the rebuilt M's copy */
+    float *Uf; /* BF16 state with Muon and momentum: the step's input in F32 */
     float *dW, *dM, *U, *dr0, *row_part;
     /* Backward: W, M of the snapshot being undone and the step's input βM + G
-     * (the next snapshot's M), read in place from the state. */
-    const float *sW, *sM, *sU;
+     * (the next snapshot's M), read in place from the state: F32, or T with
+     * sb16 (where rebuilt ones are read from Wc, M16). */
+    const void *sW, *sM, *sU;
     T *dGc;
     T *Zab, *Ze, *X02, *H1, *P1, *KG;
     ttt_ns<T> ns;
@@ -99,7 +111,10 @@ template <class T> struct ttt_run {
         bool own_g = !bwd || !mom || muon;
         G = own_g ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
         r0 = (float *)carve(base, off, (size_t)(N * g.rows) * 4);
-        Wc = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
+        Wc = wc_ws = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
+        M16 =
+            sb16 && recompute && mom ? (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T)) : NULL;
+        Uf = sb16 && bwd && muon && mom ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
         Zab = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
         Ze = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
         /* The row kernels read and write each element in one thread, so
@@ -165,6 +180,7 @@ template <class T> struct ttt_run {
         mom = i->momentum != NULL;
         muon = a->muon != LACT_TTT_MUON_OFF;
         recompute = b && a->save_every == 2;
+        sb16 = a->state_bf16 && ttt_dt<T>::v == LACT_BF16;
         hidden_fused = ttt_dt<T>::v == LACT_BF16 && ttt_hidden_fused_ready(i->d, i->dh);
         hidden_stream =
             ttt_dt<T>::v == LACT_BF16 && !hidden_fused && ttt_hidden_stream_ready(i->d, i->dh);
@@ -347,10 +363,13 @@ template <class T> struct ttt_run {
     }
 
     /* Snapshot slot of the state (lact_ttt_state_offset): the N heads' W,
-     * then their M, each exactly the working layout. */
-    float *snapshot(float *state, int64_t slot) const { return state + slot * g.n * per; }
-    const float *snapshot(const float *state, int64_t slot) const {
-        return state + slot * g.n * per;
+     * then their M, each exactly the working layout, in F32 or (sb16) T. */
+    void *snapshot(const float *state, int64_t slot) const {
+        return (char *)state + (size_t)(slot * g.n * per) * (sb16 ? sizeof(T) : 4);
+    }
+    /* The momenta of snapshot snap. */
+    const void *snap_m(const void *snap) const {
+        return (const char *)snap + (size_t)(g.n * 3 * g.nel) * (sb16 ? sizeof(T) : 4);
     }
 
     /* Points the iteration's iterates and norms at update u's room in the
@@ -363,24 +382,29 @@ template <class T> struct ttt_run {
             return;
         }
         int64_t per_ns = lact_ttt_state_ns_numel(args, g.d, g.dh);
-        int64_t snaps = lact_ttt_n_updates(args) * g.n * per;
+        int64_t snaps = g.n * lact_ttt_state_snap_numel(args, mom, g.d, g.dh);
         float *base = (float *)state + snaps + u * g.n * per_ns;
         for (int i = 0; i < 6; i++)
             ns.X[i] = (T *)base + (int64_t)i * 3 * g.n * g.nel;
         ns.nnorm = base + 9 * g.n * g.nel;
     }
 
-    lact_status cast_w(const float *w) {
+    template <class A, class B> lact_status cast(const A *in, B *out) {
         int64_t n = g.n * 3 * g.nel;
-        ttt_cast_kernel<T><<<grid(n / 4 + 1), TTT_THREADS, 0, st>>>(n, w, Wc);
+        ttt_cast_kernel<<<grid(n / 4 + 1), TTT_THREADS, 0, st>>>(n, in, out);
         LACT_CU_LAUNCH("ttt_cast");
         return LACT_OK;
+    }
+    lact_status cast_w(const float *w) {
+        Wc = wc_ws;
+        return cast(w, Wc);
     }
 
     /* W, Wc := the initial weights, M := 0 when with_m (r0 is rewritten with
      * the same norms). */
     lact_status init_w(bool with_m) {
         float *m = with_m ? M : NULL;
+        Wc = wc_ws;
         TTT_LAUNCH_WROWS(ttt_init_kernel, T, TTT_THREADS,
                          lact_aligned16(in->w0, in->w1, in->w2, W, m), g, in->w0, in->w1, in->w2, W,
                          Wc, m, r0);
@@ -405,13 +429,16 @@ template <class T> struct ttt_run {
         if (v < 1 || j < 0 || (slot < 0 && v != 1))
             return lact_fail(LACT_E_ARG, "ttt backward: no weights to rebuild update %lld from",
                              (long long)v);
-        if (slot >= 0) {
+        if (slot >= 0 && sb16) {
+            const T *src = (const T *)snapshot(state, slot);
+            LACT_TRY(cast(src, W));
+            if (mom) LACT_TRY(cast((const T *)snap_m(src), M));
+            Wc = (T *)src;
+        } else if (slot >= 0) {
             size_t bytes = (size_t)(g.n * 3 * g.nel) * 4;
-            const float *src = snapshot(state, slot);
+            const float *src = (const float *)snapshot(state, slot);
             LACT_CU(cudaMemcpyAsync(W, src, bytes, cudaMemcpyDeviceToDevice, st));
-            if (mom)
-                LACT_CU(
-                    cudaMemcpyAsync(M, src + g.n * 3 * g.nel, bytes, cudaMemcpyDeviceToDevice, st));
+            if (mom) LACT_CU(cudaMemcpyAsync(M, snap_m(src), bytes, cudaMemcpyDeviceToDevice, st));
             LACT_TRY(cast_w(W));
         } else {
             LACT_TRY(init_w(true));
@@ -427,28 +454,33 @@ template <class T> struct ttt_run {
      * rebuilt in W, M) and refreshes the product copy Wc (from a saved
      * snapshot only when cast: step_bwd may do it). After u = 0 the
      * momentum is zero: sM is NULL, and M keeps what it held. */
-    lact_status load(const float *state, int64_t u, bool cast = true) {
+    lact_status load(const float *state, int64_t u, bool with_cast = true) {
         int64_t slot = lact_ttt_state_slot(args, u);
         if (slot >= 0) {
             sW = snapshot(state, slot);
-            sM = mom ? sW + g.n * 3 * g.nel : NULL;
-            return cast ? cast_w(sW) : LACT_OK;
+            sM = mom ? snap_m(sW) : NULL;
+            if (sb16) {
+                Wc = (T *)sW; /* the products read the snapshot itself */
+                return LACT_OK;
+            }
+            return with_cast ? cast_w((const float *)sW) : LACT_OK;
         }
-        sW = W;
+        sW = sb16 ? (const void *)wc_ws : W;
         if (u == 0) {
             sM = NULL;
             return have_w == 0 ? cast_w(W) : init_w(false);
         }
         LACT_TRY(rebuild(state, u));
-        sM = M;
+        sM = sb16 ? (const void *)M16 : M;
         return cast_w(W);
     }
 
-    /* The momentum after u updates (u >= 1), the state's or rebuilt in M. */
-    lact_status load_m(const float *state, int64_t u, const float **m) {
+    /* The momentum after u updates (u >= 1), the state's or rebuilt in M
+     * (M16 with sb16). */
+    lact_status load_m(const float *state, int64_t u, const void **m) {
         int64_t slot = lact_ttt_state_slot(args, u);
         if (slot < 0) LACT_TRY(rebuild(state, u));
-        *m = slot >= 0 ? snapshot(state, slot) + g.n * 3 * g.nel : M;
+        *m = slot >= 0 ? snap_m(snapshot(state, slot)) : sb16 ? (const void *)M16 : M;
         return LACT_OK;
     }
 
@@ -457,29 +489,35 @@ template <class T> struct ttt_run {
      * snap when given (which cw, cm then point at), else to W, M; the
      * iterates go to the state's room when kept (the forward's u-th
      * update). */
-    lact_status step_fwd(int64_t j, float *snap, float *state = NULL, int64_t upd = -1) {
+    lact_status step_fwd(int64_t j, void *snap, float *state = NULL, int64_t upd = -1) {
         const float *bj = mom ? beta + j * g.n : NULL;
-        float *ow = snap ? snap : W;
-        float *om = !mom ? NULL : snap ? snap + g.n * 3 * g.nel : M;
+        /* F32 snapshots take W, M themselves; BF16 ones the copies (rebuilt
+         * weights' in Wc, M16), W and M staying in the workspace. */
+        float *ow = snap && !sb16 ? (float *)snap : W;
+        float *om = !mom ? NULL : snap && !sb16 ? (float *)snap_m(snap) : M;
+        T *oc = snap && sb16 ? (T *)snap : wc_ws;
+        T *ms = !mom || !sb16 ? NULL : snap ? (T *)snap_m(snap) : M16;
         if (!muon) {
-            TTT_LAUNCH_WROWS(ttt_renorm_kernel, T, TTT_THREADS, lact_aligned16(cm, om, G, cw, ow),
-                             g, (const T *)NULL, bj, cm, om, G, cw, ow, Wc, r0);
+            TTT_LAUNCH_WROWS(ttt_renorm_kernel, T, TTT_THREADS,
+                             lact_aligned16(cm, om, G, cw, ow) && lact_aligned16(oc, ms), g,
+                             (const T *)NULL, bj, cm, om, G, cw, ow, oc, r0, ms);
             LACT_CU_LAUNCH("ttt_renorm");
         } else {
             const float *u = G;
             if (mom) {
-                ttt_mom_mix_kernel<<<grid(g.n * 3 * g.nel), TTT_THREADS, 0, st>>>(g, bj, cm, G, om);
+                ttt_mom_mix_kernel<<<grid(g.n * 3 * g.nel), TTT_THREADS, 0, st>>>(g, bj, cm, G, om,
+                                                                                  ms);
                 LACT_CU_LAUNCH("ttt_mom_mix");
                 u = om;
             }
             const bool kept = keep_ns && state && upd >= 0;
             ns_at(state, kept ? upd : -1);
             LACT_TRY(ns.forward(u, kept));
-            TTT_LAUNCH_WROWS(ttt_renorm_kernel, T, TTT_THREADS, lact_aligned16(cw, ow), g, ns.X[5],
-                             NULL, NULL, NULL, NULL, cw, ow, Wc, r0);
+            TTT_LAUNCH_WROWS(ttt_renorm_kernel, T, TTT_THREADS, lact_aligned16(cw, ow, oc), g,
+                             ns.X[5], NULL, NULL, NULL, NULL, cw, ow, oc, r0, (T *)NULL);
             LACT_CU_LAUNCH("ttt_renorm");
         }
-        cw = ow, cm = om;
+        cw = ow, cm = om, Wc = oc;
         return LACT_OK;
     }
 
@@ -506,29 +544,50 @@ template <class T> struct ttt_run {
      * step's input in sU (with momentum: βM + G) or G (without): dW :=
      * adjoint before the step, dM, dr0, dbeta; dGc = dG. */
     lact_status step_bwd(int64_t j, const float *state, int64_t upd) {
+        if constexpr (ttt_dt<T>::v == LACT_BF16)
+            if (sb16) return step_bwd_as<T>(j, state, upd);
+        return step_bwd_as<float>(j, state, upd);
+    }
+
+    /* step_bwd with the saved weights in S. */
+    template <class S> lact_status step_bwd_as(int64_t j, const float *state, int64_t upd) {
         const float *bj = mom ? beta + j * g.n : NULL;
-        const float *u = mom ? sU : G;
+        const S *w = (const S *)sW, *m = (const S *)sM;
         const float *dun = dW;
         if (muon) {
+            /* Newton–Schulz takes its input in F32 */
+            const float *u = G;
+            if (mom && Uf) {
+                LACT_TRY(cast((const S *)sU, Uf));
+                u = Uf;
+            } else if (mom) {
+                u = (const float *)sU;
+            }
             /* The iterates the forward kept, else the iteration once more. */
             ns_at(state, keep_ns ? upd : -1);
             if (!keep_ns) LACT_TRY(ns.forward(u));
-            TTT_LAUNCH_WROWS(ttt_renorm_bwd_kernel, T, TTT_THREADS, lact_aligned16(sW, dW), g,
-                             ns.X[5], NULL, sW, r0, dW, dr0, ns.dX[0]);
+            TTT_LAUNCH_WROWS(ttt_renorm_bwd_kernel, T, TTT_THREADS, lact_aligned16(w, dW), g,
+                             ns.X[5], (const float *)NULL, w, r0, dW, dr0, ns.dX[0]);
             LACT_CU_LAUNCH("ttt_renorm_bwd");
-            /* G is free with momentum (u is sU); without, U is free */
+            /* G is free with momentum (u is sU or Uf); without, U is free */
             float *du = mom ? G : U;
             LACT_TRY(ns.backward(u, du));
             dun = du;
         } else {
             /* renorm and momentum backward, and Wc, in one pass (load() left
              * the cast to it where momentum lets it wait: without, G is
-             * formed from Wc before this step) */
-            T *wc = mom ? Wc : NULL;
-            TTT_LAUNCH_WROWS(ttt_step_bwd_kernel, T, TTT_THREADS, lact_aligned16(u, sW, dW, sM, dM),
-                             g, u, sW, r0, dW, dr0, bj, sM, dM, dGc, wc, row_part);
+             * formed from Wc before this step; a BF16 state's snapshot is
+             * Wc already) */
+            T *wc = mom && !sb16 ? Wc : NULL;
+            if (mom)
+                TTT_LAUNCH_WROWS(ttt_step_bwd_kernel, T, TTT_THREADS,
+                                 lact_aligned16(sU, w, dW, m, dM), g, (const S *)sU, w, r0, dW, dr0,
+                                 bj, m, dM, dGc, wc, row_part);
+            else
+                TTT_LAUNCH_WROWS(ttt_step_bwd_kernel, T, TTT_THREADS, lact_aligned16(G, w, dW), g,
+                                 (const float *)G, w, r0, dW, dr0, bj, m, dM, dGc, wc, row_part);
             LACT_CU_LAUNCH("ttt_step_bwd");
-            if (sM) {
+            if (m) {
                 ttt_sum_rows_kernel<<<(unsigned)g.n, TTT_THREADS, 0, st>>>(row_part, g.rows,
                                                                            dbeta + j * g.n);
                 LACT_CU_LAUNCH("ttt_sum_rows");
@@ -538,9 +597,9 @@ template <class T> struct ttt_run {
         int64_t blocks = (3 * g.nel + 4 * TTT_THREADS - 1) / (4 * TTT_THREADS);
         if (blocks > TTT_MOM_BLOCKS) blocks = TTT_MOM_BLOCKS;
         ttt_mom_bwd_kernel<T><<<dim3((unsigned)blocks, (unsigned)g.n), TTT_THREADS, 0, st>>>(
-            g, dun, bj, sM, dM, dGc, dbeta_part);
+            g, dun, bj, m, dM, dGc, dbeta_part);
         LACT_CU_LAUNCH("ttt_mom_bwd");
-        if (sM) {
+        if (m) {
             ttt_sum_parts_kernel<<<1, 128, 0, st>>>(dbeta_part, blocks, g.n, dbeta + j * g.n);
             LACT_CU_LAUNCH("ttt_sum_parts");
         }

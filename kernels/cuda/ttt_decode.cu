@@ -174,14 +174,15 @@ static lact_status update(lact_ctx *ctx, lact_ttt_dec_cuda *s) {
     }
     if (s->muon == LACT_TTT_MUON_OFF) {
         TTT_LAUNCH_WROWS(ttt_renorm_kernel, float, DEC_THREADS, lact_aligned16(s->M, s->G, s->W), g,
-                         (const float *)NULL, bj, s->M, s->M, s->G, s->W, s->W, s->W, s->r0);
+                         (const float *)NULL, bj, s->M, s->M, s->G, s->W, s->W, s->W, s->r0,
+                         (float *)NULL);
         LACT_CU_LAUNCH("ttt_renorm");
         return LACT_OK;
     }
     const float *u = s->G;
     if (s->momentum) {
-        ttt_mom_mix_kernel<<<lact_grid_1d(N * nel3, DEC_THREADS), DEC_THREADS, 0, st>>>(g, bj, s->M,
-                                                                                        s->G, s->M);
+        ttt_mom_mix_kernel<<<lact_grid_1d(N * nel3, DEC_THREADS), DEC_THREADS, 0, st>>>(
+            g, bj, s->M, s->G, s->M, (float *)NULL);
         LACT_CU_LAUNCH("ttt_mom_mix");
         u = s->M;
     }
@@ -196,7 +197,7 @@ static lact_status update(lact_ctx *ctx, lact_ttt_dec_cuda *s) {
     ns.acc = s->ns_acc;
     LACT_TRY(ns.forward(u, false));
     TTT_LAUNCH_WROWS(ttt_renorm_kernel, float, DEC_THREADS, lact_aligned16(s->W), g, ns.X[5], NULL,
-                     NULL, NULL, NULL, s->W, s->W, s->W, s->r0);
+                     NULL, NULL, NULL, s->W, s->W, s->W, s->r0, (float *)NULL);
     LACT_CU_LAUNCH("ttt_renorm");
     return LACT_OK;
 }

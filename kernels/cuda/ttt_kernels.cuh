@@ -107,11 +107,11 @@ __global__ void ttt_init_kernel(ttt_geom g, const float *w0, const float *w1, co
     if (lane == 0) r0[n * g.rows + r] = sqrtf(ss);
 }
 
-/* Wc = W in T (n a multiple of nothing in particular). */
-template <class T> __global__ void ttt_cast_kernel(int64_t n, const float *W, T *Wc) {
+/* out = in, converted (n a multiple of nothing in particular). */
+template <class A, class B> __global__ void ttt_cast_kernel(int64_t n, const A *in, B *out) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x)
-        st(Wc, i, W[i]);
+        st(out, i, ld(in, i));
 }
 
 /* beta[j·N + n] = mean of momentum over update op j's range (0 otherwise).
@@ -353,23 +353,29 @@ __global__ void ttt_grad_bwd_ew_kernel(ttt_geom g, int64_t Tt, int64_t t0, const
 /* ---- the update of the fast weights ----------------------------------------- */
 
 /* out = beta[n] M + G over the master layout (out may be M). */
+/* out = beta M + G, and its copy in T when ms is given (a BF16 state's). */
+template <class T>
 __global__ void ttt_mom_mix_kernel(ttt_geom g, const float *beta, const float *M, const float *G,
-                                   float *out) {
+                                   float *out, T *ms) {
     int64_t total = g.n * 3 * g.nel;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (int64_t)gridDim.x * blockDim.x)
-        out[i] = beta[i / (3 * g.nel)] * M[i] + G[i];
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const float x = beta[i / (3 * g.nel)] * M[i] + G[i];
+        out[i] = x;
+        if (ms) st(ms, i, x);
+    }
 }
 
 /* Per row: u = (NS output | beta Mi + G, stored in Mo | G); p = Wi + u;
- * Wo = p · r0 / (‖p‖ + eps); Wc = Wo in T. Wo, Mo may be Wi, Mi (each
- * element is read before it is written, by the same thread): the forward
- * writes the new weights straight into the state's snapshot, which the
- * next update reads. A warp per row. */
+ * Wo = p · r0 / (‖p‖ + eps); Wc = Wo in T, and Ms = Mo in T when given (a
+ * BF16 state's snapshot). Wo, Mo may be Wi, Mi (each element is read
+ * before it is written, by the same thread): the forward writes the new
+ * weights straight into an F32 state's snapshot, which the next update
+ * reads. A warp per row. */
 template <class T, int V>
 __global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, const float *Mi,
                                   float *Mo, const float *G, const float *Wi, float *Wo, T *Wc,
-                                  const float *r0) {
+                                  const float *r0, T *Ms) {
     int64_t n, r;
     if (!ttt_wrow(g, &n, &r)) return;
     const int lane = threadIdx.x & 31;
@@ -389,6 +395,7 @@ __global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, co
             for (int e = 0; e < V; e++)
                 u[e] += bn * m[e];
             vstore<V>(Mo + off + c, u);
+            if (Ms) vstore<V>(Ms + off + c, u);
         } else {
             vload<V>(G + off + c, u);
         }
@@ -413,10 +420,11 @@ __global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, co
     }
 }
 
-/* u (from ns or U), W and dW at column c of a row (master offset o). */
-template <class T, int V>
-__device__ __forceinline__ void ttt_renorm_bwd_load(const ttt_geom &g, const T *ns, const float *U,
-                                                    const float *W, const float *dW, int64_t n,
+/* u (from ns or U), W and dW at column c of a row (master offset o). U and
+ * W are F32, or BF16 where they come from a BF16 state. */
+template <class T, int V, class SU, class SW>
+__device__ __forceinline__ void ttt_renorm_bwd_load(const ttt_geom &g, const T *ns, const SU *U,
+                                                    const SW *W, const float *dW, int64_t n,
                                                     int64_t rel, int64_t o, int64_t c,
                                                     float (&u)[V], float (&p)[V], float (&dw)[V]) {
     if (ns)
@@ -430,15 +438,15 @@ __device__ __forceinline__ void ttt_renorm_bwd_load(const ttt_geom &g, const T *
 /* The first pass of one row's renorm backward, by its warp: dot = Σ dW · p
  * over the row (p = W + u), ne = ‖p‖ + eps and the coefficient k of p in
  * dp = dW · rr / ne − k p. */
-template <class T, int V>
-__device__ __forceinline__ void ttt_renorm_bwd_row(const ttt_geom &g, const T *ns, const float *U,
-                                                   const float *W, const float *dW, int64_t n,
+template <class T, int V, class SU, class SW>
+__device__ __forceinline__ void ttt_renorm_bwd_row(const ttt_geom &g, const T *ns, const SU *U,
+                                                   const SW *W, const float *dW, int64_t n,
                                                    int64_t rel, int64_t off, int64_t len, float rr,
                                                    float *dot, float *ne, float *k) {
     float ss = 0.0f, dt = 0.0f;
     for (int64_t c = (threadIdx.x & 31) * V; c < len; c += 32 * V) {
         float u[V], p[V], dw[V];
-        ttt_renorm_bwd_load<T, V>(g, ns, U, W, dW, n, rel, off + c, c, u, p, dw);
+        ttt_renorm_bwd_load<T, V, SU, SW>(g, ns, U, W, dW, n, rel, off + c, c, u, p, dw);
 #pragma unroll
         for (int e = 0; e < V; e++) {
             p[e] += u[e];
@@ -456,8 +464,8 @@ __device__ __forceinline__ void ttt_renorm_bwd_row(const ttt_geom &g, const T *n
 /* Backward of the renorm of one row, W (before the step) and u given as in
  * ttt_renorm_kernel (u from ns, else from U, master layout): dW := dp,
  * dr0 += ∂/∂r0, dns (if given) = dp in the NS layout. A warp per row. */
-template <class T, int V>
-__global__ void ttt_renorm_bwd_kernel(ttt_geom g, const T *ns, const float *U, const float *W,
+template <class T, int V, class SU, class SW>
+__global__ void ttt_renorm_bwd_kernel(ttt_geom g, const T *ns, const SU *U, const SW *W,
                                       const float *r0, float *dW, float *dr0, T *dns) {
     int64_t n, r;
     if (!ttt_wrow(g, &n, &r)) return;
@@ -466,10 +474,10 @@ __global__ void ttt_renorm_bwd_kernel(ttt_geom g, const T *ns, const float *U, c
     const int64_t rel = ttt_row_off(g, r), off = n * 3 * g.nel + rel;
     const float rr = r0[n * g.rows + r];
     float dot, ne, k;
-    ttt_renorm_bwd_row<T, V>(g, ns, U, W, dW, n, rel, off, len, rr, &dot, &ne, &k);
+    ttt_renorm_bwd_row<T, V, SU, SW>(g, ns, U, W, dW, n, rel, off, len, rr, &dot, &ne, &k);
     for (int64_t c = lane * V; c < len; c += 32 * V) {
         float u[V], p[V], dw[V];
-        ttt_renorm_bwd_load<T, V>(g, ns, U, W, dW, n, rel, off + c, c, u, p, dw);
+        ttt_renorm_bwd_load<T, V, SU, SW>(g, ns, U, W, dW, n, rel, off + c, c, u, p, dw);
 #pragma unroll
         for (int e = 0; e < V; e++)
             dw[e] = dw[e] * (rr / ne) - k * (p[e] + u[e]);
@@ -483,8 +491,8 @@ __global__ void ttt_renorm_bwd_kernel(ttt_geom g, const T *ns, const float *U, c
  * dM = beta dmu; dbeta[n] += Σ dmu ⊙ M. Without momentum (dM NULL) dG =
  * dun; M is NULL where the momentum before the update is zero.
  * Grid (blocks per head, N). */
-template <class T>
-__global__ void ttt_mom_bwd_kernel(ttt_geom g, const float *dun, const float *beta, const float *M,
+template <class T, class SW>
+__global__ void ttt_mom_bwd_kernel(ttt_geom g, const float *dun, const float *beta, const SW *M,
                                    float *dM, T *dGc, float *dbeta_part) {
     __shared__ float sh[32];
     int64_t n = blockIdx.y, per = 3 * g.nel;
@@ -497,7 +505,7 @@ __global__ void ttt_mom_bwd_kernel(ttt_geom g, const float *dun, const float *be
             dmu += dM[i];
             dM[i] = bn * dmu;
         }
-        if (M) dot += dmu * M[i];
+        if (M) dot += dmu * ld(M, i);
         st(dGc, i, dmu);
     }
     if (!M) return;
@@ -514,9 +522,9 @@ __global__ void ttt_mom_bwd_kernel(ttt_geom g, const float *dun, const float *be
  * own). Row r of head n leaves its share of dbeta[n] in
  * part[n · rows + r] (when M is given), summed by ttt_sum_rows_kernel. A
  * warp per row. */
-template <class T, int V>
-__global__ void ttt_step_bwd_kernel(ttt_geom g, const float *U, const float *W, const float *r0,
-                                    float *dW, float *dr0, const float *beta, const float *M,
+template <class T, int V, class SU, class SW>
+__global__ void ttt_step_bwd_kernel(ttt_geom g, const SU *U, const SW *W, const float *r0,
+                                    float *dW, float *dr0, const float *beta, const SW *M,
                                     float *dM, T *dGc, T *Wc, float *part) {
     int64_t n, r;
     if (!ttt_wrow(g, &n, &r)) return;
@@ -525,7 +533,8 @@ __global__ void ttt_step_bwd_kernel(ttt_geom g, const float *U, const float *W, 
     const int64_t rel = ttt_row_off(g, r), off = n * 3 * g.nel + rel;
     const float rr = r0[n * g.rows + r];
     float dot, ne, k;
-    ttt_renorm_bwd_row<T, V>(g, (const T *)NULL, U, W, dW, n, rel, off, len, rr, &dot, &ne, &k);
+    ttt_renorm_bwd_row<T, V, SU, SW>(g, (const T *)NULL, U, W, dW, n, rel, off, len, rr, &dot, &ne,
+                                     &k);
     const float bn = beta ? beta[n] : 0.0f;
     float dbeta = 0.0f;
     for (int64_t c = lane * V; c < len; c += 32 * V) {

@@ -1,6 +1,6 @@
 /* ttt at a realistic size: float against double (forward and every
  * gradient), the public tensor interface against the raw reference, the
- * order builders and the argument checks. */
+ * state in BF16, the order builders and the argument checks. */
 #include <math.h>
 #include <stdio.h>
 
@@ -39,6 +39,35 @@ static lact_tensor *opt(lact_tensor *t) {
     return t->data ? t : NULL;
 }
 
+/* The double reference of a case: output, saved state and every gradient
+ * for a random d_o in [-1, 1]. */
+typedef struct ref64 {
+    double *o, *st, *d_o, *g[10];
+} ref64;
+
+static void ref64_run(const tc_case *c, ref64 *r) {
+    int64_t no = c->n * c->len * c->d;
+    memset(r, 0, sizeof *r);
+    r->o = malloc((size_t)no * sizeof(double));
+    r->st = malloc((size_t)tc_state_numel(c) * sizeof(double));
+    r->d_o = malloc((size_t)no * sizeof(double));
+    tc_fill(r->d_o, no, -1, 1);
+    for (int i = 0; i < 10; i++)
+        if (c->numel[i]) r->g[i] = malloc((size_t)c->numel[i] * sizeof(double));
+    lact_ttt_in_f64 in64 = tc_in64(c);
+    lact_ttt_dims dims = tc_dims(c);
+    lact_ttt_grad_f64 gr = {r->g[0], r->g[1], r->g[2], r->g[3], r->g[4],
+                            r->g[5], r->g[6], r->g[7], r->g[8], r->g[9]};
+    CHECK_OK(lact_cpu_ttt_forward_f64(r->o, r->st, &in64, &dims, &c->args));
+    CHECK_OK(lact_cpu_ttt_backward_f64(&gr, r->d_o, r->st, &in64, &dims, &c->args));
+}
+
+static void ref64_free(ref64 *r) {
+    free(r->o), free(r->st), free(r->d_o);
+    for (int i = 0; i < 10; i++)
+        free(r->g[i]);
+}
+
 /* Float forward/backward through the public interface vs the double
  * reference; also state = NULL vs the saved state, bit for bit. */
 static void check_precision(lact_ctx *ctx, lact_ttt_muon muon, bool mom, tc_order order,
@@ -57,18 +86,10 @@ static void check_precision(lact_ctx *ctx, lact_ttt_muon muon, bool mom, tc_orde
     to_f32(&c, &f);
     lact_tensor *in = f.t;
 
-    /* double reference */
-    double *o64 = malloc((size_t)no * sizeof(double)), *st64 = malloc((size_t)S * sizeof(double));
-    double *do64 = malloc((size_t)no * sizeof(double)), *g64[10] = {0};
-    tc_fill(do64, no, -1, 1);
-    for (int i = 0; i < 10; i++)
-        if (c.numel[i]) g64[i] = malloc((size_t)c.numel[i] * sizeof(double));
-    lact_ttt_in_f64 in64 = tc_in64(&c);
-    lact_ttt_dims dims = tc_dims(&c);
-    lact_ttt_grad_f64 gr64 = {g64[0], g64[1], g64[2], g64[3], g64[4],
-                              g64[5], g64[6], g64[7], g64[8], g64[9]};
-    CHECK_OK(lact_cpu_ttt_forward_f64(o64, st64, &in64, &dims, &c.args));
-    CHECK_OK(lact_cpu_ttt_backward_f64(&gr64, do64, st64, &in64, &dims, &c.args));
+    ref64 r;
+    ref64_run(&c, &r);
+    const double *o64 = r.o, *do64 = r.d_o;
+    double *const *g64 = r.g;
 
     /* float through the public interface */
     lact_tensor o = {0}, st = {0}, d_o = {0}, g[10] = {{0}}, g2[10] = {{0}};
@@ -102,9 +123,89 @@ static void check_precision(lact_ctx *ctx, lact_ttt_muon muon, bool mom, tc_orde
                   "d_%s differs when the backward recomputes the state", tc_name(i));
     }
     for (int i = 0; i < 10; i++)
-        lact_tensor_free(&g[i]), lact_tensor_free(&g2[i]), free(g64[i]);
+        lact_tensor_free(&g[i]), lact_tensor_free(&g2[i]);
     lact_tensor_free(&o), lact_tensor_free(&st), lact_tensor_free(&d_o);
-    free(o64), free(st64), free(do64);
+    ref64_free(&r);
+    free_f32(&f);
+    tc_free(&c);
+}
+
+/* The state in BF16 (state_bf16): half the elements; the forward's output
+ * is the F32 state's bit for bit (the weights go on in F32) and the saved
+ * values are the F32 state's rounded; the gradients, from the rounded
+ * weights, stay within the BF16 paths' bound of the double reference and
+ * differ from the F32 state's (the backward reads what was saved). */
+static void check_state_bf16(lact_ctx *ctx, lact_ttt_muon muon, bool mom, int save_every) {
+    tc_case c = {.n = 2,
+                 .d = 64,
+                 .dh = 128,
+                 .len = 300,
+                 .chunk = 64,
+                 .mom = mom,
+                 .muon = muon,
+                 .order = TC_CAUSAL,
+                 .save_every = save_every};
+    CHECK(tc_init(&c, 99 + (uint64_t)muon * 7 + (uint64_t)mom * 3 + (uint64_t)save_every));
+    int64_t N = c.n, L = c.len, d = c.d, no = N * L * d, S = tc_state_numel(&c) / N;
+    lact_ttt_args a16 = c.args;
+    a16.state_bf16 = true;
+    int64_t S16 = lact_ttt_state_numel(&a16, mom, d, c.dh);
+    CHECK_MSG(S16 == (S + 1) / 2, "BF16 state of %lld elements a head, F32 %lld", (long long)S16,
+              (long long)S);
+    f32_case f;
+    to_f32(&c, &f);
+    lact_tensor *in = f.t;
+    ref64 r;
+    ref64_run(&c, &r);
+    const double *do64 = r.d_o;
+    double *const *g64 = r.g;
+
+    lact_tensor o[2] = {{0}}, st[2] = {{0}}, d_o = {0}, g[2][10] = {{{0}}};
+    CHECK_OK(lact_tensor_alloc(&d_o, LACT_F32, LACT_CPU, 3, (int64_t[]){N, L, d}));
+    for (int64_t j = 0; j < no; j++)
+        ((float *)d_o.data)[j] = (float)do64[j];
+    for (int b = 0; b < 2; b++) {
+        const lact_ttt_args *a = b ? &a16 : &c.args;
+        CHECK_OK(lact_tensor_alloc(&o[b], LACT_F32, LACT_CPU, 3, (int64_t[]){N, L, d}));
+        CHECK_OK(lact_tensor_alloc(&st[b], LACT_F32, LACT_CPU, 2, (int64_t[]){N, b ? S16 : S}));
+        for (int i = 0; i < 10; i++)
+            if (c.numel[i])
+                CHECK_OK(lact_tensor_alloc(&g[b][i], LACT_F32, LACT_CPU, in[i].ndim, in[i].shape));
+        lact_tensor *gb = g[b];
+        CHECK_OK(lact_ttt_forward(ctx, &o[b], &st[b], &in[0], &in[1], &in[2], &in[3], &in[4],
+                                  &in[5], opt(&in[6]), &in[7], &in[8], &in[9], a));
+        CHECK_OK(lact_ttt_backward(ctx, &gb[0], &gb[1], &gb[2], &gb[3], &gb[4], &gb[5], opt(&gb[6]),
+                                   &gb[7], &gb[8], &gb[9], &d_o, &st[b], &in[0], &in[1], &in[2],
+                                   &in[3], &in[4], &in[5], opt(&in[6]), &in[7], &in[8], &in[9], a));
+    }
+    CHECK(!memcmp(o[0].data, o[1].data, lact_tensor_nbytes(&o[0])));
+    const float *s32 = st[0].data;
+    const uint16_t *s16 = st[1].data;
+    int64_t wrong = 0;
+    for (int64_t j = 0; j < N * S; j++)
+        wrong += s16[j] != lact_f32_to_bf16(s32[j]);
+    CHECK_MSG(wrong == 0, "%lld BF16 state values are not the F32 state's rounded",
+              (long long)wrong);
+    double worst = 0;
+    bool differs = false;
+    for (int i = 0; i < 10; i++) {
+        if (!c.numel[i]) continue;
+        double e = tc_rel_err_f(g[1][i].data, g64[i], c.numel[i]);
+        if (e > worst) worst = e;
+        CHECK_MSG(e < 1e-2, "muon=%s mom=%d save_every=%d: d_%s with a BF16 state: rel err %.3g",
+                  tc_muon_name(muon), mom, save_every, tc_name(i), e);
+        differs = differs || memcmp(g[0][i].data, g[1][i].data, lact_tensor_nbytes(&g[0][i]));
+    }
+    CHECK_MSG(differs, "the gradients do not depend on the BF16 state");
+    printf("state in BF16, muon=%s mom=%d save_every=%d: worst gradient rel err %.2e\n",
+           tc_muon_name(muon), mom, save_every, worst);
+    for (int b = 0; b < 2; b++) {
+        for (int i = 0; i < 10; i++)
+            lact_tensor_free(&g[b][i]);
+        lact_tensor_free(&o[b]), lact_tensor_free(&st[b]);
+    }
+    lact_tensor_free(&d_o);
+    ref64_free(&r);
     free_f32(&f);
     tc_free(&c);
 }
@@ -230,6 +331,11 @@ int main(void) {
         check_precision(&ctx, LACT_TTT_MUON_OFF, true, (tc_order)order, 5e-6, 5e-5);
         check_precision(&ctx, LACT_TTT_MUON_TABLE, true, (tc_order)order, 1e-4, 2e-4);
         check_precision(&ctx, LACT_TTT_MUON_FIXED, false, (tc_order)order, 1e-4, 2e-4);
+    }
+    for (int se = 1; se <= 2; se++) {
+        check_state_bf16(&ctx, LACT_TTT_MUON_OFF, true, se);
+        check_state_bf16(&ctx, LACT_TTT_MUON_OFF, false, se);
+        check_state_bf16(&ctx, LACT_TTT_MUON_TABLE, true, se);
     }
     lact_ctx_free(&ctx);
     return check_summary("kernels_test_ttt_precision");
