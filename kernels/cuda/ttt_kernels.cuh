@@ -352,8 +352,8 @@ __global__ void ttt_grad_bwd_ew_kernel(ttt_geom g, int64_t Tt, int64_t t0, const
 
 /* ---- the update of the fast weights ----------------------------------------- */
 
-/* out = beta[n] M + G over the master layout (out may be M). */
-/* out = beta M + G, and its copy in T when ms is given (a BF16 state's). */
+/* out = beta[n] M + G over the master layout (out may be M), and its copy
+ * in T when ms is given (a BF16 state's snapshot). */
 template <class T>
 __global__ void ttt_mom_mix_kernel(ttt_geom g, const float *beta, const float *M, const float *G,
                                    float *out, T *ms) {
