@@ -68,18 +68,25 @@ static void ref64_free(ref64 *r) {
         free(r->g[i]);
 }
 
+/* The shape both checks below run: two heads of d = 64, dh = 128, 300
+ * tokens in chunks of 64 (the last one short). */
+static tc_case small_case(lact_ttt_muon muon, bool mom, tc_order order, int save_every) {
+    return (tc_case){.n = 2,
+                     .d = 64,
+                     .dh = 128,
+                     .len = 300,
+                     .chunk = 64,
+                     .mom = mom,
+                     .muon = muon,
+                     .order = order,
+                     .save_every = save_every};
+}
+
 /* Float forward/backward through the public interface vs the double
  * reference; also state = NULL vs the saved state, bit for bit. */
 static void check_precision(lact_ctx *ctx, lact_ttt_muon muon, bool mom, tc_order order,
                             double tol_o, double tol_g) {
-    tc_case c = {.n = 2,
-                 .d = 64,
-                 .dh = 128,
-                 .len = 300,
-                 .chunk = 64,
-                 .mom = mom,
-                 .muon = muon,
-                 .order = order};
+    tc_case c = small_case(muon, mom, order, 0);
     CHECK(tc_init(&c, 4242 + (uint64_t)muon * 7 + (uint64_t)mom * 3 + (uint64_t)order));
     int64_t N = c.n, L = c.len, d = c.d, no = N * L * d, S = tc_state_numel(&c);
     f32_case f;
@@ -136,15 +143,7 @@ static void check_precision(lact_ctx *ctx, lact_ttt_muon muon, bool mom, tc_orde
  * weights, stay within the BF16 paths' bound of the double reference and
  * differ from the F32 state's (the backward reads what was saved). */
 static void check_state_bf16(lact_ctx *ctx, lact_ttt_muon muon, bool mom, int save_every) {
-    tc_case c = {.n = 2,
-                 .d = 64,
-                 .dh = 128,
-                 .len = 300,
-                 .chunk = 64,
-                 .mom = mom,
-                 .muon = muon,
-                 .order = TC_CAUSAL,
-                 .save_every = save_every};
+    tc_case c = small_case(muon, mom, TC_CAUSAL, save_every);
     CHECK(tc_init(&c, 99 + (uint64_t)muon * 7 + (uint64_t)mom * 3 + (uint64_t)save_every));
     int64_t N = c.n, L = c.len, d = c.d, no = N * L * d, S = tc_state_numel(&c) / N;
     lact_ttt_args a16 = c.args;
