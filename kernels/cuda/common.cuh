@@ -196,7 +196,9 @@ lact_status lact_cuda_buffer(lact_ctx *ctx, int slot, size_t bytes, void **out);
 
 /* Row-major batched product c[i] = alpha op(a[i]) op(b[i]) + beta c[i],
  * i < batch, with element strides between batch items (0 broadcasts). With
- * addend set, beta·addend[i] (same layout as c) replaces beta·c[i]. */
+ * addend set, beta·addend[i] (same layout as c) replaces beta·c[i]. lda,
+ * ldb, ldc are the row pitches of a, b, c as stored (before op), 0 where
+ * the rows are packed: a band of columns of a wider matrix is an operand. */
 typedef struct lact_gemm_desc {
     const void *a, *b;
     void *c;
@@ -205,7 +207,8 @@ typedef struct lact_gemm_desc {
     int64_t M, N, K, batch;
     int64_t stride_a, stride_b, stride_c;
     float alpha, beta;
-    const void *addend; /* NULL: c itself; last, so brace initialisers leave it NULL */
+    const void *addend;    /* NULL: c itself */
+    int64_t lda, ldb, ldc; /* row pitches, 0: packed */
 } lact_gemm_desc;
 
 lact_status lact_cuda_gemm(lact_ctx *ctx, const lact_gemm_desc *g);
@@ -221,6 +224,7 @@ static inline lact_gemm_desc lact_gemm_desc_make(const void *a, const void *b, v
     g.b = b;
     g.c = c;
     g.addend = NULL;
+    g.lda = g.ldb = g.ldc = 0;
     g.ab_dtype = ab;
     g.c_dtype = cd;
     g.ta = ta;

@@ -22,6 +22,7 @@
 typedef struct plan_key {
     int ab_dtype, c_dtype, ta, tb;
     int64_t M, N, K, batch, stride_a, stride_b, stride_c;
+    int64_t lda, ldb, ldc; /* row pitches, never 0 here */
     int align_a, align_b, align_c;
     size_t workspace;
 } plan_key;
@@ -58,9 +59,10 @@ static cudaDataType_t cuda_type(lact_dtype dt) {
     }
 }
 
-/* Largest power of two up to 256 dividing the address and the batch stride. */
-static int alignment_of(const void *p, int64_t stride_bytes, int64_t batch) {
-    uintptr_t v = (uintptr_t)p;
+/* Largest power of two up to 256 dividing the address, the batch stride
+ * and a row pitch given explicitly (pitch_bytes 0: packed rows). */
+static int alignment_of(const void *p, int64_t stride_bytes, int64_t batch, int64_t pitch_bytes) {
+    uintptr_t v = (uintptr_t)p | (uintptr_t)pitch_bytes;
     if (batch > 1) v |= (uintptr_t)stride_bytes;
     int a = 256;
     while (a > 1 && (v & (uintptr_t)(a - 1)))
@@ -106,7 +108,7 @@ static bool tune_enabled(lact_ctx *ctx) {
 
 /* Elements from the first to one past the last of c's batch items. */
 static size_t c_span(const plan_key *k) {
-    size_t one = (size_t)(k->M * k->N);
+    size_t one = (size_t)((k->M - 1) * k->ldc + k->N);
     return k->batch > 1 ? (size_t)(k->stride_c * (k->batch - 1)) + one : one;
 }
 
@@ -182,11 +184,11 @@ static lact_status plan_build(lact_ctx *ctx, const plan_key *k, gemm_plan *p,
     LACT_CU(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
     LACT_CU(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
     /* Our b, row-major [K, N] (or [N, K] when tb), is column-major N×K (K×N). */
-    LACT_TRY(layout_make(&p->la, ab, k->tb ? k->K : k->N, k->tb ? k->N : k->K, k->tb ? k->K : k->N,
-                         k->batch, k->stride_b));
-    LACT_TRY(layout_make(&p->lb, ab, k->ta ? k->M : k->K, k->ta ? k->K : k->M, k->ta ? k->M : k->K,
-                         k->batch, k->stride_a));
-    LACT_TRY(layout_make(&p->lc, cd, k->N, k->M, k->N, k->batch, k->stride_c));
+    LACT_TRY(layout_make(&p->la, ab, k->tb ? k->K : k->N, k->tb ? k->N : k->K, k->ldb, k->batch,
+                         k->stride_b));
+    LACT_TRY(layout_make(&p->lb, ab, k->ta ? k->M : k->K, k->ta ? k->K : k->M, k->lda, k->batch,
+                         k->stride_a));
+    LACT_TRY(layout_make(&p->lc, cd, k->N, k->M, k->ldc, k->batch, k->stride_c));
 
     /* The same problem at another alignment (a view, a recompute's buffers)
      * keeps its algorithm where it is valid, so equal inputs give equal bits
@@ -287,12 +289,21 @@ lact_status lact_cuda_gemm(lact_ctx *ctx, const lact_gemm_desc *g) {
     k.stride_a = g->batch > 1 ? g->stride_a : 0;
     k.stride_b = g->batch > 1 ? g->stride_b : 0;
     k.stride_c = g->batch > 1 ? g->stride_c : 0;
+    /* Rows as stored: a is [M, K] ([K, M] when ta), b [K, N] ([N, K] when tb). */
+    const int64_t pa = g->ta ? g->M : g->K, pb = g->tb ? g->K : g->N;
+    k.lda = g->lda ? g->lda : pa;
+    k.ldb = g->ldb ? g->ldb : pb;
+    k.ldc = g->ldc ? g->ldc : g->N;
+    if (k.lda < pa || k.ldb < pb || k.ldc < g->N)
+        return lact_fail(LACT_E_ARG,
+                         "matmul: row pitch below the row (lda %lld, ldb %lld, ldc %lld)",
+                         (long long)g->lda, (long long)g->ldb, (long long)g->ldc);
     size_t eab = lact_dtype_size(g->ab_dtype), ec = lact_dtype_size(g->c_dtype);
-    k.align_a = alignment_of(g->a, k.stride_a * (int64_t)eab, g->batch);
-    k.align_b = alignment_of(g->b, k.stride_b * (int64_t)eab, g->batch);
-    k.align_c = alignment_of(g->c, k.stride_c * (int64_t)ec, g->batch);
+    k.align_a = alignment_of(g->a, k.stride_a * (int64_t)eab, g->batch, g->lda * (int64_t)eab);
+    k.align_b = alignment_of(g->b, k.stride_b * (int64_t)eab, g->batch, g->ldb * (int64_t)eab);
+    k.align_c = alignment_of(g->c, k.stride_c * (int64_t)ec, g->batch, g->ldc * (int64_t)ec);
     const void *addend = g->addend ? g->addend : g->c;
-    int align_add = alignment_of(addend, k.stride_c * (int64_t)ec, g->batch);
+    int align_add = alignment_of(addend, k.stride_c * (int64_t)ec, g->batch, g->ldc * (int64_t)ec);
     if (align_add < k.align_c) k.align_c = align_add;
     k.workspace = ctx->workspace_bytes;
     gemm_plan *p = NULL;

@@ -17,6 +17,7 @@
  * while W and M go on in F32 in the workspace; the backward's products and
  * step read the snapshot in place. Rebuilt weights get the same BF16
  * copies (Wc, M16), so the step's backward reads one type per call. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/base/device.h"
@@ -69,6 +70,7 @@ template <class T> struct ttt_run {
     bool stream_grads;  /* and the gradient's, without d_q */
     bool keep_ns;      /* the state keeps each update's iterates (lact_ttt_args.keep_ns) */
     bool sb16;         /* BF16 snapshots (lact_ttt_args.state_bf16; T is then bf16) */
+    bool wide;         /* the backward's products in pairs (grad_bwd) */
     int64_t tile, per;
     const T *q, *k, *v;
 
@@ -89,6 +91,14 @@ template <class T> struct ttt_run {
     const void *sW, *sM, *sU;
     T *dGc;
     T *Zab, *Ze, *X02, *H1, *P1, *KG;
+    /* wide: the step's backward writes W and dG side by side in Bw
+     * (ttt_wide_off), so that one product of K [W0; W2; dG0; dG2]ᵀ fills
+     * ZK's rows [a b | k dG02ᵀ] and one of V [W1 | dG1] ZE's [e | v dG1];
+     * ttt_grad_bwd_ew turns them into [dA dB | X02] and [dE | H1] in
+     * place, and d_k, d_v are then one product each over the doubled
+     * contraction. Zab, Ze, P1 and KG are packed views of ZK and ZE for
+     * the other passes. */
+    T *Bw, *ZK, *ZE;
     ttt_ns<T> ns;
     T *ws_x[6]; /* the workspace's iterates and norms (ns_at) */
     float *ws_nnorm;
@@ -115,8 +125,14 @@ template <class T> struct ttt_run {
         M16 =
             sb16 && recompute && mom ? (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T)) : NULL;
         Uf = sb16 && bwd && muon && mom ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
-        Zab = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
-        Ze = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
+        Bw = ZK = ZE = NULL;
+        if (wide) {
+            Zab = ZK = (T *)carve(base, off, (size_t)(tt * 4 * dh) * sizeof(T));
+            Ze = ZE = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
+        } else {
+            Zab = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
+            Ze = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
+        }
         /* The row kernels read and write each element in one thread, so
          * their outputs may overwrite inputs of the same shape: X02 over
          * Zab and H1 over Ze, except where the backward without momentum
@@ -136,10 +152,18 @@ template <class T> struct ttt_run {
             U = mom ? NULL : (float *)carve(base, off, (size_t)(N * nel3) * 4);
             dr0 = (float *)carve(base, off, (size_t)(N * g.rows) * 4);
             row_part = (float *)carve(base, off, (size_t)(N * g.rows) * 4);
-            dGc = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
+            if (wide) {
+                Bw = (T *)carve(base, off, (size_t)(N * 2 * nel3) * sizeof(T));
+                P1 = ZE ? ZE + tt * dh : NULL;
+                KG = ZK ? ZK + tt * 2 * dh : NULL;
+            } else {
+                dGc = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
+            }
             size_t at = *off;
-            P1 = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
-            KG = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
+            if (!wide) {
+                P1 = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
+                KG = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
+            }
             /* A rebuilt update's G is dead before P1 and KG are written. */
             if (recompute && !own_g) {
                 size_t need = (size_t)(N * nel3) * 4;
@@ -185,6 +209,9 @@ template <class T> struct ttt_run {
         hidden_stream =
             ttt_dt<T>::v == LACT_BF16 && !hidden_fused && ttt_hidden_stream_ready(i->d, i->dh);
         stream_grads = hidden_stream && ttt_hidden_stream_all();
+        const char *we = getenv("LACT_TTT_WIDE");
+        wide = b && mom && !muon && !recompute && !hidden_fused && !stream_grads &&
+               !(we && strcmp(we, "0") == 0);
         have_w = have_m = -1;
         q = (const T *)i->q, k = (const T *)i->k, v = (const T *)i->v;
         per = (mom ? 6 : 3) * g.nel;
@@ -542,7 +569,7 @@ template <class T> struct ttt_run {
 
     /* Backward of the step of update op j, at sW, sM as before it and the
      * step's input in sU (with momentum: βM + G) or G (without): dW :=
-     * adjoint before the step, dM, dr0, dbeta; dGc = dG. */
+     * adjoint before the step, dM, dr0, dbeta; dGc (Bw when wide) = dG. */
     lact_status step_bwd(int64_t j, const float *state, int64_t upd) {
         if constexpr (ttt_dt<T>::v == LACT_BF16)
             if (sb16) return step_bwd_as<T>(j, state, upd);
@@ -582,10 +609,11 @@ template <class T> struct ttt_run {
             if (mom)
                 TTT_LAUNCH_WROWS(ttt_step_bwd_kernel, T, TTT_THREADS,
                                  lact_aligned16(sU, w, dW, m, dM), g, (const S *)sU, w, r0, dW, dr0,
-                                 bj, m, dM, dGc, wc, row_part);
+                                 bj, m, dM, dGc, wc, Bw, row_part);
             else
                 TTT_LAUNCH_WROWS(ttt_step_bwd_kernel, T, TTT_THREADS, lact_aligned16(G, w, dW), g,
-                                 (const float *)G, w, r0, dW, dr0, bj, m, dM, dGc, wc, row_part);
+                                 (const float *)G, w, r0, dW, dr0, bj, m, dM, dGc, wc, (T *)NULL,
+                                 row_part);
             LACT_CU_LAUNCH("ttt_step_bwd");
             if (m) {
                 ttt_sum_rows_kernel<<<(unsigned)g.n, TTT_THREADS, 0, st>>>(row_part, g.rows,
@@ -614,6 +642,10 @@ template <class T> struct ttt_run {
         for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
             int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
             const T *kt = k + t0 * d, *vt = v + t0 * d;
+            if (wide) {
+                LACT_TRY(grad_bwd_wide(gr, t0, Tt, add));
+                continue;
+            }
             /* the streamed pass forms a, b, e itself unless the tile has them */
             const bool abe = stream_grads && !have_tile && ttt_hidden_stream_forms_abe();
             if (!have_tile && !abe) {
@@ -641,9 +673,9 @@ template <class T> struct ttt_run {
                                   dGc + 2 * g.nel, nel3, P1, Tt * dh, 1.0f, 0.0f));
                 LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, 2 * dh, d, g.n, kt, Ld, dGc,
                                   nel3, KG, Tt * 2 * dh, 1.0f, 0.0f));
-                TTT_LAUNCH_ROWS(ttt_grad_bwd_ew_kernel, g.n * Tt, g, Tt, t0, Zab, Ze, P1, KG,
-                                in->lr0, in->lr1, in->lr2, h1, x02, dAB, dE, gr->lr0, gr->lr1,
-                                gr->lr2);
+                TTT_LAUNCH_ROWS(ttt_grad_bwd_ew_kernel, g.n * Tt, g, Tt, t0, 2 * dh, dh, Zab, Ze,
+                                P1, KG, in->lr0, in->lr1, in->lr2, h1, x02, dAB, dE, gr->lr0,
+                                gr->lr1, gr->lr2);
             }
             /* Straight into the token gradients: the first product stores
              * where this op is the first update on the rows, else adds. */
@@ -667,6 +699,35 @@ template <class T> struct ttt_run {
                               Tt * 2 * dh, kt, Ld, dW, nel3, 1.0f, 1.0f));
         }
         return LACT_OK;
+    }
+
+    /* grad_bwd over tokens t0 + [0, Tt) with the paired operands (wide). */
+    lact_status grad_bwd_wide(const lact_ttt_cuda_grad *gr, int64_t t0, int64_t Tt, float add) {
+        const int64_t Ld = g.len * g.d, dh = g.dh, d = g.d, s6 = 6 * g.nel;
+        const T *kt = k + t0 * d, *vt = v + t0 * d, *B1 = Bw + 4 * g.nel;
+        LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, 4 * dh, d, g.n, kt, Ld, Bw, s6, ZK,
+                          Tt * 4 * dh, 1.0f, 0.0f));
+        LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, 2 * dh, d, g.n, vt, Ld, B1, s6, ZE,
+                          Tt * 2 * dh, 1.0f, 0.0f));
+        TTT_LAUNCH_ROWS(ttt_grad_bwd_ew_kernel, g.n * Tt, g, Tt, t0, 4 * dh, 2 * dh, ZK, ZE,
+                        ZE + dh, ZK + 2 * dh, in->lr0, in->lr1, in->lr2, ZE + dh, ZK + 2 * dh, ZK,
+                        ZE, gr->lr0, gr->lr1, gr->lr2);
+        if (gr->v) /* [dE | H1] [W1 | dG1]ᵀ */
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, d, 2 * dh, g.n, ZE, Tt * 2 * dh, B1,
+                              s6, (T *)gr->v + t0 * d, Ld, 1.0f, add));
+        if (gr->k) /* [dA dB | X02] [W0; W2; dG0; dG2] */
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 4 * dh, g.n, ZK, Tt * 4 * dh,
+                              Bw, s6, (T *)gr->k + t0 * d, Ld, 1.0f, add));
+        /* dW1 += Vᵀ dE, dW02 += dABᵀ K: bands of ZE and ZK */
+        lact_gemm_desc g1 =
+            lact_gemm_desc_make(vt, ZE, dW + 2 * g.nel, dt(), LACT_F32, true, false, d, dh, Tt, g.n,
+                                Ld, Tt * 2 * dh, 3 * g.nel, 1.0f, 1.0f);
+        g1.ldb = 2 * dh;
+        LACT_TRY(lact_cuda_gemm(ctx, &g1));
+        lact_gemm_desc g02 = lact_gemm_desc_make(ZK, kt, dW, dt(), LACT_F32, true, false, 2 * dh, d,
+                                                 Tt, g.n, Tt * 4 * dh, Ld, 3 * g.nel, 1.0f, 1.0f);
+        g02.lda = 4 * dh;
+        return lact_cuda_gemm(ctx, &g02);
     }
 
     lact_status apply_bwd(int64_t j, const T *d_o, const lact_ttt_cuda_grad *gr) {

@@ -40,6 +40,16 @@ __device__ __forceinline__ int64_t ttt_row_off(const ttt_geom g, int64_t r) {
 __device__ __forceinline__ int64_t ttt_row_len(const ttt_geom g, int64_t r) {
     return r < 2 * g.dh ? g.d : g.dh;
 }
+/* The backward's paired operands (ttt.cu, wide), 6nel per head: [W0; W2;
+ * dG0; dG2] as one [4dh, d] matrix, then rows [W1ᵢ | dG1ᵢ] as one [d, 2dh]
+ * matrix. Where the copy of master row r of head n starts, and its dG. */
+__device__ __forceinline__ int64_t ttt_wide_off(const ttt_geom g, int64_t n, int64_t r) {
+    const int64_t base = n * 6 * g.nel;
+    return r < 2 * g.dh ? base + r * g.d : base + 4 * g.nel + (r - 2 * g.dh) * 2 * g.dh;
+}
+__device__ __forceinline__ int64_t ttt_wide_dg(const ttt_geom g, int64_t n, int64_t r) {
+    return ttt_wide_off(g, n, r) + (r < 2 * g.dh ? 2 * g.nel : g.dh);
+}
 /* Newton–Schulz layout offset of master element e (in [0, 3nel)) of head n. */
 __device__ __forceinline__ int64_t ttt_ns_off(const ttt_geom g, int64_t n, int64_t e) {
     int64_t j = e / g.nel, w = e - j * g.nel;
@@ -284,15 +294,18 @@ __global__ void ttt_apply_bwd_ew_kernel(ttt_geom g, int64_t Tt, const T *Zab, co
 
 /* Backward of ttt_grad_ew_kernel and of the products that feed it: from
  * P1 = V dG1 and KG = K [dG0; dG2]ᵀ, writes H1, X02 (recomputed), dAB
- * (adjoints of a, b), dE and adds the per-token lr gradients. Rows as in
- * TTT_ROWS_LOOP, but every lane of the block takes the same number of
- * steps over the rows so that the sums' shuffles see the whole warp (blockDim
- * a multiple of 32). */
+ * (adjoints of a, b), dE and adds the per-token lr gradients. Token rows
+ * are p2 apart in Zab, KG, X02, dAB and p1 apart in Ze, P1, H1, dE (2dh
+ * and dh when packed; wider where the pairs share rows, ttt.cu). Each
+ * element is read and written by one thread, so outputs may overwrite
+ * inputs. Rows as in TTT_ROWS_LOOP, but every lane of the block takes the
+ * same number of steps over the rows so that the sums' shuffles see the
+ * whole warp (blockDim a multiple of 32). */
 template <class T, int V>
-__global__ void ttt_grad_bwd_ew_kernel(ttt_geom g, int64_t Tt, int64_t t0, const T *Zab,
-                                       const T *Ze, const T *P1, const T *KG, const float *l0,
-                                       const float *l1, const float *l2, T *H1, T *X02, T *dAB,
-                                       T *dE, float *dl0, float *dl1, float *dl2) {
+__global__ void ttt_grad_bwd_ew_kernel(ttt_geom g, int64_t Tt, int64_t t0, int64_t p2, int64_t p1,
+                                       const T *Zab, const T *Ze, const T *P1, const T *KG,
+                                       const float *l0, const float *l1, const float *l2, T *H1,
+                                       T *X02, T *dAB, T *dE, float *dl0, float *dl1, float *dl2) {
     const int64_t dh = g.dh, rows = g.n * Tt;
     const int lanes = ttt_row_lanes(dh / V), per_block = blockDim.x / lanes;
     const int lane = threadIdx.x % lanes;
@@ -303,7 +316,7 @@ __global__ void ttt_grad_bwd_ew_kernel(ttt_geom g, int64_t Tt, int64_t t0, const
         const int64_t n = row / Tt, li = n * g.len + t0 + (row - n * Tt);
         float L0 = valid ? l0[li] : 0.0f, L1 = valid ? l1[li] : 0.0f, L2 = valid ? l2[li] : 0.0f;
         float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f;
-        const int64_t r2 = row * 2 * dh, r1 = row * dh;
+        const int64_t r2 = row * p2, r1 = row * p1;
         for (int64_t j = (int64_t)lane * V; valid && j < dh; j += (int64_t)lanes * V) {
             float a[V], b[V], e[V], p1[V], kg0[V], kg2[V];
             float h1[V], x0[V], x2[V], da[V], db[V], de[V];
@@ -519,13 +532,14 @@ __global__ void ttt_mom_bwd_kernel(ttt_geom g, const float *dun, const float *be
  * renorm's backward (as ttt_renorm_kernel's, u from U), then the momentum's
  * (as ttt_mom_bwd_kernel's, dun the new dW), and Wc = W (the copy the
  * products read next, which would otherwise take a pass over W of its
- * own). Row r of head n leaves its share of dbeta[n] in
+ * own). dG goes to dGc, or with Bw given to the paired operands beside a
+ * copy of W (ttt_wide_off). Row r of head n leaves its share of dbeta[n] in
  * part[n · rows + r] (when M is given), summed by ttt_sum_rows_kernel. A
  * warp per row. */
 template <class T, int V, class SU, class SW>
 __global__ void ttt_step_bwd_kernel(ttt_geom g, const SU *U, const SW *W, const float *r0,
                                     float *dW, float *dr0, const float *beta, const SW *M,
-                                    float *dM, T *dGc, T *Wc, float *part) {
+                                    float *dM, T *dGc, T *Wc, T *Bw, float *part) {
     int64_t n, r;
     if (!ttt_wrow(g, &n, &r)) return;
     const int lane = threadIdx.x & 31;
@@ -563,8 +577,12 @@ __global__ void ttt_step_bwd_kernel(ttt_geom g, const SU *U, const SW *W, const 
             for (int e = 0; e < V; e++)
                 dbeta += dmu[e] * m[e];
         }
-        vstore<V>(dGc + off + c, dmu);
+        if (dGc) vstore<V>(dGc + off + c, dmu);
         if (Wc) vstore<V>(Wc + off + c, w);
+        if (Bw) {
+            vstore<V>(Bw + ttt_wide_off(g, n, r) + c, w);
+            vstore<V>(Bw + ttt_wide_dg(g, n, r) + c, dmu);
+        }
     }
     if (lane == 0) dr0[n * g.rows + r] += dot / ne;
     if (!M) return;

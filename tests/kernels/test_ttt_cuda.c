@@ -69,6 +69,10 @@ static const cuda_case cases[] = {
      * several tiles and slices, tiles starting mid-chunk, d = dh = 192 */
     {2, 600, 256, 1, 200, true, LACT_TTT_MUON_OFF, 0, 1},
     {1, 500, 192, 1, 500, false, LACT_TTT_MUON_OFF, 300, 1},
+    /* momentum without Muon on the batched products (d neither small nor
+     * streamed): the backward's paired products in BF16, bidirectional,
+     * a short last chunk */
+    {1, 700, 96, 2, 224, true, LACT_TTT_MUON_OFF, 480, 1},
     /* overlapping ops, uncovered rows */
     {2, 300, 64, 1, 128, true, LACT_TTT_MUON_OFF, -1, 1},
     {1, 300, 64, 2, 128, false, LACT_TTT_MUON_TABLE, -1, 2},
@@ -479,6 +483,16 @@ int main(void) {
         double batched = batched_err[c] = run_case(&cpu, &gpu, &cases[c], c, LACT_BF16);
         unsetenv("LACT_TTT_NS_FUSED");
         unsetenv("LACT_TTT_APPLY_FUSED");
+        /* With momentum and without Muon the backward pairs its products
+         * (LACT_TTT_WIDE); one by one is the reference. */
+        if (cases[c].mom && cases[c].muon == LACT_TTT_MUON_OFF && cases[c].save_every == 1) {
+            printf("   the same with the backward's products one by one:\n");
+            setenv("LACT_TTT_WIDE", "0", 1);
+            run_case(&cpu, &gpu, &cases[c], c, LACT_F32);
+            unsetenv("LACT_TTT_WIDE");
+            variant_within(&cpu, &gpu, c, "LACT_TTT_WIDE", "0",
+                           "the backward's products one by one", batched);
+        }
         int64_t d = cases[c].d, dh = d * cases[c].mult;
         bool small = (d == 64 || d == 128) && (dh == d || dh == 2 * d);
         bool stream = !small && d % 64 == 0 && dh % 64 == 0;
