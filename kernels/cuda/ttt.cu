@@ -16,7 +16,11 @@
  * snapshot, where the products read it, and a BF16 copy of M beside it,
  * while W and M go on in F32 in the workspace; the backward's products and
  * step read the snapshot in place. Rebuilt weights get the same BF16
- * copies (Wc, M16), so the step's backward reads one type per call. */
+ * copies (Wc, M16), so the step's backward reads one type per call.
+ * Without Muon (m16) G and the momentum have no F32 form at all: the G
+ * products write BF16 and the momentum goes from update to update as the
+ * snapshots' copy, so the step moves a third fewer bytes and forward and
+ * backward see the same momentum. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +75,7 @@ template <class T> struct ttt_run {
     bool keep_ns;      /* the state keeps each update's iterates (lact_ttt_args.keep_ns) */
     bool sb16;         /* BF16 snapshots (lact_ttt_args.state_bf16; T is then bf16) */
     bool wide;         /* the backward's products in pairs (grad_bwd) */
+    bool m16;          /* G and the momentum in T (sb16 with momentum, without Muon) */
     int64_t tile, per;
     const T *q, *k, *v;
 
@@ -82,7 +87,9 @@ template <class T> struct ttt_run {
     const float *cw, *cm; /* where step_fwd finds the weights and momentum */
     T *Wc;                /* the products' weights: wc_ws, or a BF16 state's snapshot */
     T *wc_ws;
-    T *M16;    /* BF16 state: the rebuilt M's copy */
+    T *M16;        /* BF16 state: the rebuilt M's copy (m16: the momentum between snapshots) */
+    T *G16;        /* m16: G */
+    const T *cm16; /* m16: where step_fwd finds the momentum (NULL: zero) */
     float *Uf; /* BF16 state with Muon and momentum: the step's input in F32 */
     float *dW, *dM, *U, *dr0, *row_part;
     /* Backward: W, M of the snapshot being undone and the step's input βM + G
@@ -115,15 +122,18 @@ template <class T> struct ttt_run {
         /* The backward reads saved W and M in place from the state
          * (snapshots have this layout); W, M hold the weights it rebuilds. */
         W = (float *)carve(base, off, (size_t)(N * nel3) * 4);
-        M = mom && (!bwd || recompute) ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
+        const bool steps = !bwd || recompute;
+        M = mom && steps && !m16 ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
         /* The backward with momentum reads βM + G from the state; G is then
          * only Newton–Schulz's scratch, or the rebuilt updates' (below). */
         bool own_g = !bwd || !mom || muon;
-        G = own_g ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
+        G = own_g && !m16 ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
+        G16 = own_g && m16 ? (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T)) : NULL;
         r0 = (float *)carve(base, off, (size_t)(N * g.rows) * 4);
         Wc = wc_ws = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
-        M16 =
-            sb16 && recompute && mom ? (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T)) : NULL;
+        M16 = sb16 && mom && (recompute || (m16 && steps))
+                  ? (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T))
+                  : NULL;
         Uf = sb16 && bwd && muon && mom ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
         Bw = ZK = ZE = NULL;
         if (wide) {
@@ -166,11 +176,12 @@ template <class T> struct ttt_run {
             }
             /* A rebuilt update's G is dead before P1 and KG are written. */
             if (recompute && !own_g) {
-                size_t need = (size_t)(N * nel3) * 4;
-                if (*off - at >= need)
-                    G = base ? (float *)(base + at) : NULL;
+                size_t need = (size_t)(N * nel3) * (m16 ? sizeof(T) : 4);
+                void *p = *off - at >= need ? (base ? base + at : NULL) : carve(base, off, need);
+                if (m16)
+                    G16 = (T *)p;
                 else
-                    G = (float *)carve(base, off, need);
+                    G = (float *)p;
             }
         }
         if (muon) {
@@ -209,6 +220,9 @@ template <class T> struct ttt_run {
         hidden_stream =
             ttt_dt<T>::v == LACT_BF16 && !hidden_fused && ttt_hidden_stream_ready(i->d, i->dh);
         stream_grads = hidden_stream && ttt_hidden_stream_all();
+        /* LACT_TTT_G16=1 until it has been timed against the F32 G and momentum */
+        const char *g16 = getenv("LACT_TTT_G16");
+        m16 = sb16 && mom && !muon && g16 && strcmp(g16, "1") == 0;
         const char *we = getenv("LACT_TTT_WIDE");
         wide = b && mom && !muon && !recompute && !hidden_fused && !stream_grads &&
                !(we && strcmp(we, "0") == 0);
@@ -236,7 +250,7 @@ template <class T> struct ttt_run {
         TTT_LAUNCH_WROWS(ttt_init_kernel, T, TTT_THREADS, lact_aligned16(i->w0, i->w1, i->w2, W, M),
                          g, i->w0, i->w1, i->w2, W, Wc, M, r0);
         LACT_CU_LAUNCH("ttt_init");
-        cw = W, cm = M;
+        cw = W, cm = M, cm16 = NULL;
         if (mom) {
             ttt_beta_kernel<<<dim3((unsigned)a->n_ops, (unsigned)g.n), TTT_THREADS, 0, st>>>(
                 g, i->momentum, ops, beta);
@@ -365,7 +379,7 @@ template <class T> struct ttt_run {
         return LACT_OK;
     }
 
-    /* G of an update op (fp32, master layout). */
+    /* G of an update op (master layout): F32 in G, or T in G16 (m16). */
     lact_status grad_fwd(const lact_ttt_op *op) {
         /* The backward without momentum keeps this tile's Zab and Ze for
          * grad_bwd, which the fused pass does not write. */
@@ -381,10 +395,14 @@ template <class T> struct ttt_run {
                 TTT_LAUNCH_ROWS(ttt_grad_ew_kernel, g.n * Tt, g, Tt, t0, Zab, Ze, in->lr0, in->lr1,
                                 in->lr2, X02, H1);
             }
-            LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, 2 * g.dh, g.d, Tt, g.n, X02,
-                              Tt * 2 * g.dh, k + t0 * g.d, g.len * g.d, G, 3 * g.nel, 1.0f, acc));
-            LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, g.d, g.dh, Tt, g.n, v + t0 * g.d,
-                              g.len * g.d, H1, Tt * g.dh, G + 2 * g.nel, 3 * g.nel, 1.0f, acc));
+            /* m16: in T, as the products' own output type */
+            const lact_dtype gt = m16 ? dt() : LACT_F32;
+            void *g02 = m16 ? (void *)G16 : (void *)G;
+            void *g1 = m16 ? (void *)(G16 + 2 * g.nel) : (void *)(G + 2 * g.nel);
+            LACT_TRY(ttt_gemm(ctx, dt(), gt, true, false, 2 * g.dh, g.d, Tt, g.n, X02,
+                              Tt * 2 * g.dh, k + t0 * g.d, g.len * g.d, g02, 3 * g.nel, 1.0f, acc));
+            LACT_TRY(ttt_gemm(ctx, dt(), gt, true, false, g.d, g.dh, Tt, g.n, v + t0 * g.d,
+                              g.len * g.d, H1, Tt * g.dh, g1, 3 * g.nel, 1.0f, acc));
         }
         return LACT_OK;
     }
@@ -437,7 +455,7 @@ template <class T> struct ttt_run {
                          Wc, m, r0);
         LACT_CU_LAUNCH("ttt_init");
         have_w = 0;
-        if (with_m) have_m = 0;
+        if (with_m) have_m = 0, cm16 = NULL;
         return LACT_OK;
     }
 
@@ -459,7 +477,10 @@ template <class T> struct ttt_run {
         if (slot >= 0 && sb16) {
             const T *src = (const T *)snapshot(state, slot);
             LACT_TRY(cast(src, W));
-            if (mom) LACT_TRY(cast((const T *)snap_m(src), M));
+            if (m16)
+                cm16 = (const T *)snap_m(src); /* read in place */
+            else if (mom)
+                LACT_TRY(cast((const T *)snap_m(src), M));
             Wc = (T *)src;
         } else if (slot >= 0) {
             size_t bytes = (size_t)(g.n * 3 * g.nel) * 4;
@@ -524,7 +545,13 @@ template <class T> struct ttt_run {
         float *om = !mom ? NULL : snap && !sb16 ? (float *)snap_m(snap) : M;
         T *oc = snap && sb16 ? (T *)snap : wc_ws;
         T *ms = !mom || !sb16 ? NULL : snap ? (T *)snap_m(snap) : M16;
-        if (!muon) {
+        if (m16) {
+            TTT_LAUNCH_WROWS(ttt_renorm16_kernel, T, TTT_THREADS,
+                             lact_aligned16(cm16, G16, cw, ow) && lact_aligned16(oc, ms), g, bj,
+                             cm16, G16, cw, ow, oc, r0, ms);
+            LACT_CU_LAUNCH("ttt_renorm16");
+            cm16 = ms;
+        } else if (!muon) {
             TTT_LAUNCH_WROWS(ttt_renorm_kernel, T, TTT_THREADS,
                              lact_aligned16(cm, om, G, cw, ow) && lact_aligned16(oc, ms), g,
                              (const T *)NULL, bj, cm, om, G, cw, ow, oc, r0, ms);

@@ -379,18 +379,19 @@ __global__ void ttt_mom_mix_kernel(ttt_geom g, const float *beta, const float *M
     }
 }
 
-/* Per row: u = (NS output | beta Mi + G, stored in Mo | G); p = Wi + u;
- * Wo = p · r0 / (‖p‖ + eps); Wc = Wo in T, and Ms = Mo in T when given (a
- * BF16 state's snapshot). Wo, Mo may be Wi, Mi (each element is read
- * before it is written, by the same thread): the forward writes the new
- * weights straight into an F32 state's snapshot, which the next update
- * reads. A warp per row. */
-template <class T, int V>
-__global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, const float *Mi,
-                                  float *Mo, const float *G, const float *Wi, float *Wo, T *Wc,
-                                  const float *r0, T *Ms) {
-    int64_t n, r;
-    if (!ttt_wrow(g, &n, &r)) return;
+/* One row of the update, by its warp: u = (NS output | beta Mi + G, stored
+ * in Mo and Ms | G); p = Wi + u; Wo = p · r0 / (‖p‖ + eps); Wc = Wo in T.
+ * A NULL Mi is zero momentum (the first update); Mo (F32) and Ms (T, a BF16
+ * state's copy) are each stored when given. Wo, Mo may be Wi, Mi (each
+ * element is read before it is written, by the same thread): the forward
+ * writes the new weights straight into an F32 state's snapshot, which the
+ * next update reads. G and Mi are F32 (SG, SM = float) or, with a BF16
+ * state, T. */
+template <class T, int V, class SG, class SM>
+__device__ __forceinline__ void ttt_renorm_row(const ttt_geom &g, int64_t n, int64_t r, const T *ns,
+                                               const float *beta, const SM *Mi, float *Mo,
+                                               const SG *G, const float *Wi, float *Wo, T *Wc,
+                                               const float *r0, T *Ms) {
     const int lane = threadIdx.x & 31;
     const int64_t len = ttt_row_len(g, r);
     const int64_t rel = ttt_row_off(g, r), off = n * 3 * g.nel + rel;
@@ -400,17 +401,17 @@ __global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, co
         float u[V], p[V];
         if (ns) {
             vload<V>(ns + ttt_ns_off(g, n, rel + c), u);
-        } else if (Mi) {
-            float m[V];
-            vload<V>(Mi + off + c, m);
-            vload<V>(G + off + c, u);
-#pragma unroll
-            for (int e = 0; e < V; e++)
-                u[e] += bn * m[e];
-            vstore<V>(Mo + off + c, u);
-            if (Ms) vstore<V>(Ms + off + c, u);
         } else {
             vload<V>(G + off + c, u);
+            if (Mi) {
+                float m[V];
+                vload<V>(Mi + off + c, m);
+#pragma unroll
+                for (int e = 0; e < V; e++)
+                    u[e] += bn * m[e];
+            }
+            if (Mo) vstore<V>(Mo + off + c, u);
+            if (Ms) vstore<V>(Ms + off + c, u);
         }
         vload<V>(Wi + off + c, p);
 #pragma unroll
@@ -431,6 +432,29 @@ __global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, co
         vstore<V>(Wo + off + c, w);
         vstore<V>(Wc + off + c, w);
     }
+}
+
+/* The update with G and the momentum in F32 (ttt_renorm_row). A warp per
+ * row. */
+template <class T, int V>
+__global__ void ttt_renorm_kernel(ttt_geom g, const T *ns, const float *beta, const float *Mi,
+                                  float *Mo, const float *G, const float *Wi, float *Wo, T *Wc,
+                                  const float *r0, T *Ms) {
+    int64_t n, r;
+    if (!ttt_wrow(g, &n, &r)) return;
+    ttt_renorm_row<T, V, float, float>(g, n, r, ns, beta, Mi, Mo, G, Wi, Wo, Wc, r0, Ms);
+}
+
+/* The update with G and the momentum in T (a BF16 state without Muon): the
+ * momentum goes from update to update as the snapshots' copy (Mi, Ms, which
+ * may be the same buffer), with no F32 one beside it. */
+template <class T, int V>
+__global__ void ttt_renorm16_kernel(ttt_geom g, const float *beta, const T *Mi, const T *G,
+                                    const float *Wi, float *Wo, T *Wc, const float *r0, T *Ms) {
+    int64_t n, r;
+    if (!ttt_wrow(g, &n, &r)) return;
+    ttt_renorm_row<T, V, T, T>(g, n, r, (const T *)NULL, beta, Mi, (float *)NULL, G, Wi, Wo, Wc, r0,
+                               Ms);
 }
 
 /* u (from ns or U), W and dW at column c of a row (master offset o). U and
