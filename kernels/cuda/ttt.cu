@@ -220,9 +220,8 @@ template <class T> struct ttt_run {
         hidden_stream =
             ttt_dt<T>::v == LACT_BF16 && !hidden_fused && ttt_hidden_stream_ready(i->d, i->dh);
         stream_grads = hidden_stream && ttt_hidden_stream_all();
-        /* LACT_TTT_G16=1 until it has been timed against the F32 G and momentum */
         const char *g16 = getenv("LACT_TTT_G16");
-        m16 = sb16 && mom && !muon && g16 && strcmp(g16, "1") == 0;
+        m16 = sb16 && mom && !muon && !(g16 && strcmp(g16, "0") == 0);
         const char *we = getenv("LACT_TTT_WIDE");
         wide = b && mom && !muon && !recompute && !hidden_fused && !stream_grads &&
                !(we && strcmp(we, "0") == 0);
