@@ -223,8 +223,8 @@ template <class T> struct ttt_run {
         const char *g16 = getenv("LACT_TTT_G16");
         m16 = sb16 && mom && !muon && !(g16 && strcmp(g16, "0") == 0);
         const char *we = getenv("LACT_TTT_WIDE");
-        wide = b && mom && !muon && !recompute && !hidden_fused && !stream_grads &&
-               !(we && strcmp(we, "0") == 0);
+        wide = b && mom && !muon && !recompute && !hidden_fused &&
+               !(stream_grads && !ttt_hidden_stream_pairs()) && !(we && strcmp(we, "0") == 0);
         have_w = have_m = -1;
         q = (const T *)i->q, k = (const T *)i->k, v = (const T *)i->v;
         per = (mom ? 6 : 3) * g.nel;
@@ -364,7 +364,7 @@ template <class T> struct ttt_run {
         const float add = first_touch(j, true, false) ? 0.0f : 1.0f;
         for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
             int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
-            if (hidden_stream && ttt_hidden_stream_fills(g.n, Tt)) {
+            if (hidden_stream && ttt_hidden_stream_fills(g.n, Tt, g.dh)) {
                 if constexpr (ttt_dt<T>::v == LACT_BF16)
                     LACT_TRY(
                         ttt_hidden_stream_apply(ctx, q, Wc, H1, g.n, g.len, t0, Tt, g.d, g.dh));
@@ -731,13 +731,23 @@ template <class T> struct ttt_run {
     lact_status grad_bwd_wide(const lact_ttt_cuda_grad *gr, int64_t t0, int64_t Tt, float add) {
         const int64_t Ld = g.len * g.d, dh = g.dh, d = g.d, s6 = 6 * g.nel;
         const T *kt = k + t0 * d, *vt = v + t0 * d, *B1 = Bw + 4 * g.nel;
-        LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, 4 * dh, d, g.n, kt, Ld, Bw, s6, ZK,
-                          Tt * 4 * dh, 1.0f, 0.0f));
-        LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, 2 * dh, d, g.n, vt, Ld, B1, s6, ZE,
-                          Tt * 2 * dh, 1.0f, 0.0f));
-        TTT_LAUNCH_ROWS(ttt_grad_bwd_ew_kernel, g.n * Tt, g, Tt, t0, 4 * dh, 2 * dh, ZK, ZE,
-                        ZE + dh, ZK + 2 * dh, in->lr0, in->lr1, in->lr2, ZE + dh, ZK + 2 * dh, ZK,
-                        ZE, gr->lr0, gr->lr1, gr->lr2);
+        if constexpr (ttt_dt<T>::v == LACT_BF16) {
+            if (stream_grads) {
+                /* the products and the element-wise step in one pass */
+                LACT_TRY(ttt_hidden_stream_bwd_pairs(ctx, k, v, Bw, in->lr0, in->lr1, in->lr2, ZK,
+                                                     ZE, gr->lr0, gr->lr1, gr->lr2, g.n, g.len, t0,
+                                                     Tt, d, dh));
+            }
+        }
+        if (!stream_grads) {
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, 4 * dh, d, g.n, kt, Ld, Bw, s6, ZK,
+                              Tt * 4 * dh, 1.0f, 0.0f));
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, 2 * dh, d, g.n, vt, Ld, B1, s6, ZE,
+                              Tt * 2 * dh, 1.0f, 0.0f));
+            TTT_LAUNCH_ROWS(ttt_grad_bwd_ew_kernel, g.n * Tt, g, Tt, t0, 4 * dh, 2 * dh, ZK, ZE,
+                            ZE + dh, ZK + 2 * dh, in->lr0, in->lr1, in->lr2, ZE + dh, ZK + 2 * dh,
+                            ZK, ZE, gr->lr0, gr->lr1, gr->lr2);
+        }
         if (gr->v) /* [dE | H1] [W1 | dG1]ᵀ */
             LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, d, 2 * dh, g.n, ZE, Tt * 2 * dh, B1,
                               s6, (T *)gr->v + t0 * d, Ld, 1.0f, add));

@@ -102,7 +102,8 @@ __global__ void __launch_bounds__(TAF_THREADS, 1) ttt_hidden_wg_kernel(const thf
                 thf_bwd_slice(ab, e, L, sl, A, orow, r0, valid, h0, DH, lane);
             } else {
                 uint32_t fa[4][4], fb[4][4];
-                thf_fwd_slice(ab, e, L, fa, fb, A.out02, A.out1, orow, r0, valid, h0, DH, lane);
+                thf_fwd_slice(ab, e, L, fa, fb, A.out02, A.out1, 2 * DH, DH, orow, r0, valid, h0,
+                              DH, lane);
                 if constexpr (DX) {
                     wg_fence_regs(acc);
                     wg_fence();

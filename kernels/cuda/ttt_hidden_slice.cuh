@@ -27,7 +27,17 @@ struct thf_args {
     float *dl0, *dl1, *dl2;
     int N, Tt;
     int64_t len, t0;
+    /* row strides of out02 and dab, of out1 and de (elements; 0: packed,
+     * 2·dh and dh) */
+    int64_t ld02, ld1;
 };
+
+__device__ __forceinline__ int64_t thf_ld02(const thf_args &A, int dh) {
+    return A.ld02 ? A.ld02 : 2 * (int64_t)dh;
+}
+__device__ __forceinline__ int64_t thf_ld1(const thf_args &A, int dh) {
+    return A.ld1 ? A.ld1 : (int64_t)dh;
+}
 
 /* sigmoid(a) in two MUFU operations (2^x flushing denormals, the
  * approximate reciprocal): 1/(1 + inf) is 0 as it should be. */
@@ -54,15 +64,20 @@ __device__ __forceinline__ void thf_rates(float (&L)[2][3], float (&sl)[2][3], c
 /* Adds the backward's rate-gradient sums of the warp's rows (each lane's
  * columns in sl) to dl0..dl2: summed over the quad, added by its first
  * lane, so every row has one writer. */
-__device__ __forceinline__ void thf_add_rate_grads(float (&sl)[2][3], const thf_args &A,
-                                                   size_t row0, int r0, int valid, int lane) {
+__device__ __forceinline__ void thf_quad_sum(float (&sl)[2][3]) {
 #pragma unroll
-    for (int hh = 0; hh < 2; hh++) {
+    for (int hh = 0; hh < 2; hh++)
 #pragma unroll
         for (int k = 0; k < 3; k++) {
             sl[hh][k] += __shfl_xor_sync(~0u, sl[hh][k], 1);
             sl[hh][k] += __shfl_xor_sync(~0u, sl[hh][k], 2);
         }
+}
+__device__ __forceinline__ void thf_add_rate_grads(float (&sl)[2][3], const thf_args &A,
+                                                   size_t row0, int r0, int valid, int lane) {
+    thf_quad_sum(sl);
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
         const int row = r0 + (lane >> 2) + 8 * hh;
         if ((lane & 3) == 0 && row < valid) {
             const size_t li = row0 + (size_t)row;
@@ -73,6 +88,21 @@ __device__ __forceinline__ void thf_add_rate_grads(float (&sl)[2][3], const thf_
     }
 }
 
+/* The same sums stored to part[3 · row + k] (row in the tile) instead,
+ * for a reduction in a fixed order across blocks. */
+__device__ __forceinline__ void thf_store_rate_grads(float (&sl)[2][3], float *part, int r0,
+                                                     int lane) {
+    thf_quad_sum(sl);
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        const int row = r0 + (lane >> 2) + 8 * hh;
+        if ((lane & 3) == 0)
+#pragma unroll
+            for (int k = 0; k < 3; k++)
+                part[3 * row + k] = sl[hh][k];
+    }
+}
+
 /* The forward's element-wise step of one slice: f0, f2 packed in pairs
  * (wg_acc_to_a order, also the A fragments of the dx product) and f1, then
  * the stores. No branch between the elements, so that their MUFU chains
@@ -80,8 +110,8 @@ __device__ __forceinline__ void thf_add_rate_grads(float (&sl)[2][3], const thf_
 __device__ __forceinline__ void thf_fwd_slice(const float (&ab)[64], const float (&e)[32],
                                               const float (&L)[2][3], uint32_t (&fa)[4][4],
                                               uint32_t (&fb)[4][4], bf16 *out02, bf16 *out1,
-                                              size_t orow, int r0, int valid, int h0, int dh,
-                                              int lane) {
+                                              int64_t ld02, int64_t ld1, size_t orow, int r0,
+                                              int valid, int h0, int dh, int lane) {
     const int g = lane >> 2, t = lane & 3;
     uint32_t fh[16];
 #pragma unroll
@@ -116,10 +146,10 @@ __device__ __forceinline__ void thf_fwd_slice(const float (&ab)[64], const float
             wg_quad_transpose(vh, t);
             const int row = r0 + g + 8 * hh, col = h0 + 8 * (4 * q + t);
             if (row < valid) {
-                bf16 *o02 = out02 + (orow + row) * 2 * dh + col;
+                bf16 *o02 = out02 + (orow + row) * ld02 + col;
                 taf_st16(o02, va);
                 taf_st16(o02 + dh, vb);
-                taf_st16(out1 + (orow + row) * dh + col, vh);
+                taf_st16(out1 + (orow + row) * ld1 + col, vh);
             }
         }
 }
@@ -174,14 +204,15 @@ thf_bwd_slice_abe(const float (&kg)[64], const float (&p)[32], const float (&L)[
                   float (&sl)[2][3], const thf_args &A, size_t orow, int r0, int valid, int h0,
                   int dh, int lane, const uint32_t (&abe)[3][16]) {
     const int g = lane >> 2, t = lane & 3;
+    const int64_t ld02 = thf_ld02(A, dh), ld1 = thf_ld1(A, dh);
 #pragma unroll
     for (int hh = 0; hh < 2; hh++)
 #pragma unroll
         for (int q = 0; q < 2; q++) {
             const int row = r0 + g + 8 * hh, col = h0 + 8 * (4 * q + t);
             const bool ok = row < valid;
-            bf16 *p02 = A.out02 + (orow + row) * 2 * dh + col,
-                 *p1 = A.out1 + (orow + row) * dh + col;
+            bf16 *p02 = A.out02 + (orow + row) * ld02 + col,
+                 *p1 = A.out1 + (orow + row) * ld1 + col;
             uint32_t wa[4], wb[4], we[4];
             if constexpr (REGS) {
 #pragma unroll
@@ -234,13 +265,13 @@ thf_bwd_slice_abe(const float (&kg)[64], const float (&p)[32], const float (&L)[
             wg_quad_transpose(odb, t);
             wg_quad_transpose(ode, t);
             if (ok) {
-                bf16 *q02 = A.dab + (orow + row) * 2 * dh + col;
+                bf16 *q02 = A.dab + (orow + row) * ld02 + col;
                 taf_st16(p02, o0);
                 taf_st16(p02 + dh, o2);
                 taf_st16(p1, oh);
                 taf_st16(q02, oda);
                 taf_st16(q02 + dh, odb);
-                taf_st16(A.de + (orow + row) * dh + col, ode);
+                taf_st16(A.de + (orow + row) * ld1 + col, ode);
             }
         }
 }

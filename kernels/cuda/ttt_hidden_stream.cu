@@ -13,13 +13,25 @@
  * consumers are in the element-wise step.
  *
  * The x and y tiles are read once per slice (dh / 64 times a tile, from
- * L2); the weights once per tile. Rows past the tile's valid ones are read
- * (zeros past the sequence) and never stored. In the backward (THF_BWD)
- * the weights are the update's gradient dG, the products k dG02ᵀ and v dG1,
- * and a, b, e come from memory as in the small-head kernel; in the apply
- * (THF_APPLY) there is no y and only h = silu(a) b is stored. Both consumers
- * sum the learning-rate gradients of their rows over every slice before
- * adding them once, so the sums do not depend on timing. */
+ * L2); the weights once per tile. That makes the pass bound by what L2
+ * delivers (56 KB a step for 3.1 MFLOP, about 55 FLOP a byte), so the
+ * gradient's passes run in clusters of blocks (cl, ttt_hidden_stream.h):
+ * the cl blocks of a cluster take the same tile and every cl-th slice, and
+ * each copies 128 / cl rows of each x and y step to all of them with one
+ * multicast copy, so L2 delivers each tile row once per cl slices. A stage
+ * then goes back only when the consumers of every block of the cluster
+ * have left it (their arrivals reach each block's "empty" barrier), which
+ * keeps the blocks of a cluster in step.
+ *
+ * Rows past the tile's valid ones are read (zeros past the sequence) and
+ * never stored. In the backward (THF_BWD) the weights are the update's
+ * gradient dG, the products k dG02ᵀ and v dG1, and a, b, e come from
+ * memory as in the small-head kernel; in THF_BWD_AB a first round per
+ * slice forms a, b, e from the weights and a second the products with dG;
+ * in the apply (THF_APPLY) there is no y and only h = silu(a) b is stored.
+ * Both consumers sum the learning-rate gradients of their rows over their
+ * slices before adding them once (in a cluster: the first block adds the
+ * blocks' sums in rank order), so the sums do not depend on timing. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,58 +42,82 @@
 
 namespace {
 
-constexpr int THS_STAGES = 4, THS_THREADS = 384, THS_ROWS = 128;
+constexpr int THS_STAGES = 4, THS_THREADS = 384, THS_ROWS = 128, THS_CLUSTER_MAX = 8;
 /* one stage: x, y (128 rows × 128 bytes), [W0ⱼ; W2ⱼ] (128 × 128), W1ⱼ (64 × 128) */
 enum : uint32_t { THS_X = 0, THS_Y = 16384, THS_W02 = 32768, THS_W1 = 49152, THS_STAGE = 57344 };
-constexpr size_t THS_SMEM = (size_t)THS_STAGES * THS_STAGE + 2 * THS_STAGES * 8 + 1024;
+/* the stages, their barriers, the rate-gradient sums, the alignment slack */
+constexpr size_t THS_PART = 2 * THS_STAGES * 8;
+constexpr size_t THS_SMEM = (size_t)THS_STAGES * THS_STAGE + THS_PART + 3 * THS_ROWS * 4 + 1024;
 
-/* The copies' tensor maps: token rows x, y; the weights [W0; W2] and W1;
- * in THF_BWD_AB also the update's gradient dG02 and dG1 in their layout. */
+/* The copies' tensor maps: token rows x, y (boxes of 128 / cluster rows);
+ * the weights [W0; W2] and W1; in THF_BWD_AB also the update's gradient
+ * dG02 and dG1 in their layout. */
 struct ths_maps {
     CUtensorMap x, y, w02, w1, g02, g1;
 };
 
 template <int MODE>
 __global__ void __launch_bounds__(THS_THREADS, 1)
-    ttt_hidden_stream_kernel(const __grid_constant__ ths_maps M, const thf_args A, int d, int dh) {
+    ttt_hidden_stream_kernel(const __grid_constant__ ths_maps M, const thf_args A, int d, int dh,
+                             int cl) {
 #if WGMMA_DEVICE
     constexpr bool APPLY = MODE == THF_APPLY; /* x and [W0ⱼ; W2ⱼ] only */
+    constexpr bool BWD = MODE == THF_BWD || MODE == THF_BWD_AB;
     /* two rounds a slice: a, b, e from the weights, then the products with dG */
     constexpr int ROUNDS = MODE == THF_BWD_AB ? 2 : 1;
     extern __shared__ __align__(1024) unsigned char smem_hs[];
     const uint32_t base = (wg_smem(smem_hs) + 1023u) & ~1023u;
     const uint32_t bars = base + THS_STAGES * THS_STAGE;
+    /* this block's rate-gradient sums */
+    float *rate_part = (float *)(smem_hs + (bars + THS_PART - wg_smem(smem_hs)));
     auto full = [&](int s) { return bars + 8u * (uint32_t)s; };
     auto empty = [&](int s) { return bars + 8u * (uint32_t)(THS_STAGES + s); };
-    const int tiles = (A.Tt + THS_ROWS - 1) / THS_ROWS;
-    const int n = (int)blockIdx.x / tiles, r_tile = ((int)blockIdx.x % tiles) * THS_ROWS;
+    /* The cl blocks of a cluster share a tile and take every cl-th slice;
+     * each brings 128 / cl rows of the x and y tiles to all of them. */
+    const uint32_t rank = cl > 1 ? cluster_rank() : 0u;
+    const int tiles = (A.Tt + THS_ROWS - 1) / THS_ROWS, item = (int)blockIdx.x / cl;
+    const int n = item / tiles, r_tile = (item % tiles) * THS_ROWS;
     const int valid = A.Tt - r_tile < THS_ROWS ? A.Tt - r_tile : THS_ROWS;
-    const int ks = d / 64, steps = ks * ROUNDS * (dh / 64);
+    const int ks = d / 64, slices = dh / 64 / cl, steps = ks * ROUNDS * slices;
 
     if (threadIdx.x == 0) {
         for (int s = 0; s < THS_STAGES; s++)
-            mbar_init(full(s), 1), mbar_init(empty(s), 8);
+            mbar_init(full(s), 1), mbar_init(empty(s), 8 * cl);
         mbar_init_fence();
     }
-    __syncthreads();
+    /* the cluster's barriers exist before any copy or arrival reaches them */
+    if (cl > 1)
+        cluster_sync();
+    else
+        __syncthreads();
 
     if (threadIdx.x < 128) {
         /* ---- producer: one thread issues every copy ---- */
         wg_setmaxnreg_dec<40>();
         if (threadIdx.x == 0) {
-            const int row = (int)A.t0 + r_tile;
+            const int piece = THS_ROWS / cl, row = (int)A.t0 + r_tile + (int)rank * piece;
+            const uint32_t poff = rank * (uint32_t)piece * 128u;
+            const uint16_t mask = (uint16_t)((1u << cl) - 1u);
             for (int s = 0; s < steps; s++) {
-                const int st = s % THS_STAGES, j = s / (ks * ROUNDS), kc = (s % ks) * 64;
+                const int st = s % THS_STAGES, kc = (s % ks) * 64;
+                const int j = (int)rank + cl * (s / (ks * ROUNDS));
                 const bool grad = ROUNDS == 2 && (s / ks) % 2 == 1;
                 const CUtensorMap *w02 = grad ? &M.g02 : &M.w02, *w1 = grad ? &M.g1 : &M.w1;
                 const uint32_t sb = base + (uint32_t)st * THS_STAGE;
+                /* with a cluster: every block's consumers have left this stage */
                 mbar_wait(empty(st), ((s / THS_STAGES) & 1) ^ 1);
                 mbar_arrive_tx(full(st), APPLY ? THS_Y + THS_W1 - THS_W02 : THS_STAGE);
-                tma_load_3d(sb + THS_X, &M.x, kc, row, n, full(st));
+                if (cl > 1)
+                    tma_load_3d_mc(sb + THS_X + poff, &M.x, kc, row, n, full(st), mask);
+                else
+                    tma_load_3d(sb + THS_X, &M.x, kc, row, n, full(st));
                 tma_load_3d(sb + THS_W02, w02, kc, 64 * j, n, full(st));
                 tma_load_3d(sb + THS_W02 + 8192, w02, kc, dh + 64 * j, n, full(st));
                 if (APPLY) continue;
-                tma_load_3d(sb + THS_Y, &M.y, kc, row, n, full(st));
+                if (cl > 1)
+                    tma_load_3d_mc(sb + THS_Y + poff, &M.y, kc, row, n, full(st), mask);
+                else
+                    tma_load_3d(sb + THS_Y, &M.y, kc, row, n, full(st));
                 tma_load_3d(sb + THS_W1, w1, 64 * j, kc, n, full(st));
             }
         }
@@ -95,6 +131,16 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
         const uint32_t rows_off = (uint32_t)wgi * 64 * 128;
         float L[2][3], sl[2][3];
         thf_rates(L, sl, A, row0, r0, valid, lane);
+        /* the stage goes back to every block that copies into it */
+        auto release = [&](int st) {
+            if (lane != 0) return;
+            if (cl == 1) {
+                mbar_arrive(empty(st));
+                return;
+            }
+            for (int c = 0; c < cl; c++)
+                mbar_arrive_cluster(empty(st), (uint32_t)c);
+        };
         int s = 0;
         /* [a | b] (columns 0–63 a, 64–127 b) and e over d, or with dG as the
          * weights k dG02ᵀ and v dG1, from the next ks stages */
@@ -118,16 +164,17 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                 /* the step before has been read: its stage goes back */
                 if (kc > 0) {
                     wg_wait<1>();
-                    if (lane == 0) mbar_arrive(empty((s - 1) % THS_STAGES));
+                    release((s - 1) % THS_STAGES);
                 }
             }
             wg_wait<0>();
-            if (lane == 0) mbar_arrive(empty((s - 1) % THS_STAGES));
+            release((s - 1) % THS_STAGES);
             wg_fence_regs(ab);
             wg_fence_regs(e);
         };
 #pragma unroll 1
-        for (int h0 = 0; h0 < dh; h0 += 64) {
+        for (int i = 0; i < slices; i++) {
+            const int h0 = 64 * ((int)rank + cl * i);
             float ab[64], e[32];
             if constexpr (MODE == THF_BWD_AB) {
                 uint32_t abe[3][16];
@@ -144,47 +191,99 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                 thf_bwd_slice(ab, e, L, sl, A, orow, r0, valid, h0, dh, lane);
             } else {
                 uint32_t fa[4][4], fb[4][4];
-                thf_fwd_slice(ab, e, L, fa, fb, A.out02, A.out1, orow, r0, valid, h0, dh, lane);
+                thf_fwd_slice(ab, e, L, fa, fb, A.out02, A.out1, thf_ld02(A, dh), thf_ld1(A, dh),
+                              orow, r0, valid, h0, dh, lane);
             }
         }
-        if constexpr (MODE == THF_BWD || MODE == THF_BWD_AB)
-            thf_add_rate_grads(sl, A, row0, r0, valid, lane);
+        if constexpr (BWD) {
+            if (cl == 1)
+                thf_add_rate_grads(sl, A, row0, r0, valid, lane);
+            else
+                thf_store_rate_grads(sl, rate_part, r0, lane);
+        }
+    }
+    if (cl > 1) {
+        /* The blocks' rate-gradient sums are added in rank order by the
+         * first block, so they do not depend on timing; and no block
+         * leaves while another may still arrive on its barriers. */
+        cluster_sync();
+        if (BWD && rank == 0 && threadIdx.x >= 128 && threadIdx.x < 128 + THS_ROWS) {
+            const int row = (int)threadIdx.x - 128;
+            if (row < valid) {
+                const size_t li = (size_t)n * A.len + A.t0 + r_tile + row;
+                float *dl[3] = {A.dl0, A.dl1, A.dl2};
+                for (int k = 0; k < 3; k++) {
+                    if (!dl[k]) continue;
+                    const uint32_t at = wg_smem(&rate_part[3 * row + k]);
+                    float sum = 0.0f;
+                    for (int c = 0; c < cl; c++)
+                        sum += ld_cluster_f32(cluster_map(at, (uint32_t)c));
+                    dl[k][li] += sum;
+                }
+            }
+        }
+        cluster_sync();
     }
 #endif
 }
 
-/* Tensor maps of x, y ([N, len, d]) and of the weights in Wc's layout
- * ([W0; W2] as 2·dh rows of d, W1 as d rows of dh, 3·d·dh apart per
- * head): w, and with THF_BWD_AB also the gradient dg. */
-lact_status ths_launch(lact_ctx *ctx, const bf16 *x, const bf16 *y, const bf16 *w, const bf16 *dg,
+/* Where a pass's weights are: [W0; W2] (2·dh rows of d) and W1 (d rows
+ * of dh, `ld1` apart), and in THF_BWD_AB the gradient dG02 and dG1 in the
+ * same shapes; heads `per` elements apart. */
+struct ths_weights {
+    const bf16 *w02, *w1, *g02, *g1;
+    uint64_t per, ld1;
+};
+
+/* Wc's layout (3·d·dh per head): w, and with THF_BWD_AB the gradient dg. */
+ths_weights ths_state_layout(const bf16 *w, const bf16 *dg, int64_t d, int64_t dh) {
+    const bf16 *g = dg ? dg : w;
+    return {w, w + 2 * d * dh, g, g + 2 * d * dh, (uint64_t)(3 * d * dh), (uint64_t)dh};
+}
+
+/* Tensor maps of x, y ([N, len, d]) and of the weights; the blocks of a
+ * cluster of cl share each tile of x and y. */
+lact_status ths_launch(lact_ctx *ctx, const bf16 *x, const bf16 *y, const ths_weights &w,
                        const thf_args &a, int64_t d, int64_t dh, int mode) {
     if (a.N <= 0 || a.Tt <= 0) return LACT_OK;
-    const int64_t tiles = (a.Tt + THS_ROWS - 1) / THS_ROWS, blocks = (int64_t)a.N * tiles;
+    const int cl = ttt_hidden_stream_cluster(dh, mode == THF_APPLY);
+    const int64_t tiles = (a.Tt + THS_ROWS - 1) / THS_ROWS, blocks = (int64_t)a.N * tiles * cl;
     if (blocks >= INT32_MAX || a.len + THS_ROWS >= INT32_MAX || d % 64 || dh % 64)
         return lact_fail(LACT_E_UNSUPPORTED,
                          "ttt streamed hidden pass: %d heads × %lld tokens, "
                          "d = %lld, dh = %lld",
                          a.N, (long long)a.len, (long long)d, (long long)dh);
-    const uint64_t per = (uint64_t)(3 * d * dh), N = (uint64_t)a.N;
+    const uint64_t N = (uint64_t)a.N;
+    const uint32_t piece = (uint32_t)(THS_ROWS / cl);
     ths_maps m;
-    LACT_TRY(wg_tensor_map_bf16(&m.x, x, (uint64_t)d, (uint64_t)a.len, N, THS_ROWS));
-    LACT_TRY(wg_tensor_map_bf16(&m.y, y, (uint64_t)d, (uint64_t)a.len, N, THS_ROWS));
-    for (int i = 0; i < 2; i++) {
-        const bf16 *p = i == 0 ? w : dg ? dg : w;
-        CUtensorMap *m02 = i == 0 ? &m.w02 : &m.g02, *m1 = i == 0 ? &m.w1 : &m.g1;
-        LACT_TRY(wg_tensor_map_bf16_strided(m02, p, (uint64_t)d, (uint64_t)(2 * dh), N, per, 64));
-        LACT_TRY(
-            wg_tensor_map_bf16_strided(m1, p + 2 * d * dh, (uint64_t)dh, (uint64_t)d, N, per, 64));
-    }
-    cudaStream_t st = lact_cuda_stream(ctx);
-    void (*kernel)(ths_maps, thf_args, int, int) =
+    LACT_TRY(wg_tensor_map_bf16(&m.x, x, (uint64_t)d, (uint64_t)a.len, N, piece));
+    LACT_TRY(wg_tensor_map_bf16(&m.y, y, (uint64_t)d, (uint64_t)a.len, N, piece));
+    LACT_TRY(
+        wg_tensor_map_bf16_strided(&m.w02, w.w02, (uint64_t)d, (uint64_t)(2 * dh), N, w.per, 64));
+    LACT_TRY(
+        wg_tensor_map_bf16_strided(&m.g02, w.g02, (uint64_t)d, (uint64_t)(2 * dh), N, w.per, 64));
+    LACT_TRY(wg_tensor_map_bf16_rows(&m.w1, w.w1, (uint64_t)dh, (uint64_t)d, N, w.ld1, w.per, 64));
+    LACT_TRY(wg_tensor_map_bf16_rows(&m.g1, w.g1, (uint64_t)dh, (uint64_t)d, N, w.ld1, w.per, 64));
+    void (*kernel)(ths_maps, thf_args, int, int, int) =
         mode == THF_BWD      ? ttt_hidden_stream_kernel<THF_BWD>
         : mode == THF_BWD_AB ? ttt_hidden_stream_kernel<THF_BWD_AB>
         : mode == THF_APPLY  ? ttt_hidden_stream_kernel<THF_APPLY>
                              : ttt_hidden_stream_kernel<THF_FWD>;
     LACT_CU(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)THS_SMEM));
-    kernel<<<(unsigned)blocks, THS_THREADS, THS_SMEM, st>>>(m, a, (int)d, (int)dh);
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)blocks);
+    cfg.blockDim = dim3(THS_THREADS);
+    cfg.dynamicSmemBytes = THS_SMEM;
+    cfg.stream = lact_cuda_stream(ctx);
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = (unsigned)cl;
+    at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    LACT_CU(cudaLaunchKernelEx(&cfg, kernel, m, a, (int)d, (int)dh, cl));
     LACT_CU_LAUNCH("ttt_hidden_stream");
     return LACT_OK;
 }
@@ -203,18 +302,33 @@ bool ttt_hidden_stream_forms_abe(void) {
     return !(e && strcmp(e, "0") == 0);
 }
 
-bool ttt_hidden_stream_fills(int64_t N, int64_t Tt) {
+bool ttt_hidden_stream_fills(int64_t N, int64_t Tt, int64_t dh) {
     const char *e = getenv("LACT_TTT_HIDDEN_STREAM"); /* "1", "all": whatever the grid */
     if (e && (strcmp(e, "1") == 0 || strcmp(e, "all") == 0)) return true;
     int sms = 0;
     bool wgmma = false;
     if (ttt_fused_device(&sms, &wgmma) != LACT_OK) return false;
-    return N * ((Tt + THS_ROWS - 1) / THS_ROWS) >= sms;
+    return N * ((Tt + THS_ROWS - 1) / THS_ROWS) * ttt_hidden_stream_cluster(dh, true) >= sms;
+}
+
+int ttt_hidden_stream_cluster(int64_t dh, bool apply) {
+    const char *e = getenv("LACT_TTT_STREAM_CLUSTER");
+    int cl = e && *e ? atoi(e) : apply ? 1 : 2;
+    if (cl < 1) cl = 1;
+    if (cl > THS_CLUSTER_MAX) cl = THS_CLUSTER_MAX;
+    while (cl > 1 && (cl & (cl - 1) || (dh / 64) % cl)) /* a power of two dividing the slices */
+        cl--;
+    return cl;
 }
 
 bool ttt_hidden_stream_all(void) {
     const char *e = getenv("LACT_TTT_HIDDEN_STREAM");
-    return e && strcmp(e, "all") == 0;
+    return !(e && strcmp(e, "apply") == 0);
+}
+
+bool ttt_hidden_stream_pairs(void) {
+    const char *e = getenv("LACT_TTT_STREAM_WIDE");
+    return !(e && strcmp(e, "0") == 0);
 }
 
 bool ttt_hidden_stream_ready(int64_t d, int64_t dh) {
@@ -237,7 +351,7 @@ lact_status ttt_hidden_stream(lact_ctx *ctx, const bf16 *x, const bf16 *y, const
     a.x = x, a.y = y, a.Wc = Wc, a.l0 = l0, a.l1 = l1, a.l2 = l2;
     a.out02 = out02, a.out1 = out1;
     a.N = (int)N, a.Tt = (int)Tt, a.len = len, a.t0 = t0;
-    return ths_launch(ctx, x, y, Wc, NULL, a, d, dh, THF_FWD);
+    return ths_launch(ctx, x, y, ths_state_layout(Wc, NULL, d, dh), a, d, dh, THF_FWD);
 }
 
 lact_status ttt_hidden_stream_bwd(lact_ctx *ctx, const bf16 *k, const bf16 *v, const bf16 *Wc,
@@ -250,8 +364,25 @@ lact_status ttt_hidden_stream_bwd(lact_ctx *ctx, const bf16 *k, const bf16 *v, c
     a.x = k, a.y = v, a.Wc = dGc, a.l0 = l0, a.l1 = l1, a.l2 = l2;
     a.out02 = zab, a.out1 = ze, a.dab = dab, a.de = de, a.dl0 = dl0, a.dl1 = dl1, a.dl2 = dl2;
     a.N = (int)N, a.Tt = (int)Tt, a.len = len, a.t0 = t0;
-    return ths_launch(ctx, k, v, Wc ? Wc : dGc, Wc ? dGc : NULL, a, d, dh,
+    return ths_launch(ctx, k, v, ths_state_layout(Wc ? Wc : dGc, Wc ? dGc : NULL, d, dh), a, d, dh,
                       Wc ? THF_BWD_AB : THF_BWD);
+}
+
+lact_status ttt_hidden_stream_bwd_pairs(lact_ctx *ctx, const bf16 *k, const bf16 *v, const bf16 *Bw,
+                                        const float *l0, const float *l1, const float *l2, bf16 *zk,
+                                        bf16 *ze, float *dl0, float *dl1, float *dl2, int64_t N,
+                                        int64_t len, int64_t t0, int64_t Tt, int64_t d,
+                                        int64_t dh) {
+    LACT_TRY(ths_check(N, Tt));
+    thf_args a = {};
+    a.x = k, a.y = v, a.l0 = l0, a.l1 = l1, a.l2 = l2;
+    a.dab = zk, a.out02 = zk + 2 * dh, a.de = ze, a.out1 = ze + dh, a.ld02 = 4 * dh, a.ld1 = 2 * dh;
+    a.dl0 = dl0, a.dl1 = dl1, a.dl2 = dl2;
+    a.N = (int)N, a.Tt = (int)Tt, a.len = len, a.t0 = t0;
+    const int64_t nel = d * dh;
+    const ths_weights w = {
+        Bw, Bw + 4 * nel, Bw + 2 * nel, Bw + 4 * nel + dh, (uint64_t)(6 * nel), (uint64_t)(2 * dh)};
+    return ths_launch(ctx, k, v, w, a, d, dh, THF_BWD_AB);
 }
 
 lact_status ttt_hidden_stream_apply(lact_ctx *ctx, const bf16 *q, const bf16 *Wc, bf16 *h,
@@ -261,5 +392,5 @@ lact_status ttt_hidden_stream_apply(lact_ctx *ctx, const bf16 *q, const bf16 *Wc
     thf_args a = {};
     a.x = q, a.y = q, a.Wc = Wc, a.out1 = h;
     a.N = (int)N, a.Tt = (int)Tt, a.len = len, a.t0 = t0;
-    return ths_launch(ctx, q, q, Wc, NULL, a, d, dh, THF_APPLY);
+    return ths_launch(ctx, q, q, ths_state_layout(Wc, NULL, d, dh), a, d, dh, THF_APPLY);
 }

@@ -16,16 +16,29 @@
  * LACT_TTT_HIDDEN_STREAM=0 in the environment turns it off. */
 bool ttt_hidden_stream_ready(int64_t d, int64_t dh);
 
-/* Whether N heads × Tt tokens give the pass a block (128 rows of a head)
- * for every multiprocessor: with fewer the products, which split their
- * work finer, are faster (B = 1 at the benchmark's heads).
- * LACT_TTT_HIDDEN_STREAM=1 (or all) takes the pass whatever the grid. */
-bool ttt_hidden_stream_fills(int64_t N, int64_t Tt);
+/* Whether N heads × Tt tokens give the pass a block (128 rows of a head
+ * and its share of the hidden units, ttt_hidden_stream_cluster) for every
+ * multiprocessor: with fewer the products, which split their work finer,
+ * are faster. LACT_TTT_HIDDEN_STREAM=1 (or all) takes the pass whatever
+ * the grid. */
+bool ttt_hidden_stream_fills(int64_t N, int64_t Tt, int64_t dh);
 
-/* Whether the gradient's passes (ttt_hidden_stream, ttt_hidden_stream_bwd)
- * run too: only with LACT_TTT_HIDDEN_STREAM=all, as they are slower than
- * the products and element-wise kernels they replace (docs/ttt.md). */
+/* How many blocks, a cluster, share one token tile, each taking every
+ * cl-th slice of the hidden units and bringing 1/cl of the tile's rows to
+ * all of them by multicast copies: 2 for the gradient's passes, 1 for the
+ * apply's (LACT_TTT_STREAM_CLUSTER=1, 2, 4 or 8 sets both), lowered to a
+ * power of two that divides dh / 64. */
+int ttt_hidden_stream_cluster(int64_t dh, bool apply);
+
+/* Whether the gradient's passes (ttt_hidden_stream, ttt_hidden_stream_bwd
+ * and _bwd_pairs) run too, whatever the grid: unless
+ * LACT_TTT_HIDDEN_STREAM=apply (only the apply's pass) or 0 (none). */
 bool ttt_hidden_stream_all(void);
+
+/* Whether the update's backward writes the paired layout of the batched
+ * path (ttt_hidden_stream_bwd_pairs), so that d_k and d_v stay one product
+ * each: unless LACT_TTT_STREAM_WIDE=0. */
+bool ttt_hidden_stream_pairs(void);
 
 /* As ttt_hidden_fused without dx: out02 [N][Tt][2·dh] = [f0 | f2], out1
  * [N][Tt][dh] = f1 for the tokens t0 + [0, Tt) of x, y [N, len, d]. */
@@ -48,6 +61,16 @@ lact_status ttt_hidden_stream_bwd(lact_ctx *ctx, const bf16 *k, const bf16 *v, c
                                   const float *l2, bf16 *zab, bf16 *ze, bf16 *dab, bf16 *de,
                                   float *dl0, float *dl1, float *dl2, int64_t N, int64_t len,
                                   int64_t t0, int64_t Tt, int64_t d, int64_t dh);
+
+/* The update's backward in the paired layout of the batched path, from
+ * Bw = per head [W0; W2; dG0; dG2] (4·dh rows of d), then [W1 | dG1] (d
+ * rows of 2·dh): forms a, b, e and k dG02ᵀ, v dG1 itself and writes zk
+ * [N][Tt][4·dh] = [dA dB | x0 x2], ze [N][Tt][2·dh] = [dE | h1], and adds
+ * the rate gradients. */
+lact_status ttt_hidden_stream_bwd_pairs(lact_ctx *ctx, const bf16 *k, const bf16 *v, const bf16 *Bw,
+                                        const float *l0, const float *l1, const float *l2, bf16 *zk,
+                                        bf16 *ze, float *dl0, float *dl1, float *dl2, int64_t N,
+                                        int64_t len, int64_t t0, int64_t Tt, int64_t d, int64_t dh);
 
 /* Whether the backward pass forms a, b, e itself where they are not at
  * hand (LACT_TTT_STREAM_ABE=0: products form them first). */

@@ -2,7 +2,8 @@
  * matrix descriptors for the 128-byte swizzled layout, wgmma.mma_async
  * (bf16 in, fp32 accumulate) with A from shared memory or registers, its
  * fence / commit / wait, the accumulator layout, mbarriers, bulk tensor
- * copies (TMA) and their tensor maps, named barriers and setmaxnreg.
+ * copies (TMA, also multicast to a cluster) and their tensor maps, cluster
+ * barriers and addresses, named barriers and setmaxnreg.
  *
  * Only the sm_90a pass may call the wgmma and setmaxnreg wrappers: a kernel
  * that uses them wraps its body in `#if WGMMA_DEVICE` so that the compute_90
@@ -283,6 +284,41 @@ static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) 
     } while (!done);
 }
 
+/* ---- clusters ------------------------------------------------------------------ */
+
+static __device__ __forceinline__ uint32_t cluster_rank() {
+    uint32_t r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+    return r;
+}
+/* The address of shared offset `addr` in the block of cluster rank `cta`. */
+static __device__ __forceinline__ uint32_t cluster_map(uint32_t addr, uint32_t cta) {
+    uint32_t r;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(addr), "r"(cta));
+    return r;
+}
+/* One arrival on the mbarrier at offset `bar` of the block of rank `cta`,
+ * with the default (CTA-scope) release: it only says that this thread's
+ * reads of a stage are done (a wgmma wait already ordered them), and a
+ * cluster-scope release would wait for every store the thread has in
+ * flight at each arrival. */
+static __device__ __forceinline__ void mbar_arrive_cluster(uint32_t bar, uint32_t cta) {
+    asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(cluster_map(bar, cta))
+                 : "memory");
+}
+/* Every thread of every block of the cluster: shared memory written before
+ * is visible to the cluster after. */
+static __device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release.aligned;\n"
+                 "barrier.cluster.wait.acquire.aligned;\n" ::
+                     : "memory");
+}
+static __device__ __forceinline__ float ld_cluster_f32(uint32_t addr) {
+    float v;
+    asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(addr) : "memory");
+    return v;
+}
+
 /* ---- bulk tensor copies ------------------------------------------------------- */
 
 /* Box at coordinates (c0 innermost, c1, c2) of a 3-d tensor map into shared
@@ -293,6 +329,16 @@ static __device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorM
     asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes "
                  "[%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
                  "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+                 : "memory");
+}
+/* tma_load_3d into the same shared offset `dst` of every block of the
+ * cluster in `mask` (bit i: rank i), completing `bytes` on each one's
+ * mbarrier at offset `bar`. */
+static __device__ __forceinline__ void tma_load_3d_mc(uint32_t dst, const CUtensorMap *map, int c0,
+                                                      int c1, int c2, uint32_t bar, uint16_t mask) {
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 ".multicast::cluster [%0], [%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(dst),
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(bar), "h"(mask)
                  : "memory");
 }
 /* Adds `bytes` of F32 at shared src into global dst (both 16-byte aligned). */
@@ -351,23 +397,30 @@ static inline PFN_cuTensorMapEncodeTiled_v12000 wg_encode_fn(void) {
     return fn;
 }
 
-/* A bf16 tensor [n2][n1][n0] (n0 contiguous, rows of n0 elements, the
- * n2 blocks `stride2` elements apart) read in boxes of 64 × rows × 1 with
- * the 128-byte swizzle; n0 and stride2 multiples of 8, the base 16-byte
+/* A bf16 tensor [n2][n1][n0] (n0 contiguous, rows `stride1` elements
+ * apart, the n2 blocks `stride2` apart) read in boxes of 64 × rows × 1
+ * with the 128-byte swizzle; the strides multiples of 8, the base 16-byte
  * aligned. */
-static inline lact_status wg_tensor_map_bf16_strided(CUtensorMap *map, const void *base,
-                                                     uint64_t n0, uint64_t n1, uint64_t n2,
-                                                     uint64_t stride2, uint32_t rows) {
+static inline lact_status wg_tensor_map_bf16_rows(CUtensorMap *map, const void *base, uint64_t n0,
+                                                  uint64_t n1, uint64_t n2, uint64_t stride1,
+                                                  uint64_t stride2, uint32_t rows) {
     PFN_cuTensorMapEncodeTiled_v12000 enc = wg_encode_fn();
     if (!enc) return lact_fail(LACT_E_CUDA, "tensor map: cuTensorMapEncodeTiled unavailable");
     const cuuint64_t dims[3] = {n0, n1, n2};
-    const cuuint64_t strides[2] = {n0 * 2, stride2 * 2};
+    const cuuint64_t strides[2] = {stride1 * 2, stride2 * 2};
     const cuuint32_t box[3] = {64, rows, 1}, estr[3] = {1, 1, 1};
     CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void *>(base), dims,
                      strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (r != CUDA_SUCCESS) return lact_fail(LACT_E_CUDA, "tensor map: encode failed (%d)", (int)r);
     return LACT_OK;
+}
+
+/* The same with rows n0 apart. */
+static inline lact_status wg_tensor_map_bf16_strided(CUtensorMap *map, const void *base,
+                                                     uint64_t n0, uint64_t n1, uint64_t n2,
+                                                     uint64_t stride2, uint32_t rows) {
+    return wg_tensor_map_bf16_rows(map, base, n0, n1, n2, n0, stride2, rows);
 }
 
 /* The same with the n2 blocks packed (stride n0·n1); n0 a multiple of 64. */

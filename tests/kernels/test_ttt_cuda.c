@@ -76,6 +76,9 @@ static const cuda_case cases[] = {
     /* overlapping ops, uncovered rows */
     {2, 300, 64, 1, 128, true, LACT_TTT_MUON_OFF, -1, 1},
     {1, 300, 64, 2, 128, false, LACT_TTT_MUON_TABLE, -1, 2},
+    /* streamed with momentum and without Muon, dh = 2d: the update's
+     * backward in the paired layout over three slice pairs, a partial tile */
+    {1, 450, 192, 2, 150, true, LACT_TTT_MUON_OFF, 0, 1},
 };
 
 /* run_case's BF16 runs save the state in BF16 (lact_ttt_args.state_bf16);
@@ -505,10 +508,22 @@ int main(void) {
         CHECK_MSG(fused >= 0 && batched >= 0 && fused <= 2 * batched + 1e-3,
                   "case %d bf16: error %.3g with the fused kernels, %.3g batched", c, fused,
                   batched);
-        /* the gradient's streamed passes too (slower, kept switchable) */
-        if (stream)
-            variant_within(&cpu, &gpu, c, "LACT_TTT_HIDDEN_STREAM", "all",
-                           "every streamed hidden-unit pass", batched);
+        /* the streamed passes' other settings: only the apply's pass
+         * streamed; the update's backward in its own layout (products one
+         * by one after it); each cluster size (a tile's blocks sharing its
+         * rows by multicast; 1: no cluster) */
+        static const char *const var[][3] = {
+            {"LACT_TTT_HIDDEN_STREAM", "apply", "only the apply's pass streamed"},
+            {"LACT_TTT_STREAM_WIDE", "0", "the streamed update's backward in its own layout"},
+            {"LACT_TTT_STREAM_CLUSTER", "1", "the streamed passes without clusters"},
+            {"LACT_TTT_STREAM_CLUSTER", "4", "the streamed passes in clusters of 4"},
+            {"LACT_TTT_STREAM_CLUSTER", "8", "the streamed passes in clusters of 8"},
+        };
+        for (int k = 0; stream && k < (int)(sizeof var / sizeof var[0]); k++) {
+            if (k > 0) setenv("LACT_TTT_HIDDEN_STREAM", "1", 1);
+            variant_within(&cpu, &gpu, c, var[k][0], var[k][1], var[k][2], batched);
+            unsetenv("LACT_TTT_HIDDEN_STREAM");
+        }
         /* the fused apply's mma.sync kernel with the batched hidden-unit
          * passes, which other GPUs than Hopper run */
         if (small)
