@@ -1,0 +1,259 @@
+/* The ttt op's backward on CUDA (ttt.cu): the members of ttt_run that walk
+ * the order in reverse, the step's backward and the backward through the
+ * products of each update and apply. Included by ttt.cu after ttt_run,
+ * whose macros and members it uses. */
+#ifndef LACT_CUDA_TTT_BACKWARD_CUH
+#define LACT_CUDA_TTT_BACKWARD_CUH
+
+/* Backward of the step of update op j, at sW, sM as before it and the
+ * step's input in sU (with momentum: βM + G) or G (without): dW :=
+ * adjoint before the step, dM, dr0, dbeta; dGc (Bw when wide) = dG. */
+template <class T> lact_status ttt_run<T>::step_bwd(int64_t j, const float *state, int64_t upd) {
+    if constexpr (ttt_dt<T>::v == LACT_BF16)
+        if (sb16) return step_bwd_as<T>(j, state, upd);
+    return step_bwd_as<float>(j, state, upd);
+}
+
+/* step_bwd with the saved weights in S. */
+template <class T>
+template <class S>
+lact_status ttt_run<T>::step_bwd_as(int64_t j, const float *state, int64_t upd) {
+    const float *bj = mom ? beta + j * g.n : NULL;
+    const S *w = (const S *)sW, *m = (const S *)sM;
+    const float *dun = dW;
+    if (muon) {
+        /* Newton–Schulz takes its input in F32 */
+        const float *u = G;
+        if (mom && Uf) {
+            LACT_TRY(cast((const S *)sU, Uf));
+            u = Uf;
+        } else if (mom) {
+            u = (const float *)sU;
+        }
+        /* The iterates the forward kept, else the iteration once more. */
+        ns_at(state, keep_ns ? upd : -1);
+        if (!keep_ns) LACT_TRY(ns.forward(u));
+        TTT_LAUNCH_WROWS(ttt_renorm_bwd_kernel, T, TTT_THREADS, lact_aligned16(w, dW), g, ns.X[5],
+                         (const float *)NULL, w, r0, dW, dr0, ns.dX[0]);
+        LACT_CU_LAUNCH("ttt_renorm_bwd");
+        /* G is free with momentum (u is sU or Uf); without, U is free */
+        float *du = mom ? G : U;
+        LACT_TRY(ns.backward(u, du));
+        dun = du;
+    } else {
+        /* renorm and momentum backward, and Wc, in one pass (load() left
+         * the cast to it where momentum lets it wait: without, G is
+         * formed from Wc before this step; a BF16 state's snapshot is
+         * Wc already) */
+        T *wc = mom && !sb16 ? Wc : NULL;
+        if (mom)
+            TTT_LAUNCH_WROWS(ttt_step_bwd_kernel, T, TTT_THREADS, lact_aligned16(sU, w, dW, m, dM),
+                             g, (const S *)sU, w, r0, dW, dr0, bj, m, dM, dGc, wc, Bw, row_part);
+        else
+            TTT_LAUNCH_WROWS(ttt_step_bwd_kernel, T, TTT_THREADS, lact_aligned16(G, w, dW), g,
+                             (const float *)G, w, r0, dW, dr0, bj, m, dM, dGc, wc, (T *)NULL,
+                             row_part);
+        LACT_CU_LAUNCH("ttt_step_bwd");
+        if (m) {
+            ttt_sum_rows_kernel<<<(unsigned)g.n, TTT_THREADS, 0, st>>>(row_part, g.rows,
+                                                                       dbeta + j * g.n);
+            LACT_CU_LAUNCH("ttt_sum_rows");
+        }
+        return LACT_OK;
+    }
+    int64_t blocks = (3 * g.nel + 4 * TTT_THREADS - 1) / (4 * TTT_THREADS);
+    if (blocks > TTT_MOM_BLOCKS) blocks = TTT_MOM_BLOCKS;
+    ttt_mom_bwd_kernel<T><<<dim3((unsigned)blocks, (unsigned)g.n), TTT_THREADS, 0, st>>>(
+        g, dun, bj, m, dM, dGc, dbeta_part);
+    LACT_CU_LAUNCH("ttt_mom_bwd");
+    if (m) {
+        ttt_sum_parts_kernel<<<1, 128, 0, st>>>(dbeta_part, blocks, g.n, dbeta + j * g.n);
+        LACT_CU_LAUNCH("ttt_sum_parts");
+    }
+    return LACT_OK;
+}
+
+/* Backward through the products that made G (dGc given). */
+template <class T>
+lact_status ttt_run<T>::grad_bwd(int64_t j, const lact_ttt_cuda_grad *gr, bool have_tile) {
+    const lact_ttt_op *op = &args->ops[j];
+    int64_t Ld = g.len * g.d, nel3 = 3 * g.nel, dh = g.dh, d = g.d;
+    const float add = first_touch(j, false, true) ? 0.0f : 1.0f;
+    for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
+        int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
+        const T *kt = k + t0 * d, *vt = v + t0 * d;
+        if (wide) {
+            LACT_TRY(grad_bwd_wide(gr, t0, Tt, add));
+            continue;
+        }
+        /* the streamed pass forms a, b, e itself unless the tile has them */
+        const bool abe = stream_grads && !have_tile && ttt_hidden_stream_forms_abe();
+        if (!have_tile && !abe) {
+            LACT_TRY(tile_ab(k, t0, Tt));
+            LACT_TRY(tile_e(t0, Tt));
+        }
+        /* In place (layout()): H1 over Ze, X02 over Zab, dAB over KG,
+         * dE over P1. */
+        T *h1 = Ze, *x02 = Zab, *dAB = KG, *dE = P1;
+        if (hidden_fused || stream_grads) {
+            /* K dG02ᵀ and V dG1 formed in the kernel (ttt_hidden_fused.h,
+             * ttt_hidden_stream.h) */
+            if constexpr (ttt_dt<T>::v == LACT_BF16) {
+                if (stream_grads)
+                    LACT_TRY(ttt_hidden_stream_bwd(
+                        ctx, k, v, abe ? Wc : NULL, dGc, in->lr0, in->lr1, in->lr2, Zab, Ze, dAB,
+                        dE, gr->lr0, gr->lr1, gr->lr2, g.n, g.len, t0, Tt, g.d, g.dh));
+                else
+                    LACT_TRY(ttt_hidden_bwd_fused(ctx, k, v, dGc, in->lr0, in->lr1, in->lr2, Zab,
+                                                  Ze, dAB, dE, gr->lr0, gr->lr1, gr->lr2, g.n,
+                                                  g.len, t0, Tt, g.d, g.dh));
+            }
+        } else {
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, dh, d, g.n, vt, Ld,
+                              dGc + 2 * g.nel, nel3, P1, Tt * dh, 1.0f, 0.0f));
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, 2 * dh, d, g.n, kt, Ld, dGc, nel3,
+                              KG, Tt * 2 * dh, 1.0f, 0.0f));
+            TTT_LAUNCH_ROWS(ttt_grad_bwd_ew_kernel, g.n * Tt, g, Tt, t0, 2 * dh, dh, Zab, Ze, P1,
+                            KG, in->lr0, in->lr1, in->lr2, h1, x02, dAB, dE, gr->lr0, gr->lr1,
+                            gr->lr2);
+        }
+        /* Straight into the token gradients: the first product stores
+         * where this op is the first update on the rows, else adds. */
+        if (gr->v) {
+            T *dvt = (T *)gr->v + t0 * d;
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, d, dh, g.n, h1, Tt * dh,
+                              dGc + 2 * g.nel, nel3, dvt, Ld, 1.0f, add));
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, d, dh, g.n, dE, Tt * dh,
+                              Wc + 2 * g.nel, nel3, dvt, Ld, 1.0f, 1.0f));
+        }
+        if (gr->k) {
+            T *dkt = (T *)gr->k + t0 * d;
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 2 * dh, g.n, x02, Tt * 2 * dh,
+                              dGc, nel3, dkt, Ld, 1.0f, add));
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 2 * dh, g.n, dAB, Tt * 2 * dh,
+                              Wc, nel3, dkt, Ld, 1.0f, 1.0f));
+        }
+        LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, d, dh, Tt, g.n, vt, Ld, dE, Tt * dh,
+                          dW + 2 * g.nel, nel3, 1.0f, 1.0f));
+        LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, 2 * dh, d, Tt, g.n, dAB, Tt * 2 * dh,
+                          kt, Ld, dW, nel3, 1.0f, 1.0f));
+    }
+    return LACT_OK;
+}
+
+/* grad_bwd over tokens t0 + [0, Tt) with the paired operands (wide). */
+template <class T>
+lact_status ttt_run<T>::grad_bwd_wide(const lact_ttt_cuda_grad *gr, int64_t t0, int64_t Tt,
+                                      float add) {
+    const int64_t Ld = g.len * g.d, dh = g.dh, d = g.d, s6 = 6 * g.nel;
+    const T *kt = k + t0 * d, *vt = v + t0 * d, *B1 = Bw + 4 * g.nel;
+    if (stream_grads) { /* BF16 only: the products and the element-wise step in one pass */
+        if constexpr (ttt_dt<T>::v == LACT_BF16)
+            LACT_TRY(ttt_hidden_stream_bwd_pairs(ctx, k, v, Bw, in->lr0, in->lr1, in->lr2, ZK, ZE,
+                                                 gr->lr0, gr->lr1, gr->lr2, g.n, g.len, t0, Tt, d,
+                                                 dh));
+    } else {
+        LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, 4 * dh, d, g.n, kt, Ld, Bw, s6, ZK,
+                          Tt * 4 * dh, 1.0f, 0.0f));
+        LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, 2 * dh, d, g.n, vt, Ld, B1, s6, ZE,
+                          Tt * 2 * dh, 1.0f, 0.0f));
+        TTT_LAUNCH_ROWS(ttt_grad_bwd_ew_kernel, g.n * Tt, g, Tt, t0, 4 * dh, 2 * dh, ZK, ZE,
+                        ZE + dh, ZK + 2 * dh, in->lr0, in->lr1, in->lr2, ZE + dh, ZK + 2 * dh, ZK,
+                        ZE, gr->lr0, gr->lr1, gr->lr2);
+    }
+    if (gr->v) /* [dE | H1] [W1 | dG1]ᵀ */
+        LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, d, 2 * dh, g.n, ZE, Tt * 2 * dh, B1, s6,
+                          (T *)gr->v + t0 * d, Ld, 1.0f, add));
+    if (gr->k) /* [dA dB | X02] [W0; W2; dG0; dG2] */
+        LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 4 * dh, g.n, ZK, Tt * 4 * dh, Bw,
+                          s6, (T *)gr->k + t0 * d, Ld, 1.0f, add));
+    /* dW1 += Vᵀ dE, dW02 += dABᵀ K: bands of ZE and ZK */
+    lact_gemm_desc g1 = lact_gemm_desc_make(vt, ZE, dW + 2 * g.nel, dt(), LACT_F32, true, false, d,
+                                            dh, Tt, g.n, Ld, Tt * 2 * dh, 3 * g.nel, 1.0f, 1.0f);
+    g1.ldb = 2 * dh;
+    LACT_TRY(lact_cuda_gemm(ctx, &g1));
+    lact_gemm_desc g02 = lact_gemm_desc_make(ZK, kt, dW, dt(), LACT_F32, true, false, 2 * dh, d, Tt,
+                                             g.n, Tt * 4 * dh, Ld, 3 * g.nel, 1.0f, 1.0f);
+    g02.lda = 4 * dh;
+    return lact_cuda_gemm(ctx, &g02);
+}
+
+template <class T>
+lact_status ttt_run<T>::apply_bwd(int64_t j, const T *d_o, const lact_ttt_cuda_grad *gr) {
+    const lact_ttt_op *op = &args->ops[j];
+    int64_t Ld = g.len * g.d, nel3 = 3 * g.nel, dh = g.dh, d = g.d;
+    const float add = first_touch(j, true, true) ? 0.0f : 1.0f;
+    for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
+        int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
+        const T *qt = q + t0 * d, *dot = d_o + t0 * d;
+        T *h1 = P1, *dAB = Zab; /* in place, as in grad_bwd */
+        if (hidden_fused || stream_grads) {
+            /* h, (dA, dB) and with small heads d_q in one pass: rates 1 */
+            T *dq = hidden_fused ? (T *)gr->q : NULL;
+            LACT_TRY(hidden(q, d_o, NULL, NULL, NULL, dAB, h1, dq, t0, Tt));
+        } else {
+            LACT_TRY(tile_ab(q, t0, Tt));
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, dh, d, g.n, dot, Ld,
+                              Wc + 2 * g.nel, nel3, P1, Tt * dh, 1.0f, 0.0f));
+            TTT_LAUNCH_ROWS(ttt_apply_bwd_ew_kernel, g.n * Tt, g, Tt, Zab, P1, h1, dAB);
+        }
+        LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, d, dh, Tt, g.n, dot, Ld, h1, Tt * dh,
+                          dW + 2 * g.nel, nel3, 1.0f, 1.0f));
+        LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, 2 * dh, d, Tt, g.n, dAB, Tt * 2 * dh,
+                          qt, Ld, dW, nel3, 1.0f, 1.0f));
+        if (gr->q && !hidden_fused)
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 2 * dh, g.n, dAB, Tt * 2 * dh,
+                              Wc, nel3, (T *)gr->q + t0 * d, Ld, 1.0f, add));
+    }
+    return LACT_OK;
+}
+
+template <class T>
+lact_status ttt_run<T>::backward(const lact_ttt_cuda_grad *gr, const T *d_o, const float *state) {
+    size_t act = (size_t)(g.n * g.len * g.d) * sizeof(T), tok = (size_t)(g.n * g.len) * 4;
+    size_t mst = (size_t)(g.n * 3 * g.nel) * 4;
+    /* The fused hidden pass adds into d_q; the products store on the
+     * rows they write first, so only the others are zeroed. */
+    if (hidden_fused)
+        LACT_TRY(zero(gr->q, act));
+    else
+        LACT_TRY(zero_uncovered(gr->q, true, true));
+    LACT_TRY(zero_uncovered(gr->k, false, true));
+    LACT_TRY(zero_uncovered(gr->v, false, true));
+    LACT_TRY(zero(gr->lr0, tok));
+    LACT_TRY(zero(gr->lr1, tok));
+    LACT_TRY(zero(gr->lr2, tok));
+    LACT_TRY(zero(dW, mst));
+    LACT_TRY(zero(dM, mst));
+    LACT_TRY(zero(dr0, (size_t)(g.n * g.rows) * 4));
+    LACT_TRY(zero(dbeta, (size_t)(args->n_ops * g.n) * 4));
+    int64_t u = lact_ttt_n_updates(args);
+    for (int64_t j = args->n_ops - 1; j >= 0; j--) {
+        const lact_ttt_op *op = &args->ops[j];
+        if (op->update) u--;
+        /* With momentum the step's input M' = βM + G is the momentum
+         * after the update: no need to recompute G. It comes first, as
+         * rebuilding it may overwrite W. */
+        if (op->update && mom) LACT_TRY(load_m(state, u + 1, &sU));
+        /* The step's backward writes Wc itself (step_bwd) where it
+         * runs before any product. */
+        LACT_TRY(load(state, u, !(op->update && mom && !muon)));
+        if (op->update) {
+            if (!mom) LACT_TRY(grad_fwd(op));
+            LACT_TRY(step_bwd(j, state, u));
+            LACT_TRY(grad_bwd(j, gr, !mom && op->end - op->start <= tile));
+        }
+        if (op->apply) LACT_TRY(apply_bwd(j, d_o, gr));
+    }
+    if (gr->momentum) {
+        ttt_dmom_kernel<<<grid(g.n * g.len), TTT_THREADS, 0, st>>>(g, ops, args->n_ops, dbeta,
+                                                                   gr->momentum);
+        LACT_CU_LAUNCH("ttt_dmom");
+    }
+    ttt_dw_out_kernel<<<dim3((unsigned)g.rows, (unsigned)g.wn), TTT_THREADS, 0, st>>>(
+        g, dW, dr0, r0, in->w0, in->w1, in->w2, gr->w0, gr->w1, gr->w2);
+    LACT_CU_LAUNCH("ttt_dw_out");
+    return LACT_OK;
+}
+
+#endif
