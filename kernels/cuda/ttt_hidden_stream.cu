@@ -29,6 +29,11 @@
  * memory as in the small-head kernel; in THF_BWD_AB a first round per
  * slice forms a, b, e from the weights and a second the products with dG;
  * in the apply (THF_APPLY) there is no y and only h = silu(a) b is stored.
+ * The apply takes two slices a round where it can (TWO): with no y and
+ * no e its accumulators have room for [a | b] of 128 hidden units, one
+ * m64n256 product a step whose 48 KB feed twice the multiply-adds of the
+ * 32 KB of a one-slice step. The gradient's passes cannot: their e would
+ * need 64 more accumulator registers a thread.
  * Both consumers sum the learning-rate gradients of their rows over their
  * slices before adding them once (in a cluster: the first block adds the
  * blocks' sums in rank order), so the sums do not depend on timing. */
@@ -56,12 +61,17 @@ struct ths_maps {
     CUtensorMap x, y, w02, w1, g02, g1;
 };
 
-template <int MODE>
+/* TWO (the apply only): two slices a round, [W0ⱼ; W2ⱼ; W0ⱼ₊₁; W2ⱼ₊₁] as
+ * one 256-row B operand where y would be, so that each x step feeds twice
+ * the products (m64n256) for 16 KB more. */
+template <int MODE, bool TWO>
 __global__ void __launch_bounds__(THS_THREADS, 1)
     ttt_hidden_stream_kernel(const __grid_constant__ ths_maps M, const thf_args A, int d, int dh,
                              int cl) {
 #if WGMMA_DEVICE
     constexpr bool APPLY = MODE == THF_APPLY; /* x and [W0ⱼ; W2ⱼ] only */
+    static_assert(APPLY || !TWO, "two slices a round in the apply only");
+    constexpr int SLICES = TWO ? 2 : 1; /* slices a round */
     constexpr bool BWD = MODE == THF_BWD || MODE == THF_BWD_AB;
     /* two rounds a slice: a, b, e from the weights, then the products with dG */
     constexpr int ROUNDS = MODE == THF_BWD_AB ? 2 : 1;
@@ -78,7 +88,7 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
     const int tiles = (A.Tt + THS_ROWS - 1) / THS_ROWS, item = (int)blockIdx.x / cl;
     const int n = item / tiles, r_tile = (item % tiles) * THS_ROWS;
     const int valid = A.Tt - r_tile < THS_ROWS ? A.Tt - r_tile : THS_ROWS;
-    const int ks = d / 64, slices = dh / 64 / cl, steps = ks * ROUNDS * slices;
+    const int ks = d / 64, slices = dh / 64 / SLICES / cl, steps = ks * ROUNDS * slices;
 
     if (threadIdx.x == 0) {
         for (int s = 0; s < THS_STAGES; s++)
@@ -100,17 +110,25 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
             const uint16_t mask = (uint16_t)((1u << cl) - 1u);
             for (int s = 0; s < steps; s++) {
                 const int st = s % THS_STAGES, kc = (s % ks) * 64;
-                const int j = (int)rank + cl * (s / (ks * ROUNDS));
+                const int j = SLICES * ((int)rank + cl * (s / (ks * ROUNDS)));
                 const bool grad = ROUNDS == 2 && (s / ks) % 2 == 1;
                 const CUtensorMap *w02 = grad ? &M.g02 : &M.w02, *w1 = grad ? &M.g1 : &M.w1;
                 const uint32_t sb = base + (uint32_t)st * THS_STAGE;
                 /* with a cluster: every block's consumers have left this stage */
                 mbar_wait(empty(st), ((s / THS_STAGES) & 1) ^ 1);
-                mbar_arrive_tx(full(st), APPLY ? THS_Y + THS_W1 - THS_W02 : THS_STAGE);
+                mbar_arrive_tx(full(st), TWO     ? THS_W1
+                                         : APPLY ? THS_Y + THS_W1 - THS_W02
+                                                 : THS_STAGE);
                 if (cl > 1)
                     tma_load_3d_mc(sb + THS_X + poff, &M.x, kc, row, n, full(st), mask);
                 else
                     tma_load_3d(sb + THS_X, &M.x, kc, row, n, full(st));
+                if (TWO) {
+                    for (int b = 0; b < 4; b++)
+                        tma_load_3d(sb + THS_Y + 8192u * b, w02, kc,
+                                    (b % 2) * dh + 64 * (j + b / 2), n, full(st));
+                    continue;
+                }
                 tma_load_3d(sb + THS_W02, w02, kc, 64 * j, n, full(st));
                 tma_load_3d(sb + THS_W02 + 8192, w02, kc, dh + 64 * j, n, full(st));
                 if (APPLY) continue;
@@ -142,9 +160,9 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                 mbar_arrive_cluster(empty(st), (uint32_t)c);
         };
         int s = 0;
-        /* [a | b] (columns 0–63 a, 64–127 b) and e over d, or with dG as the
-         * weights k dG02ᵀ and v dG1, from the next ks stages */
-        auto products = [&](float(&ab)[64], float(&e)[32]) {
+        /* the next ks stages, issue(sb, c, acc) giving the products of
+         * 16-column step c of the stage at sb */
+        auto run_steps = [&](auto &&issue) {
 #pragma unroll 1
             for (int kc = 0; kc < ks; kc++, s++) {
                 const int st = s % THS_STAGES;
@@ -152,14 +170,8 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                 mbar_wait(full(st), (s / THS_STAGES) & 1);
                 wg_fence();
 #pragma unroll
-                for (int c = 0; c < 4; c++) {
-                    const int acc = kc > 0 || c > 0;
-                    wg_mma_ss<128>(ab, wg_desc(sb + THS_X + rows_off + 32 * c, 16, 1024),
-                                   wg_desc(sb + THS_W02 + 32 * c, 16, 1024), acc);
-                    if (!APPLY)
-                        wg_mma_ss_tb64(e, wg_desc(sb + THS_Y + rows_off + 32 * c, 16, 1024),
-                                       wg_desc(sb + THS_W1 + 2048 * c, 8192, 1024), acc);
-                }
+                for (int c = 0; c < 4; c++)
+                    issue(sb, c, kc > 0 || c > 0);
                 wg_commit();
                 /* the step before has been read: its stage goes back */
                 if (kc > 0) {
@@ -169,11 +181,43 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
             }
             wg_wait<0>();
             release((s - 1) % THS_STAGES);
+        };
+        /* [a | b] (columns 0–63 a, 64–127 b) and e over d, or with dG as the
+         * weights k dG02ᵀ and v dG1 */
+        auto products = [&](float(&ab)[64], float(&e)[32]) {
+            run_steps([&](uint32_t sb, int c, int acc) {
+                wg_mma_ss<128>(ab, wg_desc(sb + THS_X + rows_off + 32 * c, 16, 1024),
+                               wg_desc(sb + THS_W02 + 32 * c, 16, 1024), acc);
+                if (!APPLY)
+                    wg_mma_ss_tb64(e, wg_desc(sb + THS_Y + rows_off + 32 * c, 16, 1024),
+                                   wg_desc(sb + THS_W1 + 2048 * c, 8192, 1024), acc);
+            });
             wg_fence_regs(ab);
             wg_fence_regs(e);
         };
+        if constexpr (TWO) {
+            /* the apply's rounds of two slices: [a₀ | b₀ | a₁ | b₁] */
 #pragma unroll 1
-        for (int i = 0; i < slices; i++) {
+            for (int i = 0; i < slices; i++) {
+                const int h0 = 128 * ((int)rank + cl * i);
+                float ab[128];
+                run_steps([&](uint32_t sb, int c, int acc) {
+                    wg_mma_ss<256>(ab, wg_desc(sb + THS_X + rows_off + 32 * c, 16, 1024),
+                                   wg_desc(sb + THS_Y + 32 * c, 16, 1024), acc);
+                });
+                wg_fence_regs(ab);
+#pragma unroll
+                for (int p = 0; p < 2; p++) {
+                    float half[64];
+#pragma unroll
+                    for (int x = 0; x < 64; x++)
+                        half[x] = ab[64 * p + x];
+                    thf_apply_slice(half, A.out1, orow, r0, valid, h0 + 64 * p, dh, lane);
+                }
+            }
+        }
+#pragma unroll 1
+        for (int i = 0; i < (TWO ? 0 : slices); i++) {
             const int h0 = 64 * ((int)rank + cl * i);
             float ab[64], e[32];
             if constexpr (MODE == THF_BWD_AB) {
@@ -264,11 +308,16 @@ lact_status ths_launch(lact_ctx *ctx, const bf16 *x, const bf16 *y, const ths_we
         wg_tensor_map_bf16_strided(&m.g02, w.g02, (uint64_t)d, (uint64_t)(2 * dh), N, w.per, 64));
     LACT_TRY(wg_tensor_map_bf16_rows(&m.w1, w.w1, (uint64_t)dh, (uint64_t)d, N, w.ld1, w.per, 64));
     LACT_TRY(wg_tensor_map_bf16_rows(&m.g1, w.g1, (uint64_t)dh, (uint64_t)d, N, w.ld1, w.per, 64));
+    /* the apply takes two slices a round where every block has an even
+     * share of them */
+    const bool two =
+        mode == THF_APPLY && (dh / 64) % (2 * cl) == 0 && ttt_hidden_stream_two_slices();
     void (*kernel)(ths_maps, thf_args, int, int, int) =
-        mode == THF_BWD      ? ttt_hidden_stream_kernel<THF_BWD>
-        : mode == THF_BWD_AB ? ttt_hidden_stream_kernel<THF_BWD_AB>
-        : mode == THF_APPLY  ? ttt_hidden_stream_kernel<THF_APPLY>
-                             : ttt_hidden_stream_kernel<THF_FWD>;
+        mode == THF_BWD      ? ttt_hidden_stream_kernel<THF_BWD, false>
+        : mode == THF_BWD_AB ? ttt_hidden_stream_kernel<THF_BWD_AB, false>
+        : mode == THF_APPLY  ? (two ? ttt_hidden_stream_kernel<THF_APPLY, true>
+                                    : ttt_hidden_stream_kernel<THF_APPLY, false>)
+                             : ttt_hidden_stream_kernel<THF_FWD, false>;
     LACT_CU(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)THS_SMEM));
     cudaLaunchConfig_t cfg = {};
@@ -319,6 +368,11 @@ int ttt_hidden_stream_cluster(int64_t dh, bool apply) {
     while (cl > 1 && (cl & (cl - 1) || (dh / 64) % cl)) /* a power of two dividing the slices */
         cl--;
     return cl;
+}
+
+bool ttt_hidden_stream_two_slices(void) {
+    const char *e = getenv("LACT_TTT_STREAM_SLICES");
+    return !(e && strcmp(e, "1") == 0);
 }
 
 bool ttt_hidden_stream_all(void) {

@@ -30,6 +30,12 @@ bool ttt_hidden_stream_fills(int64_t N, int64_t Tt, int64_t dh);
  * power of two that divides dh / 64. */
 int ttt_hidden_stream_cluster(int64_t dh, bool apply);
 
+/* Whether the apply's pass takes two slices of 64 hidden units a round
+ * where each block's share of the slices is even (one m64n256 product a
+ * step, which reads a quarter less of L2 and shared memory per
+ * multiply-add): unless LACT_TTT_STREAM_SLICES=1. */
+bool ttt_hidden_stream_two_slices(void);
+
 /* Whether the gradient's passes (ttt_hidden_stream, ttt_hidden_stream_bwd
  * and _bwd_pairs) run too, whatever the grid: unless
  * LACT_TTT_HIDDEN_STREAM=apply (only the apply's pass) or 0 (none). */

@@ -102,13 +102,29 @@ template <int N> static __device__ __forceinline__ void wg_fence_regs(uint32_t (
     "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "   \
     "%56, %57, %58, %59, %60, %61, %62, %63}"
 
+/* The 128 operand registers of an m64n256 accumulator, "%0" to "%127"
+ * (WG_R10(a): "%a0" to "%a9"). */
+#define WG_R10(a)                                                                                  \
+    "%" #a "0, %" #a "1, %" #a "2, %" #a "3, %" #a "4, %" #a "5, %" #a "6, %" #a "7, %" #a         \
+    "8, %" #a "9, "
+#define WG_R128                                                                                    \
+    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, " WG_R10(1) WG_R10(2) WG_R10(3) WG_R10(4) WG_R10(5)  \
+        WG_R10(6) WG_R10(7) WG_R10(8) WG_R10(9) WG_R10(10)                                         \
+            WG_R10(11) "%120, %121, %122, %123, %124, %125, %126, %127}"
+
 /* d (64×N, fp32) = A·B (+ d if acc): A and B from shared memory, both
  * K-major (B stored [n][k], as K in Q·Kᵀ). */
 template <int N>
 static __device__ __forceinline__ void wg_mma_ss(float (&d)[N / 2], uint64_t da, uint64_t db,
                                                  int acc) {
-    static_assert(N == 64 || N == 128, "wg_mma_ss: N is 64 or 128");
-    if constexpr (N == 128) {
+    static_assert(N == 64 || N == 128 || N == 256, "wg_mma_ss: N is 64, 128 or 256");
+    if constexpr (N == 256) {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " WG_R128
+                     ", %128, %129, p, 1, 1, 0, 0;\n}\n"
+                     : WG_D32(0), WG_D32(32), WG_D32(64), WG_D32(96)
+                     : "l"(da), "l"(db), "r"(acc));
+    } else if constexpr (N == 128) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " WG_R64
                      ", %64, %65, p, 1, 1, 0, 0;\n}\n"
