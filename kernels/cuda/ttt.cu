@@ -223,7 +223,7 @@ template <class T> struct ttt_run {
         const char *g16 = getenv("LACT_TTT_G16");
         m16 = sb16 && mom && !muon && !(g16 && strcmp(g16, "0") == 0);
         const char *we = getenv("LACT_TTT_WIDE");
-        wide = b && mom && !muon && !recompute && !hidden_fused &&
+        wide = b && mom && !muon && !hidden_fused &&
                !(stream_grads && !ttt_hidden_stream_pairs()) && !(we && strcmp(we, "0") == 0);
         have_w = have_m = -1;
         q = (const T *)i->q, k = (const T *)i->k, v = (const T *)i->v;

@@ -79,6 +79,9 @@ static const cuda_case cases[] = {
     /* streamed with momentum and without Muon, dh = 2d: the update's
      * backward in the paired layout over three slice pairs, a partial tile */
     {1, 450, 192, 2, 150, true, LACT_TTT_MUON_OFF, 0, 1},
+    /* the same with the weights of every second update rebuilt in the
+     * backward: the paired layout after a rebuild, an odd last update */
+    {2, 700, 256, 1, 200, true, LACT_TTT_MUON_OFF, 0, 2},
 };
 
 /* run_case's BF16 runs save the state in BF16 (lact_ttt_args.state_bf16);
