@@ -19,7 +19,7 @@
 int cmd_bench_ttt(int argc, char **argv);
 
 typedef struct ttt_bench_opts {
-    int64_t batch, len, heads, dim, mult, chunk, muon, mom, save_every, iters;
+    int64_t batch, len, heads, dim, mult, chunk, muon, mom, save_every, keep, iters;
     const char *state; /* "auto" | "bf16" | "f32": the snapshots' type */
     double gemm_warm;
     cli_common c;
@@ -98,7 +98,8 @@ static lact_status tb_make(lact_ctx *ctx, const ttt_bench_opts *o, ttt_bench *b)
                               .n_ops = n_ops,
                               .muon = (lact_ttt_muon)o->muon,
                               .save_every = (int)o->save_every,
-                              .state_bf16 = tb_state_bf16(o)};
+                              .state_bf16 = tb_state_bf16(o),
+                              .keep_ns = o->keep != 0};
     b->mom = o->mom != 0;
     LACT_TRY(lact_tensor_alloc(&b->tmp, LACT_BF16, ctx->device, 3, act));
     for (int i = 0; i < 3; i++) {
@@ -152,13 +153,13 @@ static void tb_print(const ttt_bench_opts *o, const char *what, double ms, doubl
         printf("{\"bench\": \"ttt\", \"mode\": \"%s\", \"batch\": %lld, \"len\": %lld, "
                "\"heads\": %lld, \"dim\": %lld, \"inter_multi\": %lld, \"chunk\": %lld, "
                "\"muon\": %lld, \"momentum\": %lld, \"save_every\": %lld, \"state\": \"%s\", "
-               "\"ms\": %.4f, "
+               "\"keep_iterates\": %lld, \"ms\": %.4f, "
                "\"tflops\": %.2f, "
                "\"peak_gib\": %.3f, \"gemm_tflops\": %.1f, \"ratio_gemm\": %.3f}\n",
                what, (long long)o->batch, (long long)o->len, (long long)o->heads, (long long)o->dim,
                (long long)o->mult, (long long)o->chunk, (long long)o->muon, (long long)o->mom,
-               (long long)o->save_every, tb_state_bf16(o) ? "bf16" : "f32", ms, tf, peak_gib, gemm,
-               gemm > 0 ? tf / gemm : 0.0);
+               (long long)o->save_every, tb_state_bf16(o) ? "bf16" : "f32", (long long)o->keep, ms,
+               tf, peak_gib, gemm, gemm > 0 ? tf / gemm : 0.0);
     } else {
         printf("ttt %-10s %9.3f ms %8.1f TFLOP/s  peak %6.2f GiB", what, ms, tf, peak_gib);
         if (gemm > 0) printf("  (%.1f%% of bf16 GEMM %.0f TFLOP/s)", 100 * tf / gemm, gemm);
@@ -180,14 +181,15 @@ static int tb_main(const cli_command *cmd, const ttt_bench_opts *o, lact_ctx *ct
                   (double)(o->batch * o->heads);
     if (!o->c.json)
         printf("ttt B=%lld L=%lld heads=%lld d=%lld dh=%lld chunk=%lld muon=%lld momentum=%lld "
-               "save_every=%lld state=%s (FLOPs 18*d*dh*L per head = %.3e forward, x3 "
+               "save_every=%lld state=%s keep_iterates=%lld (FLOPs 18*d*dh*L per head = %.3e "
+               "forward, x3 "
                "forward+backward, "
                "Muon not "
                "counted)\n",
                (long long)o->batch, (long long)o->len, (long long)o->heads, (long long)o->dim,
                (long long)(o->dim * o->mult), (long long)o->chunk, (long long)o->muon,
                (long long)o->mom, (long long)o->save_every, tb_state_bf16(o) ? "bf16" : "f32",
-               flop);
+               (long long)o->keep, flop);
     double ms = 0;
     lact_status made = tb_make(ctx, o, &b);
     lact_mem_reset_peak(ctx->device);
@@ -246,6 +248,11 @@ int cmd_bench_ttt(int argc, char **argv) {
          "save the weights after every update, or every second one (recomputing the others in "
          "the backward: less memory, more time)",
          "1", &o.save_every},
+        {"--keep-iterates", CLI_INT, "0|1",
+         "with Muon, keep each update's Newton-Schulz iterates in the state for the backward, "
+         "as the layer does with BF16 activations (heads whose iteration is fused, min(d, dh) "
+         "64 or 128; more memory; 0: the backward runs the iteration again)",
+         "1", &o.keep},
         {"--state", CLI_STRING, "auto|bf16|f32",
          "the type of the weights saved for the backward (bf16: half the memory; auto: as the "
          "layer saves them, bf16 without Muon)",
@@ -270,12 +277,13 @@ int cmd_bench_ttt(int argc, char **argv) {
     if (r != CLI_PARSED) return r == CLI_HELP ? 0 : 2;
     if (o.batch < 1 || o.len < 1 || o.heads < 1 || o.dim < 1 || o.mult < 1 || o.chunk < 1 ||
         o.iters < 1 || o.muon < 0 || o.muon > 2 || o.save_every < 1 || o.save_every > 2 ||
+        o.keep < 0 || o.keep > 1 ||
         (strcmp(o.state, "auto") && strcmp(o.state, "bf16") && strcmp(o.state, "f32")) ||
         !(o.gemm_warm >= 0 && o.gemm_warm <= 600)) {
-        cli_error(&cmd,
-                  "--batch, --len, --heads, --dim, --inter, --chunk, --iters must be "
-                  "positive, --muon 0, 1 or 2, --save-every 1 or 2, --state auto, bf16 or f32 and "
-                  "--gemm-warm from 0 to 600 seconds");
+        cli_error(&cmd, "--batch, --len, --heads, --dim, --inter, --chunk, --iters must be "
+                        "positive, --muon 0, 1 or 2, --save-every 1 or 2, --keep-iterates 0 or 1, "
+                        "--state auto, bf16 or f32 and "
+                        "--gemm-warm from 0 to 600 seconds");
         return 2;
     }
     lact_ctx ctx;

@@ -268,7 +268,27 @@ static void check_sensitivity(void) {
     tc_free(&a);
 }
 
+/* The iterates' room exists only for heads whose iteration keeps them:
+ * with Muon, save_every 1 and keep_ns, of the fused shapes. */
+static void check_ns_room(void) {
+    lact_ttt_op op = {0, 8, true, true};
+    lact_ttt_args args = {
+        .ops = &op, .n_ops = 1, .muon = LACT_TTT_MUON_TABLE, .save_every = 1, .keep_ns = true};
+    CHECK(lact_ttt_state_ns_numel(&args, 64, 128) == 9 * 64 * 128 + 4);
+    CHECK(lact_ttt_state_ns_numel(&args, 256, 128) == 9 * 256 * 128 + 4);
+    CHECK(lact_ttt_state_ns_numel(&args, 512, 512) == 0);
+    CHECK(lact_ttt_state_ns_numel(&args, 192, 192) == 0);
+    CHECK(lact_ttt_state_numel(&args, true, 512, 512) == 6 * 512 * 512);
+    args.save_every = 2;
+    CHECK(lact_ttt_state_ns_numel(&args, 64, 64) == 0);
+    args.save_every = 1, args.muon = LACT_TTT_MUON_OFF;
+    CHECK(lact_ttt_state_ns_numel(&args, 64, 64) == 0);
+    args.muon = LACT_TTT_MUON_FIXED, args.keep_ns = false;
+    CHECK(lact_ttt_state_ns_numel(&args, 64, 64) == 0);
+}
+
 int main(void) {
+    check_ns_room();
     static const int64_t sizes[][4] = {
         /* d, dh, L, chunk: L never a multiple of the chunk */
         {4, 4, 7, 3}, {4, 8, 13, 5}, {8, 8, 17, 6}, {8, 16, 20, 8}, {16, 32, 70, 16},
