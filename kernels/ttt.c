@@ -71,15 +71,8 @@ static int64_t save_every(const lact_ttt_args *args) {
     return args->save_every > 1 ? args->save_every : 1;
 }
 
-bool lact_ttt_ns_fused_shape(int64_t d, int64_t dh) {
-    const int64_t p = d < dh ? d : dh, q = d < dh ? dh : d;
-    return (p == 64 && (q == 64 || q == 128 || q == 256)) || (p == 128 && (q == 128 || q == 256));
-}
-
 int64_t lact_ttt_state_ns_numel(const lact_ttt_args *args, int64_t d, int64_t dh) {
-    if (!args->keep_ns || args->muon == LACT_TTT_MUON_OFF || save_every(args) != 1 ||
-        !lact_ttt_ns_fused_shape(d, dh))
-        return 0;
+    if (!args->keep_ns || args->muon == LACT_TTT_MUON_OFF || save_every(args) != 1) return 0;
     return 9 * d * dh + 4; /* 6 · 3 · d · dh BF16, 3 norms, 1 pad */
 }
 

@@ -76,10 +76,10 @@ typedef struct lact_ttt_args {
     int save_every;
     /* With Muon and save_every 1: the state also has room for every
      * update's Newton–Schulz iterates, which the forward keeps there and
-     * the backward reads instead of running the iteration again. Only the
-     * CUDA version's fused BF16 iteration (ttt_ns_fused.cu) uses the room;
-     * elsewhere it stays unwritten. Heads whose shape that iteration does
-     * not take (lact_ttt_ns_fused_shape) get no room. */
+     * the backward reads instead of running the iteration again. The CUDA
+     * version uses the room with BF16 activations (the fused iteration,
+     * ttt_ns_fused.cu, and the batched products alike); elsewhere it stays
+     * unwritten. */
     bool keep_ns;
     /* The snapshots in BF16, two to an F32 element of the state: half the
      * state, at the precision the BF16 products read the weights in. The
@@ -114,14 +114,9 @@ int64_t lact_ttt_state_numel(const lact_ttt_args *args, bool momentum, int64_t d
  * of them, rounded up): the iterates' room of a state of N heads starts N ·
  * this elements in. */
 int64_t lact_ttt_state_snap_numel(const lact_ttt_args *args, bool momentum, int64_t d, int64_t dh);
-/* Whether the CUDA version's fused Newton–Schulz iteration, the only one
- * that keeps its iterates, takes heads of d × dh: min(d, dh) 64 or 128 and
- * max(d, dh) up to 256, a power of two. */
-bool lact_ttt_ns_fused_shape(int64_t d, int64_t dh);
 /* The keep_ns room per head per update, in F32 elements: six BF16
  * iterates of the three matrices (the CUDA version's layout) and the three
- * matrices' norms, padded to four; 0 when the args keep none or the heads
- * are not of a shape whose iterates are kept (lact_ttt_ns_fused_shape). After the
+ * matrices' norms, padded to four; 0 when the args keep none. After the
  * snapshots, update u's room for all N heads starts N · u · this elements
  * in. */
 int64_t lact_ttt_state_ns_numel(const lact_ttt_args *args, int64_t d, int64_t dh);

@@ -30,9 +30,14 @@ lact_status ttt_run<T>::step_bwd_as(int64_t j, const float *state, int64_t upd) 
         } else if (mom) {
             u = (const float *)sU;
         }
-        /* The iterates the forward kept, else the iteration once more. */
+        /* The iterates the forward kept (the batched products' backward
+         * then forms each step's A and P from them again: two of the
+         * step's three products), else the iteration once more. */
         ns_at(state, keep_ns ? upd : -1);
-        if (!keep_ns) LACT_TRY(ns.forward(u));
+        if (!keep_ns)
+            LACT_TRY(ns.forward(u));
+        else if (!ns.fused())
+            LACT_TRY(ns.polys());
         TTT_LAUNCH_WROWS(ttt_renorm_bwd_kernel, T, TTT_THREADS, lact_aligned16(w, dW), g, ns.X[5],
                          (const float *)NULL, w, r0, dW, dr0, ns.dX[0]);
         LACT_CU_LAUNCH("ttt_renorm_bwd");

@@ -93,6 +93,12 @@ template <class T> struct ttt_ns {
         return gemm(false, false, p, p, p, 3 * g.n, As, p * p, As, p * p, Ps, p * p, k[2], k[1],
                     As);
     }
+    /* A[s] and P[s] of every step from iterates kept by forward(). */
+    lact_status polys() {
+        for (int s = 0; s < 5; s++)
+            LACT_TRY(poly(X[s], s));
+        return LACT_OK;
+    }
     /* X[0] from u (master layout, fp32); ‖u‖_F into nnorm. */
     lact_status prepare(const float *u) {
         cudaStream_t st = lact_cuda_stream(ctx);

@@ -38,7 +38,6 @@
 #include "kernels/cuda/ttt_apply_fused.h"
 #include "kernels/cuda/ttt_ns_fused.h"
 #include "kernels/cuda/wgmma.cuh"
-#include "kernels/ttt.h"
 
 namespace {
 
@@ -519,7 +518,8 @@ lact_status nsw_run(lact_ctx *ctx, const nsf_args &a, bool bwd) {
 bool ttt_ns_fused_fits(int64_t p, int64_t q) {
     const char *e = getenv("LACT_TTT_NS_FUSED");
     if (e && strcmp(e, "0") == 0) return false;
-    if (!lact_ttt_ns_fused_shape(p, q)) return false;
+    if (!((p == 64 && (q == 64 || q == 128 || q == 256)) || (p == 128 && (q == 128 || q == 256))))
+        return false;
     int sms = 0;
     bool wgmma = false;
     if (ttt_fused_device(&sms, &wgmma) != LACT_OK) {
