@@ -250,8 +250,8 @@ int cmd_bench_ttt(int argc, char **argv) {
          "1", &o.save_every},
         {"--keep-iterates", CLI_INT, "0|1",
          "with Muon, keep each update's Newton-Schulz iterates in the state for the backward, "
-         "as the layer does with BF16 activations (heads whose iteration is fused, min(d, dh) "
-         "64 or 128; more memory; 0: the backward runs the iteration again)",
+         "as the layer does with BF16 activations (more memory; 0: the backward runs the "
+         "iteration again)",
          "1", &o.keep},
         {"--state", CLI_STRING, "auto|bf16|f32",
          "the type of the weights saved for the backward (bf16: half the memory; auto: as the "
