@@ -11,6 +11,7 @@
 #include "bench_util.h"
 #include "cli.h"
 #include "core/base/context.h"
+#include "core/base/graph.h"
 #include "core/base/device.h"
 #include "kernels/kernels.h"
 #include "kernels/timer.h"
@@ -19,7 +20,7 @@
 int cmd_bench_ttt(int argc, char **argv);
 
 typedef struct ttt_bench_opts {
-    int64_t batch, len, heads, dim, mult, chunk, muon, mom, save_every, keep, iters;
+    int64_t batch, len, heads, dim, mult, chunk, muon, mom, save_every, keep, graph, iters;
     const char *state; /* "auto" | "bf16" | "f32": the snapshots' type */
     double gemm_warm;
     cli_common c;
@@ -65,6 +66,24 @@ static lact_status tb_call_run(lact_ctx *ctx, void *arg) {
 static lact_status tb_time(lact_ctx *ctx, ttt_bench *b, int mode, int iters, double *ms) {
     tb_call c = {b, mode};
     return bench_time(ctx, tb_call_run, &c, iters, ms);
+}
+
+static lact_status tb_graph_run(lact_ctx *ctx, void *arg) {
+    return lact_graph_launch(ctx, (const lact_graph *)arg);
+}
+
+/* The same, the mode's work recorded once as a CUDA graph and replayed
+ * (as a training step that records its micro-step runs the op): no host
+ * launches between the kernels. */
+static lact_status tb_time_graph(lact_ctx *ctx, ttt_bench *b, int mode, int iters, double *ms) {
+    lact_graph g = {0};
+    LACT_TRY(lact_graph_begin(ctx));
+    const lact_status s = tb_run(ctx, b, mode);
+    LACT_TRY(lact_graph_end(ctx, &g, s == LACT_OK));
+    LACT_TRY(s);
+    const lact_status t = bench_time(ctx, tb_graph_run, &g, iters, ms);
+    lact_graph_free(&g);
+    return t;
 }
 
 static void tb_free(ttt_bench *b) {
@@ -161,7 +180,7 @@ static void tb_print(const ttt_bench_opts *o, const char *what, double ms, doubl
                (long long)o->save_every, tb_state_bf16(o) ? "bf16" : "f32", (long long)o->keep, ms,
                tf, peak_gib, gemm, gemm > 0 ? tf / gemm : 0.0);
     } else {
-        printf("ttt %-10s %9.3f ms %8.1f TFLOP/s  peak %6.2f GiB", what, ms, tf, peak_gib);
+        printf("ttt %-13s %9.3f ms %8.1f TFLOP/s  peak %6.2f GiB", what, ms, tf, peak_gib);
         if (gemm > 0) printf("  (%.1f%% of bf16 GEMM %.0f TFLOP/s)", 100 * tf / gemm, gemm);
         printf("\n");
     }
@@ -209,6 +228,14 @@ static int tb_main(const cli_command *cmd, const ttt_bench_opts *o, lact_ctx *ct
         goto done;
     }
     tb_print(o, "fwd+bwd", ms, 3 * flop, (double)lact_mem_peak(ctx->device) / gib, gemm);
+    if (o->graph) {
+        double gms = 0;
+        if (tb_time_graph(ctx, &b, TB_FWDBWD, (int)o->iters, &gms) != LACT_OK) {
+            cli_error(cmd, "forward+backward as a graph: %s", lact_errmsg());
+            goto done;
+        }
+        tb_print(o, "fwd+bwd-graph", gms, 3 * flop, (double)lact_mem_peak(ctx->device) / gib, gemm);
+    }
     if (o->gemm_warm > 0) {
         /* The modes above ran back to back, so the card is near its
          * sustained state: the GEMM rate there is the fair ceiling too. */
@@ -253,6 +280,10 @@ int cmd_bench_ttt(int argc, char **argv) {
          "as the layer does with BF16 activations (more memory; 0: the backward runs the "
          "iteration again)",
          "1", &o.keep},
+        {"--graph", CLI_INT, "0|1",
+         "also time forward + backward recorded once as a CUDA graph and replayed, as in a "
+         "training step that records its micro-step (no host launches between the kernels)",
+         "0", &o.graph},
         {"--state", CLI_STRING, "auto|bf16|f32",
          "the type of the weights saved for the backward (bf16: half the memory; auto: as the "
          "layer saves them, bf16 without Muon)",
@@ -277,11 +308,12 @@ int cmd_bench_ttt(int argc, char **argv) {
     if (r != CLI_PARSED) return r == CLI_HELP ? 0 : 2;
     if (o.batch < 1 || o.len < 1 || o.heads < 1 || o.dim < 1 || o.mult < 1 || o.chunk < 1 ||
         o.iters < 1 || o.muon < 0 || o.muon > 2 || o.save_every < 1 || o.save_every > 2 ||
-        o.keep < 0 || o.keep > 1 ||
+        o.keep < 0 || o.keep > 1 || o.graph < 0 || o.graph > 1 ||
         (strcmp(o.state, "auto") && strcmp(o.state, "bf16") && strcmp(o.state, "f32")) ||
         !(o.gemm_warm >= 0 && o.gemm_warm <= 600)) {
         cli_error(&cmd, "--batch, --len, --heads, --dim, --inter, --chunk, --iters must be "
                         "positive, --muon 0, 1 or 2, --save-every 1 or 2, --keep-iterates 0 or 1, "
+                        "--graph 0 or 1, "
                         "--state auto, bf16 or f32 and "
                         "--gemm-warm from 0 to 600 seconds");
         return 2;

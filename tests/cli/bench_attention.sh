@@ -68,6 +68,7 @@ expect_error 1 "needs a GPU (BF16 activations)" "$lact" bench ttt --device cpu
 expect_error 2 "--gemm-warm from 0 to 600" "$lact" bench ttt --gemm-warm -1
 expect_error 2 "--state auto, bf16 or f32" "$lact" bench ttt --state f16
 expect_error 2 "--keep-iterates 0 or 1" "$lact" bench ttt --keep-iterates 2
+expect_error 2 "--graph 0 or 1" "$lact" bench ttt --graph 2
 "$lact" bench ttt --help | grep -q -- "--gemm-warm" || fail "lact bench ttt --help lacks --gemm-warm"
 expect_error 1 "needs a GPU (BF16 activations)" "$lact" bench ew --device cpu
 echo "bench_attention: ok"
