@@ -116,7 +116,8 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                 const uint32_t sb = base + (uint32_t)st * THS_STAGE;
                 /* with a cluster: every block's consumers have left this stage */
                 mbar_wait(empty(st), ((s / THS_STAGES) & 1) ^ 1);
-                mbar_arrive_tx(full(st), TWO     ? THS_W1
+                /* x, then four weight blocks (TWO), two (the apply) or the whole stage */
+                mbar_arrive_tx(full(st), TWO     ? THS_Y + 4 * 8192u
                                          : APPLY ? THS_Y + THS_W1 - THS_W02
                                                  : THS_STAGE);
                 if (cl > 1)
