@@ -11,8 +11,8 @@
 #include "bench_util.h"
 #include "cli.h"
 #include "core/base/context.h"
-#include "core/base/graph.h"
 #include "core/base/device.h"
+#include "core/base/graph.h"
 #include "kernels/kernels.h"
 #include "kernels/timer.h"
 #include "kernels/ttt.h"
@@ -201,10 +201,7 @@ static int tb_main(const cli_command *cmd, const ttt_bench_opts *o, lact_ctx *ct
     if (!o->c.json)
         printf("ttt B=%lld L=%lld heads=%lld d=%lld dh=%lld chunk=%lld muon=%lld momentum=%lld "
                "save_every=%lld state=%s keep_iterates=%lld (FLOPs 18*d*dh*L per head = %.3e "
-               "forward, x3 "
-               "forward+backward, "
-               "Muon not "
-               "counted)\n",
+               "forward, x3 forward+backward, Muon not counted)\n",
                (long long)o->batch, (long long)o->len, (long long)o->heads, (long long)o->dim,
                (long long)(o->dim * o->mult), (long long)o->chunk, (long long)o->muon,
                (long long)o->mom, (long long)o->save_every, tb_state_bf16(o) ? "bf16" : "f32",
@@ -313,9 +310,8 @@ int cmd_bench_ttt(int argc, char **argv) {
         !(o.gemm_warm >= 0 && o.gemm_warm <= 600)) {
         cli_error(&cmd, "--batch, --len, --heads, --dim, --inter, --chunk, --iters must be "
                         "positive, --muon 0, 1 or 2, --save-every 1 or 2, --keep-iterates 0 or 1, "
-                        "--graph 0 or 1, "
-                        "--state auto, bf16 or f32 and "
-                        "--gemm-warm from 0 to 600 seconds");
+                        "--graph 0 or 1, --state auto, bf16 or f32 and --gemm-warm from 0 to 600 "
+                        "seconds");
         return 2;
     }
     lact_ctx ctx;

@@ -235,7 +235,7 @@ template <class T> struct ttt_run {
         tile = longest < TTT_TILE ? longest : TTT_TILE;
         ns.setup(c, g, a->muon);
         /* Both passes decide alike, so the backward finds what the forward
-         * kept; a fused iteration is what writes and reads that layout. */
+         * kept; the room holds BF16 iterates (fused or batched iteration). */
         keep_ns = lact_ttt_state_ns_numel(a, g.d, g.dh) > 0 && ttt_dt<T>::v == LACT_BF16;
         find_first();
         size_t bytes = 0;

@@ -514,9 +514,9 @@ int main(void) {
         /* the streamed passes' other settings: only the apply's pass
          * streamed; the update's backward in its own layout (products one
          * by one after it); each cluster size (a tile's blocks sharing its
-         * rows by multicast; 1: no cluster; with 2 and 4 the apply's
-         * blocks take one slice a round where dh / 64 is not a multiple of
-         * 4 and 8); the apply one slice a round everywhere */
+         * rows by multicast; 1: no cluster; in clusters of 4 and 8 the
+         * apply takes one slice a round where dh / 64 is not a multiple of
+         * 8 and 16); the apply one slice a round everywhere */
         static const char *const var[][3] = {
             {"LACT_TTT_HIDDEN_STREAM", "apply", "only the apply's pass streamed"},
             {"LACT_TTT_STREAM_WIDE", "0", "the streamed update's backward in its own layout"},
