@@ -557,15 +557,19 @@ template <class T> struct ttt_run {
             LACT_CU_LAUNCH("ttt_renorm");
         } else {
             const float *u = G;
-            if (mom) {
+            const bool kept = keep_ns && state && upd >= 0;
+            ns_at(state, kept ? upd : -1);
+            /* the batched iteration takes the mix with its first pass */
+            const bool summed = mom && !ns.fused();
+            if (summed) {
+                LACT_TRY(ns.mix(bj, cm, G, om, ms));
+            } else if (mom) {
                 ttt_mom_mix_kernel<<<grid(g.n * 3 * g.nel), TTT_THREADS, 0, st>>>(g, bj, cm, G, om,
                                                                                   ms);
                 LACT_CU_LAUNCH("ttt_mom_mix");
-                u = om;
             }
-            const bool kept = keep_ns && state && upd >= 0;
-            ns_at(state, kept ? upd : -1);
-            LACT_TRY(ns.forward(u, kept));
+            if (mom) u = om;
+            LACT_TRY(ns.forward(u, kept, summed));
             TTT_LAUNCH_WROWS(ttt_renorm_kernel, T, TTT_THREADS, lact_aligned16(cw, ow, oc), g,
                              ns.X[5], NULL, NULL, NULL, NULL, cw, ow, oc, r0, (T *)NULL);
             LACT_CU_LAUNCH("ttt_renorm");
@@ -595,6 +599,7 @@ template <class T> struct ttt_run {
 
     lact_status step_bwd(int64_t j, const float *state, int64_t upd);
     template <class S> lact_status step_bwd_as(int64_t j, const float *state, int64_t upd);
+    lact_status sum_parts(int64_t j, int64_t nb);
     lact_status grad_bwd(int64_t j, const lact_ttt_cuda_grad *gr, bool have_tile);
     lact_status grad_bwd_wide(const lact_ttt_cuda_grad *gr, int64_t t0, int64_t Tt, float add);
     lact_status apply_bwd(int64_t j, const T *d_o, const lact_ttt_cuda_grad *gr);

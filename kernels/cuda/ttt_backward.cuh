@@ -41,6 +41,13 @@ lact_status ttt_run<T>::step_bwd_as(int64_t j, const float *state, int64_t upd) 
         TTT_LAUNCH_WROWS(ttt_renorm_bwd_kernel, T, TTT_THREADS, lact_aligned16(w, dW), g, ns.X[5],
                          (const float *)NULL, w, r0, dW, dr0, ns.dX[0]);
         LACT_CU_LAUNCH("ttt_renorm_bwd");
+        if (!ns.fused()) {
+            /* the normalisation's and the momentum's backward in one pass */
+            const T *dx0;
+            LACT_TRY(ns.steps_bwd(&dx0));
+            LACT_TRY(ns.prepare_bwd_mom(u, dx0, bj, m, dM, dGc, dbeta_part));
+            return sum_parts(j, m ? 3 * TTT_NS_SLICES : 0);
+        }
         /* G is free with momentum (u is sU or Uf); without, U is free */
         float *du = mom ? G : U;
         LACT_TRY(ns.backward(u, du));
@@ -71,10 +78,16 @@ lact_status ttt_run<T>::step_bwd_as(int64_t j, const float *state, int64_t upd) 
     ttt_mom_bwd_kernel<T><<<dim3((unsigned)blocks, (unsigned)g.n), TTT_THREADS, 0, st>>>(
         g, dun, bj, m, dM, dGc, dbeta_part);
     LACT_CU_LAUNCH("ttt_mom_bwd");
-    if (m) {
-        ttt_sum_parts_kernel<<<1, 128, 0, st>>>(dbeta_part, blocks, g.n, dbeta + j * g.n);
-        LACT_CU_LAUNCH("ttt_sum_parts");
-    }
+    return sum_parts(j, m ? blocks : 0);
+}
+
+/* dbeta of op j from the nb partial sums a head in dbeta_part (none: no
+ * momentum before the update, nothing to add). */
+template <class T> lact_status ttt_run<T>::sum_parts(int64_t j, int64_t nb) {
+    static_assert(3 * TTT_NS_SLICES <= TTT_MOM_BLOCKS, "dbeta_part holds TTT_MOM_BLOCKS a head");
+    if (nb == 0) return LACT_OK;
+    ttt_sum_parts_kernel<<<1, 128, 0, st>>>(dbeta_part, nb, g.n, dbeta + j * g.n);
+    LACT_CU_LAUNCH("ttt_sum_parts");
     return LACT_OK;
 }
 

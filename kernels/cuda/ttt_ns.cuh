@@ -11,7 +11,7 @@
 #ifndef LACT_CUDA_TTT_NS_CUH
 #define LACT_CUDA_TTT_NS_CUH
 
-#include "kernels/cuda/ttt_kernels.cuh"
+#include "kernels/cuda/ttt_ns_kernels.cuh"
 #include "kernels/cuda/ttt_ns_fused.h"
 
 static inline lact_status ttt_gemm(lact_ctx *ctx, lact_dtype ab, lact_dtype cd, bool ta, bool tb,
@@ -99,14 +99,39 @@ template <class T> struct ttt_ns {
             LACT_TRY(poly(X[s], s));
         return LACT_OK;
     }
-    /* X[0] from u (master layout, fp32); ‖u‖_F into nnorm. */
-    lact_status prepare(const float *u) {
+    /* X[0] from u (master layout, fp32); ‖u‖_F into nnorm. With summed,
+     * acc holds u's sums of squares already (mix()). */
+    lact_status prepare(const float *u, bool summed = false) {
         cudaStream_t st = lact_cuda_stream(ctx);
         dim3 grid(TTT_NS_SLICES, (unsigned)(3 * g.n));
-        ttt_ns_sumsq_kernel<<<grid, 256, 0, st>>>(g, u, acc);
-        LACT_CU_LAUNCH("ttt_ns_sumsq");
-        ttt_ns_scale_kernel<T><<<grid, 256, 0, st>>>(g, u, acc, X[0], nnorm);
+        const bool w = ttt_ns_words(g, u, X[0]);
+        if (!summed) {
+            if (w)
+                ttt_ns_sumsq_kernel<true><<<grid, 256, 0, st>>>(g, u, acc);
+            else
+                ttt_ns_sumsq_kernel<false><<<grid, 256, 0, st>>>(g, u, acc);
+            LACT_CU_LAUNCH("ttt_ns_sumsq");
+        }
+        if (w)
+            ttt_ns_scale_kernel<T, true><<<grid, 256, 0, st>>>(g, u, acc, X[0], nnorm);
+        else
+            ttt_ns_scale_kernel<T, false><<<grid, 256, 0, st>>>(g, u, acc, X[0], nnorm);
         LACT_CU_LAUNCH("ttt_ns_scale");
+        return LACT_OK;
+    }
+
+    /* u = beta[n] M + G (master layout; ms its T copy when given) with the
+     * sums of squares prepare(u, true) takes: the momentum's mix and the
+     * first pass of the normalisation in one. (The fused iteration
+     * normalises u itself and takes the mix alone.) */
+    lact_status mix(const float *beta, const float *M, const float *G, float *u, T *ms) {
+        cudaStream_t st = lact_cuda_stream(ctx);
+        dim3 grid(TTT_NS_SLICES, (unsigned)(3 * g.n));
+        if (ttt_ns_words(g, u, M, G, ms))
+            ttt_ns_mix_sumsq_kernel<T, true><<<grid, 256, 0, st>>>(g, beta, M, G, u, ms, acc);
+        else
+            ttt_ns_mix_sumsq_kernel<T, false><<<grid, 256, 0, st>>>(g, beta, M, G, u, ms, acc);
+        LACT_CU_LAUNCH("ttt_ns_mix_sumsq");
         return LACT_OK;
     }
 
@@ -114,10 +139,61 @@ template <class T> struct ttt_ns {
     lact_status prepare_bwd(const float *u, const T *dx0, float *dU) {
         cudaStream_t st = lact_cuda_stream(ctx);
         dim3 grid(TTT_NS_SLICES, (unsigned)(3 * g.n));
-        ttt_ns_dot_kernel<T><<<grid, 256, 0, st>>>(g, u, dx0, acc);
-        LACT_CU_LAUNCH("ttt_ns_dot");
-        ttt_ns_unscale_kernel<T><<<grid, 256, 0, st>>>(g, u, dx0, acc, nnorm, dU);
+        LACT_TRY(dots(u, dx0));
+        if (ttt_ns_words(g, u, dx0, dU))
+            ttt_ns_unscale_kernel<T, true><<<grid, 256, 0, st>>>(g, u, dx0, acc, nnorm, dU);
+        else
+            ttt_ns_unscale_kernel<T, false><<<grid, 256, 0, st>>>(g, u, dx0, acc, nnorm, dU);
         LACT_CU_LAUNCH("ttt_ns_unscale");
+        return LACT_OK;
+    }
+
+    /* prepare_bwd followed by the momentum's backward (beta, M, dM as
+     * ttt_mom_bwd_kernel takes them; dGc the master-layout adjoint of
+     * the step's input), Σ dmu ⊙ M in part: 3 · TTT_NS_SLICES parts a
+     * head for ttt_sum_parts_kernel. */
+    template <class SW>
+    lact_status prepare_bwd_mom(const float *u, const T *dx0, const float *beta, const SW *M,
+                                float *dM, T *dGc, float *part) {
+        cudaStream_t st = lact_cuda_stream(ctx);
+        dim3 grid(TTT_NS_SLICES, (unsigned)(3 * g.n));
+        LACT_TRY(dots(u, dx0));
+        if (ttt_ns_words(g, u, dx0, M, dM, dGc))
+            ttt_ns_unscale_mom_kernel<T, true, SW>
+                <<<grid, 256, 0, st>>>(g, u, dx0, acc, nnorm, beta, M, dM, dGc, part);
+        else
+            ttt_ns_unscale_mom_kernel<T, false, SW>
+                <<<grid, 256, 0, st>>>(g, u, dx0, acc, nnorm, beta, M, dM, dGc, part);
+        LACT_CU_LAUNCH("ttt_ns_unscale_mom");
+        return LACT_OK;
+    }
+
+    /* The partial dots <dX0, u> of the normalisation's backward. */
+    lact_status dots(const float *u, const T *dx0) {
+        cudaStream_t st = lact_cuda_stream(ctx);
+        dim3 grid(TTT_NS_SLICES, (unsigned)(3 * g.n));
+        if (ttt_ns_words(g, u, dx0))
+            ttt_ns_dot_kernel<T, true><<<grid, 256, 0, st>>>(g, u, dx0, acc);
+        else
+            ttt_ns_dot_kernel<T, false><<<grid, 256, 0, st>>>(g, u, dx0, acc);
+        LACT_CU_LAUNCH("ttt_ns_dot");
+        return LACT_OK;
+    }
+
+    /* out = b·q + c·(s + sᵀ) over the 3N p × p matrices (ttt_ns_sym_kernel). */
+    lact_status sym(const T *s, const T *q, T *out, float b, float c) {
+        cudaStream_t st = lact_cuda_stream(ctx);
+        if (p % 64 == 0 && lact_aligned16(s, q, out)) {
+            const int64_t t = p / 64;
+            ttt_ns_sym64_kernel<T>
+                <<<dim3((unsigned)(t * t), (unsigned)(3 * g.n)), 256, 0, st>>>(p, s, q, out, b, c);
+        } else {
+            const int64_t t = (p + TTT_NS_SYM_TILE - 1) / TTT_NS_SYM_TILE;
+            ttt_ns_sym_kernel<T>
+                <<<dim3((unsigned)(t * t), (unsigned)(3 * g.n)), dim3(32, 8), 0, st>>>(p, s, q, out,
+                                                                                       b, c);
+        }
+        LACT_CU_LAUNCH("ttt_ns_sym");
         return LACT_OK;
     }
 
@@ -156,13 +232,13 @@ template <class T> struct ttt_ns {
 
     /* X[5] from u (master layout, fp32) normalised; with keep, also what
      * backward() needs (X[0..4], A[s], P[s], nnorm). */
-    lact_status forward(const float *u, bool keep = true) {
+    lact_status forward(const float *u, bool keep = true, bool summed = false) {
         if (fused()) {
             nsf_args a = fused_args(keep);
             a.u = u;
             return ttt_ns_fused_forward(ctx, &a);
         }
-        LACT_TRY(prepare(u));
+        LACT_TRY(prepare(u, summed));
         for (int s = 0; s < 5; s++) {
             LACT_TRY(poly(X[s], s));
             LACT_TRY(times(P[s], X[s], X[s + 1], ttt_ns_coef(muon, s)[0], X[s]));
@@ -178,31 +254,38 @@ template <class T> struct ttt_ns {
             a.u = u, a.g_in = (const bf16 *)dX[0], a.du = dU;
             return ttt_ns_fused_backward(ctx, &a);
         }
+        const T *dx0;
+        LACT_TRY(steps_bwd(&dx0));
+        return prepare_bwd(u, dx0, dU);
+    }
+
+    /* backward() of the batched iteration up to the adjoint of X[0] (in
+     * *dx0, one of dX), before the normalisation's backward. */
+    lact_status steps_bwd(const T **dx0) {
         int cur = 0;
         for (int s = 4; s >= 0; s--) {
             const float *k = ttt_ns_coef(muon, s);
             const T *Xs = X[s];
             T *dXo = dX[cur], *dXn = dX[1 - cur], *As = A[s], *Ps = P[s];
-            /* Q = dP + dPᵀ with dP = dX' Xᵀ (wide; dY'ᵀ Y tall): two
-             * products instead of a transposed read */
+            /* dP = dX' Xᵀ (wide; dY'ᵀ Y tall) into R, then Q = dP + dPᵀ */
             for (int j = 0; j < n_groups; j++) {
                 bool t = tall[j];
                 LACT_TRY(gemm(t, !t, p, p, q, count[j], mat(dXo, j), g.nel, mat(Xs, j), g.nel,
-                              sq(Q, j), p * p, 1.0f, 0.0f));
-                LACT_TRY(gemm(t, !t, p, p, q, count[j], mat(Xs, j), g.nel, mat(dXo, j), g.nel,
-                              sq(Q, j), p * p, 1.0f, 1.0f));
+                              sq(R, j), p * p, 1.0f, 0.0f));
             }
-            /* R = b Q + c (QA + AQ): the symmetrised adjoint of A */
+            LACT_TRY(sym(R, NULL, Q, 0.0f, 1.0f));
+            /* R = b Q + c (QA + AQ), the symmetrised adjoint of A, with
+             * AQ = (QA)ᵀ as both are symmetric */
             LACT_TRY(
-                gemm(false, false, p, p, p, 3 * g.n, Q, p * p, As, p * p, R, p * p, k[2], k[1], Q));
-            LACT_TRY(
-                gemm(false, false, p, p, p, 3 * g.n, As, p * p, Q, p * p, R, p * p, k[2], 1.0f));
+                gemm(false, false, p, p, p, 3 * g.n, Q, p * p, As, p * p, R, p * p, 1.0f, 0.0f));
+            LACT_TRY(sym(R, Q, R, k[1], k[2]));
             /* dX = (aI + P)·dX' + R·X (P and R symmetric) */
             LACT_TRY(times(Ps, dXo, dXn, k[0], dXo));
             LACT_TRY(times(R, Xs, dXn, 1.0f, NULL));
             cur = 1 - cur;
         }
-        return prepare_bwd(u, dX[cur], dU);
+        *dx0 = dX[cur];
+        return LACT_OK;
     }
 };
 
