@@ -222,8 +222,11 @@ template <class T> struct ttt_run {
         stream_grads = hidden_stream && ttt_hidden_stream_all();
         const char *g16 = getenv("LACT_TTT_G16");
         m16 = sb16 && mom && !muon && !(g16 && strcmp(g16, "0") == 0);
+        ns.setup(c, g, a->muon);
+        /* With Muon the batched iteration's last pass writes the pairs
+         * (the fused one's leaves dG in the master layout) */
         const char *we = getenv("LACT_TTT_WIDE");
-        wide = b && mom && !muon && !hidden_fused &&
+        wide = b && mom && !(muon && ns.fused()) && !hidden_fused &&
                !(stream_grads && !ttt_hidden_stream_pairs()) && !(we && strcmp(we, "0") == 0);
         have_w = have_m = -1;
         q = (const T *)i->q, k = (const T *)i->k, v = (const T *)i->v;
@@ -233,7 +236,6 @@ template <class T> struct ttt_run {
             if (a->ops[j].end - a->ops[j].start > longest)
                 longest = a->ops[j].end - a->ops[j].start;
         tile = longest < TTT_TILE ? longest : TTT_TILE;
-        ns.setup(c, g, a->muon);
         /* Both passes decide alike, so the backward finds what the forward
          * kept; the room holds BF16 iterates (fused or batched iteration). */
         keep_ns = lact_ttt_state_ns_numel(a, g.d, g.dh) > 0 && ttt_dt<T>::v == LACT_BF16;

@@ -38,14 +38,16 @@ lact_status ttt_run<T>::step_bwd_as(int64_t j, const float *state, int64_t upd) 
             LACT_TRY(ns.forward(u));
         else if (!ns.fused())
             LACT_TRY(ns.polys());
-        TTT_LAUNCH_WROWS(ttt_renorm_bwd_kernel, T, TTT_THREADS, lact_aligned16(w, dW), g, ns.X[5],
-                         (const float *)NULL, w, r0, dW, dr0, ns.dX[0]);
+        /* with the paired products (wide) the renorm's backward also
+         * copies W beside dG */
+        TTT_LAUNCH_WROWS(ttt_renorm_bwd_kernel, T, TTT_THREADS, lact_aligned16(w, dW, Bw), g,
+                         ns.X[5], (const float *)NULL, w, r0, dW, dr0, ns.dX[0], Bw);
         LACT_CU_LAUNCH("ttt_renorm_bwd");
         if (!ns.fused()) {
             /* the normalisation's and the momentum's backward in one pass */
             const T *dx0;
             LACT_TRY(ns.steps_bwd(&dx0));
-            LACT_TRY(ns.prepare_bwd_mom(u, dx0, bj, m, dM, dGc, dbeta_part));
+            LACT_TRY(ns.prepare_bwd_mom(u, dx0, bj, m, dM, dGc, Bw, dbeta_part));
             return sum_parts(j, m ? 3 * TTT_NS_SLICES : 0);
         }
         /* G is free with momentum (u is sU or Uf); without, U is free */

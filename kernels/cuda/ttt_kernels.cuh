@@ -500,10 +500,11 @@ __device__ __forceinline__ void ttt_renorm_bwd_row(const ttt_geom &g, const T *n
 
 /* Backward of the renorm of one row, W (before the step) and u given as in
  * ttt_renorm_kernel (u from ns, else from U, master layout): dW := dp,
- * dr0 += ∂/∂r0, dns (if given) = dp in the NS layout. A warp per row. */
+ * dr0 += ∂/∂r0, dns (if given) = dp in the NS layout, and with Bw given
+ * W's copy in the paired operands (ttt_wide_off). A warp per row. */
 template <class T, int V, class SU, class SW>
 __global__ void ttt_renorm_bwd_kernel(ttt_geom g, const T *ns, const SU *U, const SW *W,
-                                      const float *r0, float *dW, float *dr0, T *dns) {
+                                      const float *r0, float *dW, float *dr0, T *dns, T *Bw) {
     int64_t n, r;
     if (!ttt_wrow(g, &n, &r)) return;
     const int lane = threadIdx.x & 31;
@@ -520,6 +521,7 @@ __global__ void ttt_renorm_bwd_kernel(ttt_geom g, const T *ns, const SU *U, cons
             dw[e] = dw[e] * (rr / ne) - k * (p[e] + u[e]);
         vstore<V>(dW + off + c, dw);
         if (dns) vstore<V>(dns + ttt_ns_off(g, n, rel + c), dw);
+        if (Bw) vstore<V>(Bw + ttt_wide_off(g, n, r) + c, p);
     }
     if (lane == 0) dr0[n * g.rows + r] += dot / ne;
 }

@@ -149,21 +149,23 @@ template <class T> struct ttt_ns {
     }
 
     /* prepare_bwd followed by the momentum's backward (beta, M, dM as
-     * ttt_mom_bwd_kernel takes them; dGc the master-layout adjoint of
-     * the step's input), Σ dmu ⊙ M in part: 3 · TTT_NS_SLICES parts a
-     * head for ttt_sum_parts_kernel. */
+     * ttt_mom_bwd_kernel takes them; the adjoint of the step's input to
+     * dGc in the master layout, or with Bw given to the paired operands'
+     * dG), Σ dmu ⊙ M in part: 3 · TTT_NS_SLICES parts a head for
+     * ttt_sum_parts_kernel. */
     template <class SW>
     lact_status prepare_bwd_mom(const float *u, const T *dx0, const float *beta, const SW *M,
-                                float *dM, T *dGc, float *part) {
+                                float *dM, T *dGc, T *Bw, float *part) {
         cudaStream_t st = lact_cuda_stream(ctx);
         dim3 grid(TTT_NS_SLICES, (unsigned)(3 * g.n));
         LACT_TRY(dots(u, dx0));
-        if (ttt_ns_words(g, u, dx0, M, dM, dGc))
+        const bool rows = !Bw || (g.d % TTT_NS_V == 0 && g.dh % TTT_NS_V == 0);
+        if (rows && ttt_ns_words(g, u, dx0, M, dM, dGc) && lact_aligned16(Bw))
             ttt_ns_unscale_mom_kernel<T, true, SW>
-                <<<grid, 256, 0, st>>>(g, u, dx0, acc, nnorm, beta, M, dM, dGc, part);
+                <<<grid, 256, 0, st>>>(g, u, dx0, acc, nnorm, beta, M, dM, dGc, Bw, part);
         else
             ttt_ns_unscale_mom_kernel<T, false, SW>
-                <<<grid, 256, 0, st>>>(g, u, dx0, acc, nnorm, beta, M, dM, dGc, part);
+                <<<grid, 256, 0, st>>>(g, u, dx0, acc, nnorm, beta, M, dM, dGc, Bw, part);
         LACT_CU_LAUNCH("ttt_ns_unscale_mom");
         return LACT_OK;
     }

@@ -56,6 +56,23 @@ __device__ __forceinline__ void ttt_ns_st(T *p, int64_t e, int64_t nel,
     }
 }
 
+/* ttt_ns_st into the dG side of the paired operands (ttt_wide_dg): element
+ * e of the head's matrix slot (0..2: W0, W2, W1). With A the row length is
+ * a multiple of TTT_NS_V too, so the elements share a row. */
+template <bool A, class T>
+__device__ __forceinline__ void ttt_ns_st_wide(const ttt_geom &g, T *Bw, int64_t n, int64_t slot,
+                                               int64_t e, const float (&f)[TTT_NS_V]) {
+    const int64_t len = slot < 2 ? g.d : g.dh, r0 = slot < 2 ? slot * g.dh : 2 * g.dh;
+    if constexpr (A) {
+        vstore<TTT_NS_V>(Bw + ttt_wide_dg(g, n, r0 + e / len) + e % len, f);
+    } else {
+#pragma unroll
+        for (int k = 0; k < TTT_NS_V; k++)
+            if (e + k < g.nel)
+                Bw[ttt_wide_dg(g, n, r0 + (e + k) / len) + (e + k) % len] = from_f32<T>(f[k]);
+    }
+}
+
 /* The loop of the normalisation's kernels over matrix blockIdx.y: e the
  * first of the thread's TTT_NS_V elements. */
 #define TTT_NS_FOR(e)                                                                              \
@@ -189,7 +206,7 @@ __global__ void ttt_ns_unscale_kernel(ttt_geom g, const float *u, const T *dX0, 
 template <class T, bool A, class SW>
 __global__ void ttt_ns_unscale_mom_kernel(ttt_geom g, const float *u, const T *dX0,
                                           const float *acc, const float *nnorm, const float *beta,
-                                          const SW *M, float *dM, T *dGc, float *part) {
+                                          const SW *M, float *dM, T *dGc, T *Bw, float *part) {
     __shared__ float sh[32];
     int64_t idx = blockIdx.y;
     int64_t n = idx < 2 * g.n ? idx / 2 : idx - 2 * g.n, slot = idx < 2 * g.n ? idx % 2 : 2;
@@ -219,7 +236,10 @@ __global__ void ttt_ns_unscale_mom_kernel(ttt_geom g, const float *u, const T *d
             for (int i = 0; i < TTT_NS_V; i++)
                 dot += dmu[i] * m[i];
         }
-        ttt_ns_st<A>(dGc + o, e, g.nel, dmu);
+        if (Bw)
+            ttt_ns_st_wide<A>(g, Bw, n, slot, e, dmu);
+        else
+            ttt_ns_st<A>(dGc + o, e, g.nel, dmu);
     }
     if (!M) return;
     dot = block_sum(dot, sh);
