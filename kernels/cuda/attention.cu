@@ -425,9 +425,9 @@ extern "C" lact_status lact_cuda_attention_forward(lact_ctx *ctx, lact_tensor *y
     dim3 grid((unsigned)((G.lq + WARPS - 1) / WARPS), (unsigned)G.nh, (unsigned)q->shape[0]);
     size_t sm = smem_bytes(G.d, 0);
     float *pl = lse ? (float *)lse->data : NULL;
-    if (attn_tc_eligible(q, k, v) && ((uintptr_t)y->data & 3) == 0 &&
+    if (attn_tc_eligible(q, k, v, true) && ((uintptr_t)y->data & 3) == 0 &&
         (!g || ((uintptr_t)g->data & 3) == 0))
-        return (attn_wgmma_ready() ? attn_wgmma_forward : attn_tc_forward)(
+        return (G.d != 256 && attn_wgmma_ready() ? attn_wgmma_forward : attn_tc_forward)(
             ctx, G, q->shape[0], (bf16 *)y->data, pl, (const bf16 *)q->data, (const bf16 *)k->data,
             (const bf16 *)v->data, g ? (const bf16 *)g->data : NULL);
     LACT_DISPATCH_FLOAT(q->dtype, op, {
@@ -454,7 +454,7 @@ lact_cuda_attention_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k, 
     attn_geom G = attn_make_geom(q, k, g, cu_seqlens, args);
     const int64_t nb = q->shape[0], rows = nb * G.nh * G.lq;
     cudaStream_t st = lact_cuda_stream(ctx);
-    const bool tc = attn_tc_eligible(q, k, v) && ((uintptr_t)d_y->data & 15) == 0 &&
+    const bool tc = attn_tc_eligible(q, k, v, false) && ((uintptr_t)d_y->data & 15) == 0 &&
                     (!d_q || ((uintptr_t)d_q->data & 3) == 0) &&
                     (!d_k || ((uintptr_t)d_k->data & 3) == 0) &&
                     (!d_v || ((uintptr_t)d_v->data & 3) == 0);

@@ -8,7 +8,8 @@
  * row's range are never loaded, so window and block masks cost O(L·w).
  * S = Q·Kᵀ and O += P·V run as mma.m16n8k16 (bf16 in, fp32 accumulate);
  * the softmax works in base 2 with the scale folded into log2(e). Only
- * tiles that cut some row's range are masked element by element. */
+ * tiles that cut some row's range are masked element by element. Head
+ * dims 64 and 128, and 256 with four warps and key tiles of 32. */
 #include <limits.h>
 #include <math.h>
 
@@ -38,12 +39,12 @@ static __device__ void block_key_hull(const attn_geom &G, int64_t row0, int rows
     __syncthreads();
 }
 
-template <int D, int NW>
+template <int D, int NW, int BN>
 __global__ void __launch_bounds__(NW * 32)
     attn_tc_fwd_kernel(bf16 *__restrict__ y, float *__restrict__ lse, const bf16 *__restrict__ q,
                        const bf16 *__restrict__ k, const bf16 *__restrict__ v,
                        const bf16 *__restrict__ g, attn_geom G) {
-    constexpr int BM = 16 * NW, BN = TC_BN, LDS = D + 8, NT = NW * 32;
+    constexpr int BM = 16 * NW, LDS = D + 8, NT = NW * 32;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     bf16 *qs = (bf16 *)smem_raw, *ks = qs + BM * LDS, *vs = ks + 2 * BN * LDS;
     __shared__ int hull[4];
@@ -187,29 +188,34 @@ __global__ void __launch_bounds__(NW * 32)
     }
 }
 
-bool attn_tc_eligible(const lact_tensor *q, const lact_tensor *k, const lact_tensor *v) {
+bool attn_tc_eligible(const lact_tensor *q, const lact_tensor *k, const lact_tensor *v,
+                      bool forward) {
     const int64_t d = q->shape[3];
-    if (q->dtype != LACT_BF16 || (d != 64 && d != 128)) return false;
+    if (q->dtype != LACT_BF16 || (d != 64 && d != 128 && !(forward && d == 256))) return false;
     if (q->shape[2] >= INT32_MAX / 2 || k->shape[2] >= INT32_MAX / 2) return false;
     const uintptr_t a = (uintptr_t)q->data | (uintptr_t)k->data | (uintptr_t)v->data;
     return (a & 15) == 0;
 }
 
-template <int D, int NW>
+template <int D, int NW, int BN>
 static lact_status launch_fwd(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *y, float *lse,
                               const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *g) {
     constexpr int BM = 16 * NW;
-    const size_t sm = (size_t)(BM + 4 * TC_BN) * (D + 8) * sizeof(bf16);
-    LACT_CU(cudaFuncSetAttribute(attn_tc_fwd_kernel<D, NW>,
+    const size_t sm = (size_t)(BM + 4 * BN) * (D + 8) * sizeof(bf16);
+    LACT_CU(cudaFuncSetAttribute(attn_tc_fwd_kernel<D, NW, BN>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
     dim3 grid((unsigned)((G.lq + BM - 1) / BM), (unsigned)G.nh, (unsigned)nb);
-    attn_tc_fwd_kernel<D, NW><<<grid, NW * 32, sm, lact_cuda_stream(ctx)>>>(y, lse, q, k, v, g, G);
+    attn_tc_fwd_kernel<D, NW, BN>
+        <<<grid, NW * 32, sm, lact_cuda_stream(ctx)>>>(y, lse, q, k, v, g, G);
     LACT_CU_LAUNCH("attention forward (tensor cores)");
     return LACT_OK;
 }
 
+/* d = 256 takes four warps and key tiles of 32: a warp's output rows alone
+ * hold 128 accumulators a thread. */
 lact_status attn_tc_forward(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *y, float *lse,
                             const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *g) {
-    if (G.d == 64) return launch_fwd<64, 8>(ctx, G, nb, y, lse, q, k, v, g);
-    return launch_fwd<128, 8>(ctx, G, nb, y, lse, q, k, v, g);
+    if (G.d == 64) return launch_fwd<64, 8, TC_BN>(ctx, G, nb, y, lse, q, k, v, g);
+    if (G.d == 256) return launch_fwd<256, 4, 32>(ctx, G, nb, y, lse, q, k, v, g);
+    return launch_fwd<128, 8, TC_BN>(ctx, G, nb, y, lse, q, k, v, g);
 }
