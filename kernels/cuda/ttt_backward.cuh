@@ -52,7 +52,7 @@ lact_status ttt_run<T>::step_bwd_as(int64_t j, const float *state, int64_t upd) 
         }
         /* G is free with momentum (u is sU or Uf); without, U is free */
         float *du = mom ? G : U;
-        LACT_TRY(ns.backward(u, du));
+        LACT_TRY(ns.fused_backward(u, du));
         dun = du;
     } else {
         /* renorm and momentum backward, and Wc, in one pass (load() left

@@ -135,24 +135,11 @@ template <class T> struct ttt_ns {
         return LACT_OK;
     }
 
-    /* dU (master layout) from the adjoint of X[0], u as given to prepare. */
-    lact_status prepare_bwd(const float *u, const T *dx0, float *dU) {
-        cudaStream_t st = lact_cuda_stream(ctx);
-        dim3 grid(TTT_NS_SLICES, (unsigned)(3 * g.n));
-        LACT_TRY(dots(u, dx0));
-        if (ttt_ns_words(g, u, dx0, dU))
-            ttt_ns_unscale_kernel<T, true><<<grid, 256, 0, st>>>(g, u, dx0, acc, nnorm, dU);
-        else
-            ttt_ns_unscale_kernel<T, false><<<grid, 256, 0, st>>>(g, u, dx0, acc, nnorm, dU);
-        LACT_CU_LAUNCH("ttt_ns_unscale");
-        return LACT_OK;
-    }
-
-    /* prepare_bwd followed by the momentum's backward (beta, M, dM as
-     * ttt_mom_bwd_kernel takes them; the adjoint of the step's input to
-     * dGc in the master layout, or with Bw given to the paired operands'
-     * dG), Σ dmu ⊙ M in part: 3 · TTT_NS_SLICES parts a head for
-     * ttt_sum_parts_kernel. */
+    /* From the adjoint of X[0] (steps_bwd), u as given to prepare: the
+     * normalisation's backward dU, and on it the momentum's (beta, M, dM
+     * as ttt_mom_bwd_kernel takes them; dU + dM to dGc in the master
+     * layout, or with Bw given to the paired operands' dG), Σ dmu ⊙ M in
+     * part: 3 · TTT_NS_SLICES parts a head for ttt_sum_parts_kernel. */
     template <class SW>
     lact_status prepare_bwd_mom(const float *u, const T *dx0, const float *beta, const SW *M,
                                 float *dM, T *dGc, T *Bw, float *part) {
@@ -233,7 +220,7 @@ template <class T> struct ttt_ns {
     }
 
     /* X[5] from u (master layout, fp32) normalised; with keep, also what
-     * backward() needs (X[0..4], A[s], P[s], nnorm). */
+     * the backward needs (X[0..4], A[s], P[s], nnorm). */
     lact_status forward(const float *u, bool keep = true, bool summed = false) {
         if (fused()) {
             nsf_args a = fused_args(keep);
@@ -248,21 +235,19 @@ template <class T> struct ttt_ns {
         return LACT_OK;
     }
 
-    /* From dX[0] = adjoint of X[5], right after forward(u) with keep: dU
-     * (master layout), the adjoint of u. */
-    lact_status backward(const float *u, float *dU) {
-        if (fused()) {
-            nsf_args a = fused_args(true);
-            a.u = u, a.g_in = (const bf16 *)dX[0], a.du = dU;
-            return ttt_ns_fused_backward(ctx, &a);
-        }
-        const T *dx0;
-        LACT_TRY(steps_bwd(&dx0));
-        return prepare_bwd(u, dx0, dU);
+    /* The fused iteration's backward (fused() only): from dX[0] = adjoint
+     * of X[5], right after forward(u) with keep, dU (master layout), the
+     * adjoint of u. The batched iteration takes steps_bwd and
+     * prepare_bwd_mom instead. */
+    lact_status fused_backward(const float *u, float *dU) {
+        nsf_args a = fused_args(true);
+        a.u = u, a.g_in = (const bf16 *)dX[0], a.du = dU;
+        return ttt_ns_fused_backward(ctx, &a);
     }
 
-    /* backward() of the batched iteration up to the adjoint of X[0] (in
-     * *dx0, one of dX), before the normalisation's backward. */
+    /* The batched iteration's backward up to the adjoint of X[0] (in *dx0,
+     * one of dX), from dX[0] = adjoint of X[5], right after forward(u)
+     * with keep. */
     lact_status steps_bwd(const T **dx0) {
         int cur = 0;
         for (int s = 4; s >= 0; s--) {

@@ -152,8 +152,8 @@ __global__ void ttt_ns_scale_kernel(ttt_geom g, const float *u, const float *acc
     if (blockIdx.x == 0 && threadIdx.x == 0) nnorm[idx] = nr;
 }
 
-/* Backward of the normalisation: partial dots <dX0, u> into acc, then
- * dU = dX0 / ne − k u with k = dot / (ne² ‖u‖), into the master layout. */
+/* Backward of the normalisation: partial dots <dX0, u> into acc, then (in
+ * ttt_ns_unscale_mom_kernel) dU = dX0 / ne − k u with k = dot / (ne² ‖u‖). */
 template <class T, bool A>
 __global__ void ttt_ns_dot_kernel(ttt_geom g, const float *u, const T *dX0, float *acc) {
     ttt_ns_put(acc, ttt_ns_dot<A>(g, dX0 + blockIdx.y * g.nel, ttt_ns_src(g, u, blockIdx.y)));
@@ -178,22 +178,6 @@ __device__ __forceinline__ void ttt_ns_unscale_coef(const float *acc, const floa
     float nr = nnorm[idx];
     *ne = nr + TTT_NS_EPS;
     *k = nr > 0.0f ? ttt_ns_total(acc, idx) / (*ne * *ne * nr) : 0.0f;
-}
-
-template <class T, bool A>
-__global__ void ttt_ns_unscale_kernel(ttt_geom g, const float *u, const T *dX0, const float *acc,
-                                      const float *nnorm, float *dU) {
-    int64_t idx = blockIdx.y;
-    const float *src = ttt_ns_src(g, u, idx);
-    float *dst = dU + (src - u);
-    const T *dx = dX0 + idx * g.nel;
-    float ne, k;
-    ttt_ns_unscale_coef(acc, nnorm, idx, &ne, &k);
-    TTT_NS_FOR(e) {
-        float du[TTT_NS_V];
-        ttt_ns_unscale_at<T, A>(g, src, dx, e, ne, k, du);
-        ttt_ns_st<A>(dst, e, g.nel, du);
-    }
 }
 
 /* The normalisation's backward followed by the momentum's (as
