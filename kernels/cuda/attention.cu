@@ -1,6 +1,6 @@
 /* Attention on CUDA: the entry points, and the flash-style kernels on CUDA
  * cores (fp32 FMAs) that serve F32, F16 and the head dims the tensor-core
- * kernels do not take (BF16 with d 64 or 128 goes to attention_tc_fwd.cu
+ * kernels do not take (BF16 with d 64, 128 or 256 goes to attention_tc_fwd.cu
  * and attention_tc_bwd.cu). A block holds WARPS query rows of one (batch, head),
  * one warp per row; it streams the K/V tiles of BK keys that cover the union
  * of its rows' key ranges through shared memory (tiles outside every range
@@ -425,9 +425,9 @@ extern "C" lact_status lact_cuda_attention_forward(lact_ctx *ctx, lact_tensor *y
     dim3 grid((unsigned)((G.lq + WARPS - 1) / WARPS), (unsigned)G.nh, (unsigned)q->shape[0]);
     size_t sm = smem_bytes(G.d, 0);
     float *pl = lse ? (float *)lse->data : NULL;
-    if (attn_tc_eligible(q, k, v, true) && ((uintptr_t)y->data & 3) == 0 &&
+    if (attn_tc_eligible(q, k, v) && ((uintptr_t)y->data & 3) == 0 &&
         (!g || ((uintptr_t)g->data & 3) == 0))
-        return (G.d != 256 && attn_wgmma_ready() ? attn_wgmma_forward : attn_tc_forward)(
+        return (attn_wgmma_ready() ? attn_wgmma_forward : attn_tc_forward)(
             ctx, G, q->shape[0], (bf16 *)y->data, pl, (const bf16 *)q->data, (const bf16 *)k->data,
             (const bf16 *)v->data, g ? (const bf16 *)g->data : NULL);
     LACT_DISPATCH_FLOAT(q->dtype, op, {
@@ -454,7 +454,7 @@ lact_cuda_attention_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k, 
     attn_geom G = attn_make_geom(q, k, g, cu_seqlens, args);
     const int64_t nb = q->shape[0], rows = nb * G.nh * G.lq;
     cudaStream_t st = lact_cuda_stream(ctx);
-    const bool tc = attn_tc_eligible(q, k, v, false) && ((uintptr_t)d_y->data & 15) == 0 &&
+    const bool tc = attn_tc_eligible(q, k, v) && ((uintptr_t)d_y->data & 15) == 0 &&
                     (!d_q || ((uintptr_t)d_q->data & 3) == 0) &&
                     (!d_k || ((uintptr_t)d_k->data & 3) == 0) &&
                     (!d_v || ((uintptr_t)d_v->data & 3) == 0);
@@ -480,7 +480,7 @@ lact_cuda_attention_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k, 
         }
         if (tc) {
             if (s == LACT_OK && rows > 0 && G.lk > 0)
-                s = (attn_wgmma_bwd_ready() ? attn_wgmma_backward : attn_tc_backward)(
+                s = (G.d != 256 && attn_wgmma_bwd_ready() ? attn_wgmma_backward : attn_tc_backward)(
                     ctx, G, nb, d_q ? (bf16 *)d_q->data : NULL, d_k ? (bf16 *)d_k->data : NULL,
                     d_v ? (bf16 *)d_v->data : NULL, (const bf16 *)tq, (const bf16 *)tk,
                     (const bf16 *)tv, dout ? (const bf16 *)dout : (const bf16 *)tdy,

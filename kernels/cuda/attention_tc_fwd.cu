@@ -188,10 +188,9 @@ __global__ void __launch_bounds__(NW * 32)
     }
 }
 
-bool attn_tc_eligible(const lact_tensor *q, const lact_tensor *k, const lact_tensor *v,
-                      bool forward) {
+bool attn_tc_eligible(const lact_tensor *q, const lact_tensor *k, const lact_tensor *v) {
     const int64_t d = q->shape[3];
-    if (q->dtype != LACT_BF16 || (d != 64 && d != 128 && !(forward && d == 256))) return false;
+    if (q->dtype != LACT_BF16 || (d != 64 && d != 128 && d != 256)) return false;
     if (q->shape[2] >= INT32_MAX / 2 || k->shape[2] >= INT32_MAX / 2) return false;
     const uintptr_t a = (uintptr_t)q->data | (uintptr_t)k->data | (uintptr_t)v->data;
     return (a & 15) == 0;

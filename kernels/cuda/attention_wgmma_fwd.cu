@@ -1,5 +1,5 @@
 /* The BF16 attention forward on Hopper's warpgroup MMA (sm_90a), head dims
- * 64 and 128; same contract as attention_tc_fwd.cu (y with the gate, lse in
+ * 64, 128 and 256; same contract as attention_tc_fwd.cu (y with the gate, lse in
  * natural log), so the mma.sync backward takes its outputs unchanged.
  *
  * Work item: BM = 128 query rows of one (batch, head). A persistent grid of
@@ -8,7 +8,7 @@
  * block is three warpgroups. Warpgroup 0 is the producer (40 registers):
  * its first warp finds each item's key hull (every mask, Lq < Lk, packed
  * sequences: row_keys) and its first thread brings Q and the K/V tiles of
- * BN = 128 keys covering the hull through the bulk tensor copy engine into
+ * BN = 128 keys (64 at d = 256) covering the hull through the bulk tensor copy engine into
  * STAGES shared buffers (128-byte swizzle, wgmma.cuh), each completing on
  * an mbarrier; tiles outside every row's range are never loaded. Warpgroups
  * 1 and 2 are consumers (232 registers), 64 query rows each: S = Q·Kᵀ with
@@ -37,13 +37,20 @@
 
 namespace {
 
-constexpr int WGF_BM = 128, WGF_BN = 128, WGF_THREADS = 384;
+constexpr int WGF_BM = 128, WGF_THREADS = 384;
+
+/* Keys per K/V tile: 128, but 64 at d = 256, where a consumer's 64 × 256
+ * output alone holds 128 accumulators a thread and two 256-wide tiles fill
+ * shared memory. */
+template <int D> constexpr int wgf_bn() {
+    return D == 256 ? 64 : 128;
+}
 
 /* Shared memory: Q, then STAGES K tiles, STAGES V tiles, the mbarriers
  * (full and empty Q; full K, full V, empty K, empty V per stage), and 1024
  * bytes of slack to align the base for the swizzle. */
 template <int D, int STAGES> struct wgf_cfg {
-    static constexpr uint32_t Q_BYTES = WGF_BM * D * 2, KV_BYTES = WGF_BN * D * 2;
+    static constexpr uint32_t Q_BYTES = WGF_BM * D * 2, KV_BYTES = wgf_bn<D>() * D * 2;
     static constexpr uint32_t K_OFF = Q_BYTES, V_OFF = K_OFF + STAGES * KV_BYTES,
                               BAR_OFF = V_OFF + STAGES * KV_BYTES;
     static constexpr uint32_t SMEM = BAR_OFF + 8 * (2 + 4 * STAGES) + 1024;
@@ -95,24 +102,23 @@ static __device__ void wgf_hull(const attn_geom &G, int row0, int lane, int *h) 
 
 /* S (64 rows × BN keys) = Q·Kᵀ: Q rows of this warpgroup at sq (slab stride
  * BM·128 bytes), the K tile at sk (slab stride BN·128). */
-template <int D>
-static __device__ __forceinline__ void wgf_issue_qk(float (&s)[WGF_BN / 2], uint32_t sq,
-                                                    uint32_t sk) {
+template <int D, int BN = wgf_bn<D>()>
+static __device__ __forceinline__ void wgf_issue_qk(float (&s)[BN / 2], uint32_t sq, uint32_t sk) {
 #pragma unroll
     for (int c = 0; c < D / 16; c++) {
         const uint64_t da = wg_desc(sq + (c / 4) * WGF_BM * 128 + (c % 4) * 32, 16, 1024);
-        const uint64_t db = wg_desc(sk + (c / 4) * WGF_BN * 128 + (c % 4) * 32, 16, 1024);
-        wg_mma_ss<WGF_BN>(s, da, db, c > 0);
+        const uint64_t db = wg_desc(sk + (c / 4) * BN * 128 + (c % 4) * 32, 16, 1024);
+        wg_mma_ss<BN>(s, da, db, c > 0);
     }
 }
 
 /* O (64 × D) += P·V: P from registers, V tile at sv read N-major. */
-template <int D>
-static __device__ __forceinline__ void
-wgf_issue_pv(float (&o)[D / 2], const uint32_t (&p)[WGF_BN / 16][4], uint32_t sv) {
+template <int D, int BN = wgf_bn<D>()>
+static __device__ __forceinline__ void wgf_issue_pv(float (&o)[D / 2],
+                                                    const uint32_t (&p)[BN / 16][4], uint32_t sv) {
 #pragma unroll
-    for (int j = 0; j < WGF_BN / 16; j++)
-        wg_mma_rs_tb<D>(o, p[j], wg_desc(sv + j * 2048, WGF_BN * 128, 1024));
+    for (int j = 0; j < BN / 16; j++)
+        wg_mma_rs_tb<D>(o, p[j], wg_desc(sv + j * 2048, BN * 128, 1024));
 }
 
 /* Mask (MASK: the tile cuts some row's range), scale to base 2 and take the
@@ -120,13 +126,13 @@ wgf_issue_pv(float (&o)[D / 2], const uint32_t (&p)[WGF_BN / 16][4], uint32_t sv
  * the unnormalised probabilities, alpha the factor for O. With a positive
  * scale (FMA) the max is taken on the raw scores and scaling and shifting
  * are one FFMA; a negative scale multiplies first. */
-template <bool MASK, bool FMA>
-static __device__ __forceinline__ void
-wgf_softmax(float (&s)[WGF_BN / 2], int t0, const int (&lo)[2], const int (&hi)[2], float sl2,
-            float (&m)[2], float (&l)[2], float (&alpha)[2], int lane) {
+template <bool MASK, bool FMA, int NS>
+static __device__ __forceinline__ void wgf_softmax(float (&s)[NS], int t0, const int (&lo)[2],
+                                                   const int (&hi)[2], float sl2, float (&m)[2],
+                                                   float (&l)[2], float (&alpha)[2], int lane) {
     const int tq = lane & 3;
 #pragma unroll
-    for (int i = 0; i < WGF_BN / 2; i++) {
+    for (int i = 0; i < NS; i++) {
         const int key = t0 + 8 * (i >> 2) + 2 * tq + (i & 1), r = (i >> 1) & 1;
         if (!FMA) s[i] *= sl2;
         if (MASK && (key < lo[r] || key >= hi[r])) s[i] = -INFINITY;
@@ -135,7 +141,7 @@ wgf_softmax(float (&s)[WGF_BN / 2], int t0, const int (&lo)[2], const int (&hi)[
     for (int r = 0; r < 2; r++) {
         float mx = -INFINITY;
 #pragma unroll
-        for (int j = 0; j < WGF_BN / 8; j++)
+        for (int j = 0; j < NS / 4; j++)
             mx = fmaxf(mx, fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
@@ -144,7 +150,7 @@ wgf_softmax(float (&s)[WGF_BN / 2], int t0, const int (&lo)[2], const int (&hi)[
         alpha[r] = wg_exp2(m[r] - base);
         float sum = 0.0f;
 #pragma unroll
-        for (int j = 0; j < WGF_BN / 8; j++) {
+        for (int j = 0; j < NS / 4; j++) {
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 float &x = s[4 * j + 2 * r + e];
@@ -157,10 +163,10 @@ wgf_softmax(float (&s)[WGF_BN / 2], int t0, const int (&lo)[2], const int (&hi)[
     }
 }
 
-static __device__ __forceinline__ void wgf_softmax_tile(float (&s)[WGF_BN / 2], int t0, bool full,
-                                                        const int (&lo)[2], const int (&hi)[2],
-                                                        float sl2, float (&m)[2], float (&l)[2],
-                                                        float (&alpha)[2], int lane) {
+template <int NS>
+static __device__ __forceinline__ void
+wgf_softmax_tile(float (&s)[NS], int t0, bool full, const int (&lo)[2], const int (&hi)[2],
+                 float sl2, float (&m)[2], float (&l)[2], float (&alpha)[2], int lane) {
     if (sl2 > 0.0f) {
         if (full)
             wgf_softmax<false, true>(s, t0, lo, hi, sl2, m, l, alpha, lane);
@@ -209,7 +215,7 @@ __global__ void __launch_bounds__(WGF_THREADS, 1)
                           int sect, int n_items, int *__restrict__ sched) {
 #if WGMMA_DEVICE
     using C = wgf_cfg<D, STAGES>;
-    constexpr int BM = WGF_BM, BN = WGF_BN;
+    constexpr int BM = WGF_BM, BN = wgf_bn<D>();
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     __shared__ int hull[4];
     __shared__ int cur_item; /* the item whose Q the last full_q brought; −1: no more */
@@ -427,7 +433,8 @@ bool wgf_probe(int dev, int *sms, int *l2) {
          *sms > 0;
     ok = ok && cudaDeviceGetAttribute(l2, cudaDevAttrL2CacheSize, dev) == cudaSuccess;
     ok = ok && cudaFuncGetAttributes(&fa, attn_wgmma_fwd_kernel<64, WGF_STAGES>) == cudaSuccess &&
-         cudaFuncGetAttributes(&fa, attn_wgmma_fwd_kernel<128, WGF_STAGES>) == cudaSuccess;
+         cudaFuncGetAttributes(&fa, attn_wgmma_fwd_kernel<128, WGF_STAGES>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_fwd_kernel<256, WGF_STAGES>) == cudaSuccess;
     ok = ok && cudaMemcpyFromSymbol(&built, attn_wgmma_built, sizeof built) == cudaSuccess &&
          built == 1;
     ok = ok && wg_encode_fn() != NULL;
@@ -473,8 +480,8 @@ lact_status wgf_launch(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *y, f
     const int64_t grid = n_items < blocks ? n_items : blocks;
     CUtensorMap mq, mk, mv;
     LACT_TRY(wg_tensor_map_bf16(&mq, q, D, (uint64_t)G.lq, (uint64_t)(nb * G.nh), WGF_BM));
-    LACT_TRY(wg_tensor_map_bf16(&mk, k, D, (uint64_t)G.lk, (uint64_t)(nb * G.nkv), WGF_BN));
-    LACT_TRY(wg_tensor_map_bf16(&mv, v, D, (uint64_t)G.lk, (uint64_t)(nb * G.nkv), WGF_BN));
+    LACT_TRY(wg_tensor_map_bf16(&mk, k, D, (uint64_t)G.lk, (uint64_t)(nb * G.nkv), wgf_bn<D>()));
+    LACT_TRY(wg_tensor_map_bf16(&mv, v, D, (uint64_t)G.lk, (uint64_t)(nb * G.nkv), wgf_bn<D>()));
     LACT_CU(cudaFuncSetAttribute(attn_wgmma_fwd_kernel<D, STAGES>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
     int *sched = NULL;
@@ -504,6 +511,7 @@ bool attn_wgmma_ready(void) {
 lact_status attn_wgmma_forward(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *y, float *lse,
                                const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *g) {
     if (G.d == 64) return wgf_launch<64, WGF_STAGES>(ctx, G, nb, y, lse, q, k, v, g);
+    if (G.d == 256) return wgf_launch<256, WGF_STAGES>(ctx, G, nb, y, lse, q, k, v, g);
     return wgf_launch<128, WGF_STAGES>(ctx, G, nb, y, lse, q, k, v, g);
 }
 

@@ -145,8 +145,14 @@ static __device__ __forceinline__ void wg_mma_ss(float (&d)[N / 2], uint64_t da,
 template <int N, int TB>
 static __device__ __forceinline__ void wg_mma_rs_b(float (&d)[N / 2], const uint32_t (&a)[4],
                                                    uint64_t db) {
-    static_assert(N == 64 || N == 128, "wg_mma_rs: N is 64 or 128");
-    if constexpr (N == 128) {
+    static_assert(N == 64 || N == 128 || N == 256, "wg_mma_rs: N is 64, 128 or 256");
+    if constexpr (N == 256) {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " WG_R128
+                     ", {%128, %129, %130, %131}, %132, p, 1, 1, %134;\n}\n"
+                     : WG_D32(0), WG_D32(32), WG_D32(64), WG_D32(96)
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1), "n"(TB));
+    } else if constexpr (N == 128) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " WG_R64
                      ", {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"

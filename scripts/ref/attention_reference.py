@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch timings of the shapes of `lact bench attention` (and of the timing
-table of tests/kernels/test_attention_cuda.c): bf16 [B, H, L, d=128] (B = 4,
-H = 16 unless --batch, --heads) for L in --len, causal (SDPA with the cuDNN
+table of tests/kernels/test_attention_cuda.c): bf16 [B, H, L, d] (B = 4,
+H = 16, d = 128 unless --batch, --heads, --dim) for L in --len, causal (SDPA with the cuDNN
 and the flash backend), sliding window 2048 and block-causal 4096
 (flex_attention, compiled). Same FLOP convention: 4·d per unmasked
 (query, key) pair and head for the forward, forward + backward = 3.5×
@@ -187,6 +187,7 @@ def main():
                     help="cases to run, comma-separated")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--heads", type=int, default=16)
+    ap.add_argument("--dim", type=int, default=128, help="head dim (default 128)")
     ap.add_argument("--idle", type=float, default=1.0,
                     help="seconds the card idles before each case (default 1)")
     ap.add_argument("--warmup", type=float, default=0.5,
@@ -196,6 +197,8 @@ def main():
                          "timing, read by the GPU's energy counter: millijoules per run and mean "
                          "watts (default 0: off)")
     a = ap.parse_args()
+    if a.dim < 1:
+        ap.error("--dim: must be 1 or more")
     if a.idle < 0:
         ap.error("--idle: must be 0 or more seconds")
     if a.warmup < 0:
@@ -206,8 +209,8 @@ def main():
     bad = [m for m in a.masks.split(",") if m not in known]
     if bad:
         ap.error(f"--masks: unknown case {bad[0]!r} (known: causal, window, block-causal)")
-    global B, H, IDLE, WARMUP, ENERGY
-    B, H, IDLE, WARMUP, ENERGY = a.batch, a.heads, a.idle, a.warmup, a.energy
+    global B, H, D, IDLE, WARMUP, ENERGY
+    B, H, D, IDLE, WARMUP, ENERGY = a.batch, a.heads, a.dim, a.idle, a.warmup, a.energy
     meter = energy_counter() if ENERGY > 0 else None
     lact = {}
     if a.lact:
