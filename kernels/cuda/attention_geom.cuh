@@ -109,8 +109,8 @@ static inline attn_geom attn_make_geom(const lact_tensor *q, const lact_tensor *
 /* ---- the tensor-core path (BF16, head dims 64, 128 and 256) --------------- */
 
 /* Whether the tensor-core kernels take this problem: BF16, d 64, 128 or 256
- * (256 on the mma.sync kernels only), 16-byte aligned rows, lengths that
- * fit 32-bit row indices. */
+ * (the backward at 256 on the mma.sync kernels only), 16-byte aligned rows,
+ * lengths that fit 32-bit row indices. */
 bool attn_tc_eligible(const lact_tensor *q, const lact_tensor *k, const lact_tensor *v);
 
 lact_status attn_tc_forward(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *y, float *lse,

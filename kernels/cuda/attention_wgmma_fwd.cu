@@ -1,6 +1,6 @@
 /* The BF16 attention forward on Hopper's warpgroup MMA (sm_90a), head dims
- * 64, 128 and 256; same contract as attention_tc_fwd.cu (y with the gate, lse in
- * natural log), so the mma.sync backward takes its outputs unchanged.
+ * 64, 128 and 256; same contract as attention_tc_fwd.cu (y with the gate,
+ * lse in natural log), so the mma.sync backward takes its outputs unchanged.
  *
  * Work item: BM = 128 query rows of one (batch, head). A persistent grid of
  * at most one block per multiprocessor takes the items from a counter,
@@ -8,10 +8,10 @@
  * block is three warpgroups. Warpgroup 0 is the producer (40 registers):
  * its first warp finds each item's key hull (every mask, Lq < Lk, packed
  * sequences: row_keys) and its first thread brings Q and the K/V tiles of
- * BN = 128 keys (64 at d = 256) covering the hull through the bulk tensor copy engine into
- * STAGES shared buffers (128-byte swizzle, wgmma.cuh), each completing on
- * an mbarrier; tiles outside every row's range are never loaded. Warpgroups
- * 1 and 2 are consumers (232 registers), 64 query rows each: S = Q·Kᵀ with
+ * BN = 128 keys (64 at d = 256) covering the hull through the bulk tensor
+ * copy engine into STAGES shared buffers (128-byte swizzle, wgmma.cuh),
+ * each completing on an mbarrier; tiles outside every row's range are never
+ * loaded. Warpgroups 1 and 2 are consumers (232 registers), 64 query rows each: S = Q·Kᵀ with
  * both operands in shared memory, the online softmax in registers (base 2,
  * scale·log2 e folded in, P rounded to bf16; the element mask only on tiles
  * that cut some row's range), O += P·V with P from registers and V read
