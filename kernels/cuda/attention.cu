@@ -480,7 +480,7 @@ lact_cuda_attention_backward(lact_ctx *ctx, lact_tensor *d_q, lact_tensor *d_k, 
         }
         if (tc) {
             if (s == LACT_OK && rows > 0 && G.lk > 0)
-                s = (G.d != 256 && attn_wgmma_bwd_ready() ? attn_wgmma_backward : attn_tc_backward)(
+                s = (attn_wgmma_bwd_ready() ? attn_wgmma_backward : attn_tc_backward)(
                     ctx, G, nb, d_q ? (bf16 *)d_q->data : NULL, d_k ? (bf16 *)d_k->data : NULL,
                     d_v ? (bf16 *)d_v->data : NULL, (const bf16 *)tq, (const bf16 *)tk,
                     (const bf16 *)tv, dout ? (const bf16 *)dout : (const bf16 *)tdy,

@@ -1,5 +1,5 @@
 /* The BF16 attention backward on Hopper's warpgroup MMA (sm_90a), head dims
- * 64 and 128, after the row pass of attention.cu (D = Σ d_y·y, d_g,
+ * 64, 128 and 256, after the row pass of attention.cu (D = Σ d_y·y, d_g,
  * dO = d_y ⊙ σ(g)). Two ways:
  *   fused (default): one kernel per key block makes d_k, d_v and adds each
  *     tile's share of d_q into an F32 buffer through the copy engine's
@@ -10,6 +10,9 @@
  *   deterministic (LACT_ATTN_DETERMINISTIC=1): the two kernels of
  *     attention_tc_bwd.cu on wgmma, d_k/d_v and d_q, one writer per result,
  *     bit-reproducible; d_q recomputes the scores (seven products).
+ *   d = 256 (either way): three deterministic kernels, d_k and d_v each
+ *     its own pass (PART), as both would hold 256 accumulators a thread;
+ *     eight products per tile pair.
  *
  * One template. A block owns 128 "fixed" rows and streams "tiles" of BT rows
  * of two other tensors past them:
@@ -49,9 +52,11 @@ constexpr int WGB_BF = 128, WGB_THREADS = 384;
 
 /* Tile rows: 64 for d_k/d_v at d = 128 (two score tiles, their bf16
  * copies and two 64 × 128 accumulators fill the 232 registers; more makes
- * ptxas serialise the wgmma), else 128. */
+ * ptxas serialise the wgmma); 32 at d = 256, where 128 fixed rows of two
+ * tensors take 128 KiB and three stages of two 32-row tiles 96 KiB; else
+ * 128. */
 template <bool KV, int D> constexpr int wgb_bt() {
-    return KV && D == 128 ? 64 : 128;
+    return D == 256 ? 32 : KV && D == 128 ? 64 : 128;
 }
 
 /* Per-query data of one Q tile (KV mode): lse·log2 e, D, the key range. */
@@ -73,6 +78,7 @@ template <bool KV, int D, bool FQ = false> struct wgb_cfg {
     static constexpr int BT = wgb_bt<KV, D>();
     /* Three tile buffers where they fit (d_q at d = 128 has room for two). */
     static constexpr int STAGES = (!KV && D == 128) || FQ ? 2 : 3;
+    static_assert(D != 256 || !FQ, "d = 256 takes the kernels one result at a time");
     static constexpr int NSB = FQ && D == 128 ? 2 : 1;
     static constexpr uint32_t F_BYTES = WGB_BF * D * 2, T_BYTES = BT * D * 2;
     static constexpr uint32_t DS_BYTES = FQ ? WGB_BF * BT * 2 : 0;
@@ -200,7 +206,7 @@ static __device__ __forceinline__ void wgb_flag_publish(int *f) {
 /* Grid: (fixed row blocks, heads (d_q) or kv heads (d_k/d_v), batch). The
  * blocks with the most tiles (causal: the last query rows, the first keys)
  * start first. */
-template <bool KV, int D, bool FQ>
+template <bool KV, int D, bool FQ, int PART>
 __global__ void __launch_bounds__(WGB_THREADS, 1)
     attn_wgmma_bwd_kernel(const __grid_constant__ CUtensorMap ta0,
                           const __grid_constant__ CUtensorMap ta1,
@@ -211,6 +217,10 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
                           int *__restrict__ dq_flag, attn_geom G) {
 #if WGMMA_DEVICE
     static_assert(KV || !FQ, "d_q is fused into the d_k/d_v kernel only");
+    static_assert(!FQ || PART == 3, "the fused kernel makes d_k and d_v");
+    /* PART (KV): 1 d_k only, 2 d_v only (its own pass at d = 256, where
+     * both would hold 256 accumulators a thread), 3 both. */
+    constexpr bool WK = !KV || (PART & 1), WV = KV && (PART & 2);
     using C = wgb_cfg<KV, D, FQ>;
     constexpr int BT = C::BT, BF = WGB_BF, STAGES = C::STAGES, NSB = C::NSB;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -430,12 +440,12 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
         }
     }
 
-    float acc0[D / 2], acc1[KV ? D / 2 : 1];
+    float acc0[WK ? D / 2 : 1], acc1[WV ? D / 2 : 1];
 #pragma unroll
-    for (int i = 0; i < D / 2; i++)
+    for (int i = 0; i < (WK ? D / 2 : 1); i++)
         acc0[i] = 0.0f;
 #pragma unroll
-    for (int i = 0; i < (KV ? D / 2 : 1); i++)
+    for (int i = 0; i < (WV ? D / 2 : 1); i++)
         acc1[i] = 0.0f;
 
     /* The two consumers run unsynchronised: taking turns to issue (named
@@ -450,7 +460,7 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
         wg_fence();
         wgb_issue_scores<D, BT>(sc, fa0, tb0s);
         wg_commit();
-        wgb_issue_scores<D, BT>(dp, fa1, tb1s);
+        if constexpr (WK) wgb_issue_scores<D, BT>(dp, fa1, tb1s);
         wg_commit();
         if constexpr (FQ && NSB == 2) {
             /* The previous tile's d_q share goes to the writer only now:
@@ -481,7 +491,7 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
         wg_fence_regs(dp);
         /* dS (in dp). */
 #pragma unroll
-        for (int c8 = 0; c8 < BT / 8; c8++) {
+        for (int c8 = 0; c8 < (WK ? BT / 8 : 0); c8++) {
             float2 d2;
             if constexpr (KV) d2 = *reinterpret_cast<const float2 *>(&info[s].dd[8 * c8 + 2 * tq]);
 #pragma unroll
@@ -495,9 +505,9 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
          * to bf16 only here: dS uses the fp32 P. */
         uint32_t y[BT / 16][4];
 #pragma unroll
-        for (int j = 0; j < BT / 16; j++)
+        for (int j = 0; j < (WK ? BT / 16 : 0); j++)
             wg_acc_to_a(y[j], dp, j);
-        if constexpr (KV) {
+        if constexpr (WV) {
 #pragma unroll
             for (int j = 0; j < BT / 16; j++)
                 wg_acc_to_a(x[j], sc, j);
@@ -523,10 +533,10 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
         wg_fence_regs(acc0);
         if constexpr (KV) wg_fence_regs(acc1);
         wg_fence();
-        if constexpr (KV) wgb_issue_grad<D, BT>(acc1, x, tb1s);
+        if constexpr (WV) wgb_issue_grad<D, BT>(acc1, x, tb1s);
         /* Fused, dK goes after dQ, so that this consumer stages its d_q
          * while the tensor cores run dK. */
-        if constexpr (!FQ) wgb_issue_grad<D, BT>(acc0, y, tb0s);
+        if constexpr (!FQ && WK) wgb_issue_grad<D, BT>(acc0, y, tb0s);
         wg_commit();
         if constexpr (FQ) {
             /* dQ_tile = dS·K over the block's 128 keys once both consumers
@@ -603,7 +613,7 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
 #pragma unroll
     for (int which = 0; which < (KV ? 2 : 1); which++) {
         bf16 *out = which ? out1 : out0;
-        if (!out) continue;
+        if (!out || (which ? !WV : !WK)) continue;
         const float sc = which ? 1.0f : G.scale;
         if (which) wg_bar_sync(3 + cw, 128); /* the last copy-out has read the buffer */
 #pragma unroll
@@ -611,9 +621,10 @@ __global__ void __launch_bounds__(WGB_THREADS, 1)
             const int lr = warp * 16 + gq + 8 * r;
 #pragma unroll
             for (int i = 0; i < D / 8; i++) {
-                const float x0 = which ? acc1[(KV ? 4 * i + 2 * r : 0)] : acc0[4 * i + 2 * r];
+                const float x0 =
+                    which ? acc1[WV ? 4 * i + 2 * r : 0] : acc0[WK ? 4 * i + 2 * r : 0];
                 const float x1 =
-                    which ? acc1[(KV ? 4 * i + 2 * r + 1 : 0)] : acc0[4 * i + 2 * r + 1];
+                    which ? acc1[WV ? 4 * i + 2 * r + 1 : 0] : acc0[WK ? 4 * i + 2 * r + 1 : 0];
                 const __nv_bfloat162 v = __floats2bfloat162_rn(x0 * sc, x1 * sc);
                 asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(stage_at(lr, i) + 4 * tq),
                              "r"(*reinterpret_cast<const uint32_t *>(&v))
@@ -655,12 +666,16 @@ bool wgb_probe(int dev) {
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
         major == 9 && minor == 0;
-    ok = ok && cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 64, false>) == cudaSuccess &&
-         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 128, false>) == cudaSuccess &&
-         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 64, true>) == cudaSuccess &&
-         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 128, true>) == cudaSuccess &&
-         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<false, 64, false>) == cudaSuccess &&
-         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<false, 128, false>) == cudaSuccess;
+    ok = ok &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 64, false, 3>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 128, false, 3>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 64, true, 3>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 128, true, 3>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 256, false, 1>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<true, 256, false, 2>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<false, 64, false, 3>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<false, 128, false, 3>) == cudaSuccess &&
+         cudaFuncGetAttributes(&fa, attn_wgmma_bwd_kernel<false, 256, false, 3>) == cudaSuccess;
     ok = ok && cudaMemcpyFromSymbol(&built, attn_wgmma_bwd_built, sizeof built) == cudaSuccess &&
          built == 1;
     ok = ok && wg_encode_fn() != NULL;
@@ -687,7 +702,7 @@ int wgb_parts(void) {
     return wgb_known[dev] > 0 ? parts : 0;
 }
 
-template <bool KV, int D, bool FQ>
+template <bool KV, int D, bool FQ, int PART = 3>
 lact_status wgb_launch(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *out0, bf16 *out1,
                        const bf16 *a0, const bf16 *a1, const bf16 *b0, const bf16 *b1,
                        const float *lse, const float *dsum, float *dq_acc, int *dq_flag) {
@@ -700,11 +715,11 @@ lact_status wgb_launch(lact_ctx *ctx, const attn_geom &G, int64_t nb, bf16 *out0
     LACT_TRY(wg_tensor_map_bf16(&m1, a1, D, (uint64_t)nfix, (uint64_t)zf, WGB_BF));
     LACT_TRY(wg_tensor_map_bf16(&m2, b0, D, (uint64_t)ntile, (uint64_t)zt, C::BT));
     LACT_TRY(wg_tensor_map_bf16(&m3, b1, D, (uint64_t)ntile, (uint64_t)zt, C::BT));
-    LACT_CU(cudaFuncSetAttribute(attn_wgmma_bwd_kernel<KV, D, FQ>,
+    LACT_CU(cudaFuncSetAttribute(attn_wgmma_bwd_kernel<KV, D, FQ, PART>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
     dim3 grid((unsigned)((nfix + WGB_BF - 1) / WGB_BF), (unsigned)(KV ? G.nkv : G.nh),
               (unsigned)nb);
-    attn_wgmma_bwd_kernel<KV, D, FQ><<<grid, WGB_THREADS, C::SMEM, lact_cuda_stream(ctx)>>>(
+    attn_wgmma_bwd_kernel<KV, D, FQ, PART><<<grid, WGB_THREADS, C::SMEM, lact_cuda_stream(ctx)>>>(
         m0, m1, m2, m3, out0, out1, lse, dsum, dq_acc, dq_flag, G);
     LACT_CU_LAUNCH(KV ? "attention backward d_k/d_v (wgmma)" : "attention backward d_q (wgmma)");
     return LACT_OK;
@@ -803,10 +818,17 @@ lact_status attn_wgmma_backward(lact_ctx *ctx, const attn_geom &G, int64_t nb, b
                                 const bf16 *dout, const float *lse, const float *dsum) {
     const int parts = wgb_parts();
     const bool wkv = (parts & 1) && (dk || dv), wq = (parts & 2) && dq;
-    if (wkv && wq && !wgb_deterministic())
+    if (wkv && wq && !wgb_deterministic() && G.d != 256)
         return G.d == 64 ? wgb_fused<64>(ctx, G, nb, dq, dk, dv, q, k, v, dout, lse, dsum)
                          : wgb_fused<128>(ctx, G, nb, dq, dk, dv, q, k, v, dout, lse, dsum);
-    if (wkv) {
+    if (wkv && G.d == 256) {
+        if (dk)
+            LACT_TRY((wgb_launch<true, 256, false, 1>(ctx, G, nb, dk, NULL, k, v, q, dout, lse,
+                                                      dsum, NULL, NULL)));
+        if (dv)
+            LACT_TRY((wgb_launch<true, 256, false, 2>(ctx, G, nb, NULL, dv, k, v, q, dout, lse,
+                                                      dsum, NULL, NULL)));
+    } else if (wkv) {
         if (G.d == 64)
             LACT_TRY((wgb_launch<true, 64, false>(ctx, G, nb, dk, dv, k, v, q, dout, lse, dsum,
                                                   NULL, NULL)));
@@ -818,6 +840,9 @@ lact_status attn_wgmma_backward(lact_ctx *ctx, const attn_geom &G, int64_t nb, b
         if (G.d == 64)
             LACT_TRY((wgb_launch<false, 64, false>(ctx, G, nb, dq, NULL, q, dout, k, v, lse, dsum,
                                                    NULL, NULL)));
+        else if (G.d == 256)
+            LACT_TRY((wgb_launch<false, 256, false>(ctx, G, nb, dq, NULL, q, dout, k, v, lse, dsum,
+                                                    NULL, NULL)));
         else
             LACT_TRY((wgb_launch<false, 128, false>(ctx, G, nb, dq, NULL, q, dout, k, v, lse, dsum,
                                                     NULL, NULL)));

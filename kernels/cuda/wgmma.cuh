@@ -93,6 +93,7 @@ template <int N> static __device__ __forceinline__ void wg_fence_regs(uint32_t (
     "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]),    \
         "+f"(d[i + 6]), "+f"(d[i + 7])
 #define WG_D32(i) WG_D8(i), WG_D8(i + 8), WG_D8(i + 16), WG_D8(i + 24)
+#define WG_R16 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}"
 #define WG_R32                                                                                     \
     "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, "  \
     "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
@@ -117,7 +118,7 @@ template <int N> static __device__ __forceinline__ void wg_fence_regs(uint32_t (
 template <int N>
 static __device__ __forceinline__ void wg_mma_ss(float (&d)[N / 2], uint64_t da, uint64_t db,
                                                  int acc) {
-    static_assert(N == 64 || N == 128 || N == 256, "wg_mma_ss: N is 64, 128 or 256");
+    static_assert(N == 32 || N == 64 || N == 128 || N == 256, "wg_mma_ss: N is 32 to 256");
     if constexpr (N == 256) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " WG_R128
@@ -130,11 +131,17 @@ static __device__ __forceinline__ void wg_mma_ss(float (&d)[N / 2], uint64_t da,
                      ", %64, %65, p, 1, 1, 0, 0;\n}\n"
                      : WG_D32(0), WG_D32(32)
                      : "l"(da), "l"(db), "r"(acc));
-    } else {
+    } else if constexpr (N == 64) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " WG_R32
                      ", %32, %33, p, 1, 1, 0, 0;\n}\n"
                      : WG_D32(0)
+                     : "l"(da), "l"(db), "r"(acc));
+    } else {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 " WG_R16
+                     ", %16, %17, p, 1, 1, 0, 0;\n}\n"
+                     : WG_D8(0), WG_D8(8)
                      : "l"(da), "l"(db), "r"(acc));
     }
 }
