@@ -31,13 +31,27 @@ typedef struct cached_buffer {
     void *stream;
     void *ptr[LACT_BUF_COUNT];
     size_t bytes[LACT_BUF_COUNT];
+    /* lact_cuda_side: the second stream, its cuBLASLt workspace, events */
+    cudaStream_t side;
+    void *side_ws;
+    cudaEvent_t ev[LACT_SIDE_EVENTS];
 } cached_buffer;
 
 static cached_buffer buffers[BUF_STREAMS];
 static std::mutex buffers_lock;
 
-lact_status lact_cuda_buffer(lact_ctx *ctx, int slot, size_t bytes, void **out) {
-    std::lock_guard<std::mutex> guard(buffers_lock);
+static void side_free(cached_buffer *b) {
+    for (int i = 0; i < LACT_SIDE_EVENTS; i++)
+        if (b->ev[i]) cudaEventDestroy(b->ev[i]);
+    if (b->side) cudaStreamDestroy(b->side);
+    lact_mem_free(LACT_CUDA, b->side_ws);
+    memset(b->ev, 0, sizeof b->ev);
+    b->side = NULL;
+    b->side_ws = NULL;
+}
+
+/* The entry of ctx's stream (buffers_lock held). */
+static lact_status entry_for(lact_ctx *ctx, cached_buffer **out) {
     cached_buffer *b = NULL;
     for (int i = 0; i < BUF_STREAMS && !b; i++)
         if (buffers[i].stream == ctx->stream && (buffers[i].stream || ctx->stream == NULL))
@@ -45,7 +59,7 @@ lact_status lact_cuda_buffer(lact_ctx *ctx, int slot, size_t bytes, void **out) 
     for (int i = 0; i < BUF_STREAMS && !b; i++) {
         bool empty = true;
         for (int s = 0; s < LACT_BUF_COUNT; s++) empty = empty && !buffers[i].ptr[s];
-        if (empty) {
+        if (empty && !buffers[i].side) {
             b = &buffers[i];
             b->stream = ctx->stream;
         }
@@ -62,8 +76,17 @@ lact_status lact_cuda_buffer(lact_ctx *ctx, int slot, size_t bytes, void **out) 
             b->ptr[s] = NULL;
             b->bytes[s] = 0;
         }
+        side_free(b);
         b->stream = ctx->stream;
     }
+    *out = b;
+    return LACT_OK;
+}
+
+lact_status lact_cuda_buffer(lact_ctx *ctx, int slot, size_t bytes, void **out) {
+    std::lock_guard<std::mutex> guard(buffers_lock);
+    cached_buffer *b = NULL;
+    LACT_TRY(entry_for(ctx, &b));
     if (b->bytes[slot] < bytes) {
         /* Work still queued may read the old buffer. */
         LACT_CU(cudaStreamSynchronize(lact_cuda_stream(ctx)));
@@ -74,5 +97,29 @@ lact_status lact_cuda_buffer(lact_ctx *ctx, int slot, size_t bytes, void **out) 
         b->bytes[slot] = bytes;
     }
     *out = b->ptr[slot];
+    return LACT_OK;
+}
+
+lact_status lact_cuda_side(lact_ctx *ctx, lact_ctx *side, cudaEvent_t **events) {
+    std::lock_guard<std::mutex> guard(buffers_lock);
+    cached_buffer *b = NULL;
+    LACT_TRY(entry_for(ctx, &b));
+    if (!b->side) {
+        lact_status s = lact_mem_alloc(LACT_CUDA, ctx->workspace_bytes, &b->side_ws);
+        cudaError_t e = cudaSuccess;
+        if (s == LACT_OK) e = cudaStreamCreateWithFlags(&b->side, cudaStreamDefault);
+        for (int i = 0; i < LACT_SIDE_EVENTS && s == LACT_OK && e == cudaSuccess; i++)
+            e = cudaEventCreateWithFlags(&b->ev[i], cudaEventDisableTiming);
+        if (s == LACT_OK && e != cudaSuccess)
+            s = lact_cuda_status(e, "the side stream", __FILE__, __LINE__);
+        if (s != LACT_OK) {
+            side_free(b);
+            return s;
+        }
+    }
+    *side = *ctx;
+    side->stream = b->side;
+    side->workspace = b->side_ws;
+    *events = b->ev;
     return LACT_OK;
 }

@@ -192,6 +192,14 @@ enum {
 };
 lact_status lact_cuda_buffer(lact_ctx *ctx, int slot, size_t bytes, void **out);
 
+/* A second stream beside ctx's, for work that may run next to it: side is
+ * ctx with that stream and a cuBLASLt workspace of its own (two products
+ * at once must not share one), events[0 .. LACT_SIDE_EVENTS) are for
+ * handing work between the two. Made on first use and kept, as the
+ * buffers are. */
+#define LACT_SIDE_EVENTS 8
+lact_status lact_cuda_side(lact_ctx *ctx, lact_ctx *side, cudaEvent_t **events);
+
 /* ---- matrix products (matmul.cu) ------------------------------------------- */
 
 /* Row-major batched product c[i] = alpha op(a[i]) op(b[i]) + beta c[i],

@@ -76,6 +76,16 @@ template <class T> struct ttt_run {
     bool sb16;          /* BF16 snapshots (lact_ttt_args.state_bf16; T is then bf16) */
     bool wide;          /* the backward's products in pairs (grad_bwd) */
     bool m16;           /* G and the momentum in T (sb16 with momentum, without Muon) */
+    /* The backward of an op with the streamed passes and the pairs in the
+     * order of op_bwd_split, whose independent passes go to a second
+     * stream (sx: the side context, or ctx with LACT_TTT_OVERLAP=0) */
+    bool split;
+    /* The forward's large-head apply writes h to its own buffer Ha, whose
+     * product into o then runs on sx beside the update's pass */
+    bool fsplit;
+    T *Ha;
+    lact_ctx side, *sx;
+    cudaEvent_t *ev;
     int64_t tile, per;
     const T *q, *k, *v;
 
@@ -143,6 +153,7 @@ template <class T> struct ttt_run {
             Zab = (T *)carve(base, off, (size_t)(tt * 2 * dh) * sizeof(T));
             Ze = (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T));
         }
+        Ha = fsplit ? (T *)carve(base, off, (size_t)(tt * dh) * sizeof(T)) : NULL;
         /* The row kernels read and write each element in one thread, so
          * their outputs may overwrite inputs of the same shape: X02 over
          * Zab and H1 over Ze, except where the backward without momentum
@@ -228,6 +239,15 @@ template <class T> struct ttt_run {
         const char *we = getenv("LACT_TTT_WIDE");
         wide = b && mom && !(muon && ns.fused()) && !hidden_fused &&
                !(stream_grads && !ttt_hidden_stream_pairs()) && !(we && strcmp(we, "0") == 0);
+        const char *ov = getenv("LACT_TTT_OVERLAP");
+        const bool two = !(ov && strcmp(ov, "0") == 0);
+        split = wide && stream_grads;
+        fsplit = !b && hidden_stream && two;
+        sx = c, ev = NULL;
+        if ((split || fsplit) && two) {
+            LACT_TRY(lact_cuda_side(c, &side, &ev));
+            sx = &side;
+        }
         have_w = have_m = -1;
         q = (const T *)i->q, k = (const T *)i->k, v = (const T *)i->v;
         per = (mom ? 6 : 3) * g.nel;
@@ -341,11 +361,11 @@ template <class T> struct ttt_run {
     /* The fused hidden pass over tokens t0 + [0, Tt) (BF16 only; dx only
      * with small heads). */
     lact_status hidden(const T *x, const T *y, const float *l0, const float *l1, const float *l2,
-                       T *out02, T *out1, T *dx, int64_t t0, int64_t Tt) {
+                       T *out02, T *out1, T *dx, int64_t t0, int64_t Tt, lact_ctx *cx = NULL) {
         if constexpr (ttt_dt<T>::v == LACT_BF16) {
             if (stream_grads && !dx)
-                return ttt_hidden_stream(ctx, x, y, Wc, l0, l1, l2, out02, out1, g.n, g.len, t0, Tt,
-                                         g.d, g.dh);
+                return ttt_hidden_stream(cx ? cx : ctx, x, y, Wc, l0, l1, l2, out02, out1, g.n,
+                                         g.len, t0, Tt, g.d, g.dh);
             return ttt_hidden_fused(ctx, x, y, Wc, l0, l1, l2, out02, out1, dx, g.n, g.len, t0, Tt,
                                     g.d, g.dh);
         }
@@ -364,17 +384,22 @@ template <class T> struct ttt_run {
             return ttt_apply_fused(ctx, (const bf16 *)q, (const bf16 *)Wc, (bf16 *)o, g.n, g.len,
                                    op->start, op->end - op->start, g.d, g.dh);
         const float add = first_touch(j, true, false) ? 0.0f : 1.0f;
+        /* fsplit: o += h W1ᵀ on sx, which the update's pass need not wait
+         * for (forward() joins the streams before the step) */
+        T *h = fsplit ? Ha : H1;
+        lact_ctx *cx = fsplit ? sx : ctx;
         for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
             int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
+            if (t0 > op->start) LACT_TRY(hand(E_FWD_JOIN, cx, ctx)); /* Ha is free */
             if (hidden_stream && ttt_hidden_stream_fills(g.n, Tt, g.dh)) {
                 if constexpr (ttt_dt<T>::v == LACT_BF16)
-                    LACT_TRY(
-                        ttt_hidden_stream_apply(ctx, q, Wc, H1, g.n, g.len, t0, Tt, g.d, g.dh));
+                    LACT_TRY(ttt_hidden_stream_apply(ctx, q, Wc, h, g.n, g.len, t0, Tt, g.d, g.dh));
             } else {
                 LACT_TRY(tile_ab(q, t0, Tt));
-                TTT_LAUNCH_ROWS(ttt_apply_ew_kernel, g.n * Tt, g, Tt, Zab, H1);
+                TTT_LAUNCH_ROWS(ttt_apply_ew_kernel, g.n * Tt, g, Tt, Zab, h);
             }
-            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, g.d, g.dh, g.n, H1, Tt * g.dh,
+            LACT_TRY(hand(E_FWD_H, ctx, cx));
+            LACT_TRY(ttt_gemm(cx, dt(), dt(), false, true, Tt, g.d, g.dh, g.n, h, Tt * g.dh,
                               Wc + 2 * g.nel, 3 * g.nel, o + t0 * g.d, g.len * g.d, 1.0f, add));
         }
         return LACT_OK;
@@ -589,8 +614,14 @@ template <class T> struct ttt_run {
         for (int64_t j = 0; j < args->n_ops; j++) {
             const lact_ttt_op *op = &args->ops[j];
             if (op->apply) LACT_TRY(apply_fwd(j, o));
-            if (!op->update) continue;
+            if (!op->update) {
+                LACT_TRY(hand(E_FWD_JOIN, sx, ctx));
+                continue;
+            }
             LACT_TRY(grad_fwd(op));
+            /* the step may overwrite the weights the apply's product reads,
+             * the next apply Ha */
+            LACT_TRY(hand(E_FWD_JOIN, sx, ctx));
             int64_t slot = lact_ttt_state_slot(args, ++u);
             LACT_TRY(step_fwd(j, state && slot >= 0 ? snapshot(state, slot) : NULL, state, u - 1));
         }
@@ -605,6 +636,20 @@ template <class T> struct ttt_run {
     lact_status grad_bwd(int64_t j, const lact_ttt_cuda_grad *gr, bool have_tile);
     lact_status grad_bwd_wide(const lact_ttt_cuda_grad *gr, int64_t t0, int64_t Tt, float add);
     lact_status apply_bwd(int64_t j, const T *d_o, const lact_ttt_cuda_grad *gr);
+    lact_status apply_dw(lact_ctx *cx, const T *d_o, int64_t t0, int64_t Tt);
+    lact_status apply_dq(lact_ctx *cx, int64_t j, const lact_ttt_cuda_grad *gr, int64_t t0,
+                         int64_t Tt);
+    lact_status wide_dv(lact_ctx *cx, const lact_ttt_cuda_grad *gr, int64_t t0, int64_t Tt,
+                        float add);
+    lact_status wide_dk(lact_ctx *cx, const lact_ttt_cuda_grad *gr, int64_t t0, int64_t Tt,
+                        float add);
+    lact_status wide_dw(lact_ctx *cx, int64_t t0, int64_t Tt);
+    bool splits(const lact_ttt_op *op) const;
+    lact_status hand(int e, lact_ctx *from, lact_ctx *to);
+    /* events of the forward's hand-offs (op_bwd_split has its own) */
+    enum { E_FWD_H = 5, E_FWD_JOIN };
+    lact_status op_bwd_split(int64_t j, const T *d_o, const lact_ttt_cuda_grad *gr,
+                             const float *state, int64_t u);
     lact_status backward(const lact_ttt_cuda_grad *gr, const T *d_o, const float *state);
 
     lact_status zero(void *p, size_t bytes) {

@@ -181,31 +181,52 @@ lact_status ttt_run<T>::grad_bwd_wide(const lact_ttt_cuda_grad *gr, int64_t t0, 
                         ZE + dh, ZK + 2 * dh, in->lr0, in->lr1, in->lr2, ZE + dh, ZK + 2 * dh, ZK,
                         ZE, gr->lr0, gr->lr1, gr->lr2);
     }
-    if (gr->v) /* [dE | H1] [W1 | dG1]ᵀ */
-        LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, d, 2 * dh, g.n, ZE, Tt * 2 * dh, B1, s6,
-                          (T *)gr->v + t0 * d, Ld, 1.0f, add));
-    if (gr->k) /* [dA dB | X02] [W0; W2; dG0; dG2] */
-        LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 4 * dh, g.n, ZK, Tt * 4 * dh, Bw,
-                          s6, (T *)gr->k + t0 * d, Ld, 1.0f, add));
-    /* dW1 += Vᵀ dE, dW02 += dABᵀ K: bands of ZE and ZK */
+    LACT_TRY(wide_dv(ctx, gr, t0, Tt, add));
+    LACT_TRY(wide_dk(ctx, gr, t0, Tt, add));
+    return wide_dw(ctx, t0, Tt);
+}
+
+/* d_v += [dE | H1] [W1 | dG1]ᵀ over tokens t0 + [0, Tt), on cx. */
+template <class T>
+lact_status ttt_run<T>::wide_dv(lact_ctx *cx, const lact_ttt_cuda_grad *gr, int64_t t0, int64_t Tt,
+                                float add) {
+    if (!gr->v) return LACT_OK;
+    const int64_t Ld = g.len * g.d;
+    return ttt_gemm(cx, dt(), dt(), false, true, Tt, g.d, 2 * g.dh, g.n, ZE, Tt * 2 * g.dh,
+                    Bw + 4 * g.nel, 6 * g.nel, (T *)gr->v + t0 * g.d, Ld, 1.0f, add);
+}
+
+/* d_k += [dA dB | X02] [W0; W2; dG0; dG2], on cx. */
+template <class T>
+lact_status ttt_run<T>::wide_dk(lact_ctx *cx, const lact_ttt_cuda_grad *gr, int64_t t0, int64_t Tt,
+                                float add) {
+    if (!gr->k) return LACT_OK;
+    const int64_t Ld = g.len * g.d;
+    return ttt_gemm(cx, dt(), dt(), false, false, Tt, g.d, 4 * g.dh, g.n, ZK, Tt * 4 * g.dh, Bw,
+                    6 * g.nel, (T *)gr->k + t0 * g.d, Ld, 1.0f, add);
+}
+
+/* dW1 += Vᵀ dE, dW02 += dABᵀ K: bands of ZE and ZK, on cx. */
+template <class T> lact_status ttt_run<T>::wide_dw(lact_ctx *cx, int64_t t0, int64_t Tt) {
+    const int64_t Ld = g.len * g.d, dh = g.dh, d = g.d;
+    const T *kt = k + t0 * d, *vt = v + t0 * d;
     lact_gemm_desc g1 = lact_gemm_desc_make(vt, ZE, dW + 2 * g.nel, dt(), LACT_F32, true, false, d,
                                             dh, Tt, g.n, Ld, Tt * 2 * dh, 3 * g.nel, 1.0f, 1.0f);
     g1.ldb = 2 * dh;
-    LACT_TRY(lact_cuda_gemm(ctx, &g1));
+    LACT_TRY(lact_cuda_gemm(cx, &g1));
     lact_gemm_desc g02 = lact_gemm_desc_make(ZK, kt, dW, dt(), LACT_F32, true, false, 2 * dh, d, Tt,
                                              g.n, Tt * 4 * dh, Ld, 3 * g.nel, 1.0f, 1.0f);
     g02.lda = 4 * dh;
-    return lact_cuda_gemm(ctx, &g02);
+    return lact_cuda_gemm(cx, &g02);
 }
 
 template <class T>
 lact_status ttt_run<T>::apply_bwd(int64_t j, const T *d_o, const lact_ttt_cuda_grad *gr) {
     const lact_ttt_op *op = &args->ops[j];
     int64_t Ld = g.len * g.d, nel3 = 3 * g.nel, dh = g.dh, d = g.d;
-    const float add = first_touch(j, true, true) ? 0.0f : 1.0f;
     for (int64_t t0 = op->start; t0 < op->end; t0 += tile) {
         int64_t Tt = op->end - t0 < tile ? op->end - t0 : tile;
-        const T *qt = q + t0 * d, *dot = d_o + t0 * d;
+        const T *dot = d_o + t0 * d;
         T *h1 = P1, *dAB = Zab; /* in place, as in grad_bwd */
         if (hidden_fused || stream_grads) {
             /* h, (dA, dB) and with small heads d_q in one pass: rates 1 */
@@ -217,15 +238,90 @@ lact_status ttt_run<T>::apply_bwd(int64_t j, const T *d_o, const lact_ttt_cuda_g
                               Wc + 2 * g.nel, nel3, P1, Tt * dh, 1.0f, 0.0f));
             TTT_LAUNCH_ROWS(ttt_apply_bwd_ew_kernel, g.n * Tt, g, Tt, Zab, P1, h1, dAB);
         }
-        LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, d, dh, Tt, g.n, dot, Ld, h1, Tt * dh,
-                          dW + 2 * g.nel, nel3, 1.0f, 1.0f));
-        LACT_TRY(ttt_gemm(ctx, dt(), LACT_F32, true, false, 2 * dh, d, Tt, g.n, dAB, Tt * 2 * dh,
-                          qt, Ld, dW, nel3, 1.0f, 1.0f));
-        if (gr->q && !hidden_fused)
-            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, d, 2 * dh, g.n, dAB, Tt * 2 * dh,
-                              Wc, nel3, (T *)gr->q + t0 * d, Ld, 1.0f, add));
+        LACT_TRY(apply_dw(ctx, d_o, t0, Tt));
+        if (!hidden_fused) LACT_TRY(apply_dq(ctx, j, gr, t0, Tt));
     }
     return LACT_OK;
+}
+
+/* The apply's dW1 += dOᵀ H, dW02 += [dA dB]ᵀ Q from P1 and Zab, on cx. */
+template <class T>
+lact_status ttt_run<T>::apply_dw(lact_ctx *cx, const T *d_o, int64_t t0, int64_t Tt) {
+    const int64_t Ld = g.len * g.d, nel3 = 3 * g.nel, dh = g.dh, d = g.d;
+    LACT_TRY(ttt_gemm(cx, dt(), LACT_F32, true, false, d, dh, Tt, g.n, d_o + t0 * d, Ld, P1,
+                      Tt * dh, dW + 2 * g.nel, nel3, 1.0f, 1.0f));
+    return ttt_gemm(cx, dt(), LACT_F32, true, false, 2 * dh, d, Tt, g.n, Zab, Tt * 2 * dh,
+                    q + t0 * d, Ld, dW, nel3, 1.0f, 1.0f);
+}
+
+/* d_q += [dA dB] [W0; W2] from Zab, on cx; op j's first rows store. */
+template <class T>
+lact_status ttt_run<T>::apply_dq(lact_ctx *cx, int64_t j, const lact_ttt_cuda_grad *gr, int64_t t0,
+                                 int64_t Tt) {
+    if (!gr->q) return LACT_OK;
+    const float add = first_touch(j, true, true) ? 0.0f : 1.0f;
+    return ttt_gemm(cx, dt(), dt(), false, false, Tt, g.d, 2 * g.dh, g.n, Zab, Tt * 2 * g.dh, Wc,
+                    3 * g.nel, (T *)gr->q + t0 * g.d, g.len * g.d, 1.0f, add);
+}
+
+/* Ops whose backward op_bwd_split takes: the streamed passes and the
+ * pairs, each range one tile. */
+template <class T> bool ttt_run<T>::splits(const lact_ttt_op *op) const {
+    return split && op->end - op->start <= tile;
+}
+
+/* Work queued on cx "to" waits for what "from" has queued so far (nothing
+ * when both are ctx: one stream). */
+template <class T> lact_status ttt_run<T>::hand(int e, lact_ctx *from, lact_ctx *to) {
+    if (from == to) return LACT_OK;
+    LACT_CU(cudaEventRecord(ev[e], lact_cuda_stream(from)));
+    LACT_CU(cudaStreamWaitEvent(lact_cuda_stream(to), ev[e], 0));
+    return LACT_OK;
+}
+
+/* The backward of op j (update and/or apply, after load) on two streams:
+ * ctx takes the step's backward, the apply's weight gradients, the
+ * update's streamed pass, d_v and its weight gradients; sx takes the
+ * apply's streamed pass and d_q, then d_k. Each pair of passes that runs
+ * side by side is independent: the step's backward (memory-bound) beside
+ * the apply's pass (tensor cores), each product beside another, so each
+ * fills the other's first and last waves. The apply comes first, as its
+ * pass needs only the weights: its outputs (Zab, P1) then live in ZK and
+ * ZE until the update's pass overwrites them. With sx = ctx the same
+ * order runs on one stream, with the same bits. */
+template <class T>
+lact_status ttt_run<T>::op_bwd_split(int64_t j, const T *d_o, const lact_ttt_cuda_grad *gr,
+                                     const float *state, int64_t u) {
+    enum { E_WEIGHTS, E_PASS, E_DQ, E_PAIRS, E_DONE };
+    const lact_ttt_op *op = &args->ops[j];
+    /* the step's backward writes the products' copy of W where it is not
+     * the snapshot itself (step_bwd_as) */
+    const bool wc_by_step = op->update && mom && !muon && !sb16;
+    if (op->apply && !wc_by_step) LACT_TRY(hand(E_WEIGHTS, ctx, sx));
+    if (op->update) LACT_TRY(step_bwd(j, state, u));
+    if (op->apply) {
+        const int64_t t0 = op->start, Tt = op->end - op->start;
+        if (wc_by_step) LACT_TRY(hand(E_WEIGHTS, ctx, sx));
+        LACT_TRY(hidden(q, d_o, NULL, NULL, NULL, Zab, P1, NULL, t0, Tt, sx));
+        LACT_TRY(hand(E_PASS, sx, ctx));
+        LACT_TRY(apply_dq(sx, j, gr, t0, Tt));
+        LACT_TRY(apply_dw(ctx, d_o, t0, Tt));
+        LACT_TRY(hand(E_DQ, sx, ctx)); /* Zab is read until here */
+    }
+    if (op->update) {
+        const int64_t t0 = op->start, Tt = op->end - op->start;
+        const float add = first_touch(j, false, true) ? 0.0f : 1.0f;
+        if constexpr (ttt_dt<T>::v == LACT_BF16)
+            LACT_TRY(ttt_hidden_stream_bwd_pairs(ctx, k, v, Bw, in->lr0, in->lr1, in->lr2, ZK, ZE,
+                                                 gr->lr0, gr->lr1, gr->lr2, g.n, g.len, t0, Tt, g.d,
+                                                 g.dh));
+        LACT_TRY(hand(E_PAIRS, ctx, sx));
+        LACT_TRY(wide_dk(sx, gr, t0, Tt, add));
+        LACT_TRY(wide_dv(ctx, gr, t0, Tt, add));
+        LACT_TRY(wide_dw(ctx, t0, Tt));
+    }
+    /* the next op's step overwrites Bw, its apply's pass Zab and P1 */
+    return hand(E_DONE, sx, ctx);
 }
 
 template <class T>
@@ -258,6 +354,10 @@ lact_status ttt_run<T>::backward(const lact_ttt_cuda_grad *gr, const T *d_o, con
         /* The step's backward writes Wc itself (step_bwd) where it
          * runs before any product. */
         LACT_TRY(load(state, u, !(op->update && mom && !muon)));
+        if (splits(op)) {
+            LACT_TRY(op_bwd_split(j, d_o, gr, state, u));
+            continue;
+        }
         if (op->update) {
             if (!mom) LACT_TRY(grad_fwd(op));
             LACT_TRY(step_bwd(j, state, u));

@@ -274,6 +274,47 @@ static void kept_same(lact_ctx *gpu, int ci, const lact_tensor *dg, const lact_t
     lact_tensor_free(&o), lact_tensor_free(&st);
 }
 
+/* The backward on two streams (the default where the streamed passes and
+ * the paired products run) gives the bits of the same order on one stream
+ * (LACT_TTT_OVERLAP=0): the second stream only moves work in time. */
+static bool g_check_one_stream;
+
+static void one_stream_same(lact_ctx *gpu, int ci, const lact_tensor *dg, const lact_tensor *ddo,
+                            const lact_tensor *st, const lact_tensor *dv, bool mom,
+                            const lact_ttt_args *args) {
+    lact_tensor g2[NT];
+    memset(g2, 0, sizeof g2);
+    lact_status s = LACT_OK;
+    for (int i = 0; i < NT && s == LACT_OK; i++)
+        if (dg[i].data) {
+            s = lact_tensor_alloc(&g2[i], dg[i].dtype, LACT_CUDA, dg[i].ndim, dg[i].shape);
+            if (s == LACT_OK) s = poison(&g2[i]);
+        }
+    const lact_tensor *dm = mom ? &dv[6] : NULL;
+    setenv("LACT_TTT_OVERLAP", "0", 1);
+    if (s == LACT_OK)
+        s = lact_ttt_backward(gpu, &g2[0], &g2[1], &g2[2], &g2[3], &g2[4], &g2[5],
+                              mom ? &g2[6] : NULL, &g2[7], &g2[8], &g2[9], ddo, st, &dv[0], &dv[1],
+                              &dv[2], &dv[3], &dv[4], &dv[5], dm, &dv[7], &dv[8], &dv[9], args);
+    unsetenv("LACT_TTT_OVERLAP");
+    if (s == LACT_OK) s = lact_ctx_sync(gpu);
+    CHECK_MSG(s == LACT_OK, "case %d: CUDA on one stream: %s", ci, lact_errmsg());
+    int same = 0, n = 0;
+    for (int i = 0; i < NT && s == LACT_OK; i++) {
+        if (!dg[i].data) continue;
+        lact_tensor a = {0}, b = {0};
+        CHECK_OK(lact_tensor_clone(&a, &dg[i], dg[i].dtype, LACT_CPU));
+        CHECK_OK(lact_tensor_clone(&b, &g2[i], g2[i].dtype, LACT_CPU));
+        bool eq = !memcmp(a.data, b.data, lact_tensor_nbytes(&a));
+        CHECK_MSG(eq, "case %d: d_%s on two streams differs from one stream", ci, names[i]);
+        same += eq, n++;
+        lact_tensor_free(&a), lact_tensor_free(&b);
+    }
+    printf("   two streams against one: %d of %d gradients the same bits\n", same, n);
+    for (int i = 0; i < NT; i++)
+        lact_tensor_free(&g2[i]);
+}
+
 /* Applies and updates whose ranges overlap, and tokens that no apply (at
  * the end) or no update (after the second) covers: the CUDA products store
  * on the rows an op writes first and add on the others, and the uncovered
@@ -410,6 +451,7 @@ static double run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci
         }
         if (act == LACT_BF16 && lact_ttt_state_ns_numel(&args, d, dh) > 0)
             kept_same(gpu, ci, dg, &ddo, dv, cc->mom, &args, tol);
+        if (g_check_one_stream) one_stream_same(gpu, ci, dg, &ddo, &dst, dv, cc->mom, &args);
         result = worst;
         printf("case %d %-4s N=%lld L=%lld d=%lld dh=%lld C=%lld mom=%d muon=%d n_ctx=%lld "
                "save_every=%d: worst %.2e of bound %.2e (%s)%s\n   %s\n",
@@ -507,7 +549,9 @@ int main(void) {
         printf("   the same with the default kernels (fused where they fit):\n");
         /* the streamed apply even where the grid is too small to pay */
         if (stream) setenv("LACT_TTT_HIDDEN_STREAM", "1", 1);
+        g_check_one_stream = stream;
         double fused = run_case(&cpu, &gpu, &cases[c], c, LACT_BF16);
+        g_check_one_stream = false;
         unsetenv("LACT_TTT_HIDDEN_STREAM");
         CHECK_MSG(fused >= 0 && batched >= 0 && fused <= 2 * batched + 1e-3,
                   "case %d bf16: error %.3g with the fused kernels, %.3g batched", c, fused,
@@ -546,7 +590,10 @@ int main(void) {
         const double batched = batched_err[c];
         printf("case %d with the state in BF16 (F32 state, batched: %.2e):\n", c, batched);
         g_state_bf16 = true;
+        const int64_t d = cases[c].d, dh = d * cases[c].mult;
+        g_check_one_stream = d % 64 == 0 && dh % 64 == 0 && cases[c].mom;
         double b16 = run_case(&cpu, &gpu, &cases[c], c, LACT_BF16);
+        g_check_one_stream = false;
         CHECK_MSG(b16 >= 0 && batched >= 0 && b16 <= 2 * batched + 3e-3,
                   "case %d bf16: error %.3g with the state in BF16, %.3g in F32 (batched)", c, b16,
                   batched);
