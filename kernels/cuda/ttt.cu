@@ -648,6 +648,7 @@ template <class T> struct ttt_run {
     lact_status hand(int e, lact_ctx *from, lact_ctx *to);
     /* events of the forward's hand-offs (op_bwd_split has its own) */
     enum { E_FWD_H = 5, E_FWD_JOIN };
+    static_assert(E_FWD_JOIN < LACT_SIDE_EVENTS, "lact_cuda_side keeps too few events");
     lact_status op_bwd_split(int64_t j, const T *d_o, const lact_ttt_cuda_grad *gr,
                              const float *state, int64_t u);
     lact_status backward(const lact_ttt_cuda_grad *gr, const T *d_o, const float *state);

@@ -293,6 +293,7 @@ template <class T>
 lact_status ttt_run<T>::op_bwd_split(int64_t j, const T *d_o, const lact_ttt_cuda_grad *gr,
                                      const float *state, int64_t u) {
     enum { E_WEIGHTS, E_PASS, E_DQ, E_PAIRS, E_DONE };
+    static_assert((int)E_DONE < (int)E_FWD_H, "the forward's events are apart");
     const lact_ttt_op *op = &args->ops[j];
     /* the step's backward writes the products' copy of W where it is not
      * the snapshot itself (step_bwd_as) */
