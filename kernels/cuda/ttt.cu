@@ -363,9 +363,17 @@ template <class T> struct ttt_run {
     lact_status hidden(const T *x, const T *y, const float *l0, const float *l1, const float *l2,
                        T *out02, T *out1, T *dx, int64_t t0, int64_t Tt, lact_ctx *cx = NULL) {
         if constexpr (ttt_dt<T>::v == LACT_BF16) {
-            if (stream_grads && !dx)
-                return ttt_hidden_stream(cx ? cx : ctx, x, y, Wc, l0, l1, l2, out02, out1, g.n,
-                                         g.len, t0, Tt, g.d, g.dh);
+            if (stream_grads && !dx) {
+                lact_ctx *c = cx ? cx : ctx;
+                /* e = y W1 by a product, which the pass reads and overwrites */
+                const bool e_read = ttt_hidden_stream_reads_e(g.n, Tt, g.dh, true);
+                if (e_read)
+                    LACT_TRY(ttt_gemm(c, dt(), dt(), false, false, Tt, g.dh, g.d, g.n, y + t0 * g.d,
+                                      g.len * g.d, Wc + 2 * g.nel, 3 * g.nel, out1, Tt * g.dh,
+                                      1.0f, 0.0f));
+                return ttt_hidden_stream(c, x, y, Wc, l0, l1, l2, out02, out1, g.n, g.len, t0, Tt,
+                                         g.d, g.dh, e_read);
+            }
             return ttt_hidden_fused(ctx, x, y, Wc, l0, l1, l2, out02, out1, dx, g.n, g.len, t0, Tt,
                                     g.d, g.dh);
         }
@@ -635,6 +643,7 @@ template <class T> struct ttt_run {
     lact_status sum_parts(int64_t j, int64_t nb);
     lact_status grad_bwd(int64_t j, const lact_ttt_cuda_grad *gr, bool have_tile);
     lact_status grad_bwd_wide(const lact_ttt_cuda_grad *gr, int64_t t0, int64_t Tt, float add);
+    lact_status pairs_pass(const lact_ttt_cuda_grad *gr, int64_t t0, int64_t Tt);
     lact_status apply_bwd(int64_t j, const T *d_o, const lact_ttt_cuda_grad *gr);
     lact_status apply_dw(lact_ctx *cx, const T *d_o, int64_t t0, int64_t Tt);
     lact_status apply_dq(lact_ctx *cx, int64_t j, const lact_ttt_cuda_grad *gr, int64_t t0,

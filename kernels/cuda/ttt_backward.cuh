@@ -168,10 +168,7 @@ lact_status ttt_run<T>::grad_bwd_wide(const lact_ttt_cuda_grad *gr, int64_t t0, 
     const int64_t Ld = g.len * g.d, dh = g.dh, d = g.d, s6 = 6 * g.nel;
     const T *kt = k + t0 * d, *vt = v + t0 * d, *B1 = Bw + 4 * g.nel;
     if (stream_grads) { /* BF16 only: the products and the element-wise step in one pass */
-        if constexpr (ttt_dt<T>::v == LACT_BF16)
-            LACT_TRY(ttt_hidden_stream_bwd_pairs(ctx, k, v, Bw, in->lr0, in->lr1, in->lr2, ZK, ZE,
-                                                 gr->lr0, gr->lr1, gr->lr2, g.n, g.len, t0, Tt, d,
-                                                 dh));
+        LACT_TRY(pairs_pass(gr, t0, Tt));
     } else {
         LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, true, Tt, 4 * dh, d, g.n, kt, Ld, Bw, s6, ZK,
                           Tt * 4 * dh, 1.0f, 0.0f));
@@ -184,6 +181,24 @@ lact_status ttt_run<T>::grad_bwd_wide(const lact_ttt_cuda_grad *gr, int64_t t0, 
     LACT_TRY(wide_dv(ctx, gr, t0, Tt, add));
     LACT_TRY(wide_dk(ctx, gr, t0, Tt, add));
     return wide_dw(ctx, t0, Tt);
+}
+
+/* The update's streamed pass in the paired layout over tokens t0 + [0,
+ * Tt) (BF16 only), after ZE = v [W1 | dG1] by a product where the pass
+ * reads it (ttt_hidden_stream_reads_e). */
+template <class T>
+lact_status ttt_run<T>::pairs_pass(const lact_ttt_cuda_grad *gr, int64_t t0, int64_t Tt) {
+    if constexpr (ttt_dt<T>::v == LACT_BF16) {
+        const int64_t dh = g.dh, d = g.d;
+        const bool e_read = ttt_hidden_stream_reads_e(g.n, Tt, dh, false);
+        if (e_read)
+            LACT_TRY(ttt_gemm(ctx, dt(), dt(), false, false, Tt, 2 * dh, d, g.n, v + t0 * d,
+                              g.len * d, Bw + 4 * g.nel, 6 * g.nel, ZE, Tt * 2 * dh, 1.0f, 0.0f));
+        return ttt_hidden_stream_bwd_pairs(ctx, k, v, Bw, in->lr0, in->lr1, in->lr2, ZK, ZE,
+                                           gr->lr0, gr->lr1, gr->lr2, g.n, g.len, t0, Tt, d, dh,
+                                           e_read);
+    }
+    return lact_fail(LACT_E_UNSUPPORTED, "ttt: the streamed pass takes BF16");
 }
 
 /* d_v += [dE | H1] [W1 | dG1]ᵀ over tokens t0 + [0, Tt), on cx. */
@@ -312,10 +327,7 @@ lact_status ttt_run<T>::op_bwd_split(int64_t j, const T *d_o, const lact_ttt_cud
     if (op->update) {
         const int64_t t0 = op->start, Tt = op->end - op->start;
         const float add = first_touch(j, false, true) ? 0.0f : 1.0f;
-        if constexpr (ttt_dt<T>::v == LACT_BF16)
-            LACT_TRY(ttt_hidden_stream_bwd_pairs(ctx, k, v, Bw, in->lr0, in->lr1, in->lr2, ZK, ZE,
-                                                 gr->lr0, gr->lr1, gr->lr2, g.n, g.len, t0, Tt, g.d,
-                                                 g.dh));
+        LACT_TRY(pairs_pass(gr, t0, Tt));
         LACT_TRY(hand(E_PAIRS, ctx, sx));
         LACT_TRY(wide_dk(sx, gr, t0, Tt, add));
         LACT_TRY(wide_dv(ctx, gr, t0, Tt, add));

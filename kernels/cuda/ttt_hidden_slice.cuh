@@ -103,11 +103,21 @@ __device__ __forceinline__ void thf_store_rate_grads(float (&sl)[2][3], float *p
     }
 }
 
+/* Register i of an m64n64 accumulator, as floats or as BF16 pairs in
+ * accumulator order (pair x: registers 2x, 2x + 1), which stay packed
+ * until they are used. */
+__device__ __forceinline__ float thf_at(const float (&r)[32], int i) { return r[i]; }
+__device__ __forceinline__ float thf_at(const uint32_t (&r)[16], int i) {
+    const float2 v = taf_unpack(r[i >> 1]);
+    return i & 1 ? v.y : v.x;
+}
+
 /* The forward's element-wise step of one slice: f0, f2 packed in pairs
  * (wg_acc_to_a order, also the A fragments of the dx product) and f1, then
  * the stores. No branch between the elements, so that their MUFU chains
  * interleave. */
-__device__ __forceinline__ void thf_fwd_slice(const float (&ab)[64], const float (&e)[32],
+template <class E>
+__device__ __forceinline__ void thf_fwd_slice(const float (&ab)[64], const E &e,
                                               const float (&L)[2][3], uint32_t (&fa)[4][4],
                                               uint32_t (&fb)[4][4], bf16 *out02, bf16 *out1,
                                               int64_t ld02, int64_t ld1, size_t orow, int r0,
@@ -123,8 +133,9 @@ __device__ __forceinline__ void thf_fwd_slice(const float (&ab)[64], const float
             const float a = ab[i + u], b = ab[i + u + 32];
             const float sg = thf_sigmoid(a);
             const float s = a * sg, sp = sg * (1.0f + a * (1.0f - sg));
-            v0[u] = L[hh][0] * e[i + u] * b * sp;
-            v2[u] = L[hh][2] * e[i + u] * s;
+            const float ev = thf_at(e, i + u);
+            v0[u] = L[hh][0] * ev * b * sp;
+            v2[u] = L[hh][2] * ev * s;
             v1[u] = L[hh][1] * s * b;
         }
         fa[i / 8][(i % 8) / 2] = wg_pack_bf16(v0[0], v0[1]);
@@ -193,16 +204,32 @@ __device__ __forceinline__ void thf_pack_abe(uint32_t (&abe)[3][16], const float
     }
 }
 
+/* Where the backward's element-wise step finds a, b, e: in memory (out02,
+ * out1); in registers (thf_pack_abe); or a, b in registers and e and p1 =
+ * v dG1 as the thread's own 16-byte words in shared memory, a word (hh, q)
+ * 2 KB apart (the streamed kernel's ths_copy_slice). */
+enum { THF_ABE_MEM, THF_ABE_REGS, THF_AB_REGS_EP_SMEM };
+
+/* A thread's 16-byte word of shared memory at addr, in accumulator pair
+ * order across the quad (wg_quad_transpose). */
+__device__ __forceinline__ void thf_ld_pairs(uint32_t (&w)[4], uint32_t addr, int t) {
+    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3])
+                 : "r"(addr));
+    wg_quad_transpose(w, t);
+}
+
 /* The backward's element-wise step of one slice, from kg = [k dG0ᵀ | k
- * dG2ᵀ] (in ab) and p1 = v dG1 (in e), and a, b, e (BF16) read from out02
- * and out1, or with REGS from abe (thf_pack_abe): writes h1, x0, x2 to
- * out02 and out1, dA, dB and dE, and adds the rows' terms of the
- * learning-rate gradients to sl[h][0..2]. */
-template <bool REGS>
+ * dG2ᵀ] (in ab) and p1 = v dG1 (in e, or with THF_AB_REGS_EP_SMEM at sp),
+ * and a, b, e (BF16) from where SRC says (e at se with
+ * THF_AB_REGS_EP_SMEM): writes h1, x0, x2 to out02 and out1, dA, dB and
+ * dE, and adds the rows' terms of the learning-rate gradients to
+ * sl[h][0..2]. */
+template <int SRC, class P>
 __device__ __forceinline__ void
-thf_bwd_slice_abe(const float (&kg)[64], const float (&p)[32], const float (&L)[2][3],
-                  float (&sl)[2][3], const thf_args &A, size_t orow, int r0, int valid, int h0,
-                  int dh, int lane, const uint32_t (&abe)[3][16]) {
+thf_bwd_slice_abe(const float (&kg)[64], const P &p, const float (&L)[2][3], float (&sl)[2][3],
+                  const thf_args &A, size_t orow, int r0, int valid, int h0, int dh, int lane,
+                  const uint32_t (&abe)[3][16], uint32_t se = 0, uint32_t sp = 0) {
     const int g = lane >> 2, t = lane & 3;
     const int64_t ld02 = thf_ld02(A, dh), ld1 = thf_ld1(A, dh);
 #pragma unroll
@@ -213,14 +240,20 @@ thf_bwd_slice_abe(const float (&kg)[64], const float (&p)[32], const float (&L)[
             const bool ok = row < valid;
             bf16 *p02 = A.out02 + (orow + row) * ld02 + col,
                  *p1 = A.out1 + (orow + row) * ld1 + col;
-            uint32_t wa[4], wb[4], we[4];
-            if constexpr (REGS) {
+            uint32_t wa[4], wb[4], we[4], wp[4];
+            if constexpr (SRC != THF_ABE_MEM) {
 #pragma unroll
                 for (int m = 0; m < 4; m++) {
                     const int x = 2 * (4 * q + m) + hh; /* pair index */
-                    wa[m] = abe[0][x], wb[m] = abe[1][x], we[m] = abe[2][x];
+                    wa[m] = abe[0][x], wb[m] = abe[1][x];
+                    if constexpr (SRC == THF_ABE_REGS) we[m] = abe[2][x];
                 }
-            } else {
+            }
+            if constexpr (SRC == THF_AB_REGS_EP_SMEM) {
+                thf_ld_pairs(we, se + (uint32_t)(2 * hh + q) * 2048u, t);
+                thf_ld_pairs(wp, sp + (uint32_t)(2 * hh + q) * 2048u, t);
+            }
+            if constexpr (SRC == THF_ABE_MEM) {
                 taf_ld16(wa, p02, ok);
                 taf_ld16(wb, p02 + dh, ok);
                 taf_ld16(we, p1, ok);
@@ -234,11 +267,16 @@ thf_bwd_slice_abe(const float (&kg)[64], const float (&p)[32], const float (&L)[
                 const int i = 4 * (4 * q + m) + 2 * hh; /* accumulator register of the pair */
                 const float2 a2 = taf_unpack(wa[m]), b2 = taf_unpack(wb[m]), e2 = taf_unpack(we[m]);
                 const float av[2] = {a2.x, a2.y}, bv[2] = {b2.x, b2.y}, ev[2] = {e2.x, e2.y};
+                float pv[2] = {thf_at(p, i), thf_at(p, i + 1)};
+                if constexpr (SRC == THF_AB_REGS_EP_SMEM) {
+                    const float2 p2 = taf_unpack(wp[m]);
+                    pv[0] = p2.x, pv[1] = p2.y;
+                }
                 float h1[2], x0[2], x2[2], da[2], db[2], de[2];
 #pragma unroll
                 for (int u = 0; u < 2; u++) {
                     const float a = av[u], b = bv[u], e = ev[u];
-                    const float kg0 = kg[i + u], kg2 = kg[i + u + 32], p1 = p[i + u];
+                    const float kg0 = kg[i + u], kg2 = kg[i + u + 32], p1 = pv[u];
                     const float sg = thf_sigmoid(a), s = a * sg;
                     const float sp = sg * (1.0f + a * (1.0f - sg));
                     const float spp = sg * (1.0f - sg) * (2.0f + a * (1.0f - 2.0f * sg));
@@ -281,7 +319,7 @@ __device__ __forceinline__ void thf_bwd_slice(const float (&kg)[64], const float
                                               const thf_args &A, size_t orow, int r0, int valid,
                                               int h0, int dh, int lane) {
     const uint32_t none[3][16] = {}; /* not read */
-    thf_bwd_slice_abe<false>(kg, p, L, sl, A, orow, r0, valid, h0, dh, lane, none);
+    thf_bwd_slice_abe<THF_ABE_MEM>(kg, p, L, sl, A, orow, r0, valid, h0, dh, lane, none);
 }
 
 } // namespace

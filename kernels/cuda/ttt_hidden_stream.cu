@@ -61,20 +61,62 @@ struct ths_maps {
     CUtensorMap x, y, w02, w1, g02, g1;
 };
 
-/* TWO (the apply only): two slices a round, [W0ⱼ; W2ⱼ; W0ⱼ₊₁; W2ⱼ₊₁] as
- * one 256-row B operand where y would be, so that each x step feeds twice
- * the products (m64n256) for 16 KB more. */
-template <int MODE, bool TWO>
+#if WGMMA_DEVICE
+/* Copies the 16-byte words of the warp's rows of 64 columns of src (rows
+ * ld apart, the tile's first row orow) from column col0 to the thread's
+ * own slots at dst (2 KB apart), for ths_pairs: started before a round's
+ * products, so that they arrive while the tensor cores work, and held in
+ * shared memory, where registers have no room for them. */
+__device__ __forceinline__ void ths_copy_slice(uint32_t dst, const bf16 *src, int64_t ld,
+                                               size_t orow, int r0, int valid, int col0,
+                                               int lane) {
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++)
+#pragma unroll
+        for (int q = 0; q < 2; q++) {
+            const int row = r0 + (lane >> 2) + 8 * hh;
+            cp_async16(dst + (uint32_t)(2 * hh + q) * 2048u,
+                       src + (orow + row) * ld + col0 + 8 * (4 * q + (lane & 3)), row < valid);
+        }
+}
+
+/* Those words (after cp_async_wait) as BF16 pairs in accumulator order:
+ * pair x holds registers 2x and 2x + 1 of an m64n64 accumulator. */
+__device__ __forceinline__ void ths_pairs(uint32_t (&pr)[16], uint32_t src, int lane) {
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++)
+#pragma unroll
+        for (int q = 0; q < 2; q++) {
+            uint32_t w[4];
+            asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                         : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3])
+                         : "r"(src + (uint32_t)(2 * hh + q) * 2048u));
+            wg_quad_transpose(w, lane & 3);
+#pragma unroll
+            for (int m = 0; m < 4; m++)
+                pr[2 * (4 * q + m) + hh] = w[m];
+        }
+}
+#endif
+
+/* WIDE: four 64-row weight blocks as one 256-row B operand where y would
+ * be, one m64n256 product a step, so that each x step feeds twice the
+ * products of [W0ⱼ; W2ⱼ] for 16 KB more. The apply and the forward take
+ * two slices a round, [W0ⱼ; W2ⱼ; W0ⱼ₊₁; W2ⱼ₊₁]; the update's backward one,
+ * [W0ⱼ; W2ⱼ; dG0ⱼ; dG2ⱼ]. Without y the forward reads e = y W1 (and the
+ * backward [e | v dG1]) from out1 (de, out1), where a product put it
+ * before the pass, and overwrites it. */
+template <int MODE, bool WIDE>
 __global__ void __launch_bounds__(THS_THREADS, 1)
     ttt_hidden_stream_kernel(const __grid_constant__ ths_maps M, const thf_args A, int d, int dh,
                              int cl) {
 #if WGMMA_DEVICE
     constexpr bool APPLY = MODE == THF_APPLY; /* x and [W0ⱼ; W2ⱼ] only */
-    static_assert(APPLY || !TWO, "two slices a round in the apply only");
-    constexpr int SLICES = TWO ? 2 : 1; /* slices a round */
+    static_assert(APPLY || MODE == THF_FWD || MODE == THF_BWD_AB || !WIDE, "no wide pass");
+    constexpr int SLICES = WIDE && MODE != THF_BWD_AB ? 2 : 1; /* slices a round */
     constexpr bool BWD = MODE == THF_BWD || MODE == THF_BWD_AB;
     /* two rounds a slice: a, b, e from the weights, then the products with dG */
-    constexpr int ROUNDS = MODE == THF_BWD_AB ? 2 : 1;
+    constexpr int ROUNDS = MODE == THF_BWD_AB && !WIDE ? 2 : 1;
     extern __shared__ __align__(1024) unsigned char smem_hs[];
     const uint32_t base = (wg_smem(smem_hs) + 1023u) & ~1023u;
     const uint32_t bars = base + THS_STAGES * THS_STAGE;
@@ -116,18 +158,21 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                 const uint32_t sb = base + (uint32_t)st * THS_STAGE;
                 /* with a cluster: every block's consumers have left this stage */
                 mbar_wait(empty(st), ((s / THS_STAGES) & 1) ^ 1);
-                /* x, then four weight blocks (TWO), two (the apply) or the whole stage */
-                mbar_arrive_tx(full(st), TWO     ? THS_Y + 4 * 8192u
+                /* x, then four weight blocks (WIDE), two (the apply) or the whole stage */
+                mbar_arrive_tx(full(st), WIDE    ? THS_Y + 4 * 8192u
                                          : APPLY ? THS_Y + THS_W1 - THS_W02
                                                  : THS_STAGE);
                 if (cl > 1)
                     tma_load_3d_mc(sb + THS_X + poff, &M.x, kc, row, n, full(st), mask);
                 else
                     tma_load_3d(sb + THS_X, &M.x, kc, row, n, full(st));
-                if (TWO) {
-                    for (int b = 0; b < 4; b++)
-                        tma_load_3d(sb + THS_Y + 8192u * b, w02, kc,
-                                    (b % 2) * dh + 64 * (j + b / 2), n, full(st));
+                if (WIDE) {
+                    for (int b = 0; b < 4; b++) {
+                        const bool gb = MODE == THF_BWD_AB && b >= 2; /* dG0ⱼ, dG2ⱼ */
+                        tma_load_3d(sb + THS_Y + 8192u * b, gb ? &M.g02 : w02, kc,
+                                    (b % 2) * dh + 64 * (MODE == THF_BWD_AB ? j : j + b / 2), n,
+                                    full(st));
+                    }
                     continue;
                 }
                 tma_load_3d(sb + THS_W02, w02, kc, 64 * j, n, full(st));
@@ -196,29 +241,73 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
             wg_fence_regs(ab);
             wg_fence_regs(e);
         };
-        if constexpr (TWO) {
-            /* the apply's rounds of two slices: [a₀ | b₀ | a₁ | b₁] */
+        if constexpr (WIDE) {
+            /* rounds of [a₀ | b₀ | a₁ | b₁] (the apply, the forward) or [a | b
+             * | k dG0ᵀ | k dG2ᵀ] (the update's backward) */
+            const int64_t ld1 = thf_ld1(A, dh);
+            /* e of each slice (the forward), or e and v dG1: two slots of 8 KB
+             * a warpgroup in the stages' W1 blocks, which the wide operand
+             * leaves unused */
+            const uint32_t em = base + (uint32_t)(2 * wgi) * THS_STAGE + THS_W1 +
+                                (uint32_t)(threadIdx.x & 127) * 16u;
 #pragma unroll 1
             for (int i = 0; i < slices; i++) {
-                const int h0 = 128 * ((int)rank + cl * i);
+                const int h0 = 64 * SLICES * ((int)rank + cl * i);
+                if constexpr (MODE == THF_FWD) {
+#pragma unroll
+                    for (int p = 0; p < 2; p++)
+                        ths_copy_slice(em + p * THS_STAGE, A.out1, ld1, orow, r0, valid,
+                                       h0 + 64 * p, lane);
+                } else if constexpr (MODE == THF_BWD_AB) {
+                    ths_copy_slice(em, A.de, ld1, orow, r0, valid, h0, lane);
+                    ths_copy_slice(em + THS_STAGE, A.out1, ld1, orow, r0, valid, h0, lane);
+                }
+                cp_async_commit();
                 float ab[128];
                 run_steps([&](uint32_t sb, int c, int acc) {
                     wg_mma_ss<256>(ab, wg_desc(sb + THS_X + rows_off + 32 * c, 16, 1024),
                                    wg_desc(sb + THS_Y + 32 * c, 16, 1024), acc);
                 });
+                cp_async_wait<0>();
                 wg_fence_regs(ab);
+                if constexpr (MODE == THF_BWD_AB) {
+                    uint32_t abe[3][16] = {}; /* e is in shared memory */
+                    float kg[64];
 #pragma unroll
-                for (int p = 0; p < 2; p++) {
-                    float half[64];
+                    for (int x = 0; x < 16; x++) { /* a, b rounded as the products round them */
+                        abe[0][x] = wg_pack_bf16(ab[2 * x], ab[2 * x + 1]);
+                        abe[1][x] = wg_pack_bf16(ab[2 * x + 32], ab[2 * x + 33]);
+                    }
+                    /* packed now: the floats would hold 32 more registers */
+                    wg_fence_regs(abe[0]);
+                    wg_fence_regs(abe[1]);
 #pragma unroll
                     for (int x = 0; x < 64; x++)
-                        half[x] = ab[64 * p + x];
-                    thf_apply_slice(half, A.out1, orow, r0, valid, h0 + 64 * p, dh, lane);
+                        kg[x] = ab[64 + x];
+                    const float no_p[32] = {}; /* p1 is in shared memory */
+                    thf_bwd_slice_abe<THF_AB_REGS_EP_SMEM>(kg, no_p, L, sl, A, orow, r0, valid, h0,
+                                                           dh, lane, abe, em, em + THS_STAGE);
+                } else {
+#pragma unroll
+                    for (int p = 0; p < 2; p++) {
+                        float half[64];
+#pragma unroll
+                        for (int x = 0; x < 64; x++)
+                            half[x] = ab[64 * p + x];
+                        if constexpr (APPLY) {
+                            thf_apply_slice(half, A.out1, orow, r0, valid, h0 + 64 * p, dh, lane);
+                        } else {
+                            uint32_t e[16], fa[4][4], fb[4][4];
+                            ths_pairs(e, em + p * THS_STAGE, lane);
+                            thf_fwd_slice(half, e, L, fa, fb, A.out02, A.out1, thf_ld02(A, dh),
+                                          ld1, orow, r0, valid, h0 + 64 * p, dh, lane);
+                        }
+                    }
                 }
             }
         }
 #pragma unroll 1
-        for (int i = 0; i < (TWO ? 0 : slices); i++) {
+        for (int i = 0; i < (WIDE ? 0 : slices); i++) {
             const int h0 = 64 * ((int)rank + cl * i);
             float ab[64], e[32];
             if constexpr (MODE == THF_BWD_AB) {
@@ -226,7 +315,7 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                 products(ab, e);
                 thf_pack_abe(abe, ab, e);
                 products(ab, e);
-                thf_bwd_slice_abe<true>(ab, e, L, sl, A, orow, r0, valid, h0, dh, lane, abe);
+                thf_bwd_slice_abe<THF_ABE_REGS>(ab, e, L, sl, A, orow, r0, valid, h0, dh, lane, abe);
                 continue;
             }
             products(ab, e);
@@ -287,12 +376,14 @@ ths_weights ths_state_layout(const bf16 *w, const bf16 *dg, int64_t d, int64_t d
 }
 
 /* Tensor maps of x, y ([N, len, d]) and of the weights; the blocks of a
- * cluster of cl share each tile of x and y. */
+ * cluster of cl share each tile of x and y. e_read: the forward and the
+ * update's backward take the wide operand and read e from memory. */
 lact_status ths_launch(lact_ctx *ctx, const bf16 *x, const bf16 *y, const ths_weights &w,
-                       const thf_args &a, int64_t d, int64_t dh, int mode) {
+                       const thf_args &a, int64_t d, int64_t dh, int mode, bool e_read = false) {
     if (a.N <= 0 || a.Tt <= 0) return LACT_OK;
-    const int cl = ttt_hidden_stream_cluster(dh, mode == THF_APPLY);
-    const int64_t tiles = (a.Tt + THS_ROWS - 1) / THS_ROWS, blocks = (int64_t)a.N * tiles * cl;
+    const int64_t tiles = (a.Tt + THS_ROWS - 1) / THS_ROWS;
+    const int cl = ttt_hidden_stream_cluster(dh, mode == THF_APPLY || e_read, a.N * tiles);
+    const int64_t blocks = (int64_t)a.N * tiles * cl;
     if (blocks >= INT32_MAX || a.len + THS_ROWS >= INT32_MAX || d % 64 || dh % 64)
         return lact_fail(LACT_E_UNSUPPORTED,
                          "ttt streamed hidden pass: %d heads × %lld tokens, "
@@ -313,12 +404,18 @@ lact_status ths_launch(lact_ctx *ctx, const bf16 *x, const bf16 *y, const ths_we
      * share of them */
     const bool two =
         mode == THF_APPLY && (dh / 64) % (2 * cl) == 0 && ttt_hidden_stream_two_slices();
+    if (e_read && mode == THF_FWD && (dh / 64) % (2 * cl))
+        return lact_fail(LACT_E_UNSUPPORTED,
+                         "ttt streamed forward pass reading e: dh = %lld is not a multiple of %d",
+                         (long long)dh, 128 * cl);
     void (*kernel)(ths_maps, thf_args, int, int, int) =
         mode == THF_BWD      ? ttt_hidden_stream_kernel<THF_BWD, false>
-        : mode == THF_BWD_AB ? ttt_hidden_stream_kernel<THF_BWD_AB, false>
+        : mode == THF_BWD_AB ? (e_read ? ttt_hidden_stream_kernel<THF_BWD_AB, true>
+                                       : ttt_hidden_stream_kernel<THF_BWD_AB, false>)
         : mode == THF_APPLY  ? (two ? ttt_hidden_stream_kernel<THF_APPLY, true>
                                     : ttt_hidden_stream_kernel<THF_APPLY, false>)
-                             : ttt_hidden_stream_kernel<THF_FWD, false>;
+                             : (e_read ? ttt_hidden_stream_kernel<THF_FWD, true>
+                                       : ttt_hidden_stream_kernel<THF_FWD, false>);
     LACT_CU(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)THS_SMEM));
     cudaLaunchConfig_t cfg = {};
@@ -358,12 +455,20 @@ bool ttt_hidden_stream_fills(int64_t N, int64_t Tt, int64_t dh) {
     int sms = 0;
     bool wgmma = false;
     if (ttt_fused_device(&sms, &wgmma) != LACT_OK) return false;
-    return N * ((Tt + THS_ROWS - 1) / THS_ROWS) * ttt_hidden_stream_cluster(dh, true) >= sms;
+    const int64_t items = N * ((Tt + THS_ROWS - 1) / THS_ROWS);
+    return items * ttt_hidden_stream_cluster(dh, true, items) >= sms;
 }
 
-int ttt_hidden_stream_cluster(int64_t dh, bool apply) {
+int ttt_hidden_stream_cluster(int64_t dh, bool x_only, int64_t items) {
     const char *e = getenv("LACT_TTT_STREAM_CLUSTER");
-    int cl = e && *e ? atoi(e) : apply ? 1 : 2;
+    int cl = 2;
+    if (e && *e) {
+        cl = atoi(e);
+    } else if (x_only) {
+        int sms = 0;
+        bool wgmma = false;
+        cl = ttt_fused_device(&sms, &wgmma) == LACT_OK && items < sms ? 2 : 1;
+    }
     if (cl < 1) cl = 1;
     if (cl > THS_CLUSTER_MAX) cl = THS_CLUSTER_MAX;
     while (cl > 1 && (cl & (cl - 1) || (dh / 64) % cl)) /* a power of two dividing the slices */
@@ -379,6 +484,13 @@ bool ttt_hidden_stream_two_slices(void) {
 bool ttt_hidden_stream_all(void) {
     const char *e = getenv("LACT_TTT_HIDDEN_STREAM");
     return !(e && strcmp(e, "apply") == 0);
+}
+
+bool ttt_hidden_stream_reads_e(int64_t N, int64_t Tt, int64_t dh, bool fwd) {
+    const char *e = getenv("LACT_TTT_STREAM_E");
+    if (e && strcmp(e, "0") == 0) return false;
+    const int64_t items = N * ((Tt + THS_ROWS - 1) / THS_ROWS);
+    return !fwd || (dh / 64) % (2 * ttt_hidden_stream_cluster(dh, true, items)) == 0;
 }
 
 bool ttt_hidden_stream_pairs(void) {
@@ -400,13 +512,13 @@ bool ttt_hidden_stream_ready(int64_t d, int64_t dh) {
 lact_status ttt_hidden_stream(lact_ctx *ctx, const bf16 *x, const bf16 *y, const bf16 *Wc,
                               const float *l0, const float *l1, const float *l2, bf16 *out02,
                               bf16 *out1, int64_t N, int64_t len, int64_t t0, int64_t Tt, int64_t d,
-                              int64_t dh) {
+                              int64_t dh, bool e_read) {
     LACT_TRY(ths_check(N, Tt));
     thf_args a = {};
     a.x = x, a.y = y, a.Wc = Wc, a.l0 = l0, a.l1 = l1, a.l2 = l2;
     a.out02 = out02, a.out1 = out1;
     a.N = (int)N, a.Tt = (int)Tt, a.len = len, a.t0 = t0;
-    return ths_launch(ctx, x, y, ths_state_layout(Wc, NULL, d, dh), a, d, dh, THF_FWD);
+    return ths_launch(ctx, x, y, ths_state_layout(Wc, NULL, d, dh), a, d, dh, THF_FWD, e_read);
 }
 
 lact_status ttt_hidden_stream_bwd(lact_ctx *ctx, const bf16 *k, const bf16 *v, const bf16 *Wc,
@@ -426,8 +538,8 @@ lact_status ttt_hidden_stream_bwd(lact_ctx *ctx, const bf16 *k, const bf16 *v, c
 lact_status ttt_hidden_stream_bwd_pairs(lact_ctx *ctx, const bf16 *k, const bf16 *v, const bf16 *Bw,
                                         const float *l0, const float *l1, const float *l2, bf16 *zk,
                                         bf16 *ze, float *dl0, float *dl1, float *dl2, int64_t N,
-                                        int64_t len, int64_t t0, int64_t Tt, int64_t d,
-                                        int64_t dh) {
+                                        int64_t len, int64_t t0, int64_t Tt, int64_t d, int64_t dh,
+                                        bool e_read) {
     LACT_TRY(ths_check(N, Tt));
     thf_args a = {};
     a.x = k, a.y = v, a.l0 = l0, a.l1 = l1, a.l2 = l2;
@@ -437,7 +549,7 @@ lact_status ttt_hidden_stream_bwd_pairs(lact_ctx *ctx, const bf16 *k, const bf16
     const int64_t nel = d * dh;
     const ths_weights w = {
         Bw, Bw + 4 * nel, Bw + 2 * nel, Bw + 4 * nel + dh, (uint64_t)(6 * nel), (uint64_t)(2 * dh)};
-    return ths_launch(ctx, k, v, w, a, d, dh, THF_BWD_AB);
+    return ths_launch(ctx, k, v, w, a, d, dh, THF_BWD_AB, e_read);
 }
 
 lact_status ttt_hidden_stream_apply(lact_ctx *ctx, const bf16 *q, const bf16 *Wc, bf16 *h,

@@ -25,10 +25,12 @@ bool ttt_hidden_stream_fills(int64_t N, int64_t Tt, int64_t dh);
 
 /* How many blocks, a cluster, share one token tile, each taking every
  * cl-th slice of the hidden units and bringing 1/cl of the tile's rows to
- * all of them by multicast copies: 2 for the gradient's passes, 1 for the
- * apply's (LACT_TTT_STREAM_CLUSTER=1, 2, 4 or 8 sets both), lowered to a
- * power of two that divides dh / 64. */
-int ttt_hidden_stream_cluster(int64_t dh, bool apply);
+ * all of them by multicast copies: 2 for the passes that copy x and y;
+ * for those that copy only x (the apply's, and the gradient's passes
+ * that read e) 1 where `items` tiles (heads × token tiles) give every
+ * multiprocessor a block, else 2 (LACT_TTT_STREAM_CLUSTER=1, 2, 4 or 8
+ * sets all); lowered to a power of two that divides dh / 64. */
+int ttt_hidden_stream_cluster(int64_t dh, bool x_only, int64_t items);
 
 /* Whether the apply's pass takes two slices of 64 hidden units a round
  * where each block's share of the slices is even (one m64n256 product a
@@ -46,12 +48,23 @@ bool ttt_hidden_stream_all(void);
  * each: unless LACT_TTT_STREAM_WIDE=0. */
 bool ttt_hidden_stream_pairs(void);
 
+/* Whether the gradient's passes read e = y W1 (the update's backward: [e |
+ * v dG1]) from their output rows, where a product writes it before the
+ * pass, and take instead of y four weight blocks a step as one 256-row
+ * operand (the forward two slices a round, so only where each block's
+ * share of the slices is even): unless LACT_TTT_STREAM_E=0. The pass then
+ * brings 48 KB a step for 2.1 M multiply-adds where it brought 56 KB for
+ * 1.6 M; its bound is what L2 delivers. */
+bool ttt_hidden_stream_reads_e(int64_t N, int64_t Tt, int64_t dh, bool fwd);
+
 /* As ttt_hidden_fused without dx: out02 [N][Tt][2·dh] = [f0 | f2], out1
- * [N][Tt][dh] = f1 for the tokens t0 + [0, Tt) of x, y [N, len, d]. */
+ * [N][Tt][dh] = f1 for the tokens t0 + [0, Tt) of x, y [N, len, d]; with
+ * e_read (ttt_hidden_stream_reads_e) out1 holds y W1 on entry and y is
+ * not read. */
 lact_status ttt_hidden_stream(lact_ctx *ctx, const bf16 *x, const bf16 *y, const bf16 *Wc,
                               const float *l0, const float *l1, const float *l2, bf16 *out02,
                               bf16 *out1, int64_t N, int64_t len, int64_t t0, int64_t Tt, int64_t d,
-                              int64_t dh);
+                              int64_t dh, bool e_read);
 
 /* The apply's hidden activations h [N][Tt][dh] = silu(q W0ᵀ) ⊙ (q W2ᵀ) for
  * the tokens t0 + [0, Tt) of q [N, len, d]. */
@@ -70,13 +83,14 @@ lact_status ttt_hidden_stream_bwd(lact_ctx *ctx, const bf16 *k, const bf16 *v, c
 
 /* The update's backward in the paired layout of the batched path, from
  * Bw = per head [W0; W2; dG0; dG2] (4·dh rows of d), then [W1 | dG1] (d
- * rows of 2·dh): forms a, b, e and k dG02ᵀ, v dG1 itself and writes zk
- * [N][Tt][4·dh] = [dA dB | x0 x2], ze [N][Tt][2·dh] = [dE | h1], and adds
- * the rate gradients. */
+ * rows of 2·dh): forms a, b, e and k dG02ᵀ, v dG1 itself (with e_read, ze
+ * holds v [W1 | dG1] on entry) and writes zk [N][Tt][4·dh] = [dA dB | x0
+ * x2], ze [N][Tt][2·dh] = [dE | h1], and adds the rate gradients. */
 lact_status ttt_hidden_stream_bwd_pairs(lact_ctx *ctx, const bf16 *k, const bf16 *v, const bf16 *Bw,
                                         const float *l0, const float *l1, const float *l2, bf16 *zk,
                                         bf16 *ze, float *dl0, float *dl1, float *dl2, int64_t N,
-                                        int64_t len, int64_t t0, int64_t Tt, int64_t d, int64_t dh);
+                                        int64_t len, int64_t t0, int64_t Tt, int64_t d, int64_t dh,
+                                        bool e_read);
 
 /* Whether the backward pass forms a, b, e itself where they are not at
  * hand (LACT_TTT_STREAM_ABE=0: products form them first). */

@@ -561,7 +561,8 @@ int main(void) {
          * by one after it); each cluster size (a tile's blocks sharing its
          * rows by multicast; 1: no cluster; in clusters of 4 and 8 the
          * apply takes one slice a round where dh / 64 is not a multiple of
-         * 8 and 16); the apply one slice a round everywhere */
+         * 8 and 16); the apply one slice a round everywhere; the
+         * gradient's passes forming e themselves instead of reading it */
         static const char *const var[][3] = {
             {"LACT_TTT_HIDDEN_STREAM", "apply", "only the apply's pass streamed"},
             {"LACT_TTT_STREAM_WIDE", "0", "the streamed update's backward in its own layout"},
@@ -569,6 +570,7 @@ int main(void) {
             {"LACT_TTT_STREAM_CLUSTER", "4", "the streamed passes in clusters of 4"},
             {"LACT_TTT_STREAM_CLUSTER", "8", "the streamed passes in clusters of 8"},
             {"LACT_TTT_STREAM_SLICES", "1", "the streamed apply one slice a round"},
+            {"LACT_TTT_STREAM_E", "0", "the streamed gradient's passes forming e themselves"},
         };
         for (int k = 0; stream && k < (int)(sizeof var / sizeof var[0]); k++) {
             if (k > 0) setenv("LACT_TTT_HIDDEN_STREAM", "1", 1);
