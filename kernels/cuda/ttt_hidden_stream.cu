@@ -88,10 +88,7 @@ __device__ __forceinline__ void ths_pairs(uint32_t (&pr)[16], uint32_t src, int 
 #pragma unroll
         for (int q = 0; q < 2; q++) {
             uint32_t w[4];
-            asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
-                         : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3])
-                         : "r"(src + (uint32_t)(2 * hh + q) * 2048u));
-            wg_quad_transpose(w, lane & 3);
+            thf_ld_pairs(w, src + (uint32_t)(2 * hh + q) * 2048u, lane & 3);
 #pragma unroll
             for (int m = 0; m < 4; m++)
                 pr[2 * (4 * q + m) + hh] = w[m];
