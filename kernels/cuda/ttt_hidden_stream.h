@@ -2,9 +2,11 @@
  * weights in shared memory (ttt_hidden_stream.cu): the two passes of
  * ttt_hidden_fused.h and the apply's h = silu(q W0ᵀ) ⊙ (q W2ᵀ), with the
  * token rows and the weights streamed through shared memory by the copy
- * engine, so a, b, e (forward) and k dG02ᵀ, v dG1 (backward) stay in
- * registers instead of a round trip through memory around an element-wise
- * pass. None adds d_q or o: products afterwards do. */
+ * engine, so a, b (and k dG02ᵀ in the backward) stay in registers instead
+ * of a round trip through memory around an element-wise pass; e (and
+ * v dG1) too, or by default from a product before the pass
+ * (ttt_hidden_stream_reads_e). None adds d_q or o: products afterwards
+ * do. */
 #ifndef LACT_CUDA_TTT_HIDDEN_STREAM_H
 #define LACT_CUDA_TTT_HIDDEN_STREAM_H
 
