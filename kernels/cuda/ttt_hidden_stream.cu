@@ -10,7 +10,11 @@
  * ring of stages: the x and y tiles (128 × 64), W0ⱼ and W2ⱼ (64 × 64 each,
  * one 128-row B operand) and W1ⱼ's 64 × 64 block. It runs ahead across the
  * slice boundaries, so the next slice's operands arrive while the
- * consumers are in the element-wise step.
+ * consumers are in the element-wise step. A consumer warp gives a stage
+ * back as soon as the products that read it have finished, before it
+ * issues the next step's (`early`): the passes wait on the copies'
+ * latency, and three stages in flight instead of two outweigh the short
+ * gap between steps, which the other warpgroup's products mostly fill.
  *
  * The x and y tiles are read once per slice (dh / 64 times a tile, from
  * L2); the weights once per tile. That makes the pass bound by what L2
@@ -106,7 +110,7 @@ __device__ __forceinline__ void ths_pairs(uint32_t (&pr)[16], uint32_t src, int 
 template <int MODE, bool WIDE>
 __global__ void __launch_bounds__(THS_THREADS, 1)
     ttt_hidden_stream_kernel(const __grid_constant__ ths_maps M, const thf_args A, int d, int dh,
-                             int cl) {
+                             int cl, int early) {
 #if WGMMA_DEVICE
     constexpr bool APPLY = MODE == THF_APPLY; /* x and [W0ⱼ; W2ⱼ] only */
     static_assert(APPLY || MODE == THF_FWD || MODE == THF_BWD_AB || !WIDE, "no wide pass");
@@ -216,14 +220,18 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                 for (int c = 0; c < 4; c++)
                     issue(sb, c, kc > 0 || c > 0);
                 wg_commit();
-                /* the step before has been read: its stage goes back */
-                if (kc > 0) {
+                if (early) { /* this step's stage goes back as soon as it is read */
+                    wg_wait<0>();
+                    release(st);
+                } else if (kc > 0) { /* the step before has been read */
                     wg_wait<1>();
                     release((s - 1) % THS_STAGES);
                 }
             }
-            wg_wait<0>();
-            release((s - 1) % THS_STAGES);
+            if (!early) {
+                wg_wait<0>();
+                release((s - 1) % THS_STAGES);
+            }
         };
         /* [a | b] (columns 0–63 a, 64–127 b) and e over d, or with dG as the
          * weights k dG02ᵀ and v dG1 */
@@ -405,7 +413,7 @@ lact_status ths_launch(lact_ctx *ctx, const bf16 *x, const bf16 *y, const ths_we
         return lact_fail(LACT_E_UNSUPPORTED,
                          "ttt streamed forward pass reading e: dh = %lld is not a multiple of %d",
                          (long long)dh, 128 * cl);
-    void (*kernel)(ths_maps, thf_args, int, int, int) =
+    void (*kernel)(ths_maps, thf_args, int, int, int, int) =
         mode == THF_BWD      ? ttt_hidden_stream_kernel<THF_BWD, false>
         : mode == THF_BWD_AB ? (e_read ? ttt_hidden_stream_kernel<THF_BWD_AB, true>
                                        : ttt_hidden_stream_kernel<THF_BWD_AB, false>)
@@ -427,7 +435,8 @@ lact_status ths_launch(lact_ctx *ctx, const bf16 *x, const bf16 *y, const ths_we
     at[0].val.clusterDim.z = 1;
     cfg.attrs = at;
     cfg.numAttrs = 1;
-    LACT_CU(cudaLaunchKernelEx(&cfg, kernel, m, a, (int)d, (int)dh, cl));
+    LACT_CU(cudaLaunchKernelEx(&cfg, kernel, m, a, (int)d, (int)dh, cl,
+                               (int)ttt_hidden_stream_early_release()));
     LACT_CU_LAUNCH("ttt_hidden_stream");
     return LACT_OK;
 }
@@ -471,6 +480,11 @@ int ttt_hidden_stream_cluster(int64_t dh, bool x_only, int64_t items) {
     while (cl > 1 && (cl & (cl - 1) || (dh / 64) % cl)) /* a power of two dividing the slices */
         cl--;
     return cl;
+}
+
+bool ttt_hidden_stream_early_release(void) {
+    const char *e = getenv("LACT_TTT_STREAM_RELEASE");
+    return !(e && strcmp(e, "late") == 0);
 }
 
 bool ttt_hidden_stream_two_slices(void) {

@@ -40,6 +40,13 @@ int ttt_hidden_stream_cluster(int64_t dh, bool x_only, int64_t items);
  * multiply-add): unless LACT_TTT_STREAM_SLICES=1. */
 bool ttt_hidden_stream_two_slices(void);
 
+/* Whether the consumers give a stage back as soon as its step's products
+ * have read it, waiting for them before the next step, so that three of
+ * the four stages can be in flight; or, with LACT_TTT_STREAM_RELEASE=late,
+ * only once the next step's products are issued (two in flight, the
+ * tensor cores never waiting between steps). */
+bool ttt_hidden_stream_early_release(void);
+
 /* Whether the gradient's passes (ttt_hidden_stream, ttt_hidden_stream_bwd
  * and _bwd_pairs) run too, whatever the grid: unless
  * LACT_TTT_HIDDEN_STREAM=apply (only the apply's pass) or 0 (none). */
