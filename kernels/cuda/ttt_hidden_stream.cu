@@ -72,8 +72,7 @@ struct ths_maps {
  * products, so that they arrive while the tensor cores work, and held in
  * shared memory, where registers have no room for them. */
 __device__ __forceinline__ void ths_copy_slice(uint32_t dst, const bf16 *src, int64_t ld,
-                                               size_t orow, int r0, int valid, int col0,
-                                               int lane) {
+                                               size_t orow, int r0, int valid, int col0, int lane) {
 #pragma unroll
     for (int hh = 0; hh < 2; hh++)
 #pragma unroll
@@ -128,9 +127,13 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
     /* The cl blocks of a cluster share a tile and take every cl-th slice;
      * each brings 128 / cl rows of the x and y tiles to all of them. */
     const uint32_t rank = cl > 1 ? cluster_rank() : 0u;
-    const int tiles = (A.Tt + THS_ROWS - 1) / THS_ROWS, item = (int)blockIdx.x / cl;
-    const int n = item / tiles, r_tile = (item % tiles) * THS_ROWS;
-    const int valid = A.Tt - r_tile < THS_ROWS ? A.Tt - r_tile : THS_ROWS;
+    /* Without a cluster a wide pass's block walks the tiles item, item +
+     * stride, ... (persistent: the stages run on across its tiles, so a
+     * tile's first copies arrive while the consumers finish the tile
+     * before); a cluster, or a block of the other passes, takes one tile. */
+    const int tiles = (A.Tt + THS_ROWS - 1) / THS_ROWS, items = A.N * tiles;
+    const int item0 = (int)blockIdx.x / cl, n0 = item0 / tiles, rt0 = (item0 % tiles) * THS_ROWS;
+    const int last = WIDE && cl == 1 ? items : item0 + 1, stride = WIDE ? (int)gridDim.x : 1;
     const int ks = d / 64, slices = dh / 64 / SLICES / cl, steps = ks * ROUNDS * slices;
 
     if (threadIdx.x == 0) {
@@ -148,42 +151,49 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
         /* ---- producer: one thread issues every copy ---- */
         wg_setmaxnreg_dec<40>();
         if (threadIdx.x == 0) {
-            const int piece = THS_ROWS / cl, row = (int)A.t0 + r_tile + (int)rank * piece;
+            const int piece = THS_ROWS / cl;
             const uint32_t poff = rank * (uint32_t)piece * 128u;
             const uint16_t mask = (uint16_t)((1u << cl) - 1u);
-            for (int s = 0; s < steps; s++) {
-                const int st = s % THS_STAGES, kc = (s % ks) * 64;
-                const int j = SLICES * ((int)rank + cl * (s / (ks * ROUNDS)));
-                const bool grad = ROUNDS == 2 && (s / ks) % 2 == 1;
-                const CUtensorMap *w02 = grad ? &M.g02 : &M.w02, *w1 = grad ? &M.g1 : &M.w1;
-                const uint32_t sb = base + (uint32_t)st * THS_STAGE;
-                /* with a cluster: every block's consumers have left this stage */
-                mbar_wait(empty(st), ((s / THS_STAGES) & 1) ^ 1);
-                /* x, then four weight blocks (WIDE), two (the apply) or the whole stage */
-                mbar_arrive_tx(full(st), WIDE    ? THS_Y + 4 * 8192u
-                                         : APPLY ? THS_Y + THS_W1 - THS_W02
-                                                 : THS_STAGE);
-                if (cl > 1)
-                    tma_load_3d_mc(sb + THS_X + poff, &M.x, kc, row, n, full(st), mask);
-                else
-                    tma_load_3d(sb + THS_X, &M.x, kc, row, n, full(st));
-                if (WIDE) {
-                    for (int b = 0; b < 4; b++) {
-                        const bool gb = MODE == THF_BWD_AB && b >= 2; /* dG0ⱼ, dG2ⱼ */
-                        tma_load_3d(sb + THS_Y + 8192u * b, gb ? &M.g02 : w02, kc,
-                                    (b % 2) * dh + 64 * (MODE == THF_BWD_AB ? j : j + b / 2), n,
-                                    full(st));
+            int g = 0; /* the stage count over the block's tiles */
+            for (int item = item0; item < last; item += stride) {
+                for (int s = 0; s < steps; s++, g++) {
+                    const int n = WIDE ? item / tiles : n0;
+                    const int row =
+                        (int)A.t0 + (WIDE ? (item % tiles) * THS_ROWS : rt0) + (int)rank * piece;
+                    const int st = g % THS_STAGES, kc = (s % ks) * 64;
+                    const int j = SLICES * ((int)rank + cl * (s / (ks * ROUNDS)));
+                    const bool grad = ROUNDS == 2 && (s / ks) % 2 == 1;
+                    const CUtensorMap *w02 = grad ? &M.g02 : &M.w02, *w1 = grad ? &M.g1 : &M.w1;
+                    const uint32_t sb = base + (uint32_t)st * THS_STAGE;
+                    /* with a cluster: every block's consumers have left this stage */
+                    mbar_wait(empty(st), ((g / THS_STAGES) & 1) ^ 1);
+                    /* x, then four weight blocks (WIDE), two (the apply) or the whole stage */
+                    mbar_arrive_tx(full(st), WIDE    ? THS_Y + 4 * 8192u
+                                             : APPLY ? THS_Y + THS_W1 - THS_W02
+                                                     : THS_STAGE);
+                    if (cl > 1)
+                        tma_load_3d_mc(sb + THS_X + poff, &M.x, kc, row, n, full(st), mask);
+                    else
+                        tma_load_3d(sb + THS_X, &M.x, kc, row, n, full(st));
+                    if (WIDE) {
+                        for (int b = 0; b < 4; b++) {
+                            const bool gb = MODE == THF_BWD_AB && b >= 2; /* dG0ⱼ, dG2ⱼ */
+                            tma_load_3d(sb + THS_Y + 8192u * b, gb ? &M.g02 : w02, kc,
+                                        (b % 2) * dh + 64 * (MODE == THF_BWD_AB ? j : j + b / 2), n,
+                                        full(st));
+                        }
+                        continue;
                     }
-                    continue;
+                    tma_load_3d(sb + THS_W02, w02, kc, 64 * j, n, full(st));
+                    tma_load_3d(sb + THS_W02 + 8192, w02, kc, dh + 64 * j, n, full(st));
+                    if (APPLY) continue;
+                    if (cl > 1)
+                        tma_load_3d_mc(sb + THS_Y + poff, &M.y, kc, row, n, full(st), mask);
+                    else
+                        tma_load_3d(sb + THS_Y, &M.y, kc, row, n, full(st));
+                    tma_load_3d(sb + THS_W1, w1, 64 * j, kc, n, full(st));
                 }
-                tma_load_3d(sb + THS_W02, w02, kc, 64 * j, n, full(st));
-                tma_load_3d(sb + THS_W02 + 8192, w02, kc, dh + 64 * j, n, full(st));
-                if (APPLY) continue;
-                if (cl > 1)
-                    tma_load_3d_mc(sb + THS_Y + poff, &M.y, kc, row, n, full(st), mask);
-                else
-                    tma_load_3d(sb + THS_Y, &M.y, kc, row, n, full(st));
-                tma_load_3d(sb + THS_W1, w1, 64 * j, kc, n, full(st));
+                if constexpr (!WIDE) break;
             }
         }
     } else {
@@ -192,10 +202,7 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
         const int wgi = (threadIdx.x >> 7) - 1, warp = (threadIdx.x >> 5) & 3,
                   lane = threadIdx.x & 31;
         const int r0 = 64 * wgi + 16 * warp; /* the warp's first row in the tile */
-        const size_t row0 = (size_t)n * A.len + A.t0 + r_tile, orow = (size_t)n * A.Tt + r_tile;
         const uint32_t rows_off = (uint32_t)wgi * 64 * 128;
-        float L[2][3], sl[2][3];
-        thf_rates(L, sl, A, row0, r0, valid, lane);
         /* the stage goes back to every block that copies into it */
         auto release = [&](int st) {
             if (lane != 0) return;
@@ -246,99 +253,111 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
             wg_fence_regs(ab);
             wg_fence_regs(e);
         };
-        if constexpr (WIDE) {
-            /* rounds of [a₀ | b₀ | a₁ | b₁] (the apply, the forward) or [a | b
-             * | k dG0ᵀ | k dG2ᵀ] (the update's backward) */
-            const int64_t ld1 = thf_ld1(A, dh);
-            /* e of each slice (the forward), or e and v dG1: two slots of 8 KB
-             * a warpgroup in the stages' W1 blocks, which the wide operand
-             * leaves unused */
-            const uint32_t em = base + (uint32_t)(2 * wgi) * THS_STAGE + THS_W1 +
-                                (uint32_t)(threadIdx.x & 127) * 16u;
 #pragma unroll 1
-            for (int i = 0; i < slices; i++) {
-                const int h0 = 64 * SLICES * ((int)rank + cl * i);
-                if constexpr (MODE == THF_FWD) {
+        for (int item = item0; item < last; item += stride) {
+            const int n = WIDE ? item / tiles : n0, r_tile = WIDE ? (item % tiles) * THS_ROWS : rt0;
+            const int valid = A.Tt - r_tile < THS_ROWS ? A.Tt - r_tile : THS_ROWS;
+            const size_t row0 = (size_t)n * A.len + A.t0 + r_tile, orow = (size_t)n * A.Tt + r_tile;
+            float L[2][3], sl[2][3];
+            thf_rates(L, sl, A, row0, r0, valid, lane);
+            if constexpr (WIDE) {
+                /* rounds of [a₀ | b₀ | a₁ | b₁] (the apply, the forward) or [a | b
+                 * | k dG0ᵀ | k dG2ᵀ] (the update's backward) */
+                const int64_t ld1 = thf_ld1(A, dh);
+                /* e of each slice (the forward), or e and v dG1: two slots of 8 KB
+                 * a warpgroup in the stages' W1 blocks, which the wide operand
+                 * leaves unused */
+                const uint32_t em = base + (uint32_t)(2 * wgi) * THS_STAGE + THS_W1 +
+                                    (uint32_t)(threadIdx.x & 127) * 16u;
+#pragma unroll 1
+                for (int i = 0; i < slices; i++) {
+                    const int h0 = 64 * SLICES * ((int)rank + cl * i);
+                    if constexpr (MODE == THF_FWD) {
 #pragma unroll
-                    for (int p = 0; p < 2; p++)
-                        ths_copy_slice(em + p * THS_STAGE, A.out1, ld1, orow, r0, valid,
-                                       h0 + 64 * p, lane);
-                } else if constexpr (MODE == THF_BWD_AB) {
-                    ths_copy_slice(em, A.de, ld1, orow, r0, valid, h0, lane);
-                    ths_copy_slice(em + THS_STAGE, A.out1, ld1, orow, r0, valid, h0, lane);
-                }
-                cp_async_commit();
-                float ab[128];
-                run_steps([&](uint32_t sb, int c, int acc) {
-                    wg_mma_ss<256>(ab, wg_desc(sb + THS_X + rows_off + 32 * c, 16, 1024),
-                                   wg_desc(sb + THS_Y + 32 * c, 16, 1024), acc);
-                });
-                cp_async_wait<0>();
-                wg_fence_regs(ab);
-                if constexpr (MODE == THF_BWD_AB) {
-                    uint32_t abe[3][16] = {}; /* e is in shared memory */
-                    float kg[64];
-#pragma unroll
-                    for (int x = 0; x < 16; x++) { /* a, b rounded as the products round them */
-                        abe[0][x] = wg_pack_bf16(ab[2 * x], ab[2 * x + 1]);
-                        abe[1][x] = wg_pack_bf16(ab[2 * x + 32], ab[2 * x + 33]);
+                        for (int p = 0; p < 2; p++)
+                            ths_copy_slice(em + p * THS_STAGE, A.out1, ld1, orow, r0, valid,
+                                           h0 + 64 * p, lane);
+                    } else if constexpr (MODE == THF_BWD_AB) {
+                        ths_copy_slice(em, A.de, ld1, orow, r0, valid, h0, lane);
+                        ths_copy_slice(em + THS_STAGE, A.out1, ld1, orow, r0, valid, h0, lane);
                     }
-                    /* packed now: the floats would hold 32 more registers */
-                    wg_fence_regs(abe[0]);
-                    wg_fence_regs(abe[1]);
+                    cp_async_commit();
+                    float ab[128];
+                    run_steps([&](uint32_t sb, int c, int acc) {
+                        wg_mma_ss<256>(ab, wg_desc(sb + THS_X + rows_off + 32 * c, 16, 1024),
+                                       wg_desc(sb + THS_Y + 32 * c, 16, 1024), acc);
+                    });
+                    cp_async_wait<0>();
+                    wg_fence_regs(ab);
+                    if constexpr (MODE == THF_BWD_AB) {
+                        uint32_t abe[3][16] = {}; /* e is in shared memory */
+                        float kg[64];
 #pragma unroll
-                    for (int x = 0; x < 64; x++)
-                        kg[x] = ab[64 + x];
-                    const float no_p[32] = {}; /* p1 is in shared memory */
-                    thf_bwd_slice_abe<THF_AB_REGS_EP_SMEM>(kg, no_p, L, sl, A, orow, r0, valid, h0,
-                                                           dh, lane, abe, em, em + THS_STAGE);
-                } else {
-#pragma unroll
-                    for (int p = 0; p < 2; p++) {
-                        float half[64];
+                        for (int x = 0; x < 16; x++) { /* a, b rounded as the products round them */
+                            abe[0][x] = wg_pack_bf16(ab[2 * x], ab[2 * x + 1]);
+                            abe[1][x] = wg_pack_bf16(ab[2 * x + 32], ab[2 * x + 33]);
+                        }
+                        /* packed now: the floats would hold 32 more registers */
+                        wg_fence_regs(abe[0]);
+                        wg_fence_regs(abe[1]);
 #pragma unroll
                         for (int x = 0; x < 64; x++)
-                            half[x] = ab[64 * p + x];
-                        if constexpr (APPLY) {
-                            thf_apply_slice(half, A.out1, orow, r0, valid, h0 + 64 * p, dh, lane);
-                        } else {
-                            uint32_t e[16], fa[4][4], fb[4][4];
-                            ths_pairs(e, em + p * THS_STAGE, lane);
-                            thf_fwd_slice(half, e, L, fa, fb, A.out02, A.out1, thf_ld02(A, dh),
-                                          ld1, orow, r0, valid, h0 + 64 * p, dh, lane);
+                            kg[x] = ab[64 + x];
+                        const float no_p[32] = {}; /* p1 is in shared memory */
+                        thf_bwd_slice_abe<THF_AB_REGS_EP_SMEM>(kg, no_p, L, sl, A, orow, r0, valid,
+                                                               h0, dh, lane, abe, em,
+                                                               em + THS_STAGE);
+                    } else {
+#pragma unroll
+                        for (int p = 0; p < 2; p++) {
+                            float half[64];
+#pragma unroll
+                            for (int x = 0; x < 64; x++)
+                                half[x] = ab[64 * p + x];
+                            if constexpr (APPLY) {
+                                thf_apply_slice(half, A.out1, orow, r0, valid, h0 + 64 * p, dh,
+                                                lane);
+                            } else {
+                                uint32_t e[16], fa[4][4], fb[4][4];
+                                ths_pairs(e, em + p * THS_STAGE, lane);
+                                thf_fwd_slice(half, e, L, fa, fb, A.out02, A.out1, thf_ld02(A, dh),
+                                              ld1, orow, r0, valid, h0 + 64 * p, dh, lane);
+                            }
                         }
                     }
                 }
             }
-        }
 #pragma unroll 1
-        for (int i = 0; i < (WIDE ? 0 : slices); i++) {
-            const int h0 = 64 * ((int)rank + cl * i);
-            float ab[64], e[32];
-            if constexpr (MODE == THF_BWD_AB) {
-                uint32_t abe[3][16];
+            for (int i = 0; i < (WIDE ? 0 : slices); i++) {
+                const int h0 = 64 * ((int)rank + cl * i);
+                float ab[64], e[32];
+                if constexpr (MODE == THF_BWD_AB) {
+                    uint32_t abe[3][16];
+                    products(ab, e);
+                    thf_pack_abe(abe, ab, e);
+                    products(ab, e);
+                    thf_bwd_slice_abe<THF_ABE_REGS>(ab, e, L, sl, A, orow, r0, valid, h0, dh, lane,
+                                                    abe);
+                    continue;
+                }
                 products(ab, e);
-                thf_pack_abe(abe, ab, e);
-                products(ab, e);
-                thf_bwd_slice_abe<THF_ABE_REGS>(ab, e, L, sl, A, orow, r0, valid, h0, dh, lane, abe);
-                continue;
+                if constexpr (APPLY) {
+                    thf_apply_slice(ab, A.out1, orow, r0, valid, h0, dh, lane);
+                } else if constexpr (MODE == THF_BWD) {
+                    thf_bwd_slice(ab, e, L, sl, A, orow, r0, valid, h0, dh, lane);
+                } else {
+                    uint32_t fa[4][4], fb[4][4];
+                    thf_fwd_slice(ab, e, L, fa, fb, A.out02, A.out1, thf_ld02(A, dh),
+                                  thf_ld1(A, dh), orow, r0, valid, h0, dh, lane);
+                }
             }
-            products(ab, e);
-            if constexpr (APPLY) {
-                thf_apply_slice(ab, A.out1, orow, r0, valid, h0, dh, lane);
-            } else if constexpr (MODE == THF_BWD) {
-                thf_bwd_slice(ab, e, L, sl, A, orow, r0, valid, h0, dh, lane);
-            } else {
-                uint32_t fa[4][4], fb[4][4];
-                thf_fwd_slice(ab, e, L, fa, fb, A.out02, A.out1, thf_ld02(A, dh), thf_ld1(A, dh),
-                              orow, r0, valid, h0, dh, lane);
+            if constexpr (BWD) {
+                if (cl == 1)
+                    thf_add_rate_grads(sl, A, row0, r0, valid, lane);
+                else
+                    thf_store_rate_grads(sl, rate_part, r0, lane);
             }
-        }
-        if constexpr (BWD) {
-            if (cl == 1)
-                thf_add_rate_grads(sl, A, row0, r0, valid, lane);
-            else
-                thf_store_rate_grads(sl, rate_part, r0, lane);
+            if constexpr (!WIDE) break; /* one tile a block */
         }
     }
     if (cl > 1) {
@@ -346,10 +365,11 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
          * first block, so they do not depend on timing; and no block
          * leaves while another may still arrive on its barriers. */
         cluster_sync();
+        const int valid = A.Tt - rt0 < THS_ROWS ? A.Tt - rt0 : THS_ROWS;
         if (BWD && rank == 0 && threadIdx.x >= 128 && threadIdx.x < 128 + THS_ROWS) {
             const int row = (int)threadIdx.x - 128;
             if (row < valid) {
-                const size_t li = (size_t)n * A.len + A.t0 + r_tile + row;
+                const size_t li = (size_t)n0 * A.len + A.t0 + rt0 + row;
                 float *dl[3] = {A.dl0, A.dl1, A.dl2};
                 for (int k = 0; k < 3; k++) {
                     if (!dl[k]) continue;
@@ -388,8 +408,9 @@ lact_status ths_launch(lact_ctx *ctx, const bf16 *x, const bf16 *y, const ths_we
     if (a.N <= 0 || a.Tt <= 0) return LACT_OK;
     const int64_t tiles = (a.Tt + THS_ROWS - 1) / THS_ROWS;
     const int cl = ttt_hidden_stream_cluster(dh, mode == THF_APPLY || e_read, a.N * tiles);
-    const int64_t blocks = (int64_t)a.N * tiles * cl;
-    if (blocks >= INT32_MAX || a.len + THS_ROWS >= INT32_MAX || d % 64 || dh % 64)
+    int64_t blocks = (int64_t)a.N * tiles * cl;
+    /* half the range: a persistent block's next tile must not overflow */
+    if (blocks >= INT32_MAX / 2 || a.len + THS_ROWS >= INT32_MAX || d % 64 || dh % 64)
         return lact_fail(LACT_E_UNSUPPORTED,
                          "ttt streamed hidden pass: %d heads × %lld tokens, "
                          "d = %lld, dh = %lld",
@@ -413,6 +434,10 @@ lact_status ths_launch(lact_ctx *ctx, const bf16 *x, const bf16 *y, const ths_we
         return lact_fail(LACT_E_UNSUPPORTED,
                          "ttt streamed forward pass reading e: dh = %lld is not a multiple of %d",
                          (long long)dh, 128 * cl);
+    /* the wide passes' blocks walk several tiles where there are more than
+     * multiprocessors */
+    const int persist = ttt_hidden_stream_persistent();
+    if (cl == 1 && (two || e_read) && persist > 0 && blocks > persist) blocks = persist;
     void (*kernel)(ths_maps, thf_args, int, int, int, int) =
         mode == THF_BWD      ? ttt_hidden_stream_kernel<THF_BWD, false>
         : mode == THF_BWD_AB ? (e_read ? ttt_hidden_stream_kernel<THF_BWD_AB, true>
@@ -485,6 +510,14 @@ int ttt_hidden_stream_cluster(int64_t dh, bool x_only, int64_t items) {
 bool ttt_hidden_stream_early_release(void) {
     const char *e = getenv("LACT_TTT_STREAM_RELEASE");
     return !(e && strcmp(e, "late") == 0);
+}
+
+int ttt_hidden_stream_persistent(void) {
+    const char *e = getenv("LACT_TTT_STREAM_PERSIST");
+    if (e && *e) return atoi(e) > 0 ? atoi(e) : 0;
+    int sms = 0;
+    bool wgmma = false;
+    return ttt_fused_device(&sms, &wgmma) == LACT_OK ? sms : 0;
 }
 
 bool ttt_hidden_stream_two_slices(void) {

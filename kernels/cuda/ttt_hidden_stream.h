@@ -34,6 +34,12 @@ bool ttt_hidden_stream_fills(int64_t N, int64_t Tt, int64_t dh);
  * sets all); lowered to a power of two that divides dh / 64. */
 int ttt_hidden_stream_cluster(int64_t dh, bool x_only, int64_t items);
 
+/* How many blocks at most the passes without clusters launch, each
+ * walking every so-many-th tile with its stages running on from tile to
+ * tile: the multiprocessors' count, or LACT_TTT_STREAM_PERSIST (0: a block
+ * a tile). */
+int ttt_hidden_stream_persistent(void);
+
 /* Whether the apply's pass takes two slices of 64 hidden units a round
  * where each block's share of the slices is even (one m64n256 product a
  * step, which reads a quarter less of L2 and shared memory per

@@ -579,6 +579,19 @@ int main(void) {
             variant_within(&cpu, &gpu, c, var[k][0], var[k][1], var[k][2], batched);
             unsetenv("LACT_TTT_HIDDEN_STREAM");
         }
+        /* without clusters and with two blocks, so that each walks several
+         * tiles with its stages running on from one to the next; and with
+         * a block a tile */
+        if (stream) {
+            setenv("LACT_TTT_HIDDEN_STREAM", "1", 1);
+            setenv("LACT_TTT_STREAM_CLUSTER", "1", 1);
+            variant_within(&cpu, &gpu, c, "LACT_TTT_STREAM_PERSIST", "2",
+                           "the streamed passes without clusters, two blocks", batched);
+            variant_within(&cpu, &gpu, c, "LACT_TTT_STREAM_PERSIST", "0",
+                           "the streamed passes without clusters, a block a tile", batched);
+            unsetenv("LACT_TTT_STREAM_CLUSTER");
+            unsetenv("LACT_TTT_HIDDEN_STREAM");
+        }
         /* the fused apply's mma.sync kernel with the batched hidden-unit
          * passes, which other GPUs than Hopper run */
         if (small)
