@@ -83,6 +83,11 @@ template <class T> struct ttt_run {
     /* The forward's large-head apply writes h to its own buffer Ha, whose
      * product into o then runs on sx beside the update's pass */
     bool fsplit;
+    /* The forward's step split by rows (step_splits): ctx renorms W0 and
+     * W2 once G02 is in, and the next apply, which reads only those, can
+     * start; sx makes G1 and renorms W1 beside them. w1_late: ctx has not
+     * yet waited for that W1 (event E_FWD_W1). */
+    bool rsplit, w1_late;
     T *Ha;
     lact_ctx side, *sx;
     cudaEvent_t *ev;
@@ -222,6 +227,7 @@ template <class T> struct ttt_run {
         bwd = b;
         g.n = i->n, g.len = i->len, g.d = i->d, g.dh = i->dh;
         g.nel = g.d * g.dh, g.rows = 2 * g.dh + g.d;
+        g.wr_lo = 0, g.wr_n = g.rows;
         g.wn = i->wn > 0 ? i->wn : i->n;
         mom = i->momentum != NULL;
         muon = a->muon != LACT_TTT_MUON_OFF;
@@ -243,6 +249,9 @@ template <class T> struct ttt_run {
         const bool two = !(ov && strcmp(ov, "0") == 0);
         split = wide && stream_grads;
         fsplit = !b && hidden_stream && two;
+        const char *rs = getenv("LACT_TTT_STEP_SPLIT");
+        rsplit = fsplit && !muon && !(rs && strcmp(rs, "0") == 0);
+        w1_late = false;
         sx = c, ev = NULL;
         if ((split || fsplit) && two) {
             LACT_TRY(lact_cuda_side(c, &side, &ev));
@@ -414,7 +423,7 @@ template <class T> struct ttt_run {
     }
 
     /* G of an update op (master layout): F32 in G, or T in G16 (m16). */
-    lact_status grad_fwd(const lact_ttt_op *op) {
+    lact_status grad_fwd(const lact_ttt_op *op, bool g1_apart = false) {
         /* The backward without momentum keeps this tile's Zab and Ze for
          * grad_bwd, which the fused pass does not write. */
         const bool fused = (hidden_fused || stream_grads) && !(bwd && !mom);
@@ -432,13 +441,34 @@ template <class T> struct ttt_run {
             /* m16: in T, as the products' own output type */
             const lact_dtype gt = m16 ? dt() : LACT_F32;
             void *g02 = m16 ? (void *)G16 : (void *)G;
-            void *g1 = m16 ? (void *)(G16 + 2 * g.nel) : (void *)(G + 2 * g.nel);
             LACT_TRY(ttt_gemm(ctx, dt(), gt, true, false, 2 * g.dh, g.d, Tt, g.n, X02,
                               Tt * 2 * g.dh, k + t0 * g.d, g.len * g.d, g02, 3 * g.nel, 1.0f, acc));
-            LACT_TRY(ttt_gemm(ctx, dt(), gt, true, false, g.d, g.dh, Tt, g.n, v + t0 * g.d,
-                              g.len * g.d, H1, Tt * g.dh, g1, 3 * g.nel, 1.0f, acc));
+            if (g1_apart) break; /* one tile: g1_product runs it on sx */
+            LACT_TRY(g1_product(ctx, t0, Tt, acc));
         }
         return LACT_OK;
+    }
+
+    /* G1 = h1ᵀ v of the tile at t0 (added to when acc is 1) */
+    lact_status g1_product(lact_ctx *cx, int64_t t0, int64_t Tt, float acc) {
+        const lact_dtype gt = m16 ? dt() : LACT_F32;
+        void *g1 = m16 ? (void *)(G16 + 2 * g.nel) : (void *)(G + 2 * g.nel);
+        return ttt_gemm(cx, dt(), gt, true, false, g.d, g.dh, Tt, g.n, v + t0 * g.d, g.len * g.d,
+                        H1, Tt * g.dh, g1, 3 * g.nel, 1.0f, acc);
+    }
+
+    /* Whether the forward splits update op's step by rows (rsplit): one
+     * tile, so that G1 is one product, on two streams. */
+    bool step_splits(const lact_ttt_op *op) const {
+        return rsplit && sx != ctx && op->end - op->start <= tile;
+    }
+
+    /* Runs a row kernel launcher f(stream, geometry) over every row on ctx,
+     * or with split the W0 and W2 rows on ctx and the W1 rows on sx. */
+    template <class F> lact_status rows_split(bool split, F &&f) {
+        if (!split) return f(st, g);
+        LACT_TRY(f(st, ttt_rows_of(g, 0, 2 * g.dh)));
+        return f(lact_cuda_stream(sx), ttt_rows_of(g, 2 * g.dh, g.d));
     }
 
     /* Snapshot slot of the state (lact_ttt_state_offset): the N heads' W,
@@ -571,7 +601,8 @@ template <class T> struct ttt_run {
      * snap when given (which cw, cm then point at), else to W, M; the
      * iterates go to the state's room when kept (the forward's u-th
      * update). */
-    lact_status step_fwd(int64_t j, void *snap, float *state = NULL, int64_t upd = -1) {
+    lact_status step_fwd(int64_t j, void *snap, float *state = NULL, int64_t upd = -1,
+                         bool split = false) {
         const float *bj = mom ? beta + j * g.n : NULL;
         /* F32 snapshots take W, M themselves; BF16 ones the copies (rebuilt
          * weights' in Wc, M16), W and M staying in the workspace. */
@@ -580,16 +611,22 @@ template <class T> struct ttt_run {
         T *oc = snap && sb16 ? (T *)snap : wc_ws;
         T *ms = !mom || !sb16 ? NULL : snap ? (T *)snap_m(snap) : M16;
         if (m16) {
-            TTT_LAUNCH_WROWS(ttt_renorm16_kernel, T, TTT_THREADS,
-                             lact_aligned16(cm16, G16, cw, ow) && lact_aligned16(oc, ms), g, bj,
-                             cm16, G16, cw, ow, oc, r0, ms);
-            LACT_CU_LAUNCH("ttt_renorm16");
+            LACT_TRY(rows_split(split, [&](cudaStream_t st, const ttt_geom &g) {
+                TTT_LAUNCH_WROWS(ttt_renorm16_kernel, T, TTT_THREADS,
+                                 lact_aligned16(cm16, G16, cw, ow) && lact_aligned16(oc, ms), g, bj,
+                                 cm16, G16, cw, ow, oc, r0, ms);
+                LACT_CU_LAUNCH("ttt_renorm16");
+                return LACT_OK;
+            }));
             cm16 = ms;
         } else if (!muon) {
-            TTT_LAUNCH_WROWS(ttt_renorm_kernel, T, TTT_THREADS,
-                             lact_aligned16(cm, om, G, cw, ow) && lact_aligned16(oc, ms), g,
-                             (const T *)NULL, bj, cm, om, G, cw, ow, oc, r0, ms);
-            LACT_CU_LAUNCH("ttt_renorm");
+            LACT_TRY(rows_split(split, [&](cudaStream_t st, const ttt_geom &g) {
+                TTT_LAUNCH_WROWS(ttt_renorm_kernel, T, TTT_THREADS,
+                                 lact_aligned16(cm, om, G, cw, ow) && lact_aligned16(oc, ms), g,
+                                 (const T *)NULL, bj, cm, om, G, cw, ow, oc, r0, ms);
+                LACT_CU_LAUNCH("ttt_renorm");
+                return LACT_OK;
+            }));
         } else {
             const float *u = G;
             const bool kept = keep_ns && state && upd >= 0;
@@ -624,15 +661,29 @@ template <class T> struct ttt_run {
             if (op->apply) LACT_TRY(apply_fwd(j, o));
             if (!op->update) {
                 LACT_TRY(hand(E_FWD_JOIN, sx, ctx));
+                w1_late = false;
                 continue;
             }
-            LACT_TRY(grad_fwd(op));
+            /* the e product reads W1, which the last step may still be
+             * writing on sx (recorded there after it, before this apply's
+             * product) */
+            if (w1_late) LACT_CU(cudaStreamWaitEvent(st, ev[E_FWD_W1], 0));
+            const bool split = step_splits(op);
+            LACT_TRY(grad_fwd(op, split));
             /* the step may overwrite the weights the apply's product reads,
              * the next apply Ha */
             LACT_TRY(hand(E_FWD_JOIN, sx, ctx));
+            if (split) { /* G1 on sx, beside W0 and W2's step on ctx */
+                LACT_TRY(hand(E_FWD_G02, ctx, sx));
+                LACT_TRY(g1_product(sx, op->start, op->end - op->start, 0.0f));
+            }
             int64_t slot = lact_ttt_state_slot(args, ++u);
-            LACT_TRY(step_fwd(j, state && slot >= 0 ? snapshot(state, slot) : NULL, state, u - 1));
+            LACT_TRY(step_fwd(j, state && slot >= 0 ? snapshot(state, slot) : NULL, state, u - 1,
+                              split));
+            if (split) LACT_CU(cudaEventRecord(ev[E_FWD_W1], lact_cuda_stream(sx)));
+            w1_late = split;
         }
+        if (w1_late) LACT_CU(cudaStreamWaitEvent(st, ev[E_FWD_W1], 0));
         return LACT_OK;
     }
 
@@ -656,7 +707,7 @@ template <class T> struct ttt_run {
     bool splits(const lact_ttt_op *op) const;
     lact_status hand(int e, lact_ctx *from, lact_ctx *to);
     /* events of the forward's hand-offs (op_bwd_split has its own) */
-    enum { E_FWD_H = 5, E_FWD_JOIN };
+    enum { E_FWD_G02 = 3, E_FWD_W1, E_FWD_H, E_FWD_JOIN };
     static_assert(E_FWD_JOIN < LACT_SIDE_EVENTS, "lact_cuda_side keeps too few events");
     lact_status op_bwd_split(int64_t j, const T *d_o, const lact_ttt_cuda_grad *gr,
                              const float *state, int64_t u);

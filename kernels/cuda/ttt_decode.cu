@@ -64,6 +64,7 @@ static ttt_geom geom(const lact_ttt_dec_cuda *s, int64_t len) {
     ttt_geom g;
     g.n = s->n, g.len = len, g.d = s->d, g.dh = s->dh;
     g.nel = s->d * s->dh, g.rows = 2 * s->dh + s->d;
+    g.wr_lo = 0, g.wr_n = g.rows;
     g.wn = s->n;
     return g;
 }

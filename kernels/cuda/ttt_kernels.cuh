@@ -27,6 +27,9 @@
 typedef struct ttt_geom {
     int64_t n, len, d, dh, nel, rows; /* rows = 2dh + d */
     int64_t wn; /* heads of the initial weights: head n starts from n mod wn */
+    /* the weight rows a row kernel takes: [wr_lo, wr_lo + wr_n) of every
+     * head (ttt_wrow; all of them but where a pass is split by rows) */
+    int64_t wr_lo, wr_n;
 } ttt_geom;
 
 __device__ __forceinline__ float ttt_sig(float x) {
@@ -67,13 +70,18 @@ __device__ __forceinline__ int64_t ttt_ns_off(const ttt_geom g, int64_t n, int64
  * are 128 to 512 long. */
 __device__ __forceinline__ bool ttt_wrow(const ttt_geom &g, int64_t *n, int64_t *r) {
     const int64_t id = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (id >= g.n * g.rows) return false;
-    *n = id / g.rows;
-    *r = id - *n * g.rows;
+    if (id >= g.n * g.wr_n) return false;
+    *n = id / g.wr_n;
+    *r = g.wr_lo + (id - *n * g.wr_n);
     return true;
 }
 static inline unsigned ttt_wrow_grid(const ttt_geom &g, int threads) {
-    return (unsigned)((g.n * g.rows + threads / 32 - 1) / (threads / 32));
+    return (unsigned)((g.n * g.wr_n + threads / 32 - 1) / (threads / 32));
+}
+/* g with its row kernels restricted to rows [lo, lo + n) of every head */
+static inline ttt_geom ttt_rows_of(ttt_geom g, int64_t lo, int64_t n) {
+    g.wr_lo = lo, g.wr_n = n;
+    return g;
 }
 
 /* Runs a weight-row kernel K<T, V> with the arguments that follow: V = 4

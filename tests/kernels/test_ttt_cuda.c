@@ -276,8 +276,49 @@ static void kept_same(lact_ctx *gpu, int ci, const lact_tensor *dg, const lact_t
 
 /* The backward on two streams (the default where the streamed passes and
  * the paired products run) gives the bits of the same order on one stream
- * (LACT_TTT_OVERLAP=0): the second stream only moves work in time. */
+ * (LACT_TTT_OVERLAP=0): the second stream only moves work in time. So
+ * does the forward (o and the snapshots), whose apply product and, with
+ * the step split by rows, G1 and W1's step run on the second stream. */
 static bool g_check_one_stream;
+
+static void forward_one_stream_same(lact_ctx *gpu, int ci, const lact_tensor *o,
+                                    const lact_tensor *st, const lact_tensor *dv, bool mom,
+                                    const lact_ttt_args *args) {
+    lact_tensor o2 = {0}, st2 = {0};
+    lact_status s = lact_tensor_alloc(&o2, o->dtype, LACT_CUDA, o->ndim, o->shape);
+    if (s == LACT_OK) s = lact_tensor_alloc(&st2, st->dtype, LACT_CUDA, st->ndim, st->shape);
+    if (s == LACT_OK) s = poison(&o2);
+    if (s == LACT_OK) s = poison(&st2);
+    setenv("LACT_TTT_OVERLAP", "0", 1);
+    if (s == LACT_OK)
+        s = lact_ttt_forward(gpu, &o2, &st2, &dv[0], &dv[1], &dv[2], &dv[3], &dv[4], &dv[5],
+                             mom ? &dv[6] : NULL, &dv[7], &dv[8], &dv[9], args);
+    unsetenv("LACT_TTT_OVERLAP");
+    if (s == LACT_OK) s = lact_ctx_sync(gpu);
+    CHECK_MSG(s == LACT_OK, "case %d: CUDA forward on one stream: %s", ci, lact_errmsg());
+    if (s == LACT_OK) {
+        lact_tensor a = {0}, b = {0};
+        CHECK_OK(lact_tensor_clone(&a, o, o->dtype, LACT_CPU));
+        CHECK_OK(lact_tensor_clone(&b, &o2, o2.dtype, LACT_CPU));
+        CHECK_MSG(!memcmp(a.data, b.data, lact_tensor_nbytes(&a)),
+                  "case %d: o on two streams differs from one stream", ci);
+        lact_tensor_free(&a), lact_tensor_free(&b);
+        /* the snapshots' elements (as run_case counts them); the iterates'
+         * room is not compared */
+        lact_ttt_args ea = *args;
+        ea.state_bf16 = false;
+        int64_t n =
+            st->shape[0] * lact_ttt_state_snap_numel(&ea, mom, dv[0].shape[2], dv[7].shape[1]);
+        size_t bytes = (size_t)n * (args->state_bf16 ? 2 : 4);
+        CHECK_OK(lact_tensor_clone(&a, st, st->dtype, LACT_CPU));
+        CHECK_OK(lact_tensor_clone(&b, &st2, st2.dtype, LACT_CPU));
+        CHECK_MSG(!memcmp(a.data, b.data, bytes),
+                  "case %d: the state on two streams differs from one stream", ci);
+        printf("   forward on two streams against one: o and the state the same bits\n");
+        lact_tensor_free(&a), lact_tensor_free(&b);
+    }
+    lact_tensor_free(&o2), lact_tensor_free(&st2);
+}
 
 static void one_stream_same(lact_ctx *gpu, int ci, const lact_tensor *dg, const lact_tensor *ddo,
                             const lact_tensor *st, const lact_tensor *dv, bool mom,
@@ -451,7 +492,10 @@ static double run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci
         }
         if (act == LACT_BF16 && lact_ttt_state_ns_numel(&args, d, dh) > 0)
             kept_same(gpu, ci, dg, &ddo, dv, cc->mom, &args, tol);
-        if (g_check_one_stream) one_stream_same(gpu, ci, dg, &ddo, &dst, dv, cc->mom, &args);
+        if (g_check_one_stream) {
+            forward_one_stream_same(gpu, ci, &dov, &dst, dv, cc->mom, &args);
+            one_stream_same(gpu, ci, dg, &ddo, &dst, dv, cc->mom, &args);
+        }
         result = worst;
         printf("case %d %-4s N=%lld L=%lld d=%lld dh=%lld C=%lld mom=%d muon=%d n_ctx=%lld "
                "save_every=%d: worst %.2e of bound %.2e (%s)%s\n   %s\n",
