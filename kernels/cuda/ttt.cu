@@ -76,6 +76,10 @@ template <class T> struct ttt_run {
     bool sb16;          /* BF16 snapshots (lact_ttt_args.state_bf16; T is then bf16) */
     bool wide;          /* the backward's products in pairs (grad_bwd) */
     bool m16;           /* G and the momentum in T (sb16 with momentum, without Muon) */
+    /* m16's backward: the momentum's adjoint dM in T too (its buffer keeps
+     * the F32 size), halving the step's backward's largest reads and
+     * writes; each update's dG is rounded to T for the products anyway */
+    bool dm16;
     /* The backward of an op with the streamed passes and the pairs in the
      * order of op_bwd_split, whose independent passes go to a second
      * stream (sx: the side context, or ctx with LACT_TTT_OVERLAP=0) */
@@ -239,6 +243,8 @@ template <class T> struct ttt_run {
         stream_grads = hidden_stream && ttt_hidden_stream_all();
         const char *g16 = getenv("LACT_TTT_G16");
         m16 = sb16 && mom && !muon && !(g16 && strcmp(g16, "0") == 0);
+        const char *d16 = getenv("LACT_TTT_DM16");
+        dm16 = m16 && !(d16 && strcmp(d16, "0") == 0);
         ns.setup(c, g, a->muon);
         /* With Muon the batched iteration's last pass writes the pairs
          * (the fused one's leaves dG in the master layout) */

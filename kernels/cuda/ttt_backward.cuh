@@ -60,7 +60,11 @@ lact_status ttt_run<T>::step_bwd_as(int64_t j, const float *state, int64_t upd) 
          * formed from Wc before this step; a BF16 state's snapshot is
          * Wc already) */
         T *wc = mom && !sb16 ? Wc : NULL;
-        if (mom)
+        if (mom && dm16)
+            TTT_LAUNCH_WROWS(ttt_step_bwd_kernel, T, TTT_THREADS, lact_aligned16(sU, w, dW, m, dM),
+                             g, (const S *)sU, w, r0, dW, dr0, bj, m, (T *)dM, dGc, wc, Bw,
+                             row_part);
+        else if (mom)
             TTT_LAUNCH_WROWS(ttt_step_bwd_kernel, T, TTT_THREADS, lact_aligned16(sU, w, dW, m, dM),
                              g, (const S *)sU, w, r0, dW, dr0, bj, m, dM, dGc, wc, Bw, row_part);
         else

@@ -568,12 +568,12 @@ __global__ void ttt_mom_bwd_kernel(ttt_geom g, const float *dun, const float *be
  * products read next, which would otherwise take a pass over W of its
  * own). dG goes to dGc, or with Bw given to the paired operands beside a
  * copy of W (ttt_wide_off). Row r of head n leaves its share of dbeta[n] in
- * part[n · rows + r] (when M is given), summed by ttt_sum_rows_kernel. A
- * warp per row. */
-template <class T, int V, class SU, class SW>
+ * part[n · rows + r] (when M is given), summed by ttt_sum_rows_kernel. dM is
+ * F32, or T beside a momentum in T (SD). A warp per row. */
+template <class T, int V, class SU, class SW, class SD>
 __global__ void ttt_step_bwd_kernel(ttt_geom g, const SU *U, const SW *W, const float *r0,
-                                    float *dW, float *dr0, const float *beta, const SW *M,
-                                    float *dM, T *dGc, T *Wc, T *Bw, float *part) {
+                                    float *dW, float *dr0, const float *beta, const SW *M, SD *dM,
+                                    T *dGc, T *Wc, T *Bw, float *part) {
     int64_t n, r;
     if (!ttt_wrow(g, &n, &r)) return;
     const int lane = threadIdx.x & 31;

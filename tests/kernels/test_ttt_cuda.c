@@ -607,7 +607,8 @@ int main(void) {
          * apply takes one slice a round where dh / 64 is not a multiple of
          * 8 and 16); the apply one slice a round everywhere; the
          * gradient's passes forming e themselves instead of reading it;
-         * stages given back one step later */
+         * stages given back one step later; the momentum's adjoint in F32
+         * beside a BF16 momentum */
         static const char *const var[][3] = {
             {"LACT_TTT_HIDDEN_STREAM", "apply", "only the apply's pass streamed"},
             {"LACT_TTT_STREAM_WIDE", "0", "the streamed update's backward in its own layout"},
@@ -617,6 +618,7 @@ int main(void) {
             {"LACT_TTT_STREAM_SLICES", "1", "the streamed apply one slice a round"},
             {"LACT_TTT_STREAM_E", "0", "the streamed gradient's passes forming e themselves"},
             {"LACT_TTT_STREAM_RELEASE", "late", "the streamed passes' stages given back late"},
+            {"LACT_TTT_DM16", "0", "the momentum's adjoint in F32"},
         };
         for (int k = 0; stream && k < (int)(sizeof var / sizeof var[0]); k++) {
             if (k > 0) setenv("LACT_TTT_HIDDEN_STREAM", "1", 1);
