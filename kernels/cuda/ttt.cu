@@ -80,6 +80,15 @@ template <class T> struct ttt_run {
      * the F32 size), halving the step's backward's largest reads and
      * writes; each update's dG is rounded to T for the products anyway */
     bool dm16;
+    /* The backward of split ops (op_bwd_split) without Muon: the apply's and
+     * the update's weight-gradient products store their sums in T, in SA
+     * and SU (master layout), where they added into the F32 dW; the next
+     * step's backward adds them into dW as it reads it (ttt_step_bwd_kernel),
+     * or fold() where no step follows. A product then writes 2 bytes an
+     * element where it read and wrote 8. pend_a, pend_u: SA, SU hold sums
+     * not yet in dW. */
+    bool dws, pend_a, pend_u;
+    T *SA, *SU;
     /* The backward of an op with the streamed passes and the pairs in the
      * order of op_bwd_split, whose independent passes go to a second
      * stream (sx: the side context, or ctx with LACT_TTT_OVERLAP=0) */
@@ -175,13 +184,19 @@ template <class T> struct ttt_run {
             H1 = Ze;
         }
         dW = dM = U = dr0 = row_part = NULL;
+        SA = SU = NULL;
         dGc = P1 = KG = NULL;
         if (bwd) {
             dW = (float *)carve(base, off, (size_t)(N * nel3) * 4);
-            dM = mom ? (float *)carve(base, off, (size_t)(N * nel3) * 4) : NULL;
+            dM = mom ? (float *)carve(base, off, (size_t)(N * nel3) * (dm16 ? sizeof(T) : 4))
+                     : NULL;
             U = mom ? NULL : (float *)carve(base, off, (size_t)(N * nel3) * 4);
             dr0 = (float *)carve(base, off, (size_t)(N * g.rows) * 4);
             row_part = (float *)carve(base, off, (size_t)(N * g.rows) * 4);
+            if (dws) {
+                SA = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
+                SU = (T *)carve(base, off, (size_t)(N * nel3) * sizeof(T));
+            }
             if (wide) {
                 Bw = (T *)carve(base, off, (size_t)(N * 2 * nel3) * sizeof(T));
                 P1 = ZE ? ZE + tt * dh : NULL;
@@ -254,6 +269,9 @@ template <class T> struct ttt_run {
         const char *ov = getenv("LACT_TTT_OVERLAP");
         const bool two = !(ov && strcmp(ov, "0") == 0);
         split = wide && stream_grads;
+        const char *ws16 = getenv("LACT_TTT_DW16");
+        dws = split && !muon && !(ws16 && strcmp(ws16, "0") == 0);
+        pend_a = pend_u = false;
         fsplit = !b && hidden_stream && two;
         const char *rs = getenv("LACT_TTT_STEP_SPLIT");
         rsplit = fsplit && !muon && !(rs && strcmp(rs, "0") == 0);
@@ -702,14 +720,16 @@ template <class T> struct ttt_run {
     lact_status grad_bwd_wide(const lact_ttt_cuda_grad *gr, int64_t t0, int64_t Tt, float add);
     lact_status pairs_pass(const lact_ttt_cuda_grad *gr, int64_t t0, int64_t Tt);
     lact_status apply_bwd(int64_t j, const T *d_o, const lact_ttt_cuda_grad *gr);
-    lact_status apply_dw(lact_ctx *cx, const T *d_o, int64_t t0, int64_t Tt);
+    lact_status apply_dw(lact_ctx *cx, const T *d_o, int64_t t0, int64_t Tt, T *sh = NULL);
     lact_status apply_dq(lact_ctx *cx, int64_t j, const lact_ttt_cuda_grad *gr, int64_t t0,
                          int64_t Tt);
     lact_status wide_dv(lact_ctx *cx, const lact_ttt_cuda_grad *gr, int64_t t0, int64_t Tt,
                         float add);
     lact_status wide_dk(lact_ctx *cx, const lact_ttt_cuda_grad *gr, int64_t t0, int64_t Tt,
                         float add);
-    lact_status wide_dw(lact_ctx *cx, int64_t t0, int64_t Tt);
+    lact_status wide_dw(lact_ctx *cx, int64_t t0, int64_t Tt, T *sh = NULL);
+    lact_status fold();
+    lact_status share(bool apply, T **sh);
     bool splits(const lact_ttt_op *op) const;
     lact_status hand(int e, lact_ctx *from, lact_ctx *to);
     /* events of the forward's hand-offs (op_bwd_split has its own) */

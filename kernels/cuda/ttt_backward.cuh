@@ -9,6 +9,8 @@
  * step's input in sU (with momentum: βM + G) or G (without): dW :=
  * adjoint before the step, dM, dr0, dbeta; dGc (Bw when wide) = dG. */
 template <class T> lact_status ttt_run<T>::step_bwd(int64_t j, const float *state, int64_t upd) {
+    /* only the momentum's step without Muon adds the stored sums itself */
+    if (muon || !mom) LACT_TRY(fold());
     if constexpr (ttt_dt<T>::v == LACT_BF16)
         if (sb16) return step_bwd_as<T>(j, state, upd);
     return step_bwd_as<float>(j, state, upd);
@@ -60,17 +62,20 @@ lact_status ttt_run<T>::step_bwd_as(int64_t j, const float *state, int64_t upd) 
          * formed from Wc before this step; a BF16 state's snapshot is
          * Wc already) */
         T *wc = mom && !sb16 ? Wc : NULL;
+        const T *sa = pend_a ? SA : NULL, *su = pend_u ? SU : NULL;
+        pend_a = pend_u = false;
         if (mom && dm16)
             TTT_LAUNCH_WROWS(ttt_step_bwd_kernel, T, TTT_THREADS, lact_aligned16(sU, w, dW, m, dM),
                              g, (const S *)sU, w, r0, dW, dr0, bj, m, (T *)dM, dGc, wc, Bw,
-                             row_part);
+                             row_part, sa, su);
         else if (mom)
             TTT_LAUNCH_WROWS(ttt_step_bwd_kernel, T, TTT_THREADS, lact_aligned16(sU, w, dW, m, dM),
-                             g, (const S *)sU, w, r0, dW, dr0, bj, m, dM, dGc, wc, Bw, row_part);
+                             g, (const S *)sU, w, r0, dW, dr0, bj, m, dM, dGc, wc, Bw, row_part,
+                             sa, su);
         else
             TTT_LAUNCH_WROWS(ttt_step_bwd_kernel, T, TTT_THREADS, lact_aligned16(G, w, dW), g,
                              (const float *)G, w, r0, dW, dr0, bj, m, dM, dGc, wc, (T *)NULL,
-                             row_part);
+                             row_part, (const T *)NULL, (const T *)NULL);
         LACT_CU_LAUNCH("ttt_step_bwd");
         if (m) {
             ttt_sum_rows_kernel<<<(unsigned)g.n, TTT_THREADS, 0, st>>>(row_part, g.rows,
@@ -225,18 +230,51 @@ lact_status ttt_run<T>::wide_dk(lact_ctx *cx, const lact_ttt_cuda_grad *gr, int6
                     6 * g.nel, (T *)gr->k + t0 * g.d, Ld, 1.0f, add);
 }
 
-/* dW1 += Vᵀ dE, dW02 += dABᵀ K: bands of ZE and ZK, on cx. */
-template <class T> lact_status ttt_run<T>::wide_dw(lact_ctx *cx, int64_t t0, int64_t Tt) {
+/* dW1 += Vᵀ dE, dW02 += dABᵀ K: bands of ZE and ZK, on cx; with sh given
+ * the sums are stored there in T instead (share). */
+template <class T> lact_status ttt_run<T>::wide_dw(lact_ctx *cx, int64_t t0, int64_t Tt, T *sh) {
     const int64_t Ld = g.len * g.d, dh = g.dh, d = g.d;
     const T *kt = k + t0 * d, *vt = v + t0 * d;
-    lact_gemm_desc g1 = lact_gemm_desc_make(vt, ZE, dW + 2 * g.nel, dt(), LACT_F32, true, false, d,
-                                            dh, Tt, g.n, Ld, Tt * 2 * dh, 3 * g.nel, 1.0f, 1.0f);
+    void *out = sh ? (void *)sh : (void *)dW;
+    const lact_dtype od = sh ? dt() : LACT_F32;
+    const float add = sh ? 0.0f : 1.0f;
+    const size_t es = sh ? sizeof(T) : 4;
+    lact_gemm_desc g1 = lact_gemm_desc_make(vt, ZE, (char *)out + 2 * g.nel * es, dt(), od, true,
+                                            false, d, dh, Tt, g.n, Ld, Tt * 2 * dh, 3 * g.nel, 1.0f,
+                                            add);
     g1.ldb = 2 * dh;
     LACT_TRY(lact_cuda_gemm(cx, &g1));
-    lact_gemm_desc g02 = lact_gemm_desc_make(ZK, kt, dW, dt(), LACT_F32, true, false, 2 * dh, d, Tt,
-                                             g.n, Tt * 4 * dh, Ld, 3 * g.nel, 1.0f, 1.0f);
+    lact_gemm_desc g02 = lact_gemm_desc_make(ZK, kt, out, dt(), od, true, false, 2 * dh, d, Tt, g.n,
+                                             Tt * 4 * dh, Ld, 3 * g.nel, 1.0f, add);
     g02.lda = 4 * dh;
     return lact_cuda_gemm(cx, &g02);
+}
+
+/* dW += the stored sums not yet added (SA, SU), on ctx. */
+template <class T> lact_status ttt_run<T>::fold() {
+    if (!pend_a && !pend_u) return LACT_OK;
+    const int64_t n = g.n * 3 * g.nel;
+    const T *a = pend_a ? SA : NULL, *b = pend_u ? SU : NULL;
+    pend_a = pend_u = false;
+    constexpr int V = vec_width<T>::value;
+    if (n % V == 0)
+        ttt_fold_kernel<T, V><<<grid(n / V), TTT_THREADS, 0, st>>>(dW, a, b, n);
+    else
+        ttt_fold_kernel<T, 1><<<grid(n), TTT_THREADS, 0, st>>>(dW, a, b, n);
+    LACT_CU_LAUNCH("ttt_fold");
+    return LACT_OK;
+}
+
+/* Where the apply's (or the update's) weight-gradient products of a split
+ * op store their sums: SA (SU), after adding what it held into dW; NULL
+ * (add into dW) without the stored sums. */
+template <class T> lact_status ttt_run<T>::share(bool apply, T **sh) {
+    *sh = NULL;
+    if (!dws) return LACT_OK;
+    if (apply ? pend_a : pend_u) LACT_TRY(fold());
+    (apply ? pend_a : pend_u) = true;
+    *sh = apply ? SA : SU;
+    return LACT_OK;
 }
 
 template <class T>
@@ -263,10 +301,17 @@ lact_status ttt_run<T>::apply_bwd(int64_t j, const T *d_o, const lact_ttt_cuda_g
     return LACT_OK;
 }
 
-/* The apply's dW1 += dOᵀ H, dW02 += [dA dB]ᵀ Q from P1 and Zab, on cx. */
+/* The apply's dW1 += dOᵀ H, dW02 += [dA dB]ᵀ Q from P1 and Zab, on cx;
+ * with sh given stored there in T instead (share). */
 template <class T>
-lact_status ttt_run<T>::apply_dw(lact_ctx *cx, const T *d_o, int64_t t0, int64_t Tt) {
+lact_status ttt_run<T>::apply_dw(lact_ctx *cx, const T *d_o, int64_t t0, int64_t Tt, T *sh) {
     const int64_t Ld = g.len * g.d, nel3 = 3 * g.nel, dh = g.dh, d = g.d;
+    if (sh) {
+        LACT_TRY(ttt_gemm(cx, dt(), dt(), true, false, d, dh, Tt, g.n, d_o + t0 * d, Ld, P1,
+                          Tt * dh, sh + 2 * g.nel, nel3, 1.0f, 0.0f));
+        return ttt_gemm(cx, dt(), dt(), true, false, 2 * dh, d, Tt, g.n, Zab, Tt * 2 * dh,
+                        q + t0 * d, Ld, sh, nel3, 1.0f, 0.0f);
+    }
     LACT_TRY(ttt_gemm(cx, dt(), LACT_F32, true, false, d, dh, Tt, g.n, d_o + t0 * d, Ld, P1,
                       Tt * dh, dW + 2 * g.nel, nel3, 1.0f, 1.0f));
     return ttt_gemm(cx, dt(), LACT_F32, true, false, 2 * dh, d, Tt, g.n, Zab, Tt * 2 * dh,
@@ -325,7 +370,9 @@ lact_status ttt_run<T>::op_bwd_split(int64_t j, const T *d_o, const lact_ttt_cud
         LACT_TRY(hidden(q, d_o, NULL, NULL, NULL, Zab, P1, NULL, t0, Tt, sx));
         LACT_TRY(hand(E_PASS, sx, ctx));
         LACT_TRY(apply_dq(sx, j, gr, t0, Tt));
-        LACT_TRY(apply_dw(ctx, d_o, t0, Tt));
+        T *sh;
+        LACT_TRY(share(true, &sh));
+        LACT_TRY(apply_dw(ctx, d_o, t0, Tt, sh));
         LACT_TRY(hand(E_DQ, sx, ctx)); /* Zab is read until here */
     }
     if (op->update) {
@@ -335,7 +382,9 @@ lact_status ttt_run<T>::op_bwd_split(int64_t j, const T *d_o, const lact_ttt_cud
         LACT_TRY(hand(E_PAIRS, ctx, sx));
         LACT_TRY(wide_dk(sx, gr, t0, Tt, add));
         LACT_TRY(wide_dv(ctx, gr, t0, Tt, add));
-        LACT_TRY(wide_dw(ctx, t0, Tt));
+        T *sh;
+        LACT_TRY(share(false, &sh));
+        LACT_TRY(wide_dw(ctx, t0, Tt, sh));
     }
     /* the next op's step overwrites Bw, its apply's pass Zab and P1 */
     return hand(E_DONE, sx, ctx);
@@ -357,7 +406,8 @@ lact_status ttt_run<T>::backward(const lact_ttt_cuda_grad *gr, const T *d_o, con
     LACT_TRY(zero(gr->lr1, tok));
     LACT_TRY(zero(gr->lr2, tok));
     LACT_TRY(zero(dW, mst));
-    LACT_TRY(zero(dM, mst));
+    LACT_TRY(zero(dM, dm16 ? mst / 4 * sizeof(T) : mst));
+    pend_a = pend_u = false;
     LACT_TRY(zero(dr0, (size_t)(g.n * g.rows) * 4));
     LACT_TRY(zero(dbeta, (size_t)(args->n_ops * g.n) * 4));
     int64_t u = lact_ttt_n_updates(args);
@@ -375,6 +425,7 @@ lact_status ttt_run<T>::backward(const lact_ttt_cuda_grad *gr, const T *d_o, con
             LACT_TRY(op_bwd_split(j, d_o, gr, state, u));
             continue;
         }
+        LACT_TRY(fold()); /* the products below add into dW */
         if (op->update) {
             if (!mom) LACT_TRY(grad_fwd(op));
             LACT_TRY(step_bwd(j, state, u));
@@ -387,6 +438,7 @@ lact_status ttt_run<T>::backward(const lact_ttt_cuda_grad *gr, const T *d_o, con
                                                                    gr->momentum);
         LACT_CU_LAUNCH("ttt_dmom");
     }
+    LACT_TRY(fold());
     ttt_dw_out_kernel<<<dim3((unsigned)g.rows, (unsigned)g.wn), TTT_THREADS, 0, st>>>(
         g, dW, dr0, r0, in->w0, in->w1, in->w2, gr->w0, gr->w1, gr->w2);
     LACT_CU_LAUNCH("ttt_dw_out");

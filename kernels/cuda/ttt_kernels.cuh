@@ -534,6 +534,35 @@ __global__ void ttt_renorm_bwd_kernel(ttt_geom g, const T *ns, const SU *U, cons
     if (lane == 0) dr0[n * g.rows + r] += dot / ne;
 }
 
+/* dw[0, V) += a + b over V consecutive elements (a or b may be NULL). */
+template <class T, int V>
+__device__ __forceinline__ void ttt_fold_shares(float *dw, const T *a, const T *b) {
+    float acc[V], x[V];
+    vload<V>(dw, acc);
+    if (a) {
+        vload<V>(a, x);
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            acc[e] += x[e];
+    }
+    if (b) {
+        vload<V>(b, x);
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            acc[e] += x[e];
+    }
+    vstore<V>(dw, acc);
+}
+
+/* dW += a + b over n elements, V at a time (n a multiple of V): the weight
+ * gradients stored in T where no step's backward follows to add them. */
+template <class T, int V>
+__global__ void ttt_fold_kernel(float *dW, const T *a, const T *b, int64_t n) {
+    for (int64_t i = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * V; i < n;
+         i += (int64_t)gridDim.x * blockDim.x * V)
+        ttt_fold_shares<T, V>(dW + i, a ? a + i : NULL, b ? b + i : NULL);
+}
+
 /* Momentum backward: dmu = dun + dM; dG = dmu (T copy for the products);
  * dM = beta dmu; dbeta[n] += Σ dmu ⊙ M. Without momentum (dM NULL) dG =
  * dun; M is NULL where the momentum before the update is zero.
@@ -569,17 +598,24 @@ __global__ void ttt_mom_bwd_kernel(ttt_geom g, const float *dun, const float *be
  * own). dG goes to dGc, or with Bw given to the paired operands beside a
  * copy of W (ttt_wide_off). Row r of head n leaves its share of dbeta[n] in
  * part[n · rows + r] (when M is given), summed by ttt_sum_rows_kernel. dM is
- * F32, or T beside a momentum in T (SD). A warp per row. */
+ * F32, or T beside a momentum in T (SD). The weight gradients of the
+ * products since the last step, where they were stored in T (sa, su: the
+ * apply's and the update's, either NULL), are added into dW first: each
+ * lane adds its own columns, which it alone reads again, and the row
+ * stays in cache for the passes below. A warp per row. */
 template <class T, int V, class SU, class SW, class SD>
 __global__ void ttt_step_bwd_kernel(ttt_geom g, const SU *U, const SW *W, const float *r0,
                                     float *dW, float *dr0, const float *beta, const SW *M, SD *dM,
-                                    T *dGc, T *Wc, T *Bw, float *part) {
+                                    T *dGc, T *Wc, T *Bw, float *part, const T *sa, const T *su) {
     int64_t n, r;
     if (!ttt_wrow(g, &n, &r)) return;
     const int lane = threadIdx.x & 31;
     const int64_t len = ttt_row_len(g, r);
     const int64_t rel = ttt_row_off(g, r), off = n * 3 * g.nel + rel;
     const float rr = r0[n * g.rows + r];
+    if (sa || su)
+        for (int64_t c = lane * V; c < len; c += 32 * V)
+            ttt_fold_shares<T, V>(dW + off + c, sa ? sa + off + c : NULL, su ? su + off + c : NULL);
     float dot, ne, k;
     ttt_renorm_bwd_row<T, V, SU, SW>(g, (const T *)NULL, U, W, dW, n, rel, off, len, rr, &dot, &ne,
                                      &k);

@@ -608,7 +608,8 @@ int main(void) {
          * 8 and 16); the apply one slice a round everywhere; the
          * gradient's passes forming e themselves instead of reading it;
          * stages given back one step later; the momentum's adjoint in F32
-         * beside a BF16 momentum */
+         * beside a BF16 momentum; the weight gradients' products adding
+         * into the F32 dW instead of storing BF16 sums */
         static const char *const var[][3] = {
             {"LACT_TTT_HIDDEN_STREAM", "apply", "only the apply's pass streamed"},
             {"LACT_TTT_STREAM_WIDE", "0", "the streamed update's backward in its own layout"},
@@ -619,6 +620,7 @@ int main(void) {
             {"LACT_TTT_STREAM_E", "0", "the streamed gradient's passes forming e themselves"},
             {"LACT_TTT_STREAM_RELEASE", "late", "the streamed passes' stages given back late"},
             {"LACT_TTT_DM16", "0", "the momentum's adjoint in F32"},
+            {"LACT_TTT_DW16", "0", "the weight gradients' products adding into F32"},
         };
         for (int k = 0; stream && k < (int)(sizeof var / sizeof var[0]); k++) {
             if (k > 0) setenv("LACT_TTT_HIDDEN_STREAM", "1", 1);
