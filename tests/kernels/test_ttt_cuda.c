@@ -526,6 +526,18 @@ static void variant_within(lact_ctx *cpu, lact_ctx *gpu, int c, const char *name
               "case %d bf16: error %.3g with %s, %.3g batched", c, err, what, batched);
 }
 
+/* A BF16-state run of case c with the switch `name` set to 0, held to the
+ * bound of the state in BF16 against the F32 state's batched error. */
+static void state_variant(lact_ctx *cpu, lact_ctx *gpu, int c, const char *name, const char *what,
+                          double batched) {
+    printf("   and with %s:\n", what);
+    setenv(name, "0", 1);
+    double err = run_case(cpu, gpu, &cases[c], c, LACT_BF16);
+    unsetenv(name);
+    CHECK_MSG(err >= 0 && err <= 2 * batched + 3e-3,
+              "case %d bf16: error %.3g with %s, %.3g with the F32 state", c, err, what, batched);
+}
+
 /* With F32 activations the CUDA version refuses a BF16 state, by name. */
 static void bf16_state_needs_bf16(lact_ctx *gpu) {
     lact_ttt_op ops[4];
@@ -684,30 +696,17 @@ int main(void) {
                 unsetenv("LACT_TTT_NS_FUSED");
                 unsetenv("LACT_TTT_APPLY_FUSED");
             }
-            const char *how = path == 0 ? "batched" : "default kernels";
-            printf("   and with G and the momentum in F32, %s:\n", how);
-            setenv("LACT_TTT_G16", "0", 1);
-            b16 = run_case(&cpu, &gpu, &cases[c], c, LACT_BF16);
-            unsetenv("LACT_TTT_G16");
-            CHECK_MSG(b16 >= 0 && b16 <= 2 * batched + 3e-3,
-                      "case %d bf16: error %.3g with G and the momentum in F32 (%s), %.3g with "
-                      "the F32 state",
-                      c, b16, how, batched);
+            state_variant(&cpu, &gpu, c, "LACT_TTT_G16",
+                          path == 0 ? "G and the momentum in F32, batched"
+                                    : "G and the momentum in F32, default kernels",
+                          batched);
         }
         unsetenv("LACT_TTT_NS_FUSED");
         unsetenv("LACT_TTT_APPLY_FUSED");
         /* the default runs above kept the momentum's adjoint in BF16
          * beside the BF16 momentum; the F32 one too */
-        if (cases[c].mom) {
-            printf("   and with the momentum's adjoint in F32:\n");
-            setenv("LACT_TTT_DM16", "0", 1);
-            b16 = run_case(&cpu, &gpu, &cases[c], c, LACT_BF16);
-            unsetenv("LACT_TTT_DM16");
-            CHECK_MSG(b16 >= 0 && b16 <= 2 * batched + 3e-3,
-                      "case %d bf16: error %.3g with the momentum's adjoint in F32, %.3g with "
-                      "the F32 state",
-                      c, b16, batched);
-        }
+        if (cases[c].mom)
+            state_variant(&cpu, &gpu, c, "LACT_TTT_DM16", "the momentum's adjoint in F32", batched);
         g_state_bf16 = false;
     }
     bf16_state_needs_bf16(&gpu);
