@@ -703,11 +703,9 @@ __global__ void ttt_dmom_kernel(ttt_geom g, const lact_ttt_op *ops, int64_t n_op
 
 /* d_w{0,1,2} = Σ over the heads sharing them of dW + (dr0 / r0) · w_init,
  * row by row. Grid (R, wn). */
-template <class T>
-__global__ void ttt_dw_out_kernel(ttt_geom g, const float *dW, const T *sa, const T *su,
-                                  const float *dr0, const float *r0, const float *w0,
-                                  const float *w1, const float *w2, float *d0, float *d1,
-                                  float *d2) {
+__global__ void ttt_dw_out_kernel(ttt_geom g, const float *dW, const float *dr0, const float *r0,
+                                  const float *w0, const float *w1, const float *w2, float *d0,
+                                  float *d1, float *d2) {
     int64_t r = blockIdx.x, h = blockIdx.y, len = ttt_row_len(g, r);
     const float *src;
     float *dst;
@@ -728,11 +726,7 @@ __global__ void ttt_dw_out_kernel(ttt_geom g, const float *dW, const T *sa, cons
         float acc = 0.0f;
         for (int64_t n = h; n < g.n; n += g.wn) {
             float nr = r0[n * g.rows + r], f = nr > 0.0f ? dr0[n * g.rows + r] / nr : 0.0f;
-            const int64_t i = n * 3 * g.nel + ttt_row_off(g, r) + c;
-            float x = dW[i];
-            if (sa) x += to_f32(sa[i]);
-            if (su) x += to_f32(su[i]);
-            acc += x + f * src[c];
+            acc += dW[n * 3 * g.nel + ttt_row_off(g, r) + c] + f * src[c];
         }
         dst[c] = acc;
     }
