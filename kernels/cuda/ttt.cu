@@ -76,9 +76,9 @@ template <class T> struct ttt_run {
     bool sb16;          /* BF16 snapshots (lact_ttt_args.state_bf16; T is then bf16) */
     bool wide;          /* the backward's products in pairs (grad_bwd) */
     bool m16;           /* G and the momentum in T (sb16 with momentum, without Muon) */
-    /* m16's backward: the momentum's adjoint dM in T too (its buffer keeps
-     * the F32 size), halving the step's backward's largest reads and
-     * writes; each update's dG is rounded to T for the products anyway */
+    /* m16's backward: the momentum's adjoint dM in T too (and its buffer),
+     * halving the step's backward's largest reads and writes; each
+     * update's dG is rounded to T for the products anyway */
     bool dm16;
     /* The backward of split ops (op_bwd_split) without Muon: the apply's and
      * the update's weight-gradient products store their sums in T, in SA
