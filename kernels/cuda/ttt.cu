@@ -86,8 +86,10 @@ template <class T> struct ttt_run {
      * step's backward adds them into dW as it reads it (ttt_step_bwd_kernel),
      * or fold() where no step follows. A product then writes 2 bytes an
      * element where it read and wrote 8. pend_a, pend_u: SA, SU hold sums
-     * not yet in dW. */
-    bool dws, pend_a, pend_u;
+     * not yet in dW. dws_out: the first op's sums are added by
+     * ttt_dw_out_kernel, which reads that dW anyway, instead of a fold()
+     * pass before it (LACT_TTT_DWOUT_SUMS=1). */
+    bool dws, dws_out, pend_a, pend_u;
     T *SA, *SU;
     /* The backward of an op with the streamed passes and the pairs in the
      * order of op_bwd_split, whose independent passes go to a second
@@ -271,6 +273,8 @@ template <class T> struct ttt_run {
         split = wide && stream_grads;
         const char *ws16 = getenv("LACT_TTT_DW16");
         dws = split && !muon && !(ws16 && strcmp(ws16, "0") == 0);
+        const char *wo = getenv("LACT_TTT_DWOUT_SUMS");
+        dws_out = dws && wo && strcmp(wo, "1") == 0;
         pend_a = pend_u = false;
         fsplit = !b && hidden_stream && two;
         const char *rs = getenv("LACT_TTT_STEP_SPLIT");

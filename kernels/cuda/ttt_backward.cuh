@@ -438,9 +438,13 @@ lact_status ttt_run<T>::backward(const lact_ttt_cuda_grad *gr, const T *d_o, con
                                                                    gr->momentum);
         LACT_CU_LAUNCH("ttt_dmom");
     }
-    LACT_TRY(fold());
-    ttt_dw_out_kernel<<<dim3((unsigned)g.rows, (unsigned)g.wn), TTT_THREADS, 0, st>>>(
-        g, dW, dr0, r0, in->w0, in->w1, in->w2, gr->w0, gr->w1, gr->w2);
+    /* the first op's stored sums: a pass of their own, or with dws_out
+     * added as dw_out reads dW, as the steps add the others' */
+    if (!dws_out) LACT_TRY(fold());
+    const T *sa = pend_a ? SA : NULL, *su = pend_u ? SU : NULL;
+    pend_a = pend_u = false;
+    ttt_dw_out_kernel<T><<<dim3((unsigned)g.rows, (unsigned)g.wn), TTT_THREADS, 0, st>>>(
+        g, dW, sa, su, dr0, r0, in->w0, in->w1, in->w2, gr->w0, gr->w1, gr->w2);
     LACT_CU_LAUNCH("ttt_dw_out");
     return LACT_OK;
 }

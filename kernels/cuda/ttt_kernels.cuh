@@ -15,6 +15,9 @@
 #ifndef LACT_CUDA_TTT_KERNELS_CUH
 #define LACT_CUDA_TTT_KERNELS_CUH
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/vec.cuh"
 #include "kernels/ttt.h"
@@ -65,7 +68,7 @@ __device__ __forceinline__ int64_t ttt_ns_off(const ttt_geom g, int64_t n, int64
 /* The weight-row kernels below take a warp per row of the master layout
  * (rows of every head, blockDim.x / 32 rows a block; ttt_wrow_grid), V
  * columns a lane at a time: 16-byte words of the fp32 buffers when d and
- * dh allow (the launchers pick V = 4 then, else 1). A block per row with a
+ * dh allow (TTT_LAUNCH_WROWS picks V = 4 or 8 then, else 1). A block per row with a
  * block-wide sum spent most of its time in the sum's barriers: the rows
  * are 128 to 512 long. */
 __device__ __forceinline__ bool ttt_wrow(const ttt_geom &g, int64_t *n, int64_t *r) {
@@ -84,15 +87,28 @@ static inline ttt_geom ttt_rows_of(ttt_geom g, int64_t lo, int64_t n) {
     return g;
 }
 
+/* Whether the weight-row kernels take 8 columns a lane where rows allow
+ * (LACT_TTT_WROW_V8=1): the BF16 buffers beside the F32 ones then move in
+ * 16-byte words too; with 4 columns a lane vload moves them element by
+ * element. */
+static inline bool ttt_wrow_v8(void) {
+    const char *e = getenv("LACT_TTT_WROW_V8");
+    return e && strcmp(e, "1") == 0;
+}
+
 /* Runs a weight-row kernel K<T, V> with the arguments that follow: V = 4
  * when every row is whole 16-byte words of the fp32 buffers (aligned:
- * whether the caller's pointers are), else 1. */
+ * whether the caller's pointers are), V = 8 with ttt_wrow_v8() where rows
+ * are whole pairs of them, else 1. */
 #define TTT_LAUNCH_WROWS(K, T, threads, aligned, ...)                                              \
     do {                                                                                           \
-        if (g.d % 4 == 0 && g.dh % 4 == 0 && (aligned))                                            \
-            K<T, 4><<<ttt_wrow_grid(g, threads), threads, 0, st>>>(__VA_ARGS__);                   \
+        const unsigned grid_ = ttt_wrow_grid(g, threads);                                          \
+        if (g.d % 8 == 0 && g.dh % 8 == 0 && (aligned) && ttt_wrow_v8())                           \
+            K<T, 8><<<grid_, threads, 0, st>>>(__VA_ARGS__);                                       \
+        else if (g.d % 4 == 0 && g.dh % 4 == 0 && (aligned))                                       \
+            K<T, 4><<<grid_, threads, 0, st>>>(__VA_ARGS__);                                       \
         else                                                                                       \
-            K<T, 1><<<ttt_wrow_grid(g, threads), threads, 0, st>>>(__VA_ARGS__);                   \
+            K<T, 1><<<grid_, threads, 0, st>>>(__VA_ARGS__);                                       \
     } while (0)
 
 /* W, Wc from the initial weights, M = 0, r0 = initial row norms. */
@@ -703,9 +719,11 @@ __global__ void ttt_dmom_kernel(ttt_geom g, const lact_ttt_op *ops, int64_t n_op
 
 /* d_w{0,1,2} = Σ over the heads sharing them of dW + (dr0 / r0) · w_init,
  * row by row. Grid (R, wn). */
-__global__ void ttt_dw_out_kernel(ttt_geom g, const float *dW, const float *dr0, const float *r0,
-                                  const float *w0, const float *w1, const float *w2, float *d0,
-                                  float *d1, float *d2) {
+template <class T>
+__global__ void ttt_dw_out_kernel(ttt_geom g, const float *dW, const T *sa, const T *su,
+                                  const float *dr0, const float *r0, const float *w0,
+                                  const float *w1, const float *w2, float *d0, float *d1,
+                                  float *d2) {
     int64_t r = blockIdx.x, h = blockIdx.y, len = ttt_row_len(g, r);
     const float *src;
     float *dst;
@@ -726,7 +744,11 @@ __global__ void ttt_dw_out_kernel(ttt_geom g, const float *dW, const float *dr0,
         float acc = 0.0f;
         for (int64_t n = h; n < g.n; n += g.wn) {
             float nr = r0[n * g.rows + r], f = nr > 0.0f ? dr0[n * g.rows + r] / nr : 0.0f;
-            acc += dW[n * 3 * g.nel + ttt_row_off(g, r) + c] + f * src[c];
+            const int64_t i = n * 3 * g.nel + ttt_row_off(g, r) + c;
+            float x = dW[i];
+            if (sa) x += to_f32(sa[i]);
+            if (su) x += to_f32(su[i]);
+            acc += x + f * src[c];
         }
         dst[c] = acc;
     }

@@ -526,12 +526,12 @@ static void variant_within(lact_ctx *cpu, lact_ctx *gpu, int c, const char *name
               "case %d bf16: error %.3g with %s, %.3g batched", c, err, what, batched);
 }
 
-/* A BF16-state run of case c with the switch `name` set to 0, held to the
- * bound of the state in BF16 against the F32 state's batched error. */
-static void state_variant(lact_ctx *cpu, lact_ctx *gpu, int c, const char *name, const char *what,
-                          double batched) {
+/* A BF16-state run of case c with the switch `name` set to value, held to
+ * the bound of the state in BF16 against the F32 state's batched error. */
+static void state_variant(lact_ctx *cpu, lact_ctx *gpu, int c, const char *name, const char *value,
+                          const char *what, double batched) {
     printf("   and with %s:\n", what);
-    setenv(name, "0", 1);
+    setenv(name, value, 1);
     double err = run_case(cpu, gpu, &cases[c], c, LACT_BF16);
     unsetenv(name);
     CHECK_MSG(err >= 0 && err <= 2 * batched + 3e-3,
@@ -620,7 +620,9 @@ int main(void) {
          * 8 and 16); the apply one slice a round everywhere; the
          * gradient's passes forming e themselves instead of reading it;
          * stages given back one step later; the weight gradients' products
-         * adding into the F32 dW instead of storing BF16 sums */
+         * adding into the F32 dW instead of storing BF16 sums; those sums
+         * of the first op added by dw_out instead of a pass of their own;
+         * the weight-row kernels eight columns a lane */
         static const char *const var[][3] = {
             {"LACT_TTT_HIDDEN_STREAM", "apply", "only the apply's pass streamed"},
             {"LACT_TTT_STREAM_WIDE", "0", "the streamed update's backward in its own layout"},
@@ -631,6 +633,8 @@ int main(void) {
             {"LACT_TTT_STREAM_E", "0", "the streamed gradient's passes forming e themselves"},
             {"LACT_TTT_STREAM_RELEASE", "late", "the streamed passes' stages given back late"},
             {"LACT_TTT_DW16", "0", "the weight gradients' products adding into F32"},
+            {"LACT_TTT_DWOUT_SUMS", "1", "the first op's sums added by dw_out"},
+            {"LACT_TTT_WROW_V8", "1", "the weight-row kernels eight columns a lane"},
         };
         for (int k = 0; stream && k < (int)(sizeof var / sizeof var[0]); k++) {
             if (k > 0) setenv("LACT_TTT_HIDDEN_STREAM", "1", 1);
@@ -696,7 +700,7 @@ int main(void) {
                 unsetenv("LACT_TTT_NS_FUSED");
                 unsetenv("LACT_TTT_APPLY_FUSED");
             }
-            state_variant(&cpu, &gpu, c, "LACT_TTT_G16",
+            state_variant(&cpu, &gpu, c, "LACT_TTT_G16", "0",
                           path == 0 ? "G and the momentum in F32, batched"
                                     : "G and the momentum in F32, default kernels",
                           batched);
@@ -704,9 +708,17 @@ int main(void) {
         unsetenv("LACT_TTT_NS_FUSED");
         unsetenv("LACT_TTT_APPLY_FUSED");
         /* the default runs above kept the momentum's adjoint in BF16
-         * beside the BF16 momentum; the F32 one too */
-        if (cases[c].mom)
-            state_variant(&cpu, &gpu, c, "LACT_TTT_DM16", "the momentum's adjoint in F32", batched);
+         * beside the BF16 momentum; the F32 one too. And the weight-row
+         * kernels eight columns a lane, the BF16 copies in 16-byte words;
+         * the first op's weight-gradient sums added by the last pass. */
+        if (cases[c].mom) {
+            state_variant(&cpu, &gpu, c, "LACT_TTT_DM16", "0", "the momentum's adjoint in F32",
+                          batched);
+            state_variant(&cpu, &gpu, c, "LACT_TTT_WROW_V8", "1",
+                          "the weight-row kernels eight columns a lane", batched);
+            state_variant(&cpu, &gpu, c, "LACT_TTT_DWOUT_SUMS", "1",
+                          "the first op's sums added by dw_out", batched);
+        }
         g_state_bf16 = false;
     }
     bf16_state_needs_bf16(&gpu);
