@@ -514,14 +514,21 @@ static double run_case(lact_ctx *cpu, lact_ctx *gpu, const cuda_case *cc, int ci
     return result;
 }
 
+/* The BF16 error of case c with the environment switch name set to value
+ * for the run (unset after it). */
+static double run_with(lact_ctx *cpu, lact_ctx *gpu, int c, const char *name, const char *value) {
+    setenv(name, value, 1);
+    double err = run_case(cpu, gpu, &cases[c], c, LACT_BF16);
+    unsetenv(name);
+    return err;
+}
+
 /* Case c in BF16 with the environment switch name=value: its error must
  * stay within twice the batched products' (plus 1e-3). */
 static void variant_within(lact_ctx *cpu, lact_ctx *gpu, int c, const char *name, const char *value,
                            const char *what, double batched) {
     printf("   the same with %s:\n", what);
-    setenv(name, value, 1);
-    double err = run_case(cpu, gpu, &cases[c], c, LACT_BF16);
-    unsetenv(name);
+    double err = run_with(cpu, gpu, c, name, value);
     CHECK_MSG(err >= 0 && err <= 2 * batched + 1e-3,
               "case %d bf16: error %.3g with %s, %.3g batched", c, err, what, batched);
 }
@@ -531,9 +538,7 @@ static void variant_within(lact_ctx *cpu, lact_ctx *gpu, int c, const char *name
 static void state_variant(lact_ctx *cpu, lact_ctx *gpu, int c, const char *name, const char *value,
                           const char *what, double batched) {
     printf("   and with %s:\n", what);
-    setenv(name, value, 1);
-    double err = run_case(cpu, gpu, &cases[c], c, LACT_BF16);
-    unsetenv(name);
+    double err = run_with(cpu, gpu, c, name, value);
     CHECK_MSG(err >= 0 && err <= 2 * batched + 3e-3,
               "case %d bf16: error %.3g with %s, %.3g with the F32 state", c, err, what, batched);
 }
