@@ -235,10 +235,14 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                     release((s - 1) % THS_STAGES);
                 }
             }
-            if (!early) {
-                wg_wait<0>();
-                release((s - 1) % THS_STAGES);
-            }
+            /* On every path, even where the last step waited already: with
+             * the wait under the runtime `early`, ptxas saw a path on which
+             * a product could still be writing the accumulators that the
+             * element-wise step reads, and serialized every product of
+             * the kernel (its C7514; cmake/nvcc-check fails the build on
+             * it). */
+            wg_wait<0>();
+            if (!early) release((s - 1) % THS_STAGES);
         };
         /* [a | b] (columns 0–63 a, 64–127 b) and e over d, or with dG as the
          * weights k dG02ᵀ and v dG1 */
