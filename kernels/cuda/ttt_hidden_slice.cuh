@@ -112,6 +112,37 @@ __device__ __forceinline__ float thf_at(const uint32_t (&r)[16], int i) {
     return i & 1 ? v.y : v.x;
 }
 
+/* The forward's outputs of one element from a, b, e and its row's rates
+ * L: f0 = l0 e b silu'(a), f2 = l2 e silu(a), f1 = l1 silu(a) b, as
+ * thf_fwd_slice forms them (which keeps its own lines: moved here, they
+ * change the code ptxas makes of the kernels that use it). */
+__device__ __forceinline__ void thf_fwd_elem(float a, float b, float e, const float (&L)[3],
+                                             float &f0, float &f2, float &f1) {
+    const float sg = thf_sigmoid(a);
+    const float s = a * sg, sp = sg * (1.0f + a * (1.0f - sg));
+    f0 = L[0] * e * b * sp;
+    f2 = L[2] * e * s;
+    f1 = L[1] * s * b;
+}
+
+/* A thread's 16-byte words of f0, f2 (va, vb: BF16 pairs in accumulator
+ * order) and f1 (vh) at row, col: across its quad into column order, then
+ * stored unless the row is past the tile's valid ones. */
+__device__ __forceinline__ void thf_fwd_store(uint32_t (&va)[4], uint32_t (&vb)[4],
+                                              uint32_t (&vh)[4], bf16 *out02, bf16 *out1,
+                                              int64_t ld02, int64_t ld1, size_t orow, int row,
+                                              int valid, int col, int dh, int t) {
+    wg_quad_transpose(va, t);
+    wg_quad_transpose(vb, t);
+    wg_quad_transpose(vh, t);
+    if (row < valid) {
+        bf16 *o02 = out02 + (orow + row) * ld02 + col;
+        taf_st16(o02, va);
+        taf_st16(o02 + dh, vb);
+        taf_st16(out1 + (orow + row) * ld1 + col, vh);
+    }
+}
+
 /* The forward's element-wise step of one slice: f0, f2 packed in pairs
  * (wg_acc_to_a order, also the A fragments of the dx product) and f1, then
  * the stores. No branch between the elements, so that their MUFU chains
@@ -152,16 +183,8 @@ __device__ __forceinline__ void thf_fwd_slice(const float (&ab)[64], const E &e,
                 const int x = 2 * (4 * q + m) + hh; /* pair index i / 2 */
                 va[m] = fa[x >> 2][x & 3], vb[m] = fb[x >> 2][x & 3], vh[m] = fh[x];
             }
-            wg_quad_transpose(va, t);
-            wg_quad_transpose(vb, t);
-            wg_quad_transpose(vh, t);
-            const int row = r0 + g + 8 * hh, col = h0 + 8 * (4 * q + t);
-            if (row < valid) {
-                bf16 *o02 = out02 + (orow + row) * ld02 + col;
-                taf_st16(o02, va);
-                taf_st16(o02 + dh, vb);
-                taf_st16(out1 + (orow + row) * ld1 + col, vh);
-            }
+            thf_fwd_store(va, vb, vh, out02, out1, ld02, ld1, orow, r0 + g + 8 * hh, valid,
+                          h0 + 8 * (4 * q + t), dh, t);
         }
 }
 
@@ -217,6 +240,34 @@ __device__ __forceinline__ void thf_ld_pairs(uint32_t (&w)[4], uint32_t addr, in
                  : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3])
                  : "r"(addr));
     wg_quad_transpose(w, t);
+}
+
+/* A quarter (HH, Q: the thread's 16-byte words of rows HH, columns Q) of
+ * the forward's element-wise step of a slice, for the streamed pass that
+ * runs it beside the next slice's products: a and b as BF16 pairs in
+ * accumulator order (rounded as the batched products round them), e the
+ * thread's words in shared memory at se; stores its words of f0, f2 and
+ * f1. */
+template <int HH, int Q>
+__device__ __forceinline__ void thf_fwd_chunk(const uint32_t (&pa)[16], const uint32_t (&pb)[16],
+                                              uint32_t se, const float (&L)[2][3], bf16 *out02,
+                                              bf16 *out1, int64_t ld02, int64_t ld1, size_t orow,
+                                              int r0, int valid, int h0, int dh, int lane) {
+    const int g = lane >> 2, t = lane & 3;
+    uint32_t we[4], va[4], vb[4], vh[4];
+    thf_ld_pairs(we, se + (uint32_t)(2 * HH + Q) * 2048u, t);
+#pragma unroll
+    for (int m = 0; m < 4; m++) {
+        const int x = 2 * (4 * Q + m) + HH; /* pair index */
+        const float2 a2 = taf_unpack(pa[x]), b2 = taf_unpack(pb[x]), e2 = taf_unpack(we[m]);
+        float f0[2], f2[2], f1[2];
+        thf_fwd_elem(a2.x, b2.x, e2.x, L[HH], f0[0], f2[0], f1[0]);
+        thf_fwd_elem(a2.y, b2.y, e2.y, L[HH], f0[1], f2[1], f1[1]);
+        va[m] = wg_pack_bf16(f0[0], f0[1]), vb[m] = wg_pack_bf16(f2[0], f2[1]);
+        vh[m] = wg_pack_bf16(f1[0], f1[1]);
+    }
+    thf_fwd_store(va, vb, vh, out02, out1, ld02, ld1, orow, r0 + g + 8 * HH, valid,
+                  h0 + 8 * (4 * Q + t), dh, t);
 }
 
 /* The backward's element-wise step of one slice, from kg = [k dG0ᵀ | k

@@ -45,6 +45,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <type_traits>
+
 #include "kernels/cuda/ttt_apply_fused.h"
 #include "kernels/cuda/ttt_hidden_slice.cuh"
 #include "kernels/cuda/ttt_hidden_stream.h"
@@ -106,13 +108,14 @@ __device__ __forceinline__ void ths_pairs(uint32_t (&pr)[16], uint32_t src, int 
  * [W0ⱼ; W2ⱼ; dG0ⱼ; dG2ⱼ]. Without y the forward reads e = y W1 (and the
  * backward [e | v dG1]) from out1 (de, out1), where a product put it
  * before the pass, and overwrites it. */
-template <int MODE, bool WIDE>
+template <int MODE, bool WIDE, bool OVL = false>
 __global__ void __launch_bounds__(THS_THREADS, 1)
     ttt_hidden_stream_kernel(const __grid_constant__ ths_maps M, const thf_args A, int d, int dh,
                              int cl, int early) {
 #if WGMMA_DEVICE
     constexpr bool APPLY = MODE == THF_APPLY; /* x and [W0ⱼ; W2ⱼ] only */
     static_assert(APPLY || MODE == THF_FWD || MODE == THF_BWD_AB || !WIDE, "no wide pass");
+    static_assert(!OVL || (WIDE && MODE == THF_FWD), "the overlapped step is the wide forward's");
     constexpr int SLICES = WIDE && MODE != THF_BWD_AB ? 2 : 1; /* slices a round */
     constexpr bool BWD = MODE == THF_BWD || MODE == THF_BWD_AB;
     /* two rounds a slice: a, b, e from the weights, then the products with dG */
@@ -214,19 +217,25 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                 mbar_arrive_cluster(empty(st), (uint32_t)c);
         };
         int s = 0;
-        /* the next ks stages, issue(sb, c, acc) giving the products of
-         * 16-column step c of the stage at sb */
+        /* Step kc of a round from stage s: once it has arrived, issue(sb, c,
+         * acc) gives the products of its 16-column step c (acc: all but a
+         * round's first); the stage it reads. */
+        auto issue_stage = [&](auto &&issue, int kc) {
+            const int st = s % THS_STAGES;
+            const uint32_t sb = base + (uint32_t)st * THS_STAGE;
+            mbar_wait(full(st), (s / THS_STAGES) & 1);
+            wg_fence();
+#pragma unroll
+            for (int c = 0; c < 4; c++)
+                issue(sb, c, kc > 0 || c > 0);
+            wg_commit();
+            return st;
+        };
+        /* the next ks stages */
         auto run_steps = [&](auto &&issue) {
 #pragma unroll 1
             for (int kc = 0; kc < ks; kc++, s++) {
-                const int st = s % THS_STAGES;
-                const uint32_t sb = base + (uint32_t)st * THS_STAGE;
-                mbar_wait(full(st), (s / THS_STAGES) & 1);
-                wg_fence();
-#pragma unroll
-                for (int c = 0; c < 4; c++)
-                    issue(sb, c, kc > 0 || c > 0);
-                wg_commit();
+                const int st = issue_stage(issue, kc);
                 if (early) { /* this step's stage goes back as soon as it is read */
                     wg_wait<0>();
                     release(st);
@@ -273,8 +282,99 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                  * leaves unused */
                 const uint32_t em = base + (uint32_t)(2 * wgi) * THS_STAGE + THS_W1 +
                                     (uint32_t)(threadIdx.x & 127) * 16u;
+                if constexpr (OVL) {
+                    /* e of round i's two slices into the slots */
+                    auto copy_e = [&](int i) {
+                        const int h0 = 128 * ((int)rank + cl * i);
+                        ths_copy_slice(em, A.out1, ld1, orow, r0, valid, h0, lane);
+                        ths_copy_slice(em + THS_STAGE, A.out1, ld1, orow, r0, valid, h0 + 64, lane);
+                        cp_async_commit();
+                    };
+                    auto issue = [&](float(&ab)[128], uint32_t sb, int c, int acc) {
+                        wg_mma_ss<256>(ab, wg_desc(sb + THS_X + rows_off + 32 * c, 16, 1024),
+                                       wg_desc(sb + THS_Y + 32 * c, 16, 1024), acc);
+                    };
+                    /* issues step kc of a round into ab; the stage it reads */
+                    auto issue_step = [&](float(&ab)[128], int kc) {
+                        const int st = issue_stage(
+                            [&](uint32_t sb, int c, int acc) { issue(ab, sb, c, acc); }, kc);
+                        s++;
+                        return st;
+                    };
+                    /* The round's accumulators [a₀ | b₀ | a₁ | b₁] as BF16
+                     * pairs (pair x: registers 2x, 2x + 1), so that the next
+                     * round's products can take the registers. */
+                    uint32_t pk[4][16];
+                    auto pack = [&](float(&ab)[128]) {
+                        cp_async_wait<0>();
+                        wg_fence_regs(ab);
+#pragma unroll
+                        for (int k = 0; k < 4; k++)
+#pragma unroll
+                            for (int x = 0; x < 16; x++)
+                                pk[k][x] = wg_pack_bf16(ab[32 * k + 2 * x], ab[32 * k + 2 * x + 1]);
+                    };
+                    const int64_t ld02 = thf_ld02(A, dh);
+                    /* quarter (HH, Q) of slice P's element-wise step */
+                    auto quarter = [&](auto p, auto hh, auto q, int h0) {
+                        constexpr int P = decltype(p)::value;
+                        thf_fwd_chunk<decltype(hh)::value, decltype(q)::value>(
+                            pk[2 * P], pk[2 * P + 1], em + (uint32_t)P * THS_STAGE, L, A.out02,
+                            A.out1, ld02, ld1, orow, r0, valid, h0 + 64 * P, dh, lane);
+                    };
+                    using I0 = std::integral_constant<int, 0>;
+                    using I1 = std::integral_constant<int, 1>;
+                    auto first_slice = [&](int h0) {
+                        quarter(I0(), I0(), I0(), h0);
+                        quarter(I0(), I0(), I1(), h0);
+                        quarter(I0(), I1(), I0(), h0);
+                        quarter(I0(), I1(), I1(), h0);
+                    };
+                    float ab[128];
+                    copy_e(0);
+                    run_steps([&](uint32_t sb, int c, int acc) { issue(ab, sb, c, acc); });
+                    /* Every round but the last: the first slice's step
+                     * alone, the second's four quarters each beside a step
+                     * of the next round's products (the registers hold the
+                     * packed pairs of one slice beside the accumulators, not
+                     * of both). The last round's step has no products to go
+                     * beside; peeled, so that no path keeps a round's
+                     * accumulators alive beside the next one's. */
 #pragma unroll 1
-                for (int i = 0; i < slices; i++) {
+                    for (int i = 0; i + 1 < slices; i++) {
+                        const int h0 = 128 * ((int)rank + cl * i);
+                        pack(ab);
+                        first_slice(h0);
+                        wg_undef_regs(ab); /* dead since the packing */
+                        auto beside = [&](int kc, auto hh, auto q) {
+                            const int st = issue_step(ab, kc);
+                            quarter(I1(), hh, q, h0);
+                            wg_wait<0>();
+                            release(st);
+                        };
+                        beside(0, I0(), I0());
+                        beside(1, I0(), I1());
+                        beside(2, I1(), I0());
+                        beside(3, I1(), I1());
+                        /* this round's words are read: the next round's */
+                        copy_e(i + 1);
+#pragma unroll 1
+                        for (int kc = 4; kc < ks; kc++) {
+                            const int st = issue_step(ab, kc);
+                            wg_wait<0>();
+                            release(st);
+                        }
+                    }
+                    const int h0 = 128 * ((int)rank + cl * (slices - 1));
+                    pack(ab);
+                    first_slice(h0);
+                    quarter(I1(), I0(), I0(), h0);
+                    quarter(I1(), I0(), I1(), h0);
+                    quarter(I1(), I1(), I0(), h0);
+                    quarter(I1(), I1(), I1(), h0);
+                }
+#pragma unroll 1
+                for (int i = 0; i < (OVL ? 0 : slices); i++) {
                     const int h0 = 64 * SLICES * ((int)rank + cl * i);
                     if constexpr (MODE == THF_FWD) {
 #pragma unroll
@@ -442,14 +542,19 @@ lact_status ths_launch(lact_ctx *ctx, const bf16 *x, const bf16 *y, const ths_we
      * multiprocessors */
     const int persist = ttt_hidden_stream_persistent();
     if (cl == 1 && (two || e_read) && persist > 0 && blocks > persist) blocks = persist;
+    /* the wide gradient passes with half their element-wise step beside
+     * the next round's products: the early release, two steps a round */
+    const bool early = ttt_hidden_stream_early_release();
+    const bool ovl = mode == THF_FWD && e_read && early && d >= 256 && ttt_hidden_stream_overlap();
     void (*kernel)(ths_maps, thf_args, int, int, int, int) =
         mode == THF_BWD      ? ttt_hidden_stream_kernel<THF_BWD, false>
         : mode == THF_BWD_AB ? (e_read ? ttt_hidden_stream_kernel<THF_BWD_AB, true>
                                        : ttt_hidden_stream_kernel<THF_BWD_AB, false>)
         : mode == THF_APPLY  ? (two ? ttt_hidden_stream_kernel<THF_APPLY, true>
                                     : ttt_hidden_stream_kernel<THF_APPLY, false>)
-                             : (e_read ? ttt_hidden_stream_kernel<THF_FWD, true>
-                                       : ttt_hidden_stream_kernel<THF_FWD, false>);
+                             : (ovl      ? ttt_hidden_stream_kernel<THF_FWD, true, true>
+                                : e_read ? ttt_hidden_stream_kernel<THF_FWD, true>
+                                         : ttt_hidden_stream_kernel<THF_FWD, false>);
     LACT_CU(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)THS_SMEM));
     cudaLaunchConfig_t cfg = {};
@@ -464,8 +569,7 @@ lact_status ths_launch(lact_ctx *ctx, const bf16 *x, const bf16 *y, const ths_we
     at[0].val.clusterDim.z = 1;
     cfg.attrs = at;
     cfg.numAttrs = 1;
-    LACT_CU(cudaLaunchKernelEx(&cfg, kernel, m, a, (int)d, (int)dh, cl,
-                               (int)ttt_hidden_stream_early_release()));
+    LACT_CU(cudaLaunchKernelEx(&cfg, kernel, m, a, (int)d, (int)dh, cl, (int)early));
     LACT_CU_LAUNCH("ttt_hidden_stream");
     return LACT_OK;
 }
@@ -522,6 +626,11 @@ int ttt_hidden_stream_persistent(void) {
     int sms = 0;
     bool wgmma = false;
     return ttt_fused_device(&sms, &wgmma) == LACT_OK ? sms : 0;
+}
+
+bool ttt_hidden_stream_overlap(void) {
+    const char *e = getenv("LACT_TTT_STREAM_OVERLAP");
+    return e && strcmp(e, "1") == 0;
 }
 
 bool ttt_hidden_stream_two_slices(void) {

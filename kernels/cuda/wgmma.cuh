@@ -89,6 +89,15 @@ template <int N> static __device__ __forceinline__ void wg_fence_regs(uint32_t (
         asm volatile("" : "+r"(r[i])::"memory");
 }
 
+/* Ends the life of accumulator values without an instruction: the next
+ * product that takes r with acc = 0 then does not keep them alive (its
+ * operands are read-write) while other work runs before it. */
+template <int N> static __device__ __forceinline__ void wg_undef_regs(float (&r)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        asm volatile("" : "=f"(r[i]));
+}
+
 #define WG_D8(i)                                                                                   \
     "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]),    \
         "+f"(d[i + 6]), "+f"(d[i + 7])

@@ -627,7 +627,9 @@ int main(void) {
          * stages given back one step later; the weight gradients' products
          * adding into the F32 dW instead of storing BF16 sums; those sums
          * of the first op added by dw_out instead of a pass of their own;
-         * the weight-row kernels eight columns a lane */
+         * the weight-row kernels eight columns a lane; the streamed
+         * forward pass's element-wise step beside the next round's
+         * products */
         static const char *const var[][3] = {
             {"LACT_TTT_HIDDEN_STREAM", "apply", "only the apply's pass streamed"},
             {"LACT_TTT_STREAM_WIDE", "0", "the streamed update's backward in its own layout"},
@@ -640,6 +642,8 @@ int main(void) {
             {"LACT_TTT_DW16", "0", "the weight gradients' products adding into F32"},
             {"LACT_TTT_DWOUT_SUMS", "1", "the first op's sums added by dw_out"},
             {"LACT_TTT_WROW_V8", "1", "the weight-row kernels eight columns a lane"},
+            {"LACT_TTT_STREAM_OVERLAP", "1",
+             "the streamed forward pass's element-wise step beside the next products"},
         };
         for (int k = 0; stream && k < (int)(sizeof var / sizeof var[0]); k++) {
             if (k > 0) setenv("LACT_TTT_HIDDEN_STREAM", "1", 1);
@@ -647,8 +651,8 @@ int main(void) {
             unsetenv("LACT_TTT_HIDDEN_STREAM");
         }
         /* without clusters and with two blocks, so that each walks several
-         * tiles with its stages running on from one to the next; and with
-         * a block a tile */
+         * tiles with its stages running on from one to the next; with a
+         * block a tile; and the overlapped forward pass */
         if (stream) {
             setenv("LACT_TTT_HIDDEN_STREAM", "1", 1);
             setenv("LACT_TTT_STREAM_CLUSTER", "1", 1);
@@ -656,6 +660,11 @@ int main(void) {
                            "the streamed passes without clusters, two blocks", batched);
             variant_within(&cpu, &gpu, c, "LACT_TTT_STREAM_PERSIST", "0",
                            "the streamed passes without clusters, a block a tile", batched);
+            /* a block then takes every round of its tile's slices, so the
+             * overlapped step runs beside products (in a cluster of two
+             * these cases have one round a block) */
+            variant_within(&cpu, &gpu, c, "LACT_TTT_STREAM_OVERLAP", "1",
+                           "the streamed forward pass overlapped, without clusters", batched);
             unsetenv("LACT_TTT_STREAM_CLUSTER");
             unsetenv("LACT_TTT_HIDDEN_STREAM");
         }
