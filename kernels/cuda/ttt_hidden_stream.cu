@@ -313,6 +313,10 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
 #pragma unroll
                             for (int x = 0; x < 16; x++)
                                 pk[k][x] = wg_pack_bf16(ab[32 * k + 2 * x], ab[32 * k + 2 * x + 1]);
+                                /* packed here, where the floats die, not beside each use */
+#pragma unroll
+                        for (int k = 0; k < 4; k++)
+                            wg_fence_regs(pk[k]);
                     };
                     const int64_t ld02 = thf_ld02(A, dh);
                     /* quarter (HH, Q) of slice P's element-wise step */
