@@ -270,6 +270,26 @@ __device__ __forceinline__ void thf_fwd_chunk(const uint32_t (&pa)[16], const ui
                   h0 + 8 * (4 * Q + t), dh, t);
 }
 
+/* A quarter (HH, Q) of the apply's step of a slice, for the streamed pass
+ * that runs it beside the next slice's products: h = silu(a) b from a and
+ * b as BF16 pairs in accumulator order, stored to out1. */
+template <int HH, int Q>
+__device__ __forceinline__ void thf_apply_chunk(const uint32_t (&pa)[16], const uint32_t (&pb)[16],
+                                                bf16 *out1, size_t orow, int r0, int valid, int h0,
+                                                int dh, int lane) {
+    const int t = lane & 3;
+    uint32_t vh[4];
+#pragma unroll
+    for (int m = 0; m < 4; m++) {
+        const int x = 2 * (4 * Q + m) + HH; /* pair index */
+        const float2 a2 = taf_unpack(pa[x]), b2 = taf_unpack(pb[x]);
+        vh[m] = wg_pack_bf16(a2.x * thf_sigmoid(a2.x) * b2.x, a2.y * thf_sigmoid(a2.y) * b2.y);
+    }
+    wg_quad_transpose(vh, t);
+    const int row = r0 + (lane >> 2) + 8 * HH;
+    if (row < valid) taf_st16(out1 + (orow + row) * dh + h0 + 8 * (4 * Q + t), vh);
+}
+
 /* The backward's element-wise step of one slice, from kg = [k dG0ᵀ | k
  * dG2ᵀ] (in ab) and p1 = v dG1 (in e, or with THF_AB_REGS_EP_SMEM at sp),
  * and a, b, e (BF16) from where SRC says (e at se with

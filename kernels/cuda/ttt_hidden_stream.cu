@@ -115,7 +115,8 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
 #if WGMMA_DEVICE
     constexpr bool APPLY = MODE == THF_APPLY; /* x and [W0ⱼ; W2ⱼ] only */
     static_assert(APPLY || MODE == THF_FWD || MODE == THF_BWD_AB || !WIDE, "no wide pass");
-    static_assert(!OVL || (WIDE && MODE == THF_FWD), "the overlapped step is the wide forward's");
+    static_assert(!OVL || (WIDE && (MODE == THF_FWD || APPLY)),
+                  "the overlapped step is the wide forward's and the apply's");
     constexpr int SLICES = WIDE && MODE != THF_BWD_AB ? 2 : 1; /* slices a round */
     constexpr bool BWD = MODE == THF_BWD || MODE == THF_BWD_AB;
     /* two rounds a slice: a, b, e from the weights, then the products with dG */
@@ -283,12 +284,16 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                 const uint32_t em = base + (uint32_t)(2 * wgi) * THS_STAGE + THS_W1 +
                                     (uint32_t)(threadIdx.x & 127) * 16u;
                 if constexpr (OVL) {
-                    /* e of round i's two slices into the slots */
+                    /* e of round i's two slices into the slots (the apply
+                     * has none) */
                     auto copy_e = [&](int i) {
-                        const int h0 = 128 * ((int)rank + cl * i);
-                        ths_copy_slice(em, A.out1, ld1, orow, r0, valid, h0, lane);
-                        ths_copy_slice(em + THS_STAGE, A.out1, ld1, orow, r0, valid, h0 + 64, lane);
-                        cp_async_commit();
+                        if constexpr (!APPLY) {
+                            const int h0 = 128 * ((int)rank + cl * i);
+                            ths_copy_slice(em, A.out1, ld1, orow, r0, valid, h0, lane);
+                            ths_copy_slice(em + THS_STAGE, A.out1, ld1, orow, r0, valid, h0 + 64,
+                                           lane);
+                            cp_async_commit();
+                        }
                     };
                     auto issue = [&](float(&ab)[128], uint32_t sb, int c, int acc) {
                         wg_mma_ss<256>(ab, wg_desc(sb + THS_X + rows_off + 32 * c, 16, 1024),
@@ -321,10 +326,15 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                     const int64_t ld02 = thf_ld02(A, dh);
                     /* quarter (HH, Q) of slice P's element-wise step */
                     auto quarter = [&](auto p, auto hh, auto q, int h0) {
-                        constexpr int P = decltype(p)::value;
-                        thf_fwd_chunk<decltype(hh)::value, decltype(q)::value>(
-                            pk[2 * P], pk[2 * P + 1], em + (uint32_t)P * THS_STAGE, L, A.out02,
-                            A.out1, ld02, ld1, orow, r0, valid, h0 + 64 * P, dh, lane);
+                        constexpr int P = decltype(p)::value, HH = decltype(hh)::value,
+                                      Q = decltype(q)::value;
+                        if constexpr (APPLY)
+                            thf_apply_chunk<HH, Q>(pk[2 * P], pk[2 * P + 1], A.out1, orow, r0,
+                                                   valid, h0 + 64 * P, dh, lane);
+                        else
+                            thf_fwd_chunk<HH, Q>(pk[2 * P], pk[2 * P + 1],
+                                                 em + (uint32_t)P * THS_STAGE, L, A.out02, A.out1,
+                                                 ld02, ld1, orow, r0, valid, h0 + 64 * P, dh, lane);
                     };
                     using I0 = std::integral_constant<int, 0>;
                     using I1 = std::integral_constant<int, 1>;
@@ -549,13 +559,15 @@ lact_status ths_launch(lact_ctx *ctx, const bf16 *x, const bf16 *y, const ths_we
     /* the wide gradient passes with half their element-wise step beside
      * the next round's products: the early release, two steps a round */
     const bool early = ttt_hidden_stream_early_release();
-    const bool ovl = mode == THF_FWD && e_read && early && d >= 256 && ttt_hidden_stream_overlap();
+    const bool ovl = ((mode == THF_FWD && e_read) || (mode == THF_APPLY && two)) && early &&
+                     d >= 256 && ttt_hidden_stream_overlap();
     void (*kernel)(ths_maps, thf_args, int, int, int, int) =
         mode == THF_BWD      ? ttt_hidden_stream_kernel<THF_BWD, false>
         : mode == THF_BWD_AB ? (e_read ? ttt_hidden_stream_kernel<THF_BWD_AB, true>
                                        : ttt_hidden_stream_kernel<THF_BWD_AB, false>)
-        : mode == THF_APPLY  ? (two ? ttt_hidden_stream_kernel<THF_APPLY, true>
-                                    : ttt_hidden_stream_kernel<THF_APPLY, false>)
+        : mode == THF_APPLY  ? (ovl   ? ttt_hidden_stream_kernel<THF_APPLY, true, true>
+                                : two ? ttt_hidden_stream_kernel<THF_APPLY, true>
+                                      : ttt_hidden_stream_kernel<THF_APPLY, false>)
                              : (ovl      ? ttt_hidden_stream_kernel<THF_FWD, true, true>
                                 : e_read ? ttt_hidden_stream_kernel<THF_FWD, true>
                                          : ttt_hidden_stream_kernel<THF_FWD, false>);

@@ -628,8 +628,8 @@ int main(void) {
          * adding into the F32 dW instead of storing BF16 sums; those sums
          * of the first op added by dw_out instead of a pass of their own;
          * the weight-row kernels eight columns a lane; the streamed
-         * forward pass's element-wise step beside the next round's
-         * products */
+         * forward pass's and apply's element-wise steps beside the next
+         * round's products */
         static const char *const var[][3] = {
             {"LACT_TTT_HIDDEN_STREAM", "apply", "only the apply's pass streamed"},
             {"LACT_TTT_STREAM_WIDE", "0", "the streamed update's backward in its own layout"},
@@ -643,7 +643,7 @@ int main(void) {
             {"LACT_TTT_DWOUT_SUMS", "1", "the first op's sums added by dw_out"},
             {"LACT_TTT_WROW_V8", "1", "the weight-row kernels eight columns a lane"},
             {"LACT_TTT_STREAM_OVERLAP", "1",
-             "the streamed forward pass's element-wise step beside the next products"},
+             "the streamed forward pass's and apply's steps beside the next products"},
         };
         for (int k = 0; stream && k < (int)(sizeof var / sizeof var[0]); k++) {
             if (k > 0) setenv("LACT_TTT_HIDDEN_STREAM", "1", 1);
@@ -664,7 +664,8 @@ int main(void) {
              * overlapped step runs beside products (in a cluster of two
              * these cases have one round a block) */
             variant_within(&cpu, &gpu, c, "LACT_TTT_STREAM_OVERLAP", "1",
-                           "the streamed forward pass overlapped, without clusters", batched);
+                           "the streamed forward pass and apply overlapped, without clusters",
+                           batched);
             unsetenv("LACT_TTT_STREAM_CLUSTER");
             unsetenv("LACT_TTT_HIDDEN_STREAM");
         }
