@@ -296,7 +296,7 @@ __device__ __forceinline__ void thf_apply_chunk(const uint32_t (&pa)[16], const 
  * THF_AB_REGS_EP_SMEM): writes h1, x0, x2 to out02 and out1, dA, dB and
  * dE, and adds the rows' terms of the learning-rate gradients to
  * sl[h][0..2]. */
-template <int SRC, class P>
+template <int SRC, int C0 = 0, int C1 = 4, class P>
 __device__ __forceinline__ void
 thf_bwd_slice_abe(const float (&kg)[64], const P &p, const float (&L)[2][3], float (&sl)[2][3],
                   const thf_args &A, size_t orow, int r0, int valid, int h0, int dh, int lane,
@@ -307,6 +307,7 @@ thf_bwd_slice_abe(const float (&kg)[64], const P &p, const float (&L)[2][3], flo
     for (int hh = 0; hh < 2; hh++)
 #pragma unroll
         for (int q = 0; q < 2; q++) {
+            if (2 * hh + q < C0 || 2 * hh + q >= C1) continue;
             const int row = r0 + g + 8 * hh, col = h0 + 8 * (4 * q + t);
             const bool ok = row < valid;
             bf16 *p02 = A.out02 + (orow + row) * ld02 + col,

@@ -99,6 +99,24 @@ __device__ __forceinline__ void ths_pairs(uint32_t (&pr)[16], uint32_t src, int 
                 pr[2 * (4 * q + m) + hh] = w[m];
         }
 }
+
+/* The update's backward's round [a | b | k dG0ᵀ | k dG2ᵀ] for its step:
+ * a and b rounded to BF16 pairs as the products round them, packed here
+ * (fenced: left to the compiler, the floats would hold 32 more registers
+ * up to each use), k dG0ᵀ and k dG2ᵀ as they are. */
+__device__ __forceinline__ void ths_split_bwd(const float (&ab)[128], uint32_t (&abe)[3][16],
+                                              float (&kg)[64]) {
+#pragma unroll
+    for (int x = 0; x < 16; x++) {
+        abe[0][x] = wg_pack_bf16(ab[2 * x], ab[2 * x + 1]);
+        abe[1][x] = wg_pack_bf16(ab[2 * x + 32], ab[2 * x + 33]);
+    }
+    wg_fence_regs(abe[0]);
+    wg_fence_regs(abe[1]);
+#pragma unroll
+    for (int x = 0; x < 64; x++)
+        kg[x] = ab[64 + x];
+}
 #endif
 
 /* WIDE: four 64-row weight blocks as one 256-row B operand where y would
@@ -115,8 +133,8 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
 #if WGMMA_DEVICE
     constexpr bool APPLY = MODE == THF_APPLY; /* x and [W0ⱼ; W2ⱼ] only */
     static_assert(APPLY || MODE == THF_FWD || MODE == THF_BWD_AB || !WIDE, "no wide pass");
-    static_assert(!OVL || (WIDE && (MODE == THF_FWD || APPLY)),
-                  "the overlapped step is the wide forward's and the apply's");
+    static_assert(!OVL || (WIDE && (MODE == THF_FWD || MODE == THF_BWD_AB || APPLY)),
+                  "the overlapped step is the wide passes'");
     constexpr int SLICES = WIDE && MODE != THF_BWD_AB ? 2 : 1; /* slices a round */
     constexpr bool BWD = MODE == THF_BWD || MODE == THF_BWD_AB;
     /* two rounds a slice: a, b, e from the weights, then the products with dG */
@@ -284,108 +302,150 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                 const uint32_t em = base + (uint32_t)(2 * wgi) * THS_STAGE + THS_W1 +
                                     (uint32_t)(threadIdx.x & 127) * 16u;
                 if constexpr (OVL) {
-                    /* e of round i's two slices into the slots (the apply
-                     * has none) */
+                    /* e of round i's two slices (the forward), or e and v dG1
+                     * of its slice (the update's backward), into the slots;
+                     * the apply has none */
                     auto copy_e = [&](int i) {
-                        if constexpr (!APPLY) {
-                            const int h0 = 128 * ((int)rank + cl * i);
+                        const int h0 = 64 * SLICES * ((int)rank + cl * i);
+                        if constexpr (MODE == THF_FWD) {
                             ths_copy_slice(em, A.out1, ld1, orow, r0, valid, h0, lane);
                             ths_copy_slice(em + THS_STAGE, A.out1, ld1, orow, r0, valid, h0 + 64,
                                            lane);
-                            cp_async_commit();
+                        } else if constexpr (MODE == THF_BWD_AB) {
+                            ths_copy_slice(em, A.de, ld1, orow, r0, valid, h0, lane);
+                            ths_copy_slice(em + THS_STAGE, A.out1, ld1, orow, r0, valid, h0, lane);
                         }
+                        cp_async_commit();
                     };
-                    auto issue = [&](float(&ab)[128], uint32_t sb, int c, int acc) {
+                    float ab[128];
+                    auto mma = [&](uint32_t sb, int c, int acc) {
                         wg_mma_ss<256>(ab, wg_desc(sb + THS_X + rows_off + 32 * c, 16, 1024),
                                        wg_desc(sb + THS_Y + 32 * c, 16, 1024), acc);
                     };
                     /* issues step kc of a round into ab; the stage it reads */
-                    auto issue_step = [&](float(&ab)[128], int kc) {
-                        const int st = issue_stage(
-                            [&](uint32_t sb, int c, int acc) { issue(ab, sb, c, acc); }, kc);
+                    auto issue_step = [&](int kc) {
+                        const int st = issue_stage(mma, kc);
                         s++;
                         return st;
                     };
-                    /* The round's accumulators [a₀ | b₀ | a₁ | b₁] as BF16
-                     * pairs (pair x: registers 2x, 2x + 1), so that the next
-                     * round's products can take the registers. */
-                    uint32_t pk[4][16];
-                    auto pack = [&](float(&ab)[128]) {
-                        cp_async_wait<0>();
-                        wg_fence_regs(ab);
-#pragma unroll
-                        for (int k = 0; k < 4; k++)
-#pragma unroll
-                            for (int x = 0; x < 16; x++)
-                                pk[k][x] = wg_pack_bf16(ab[32 * k + 2 * x], ab[32 * k + 2 * x + 1]);
-                                /* packed here, where the floats die, not beside each use */
-#pragma unroll
-                        for (int k = 0; k < 4; k++)
-                            wg_fence_regs(pk[k]);
+                    /* step kc beside work(), then its stage back */
+                    auto beside = [&](int kc, auto &&work) {
+                        const int st = issue_step(kc);
+                        work();
+                        wg_wait<0>();
+                        release(st);
                     };
-                    const int64_t ld02 = thf_ld02(A, dh);
-                    /* quarter (HH, Q) of slice P's element-wise step */
-                    auto quarter = [&](auto p, auto hh, auto q, int h0) {
-                        constexpr int P = decltype(p)::value, HH = decltype(hh)::value,
-                                      Q = decltype(q)::value;
-                        if constexpr (APPLY)
-                            thf_apply_chunk<HH, Q>(pk[2 * P], pk[2 * P + 1], A.out1, orow, r0,
-                                                   valid, h0 + 64 * P, dh, lane);
-                        else
-                            thf_fwd_chunk<HH, Q>(pk[2 * P], pk[2 * P + 1],
-                                                 em + (uint32_t)P * THS_STAGE, L, A.out02, A.out1,
-                                                 ld02, ld1, orow, r0, valid, h0 + 64 * P, dh, lane);
+                    /* the round's steps from kc on, alone */
+                    auto rest = [&](int kc) {
+#pragma unroll 1
+                        for (; kc < ks; kc++)
+                            beside(kc, [] {});
                     };
-                    using I0 = std::integral_constant<int, 0>;
-                    using I1 = std::integral_constant<int, 1>;
-                    auto first_slice = [&](int h0) {
-                        quarter(I0(), I0(), I0(), h0);
-                        quarter(I0(), I0(), I1(), h0);
-                        quarter(I0(), I1(), I0(), h0);
-                        quarter(I0(), I1(), I1(), h0);
-                    };
-                    float ab[128];
                     copy_e(0);
-                    run_steps([&](uint32_t sb, int c, int acc) { issue(ab, sb, c, acc); });
-                    /* Every round but the last: the first slice's step
-                     * alone, the second's four quarters each beside a step
-                     * of the next round's products (the registers hold the
-                     * packed pairs of one slice beside the accumulators, not
-                     * of both). The last round's step has no products to go
-                     * beside; peeled, so that no path keeps a round's
-                     * accumulators alive beside the next one's. */
-#pragma unroll 1
-                    for (int i = 0; i + 1 < slices; i++) {
-                        const int h0 = 128 * ((int)rank + cl * i);
-                        pack(ab);
-                        first_slice(h0);
-                        wg_undef_regs(ab); /* dead since the packing */
-                        auto beside = [&](int kc, auto hh, auto q) {
-                            const int st = issue_step(ab, kc);
-                            quarter(I1(), hh, q, h0);
-                            wg_wait<0>();
-                            release(st);
+                    run_steps(mma);
+                    /* Every round but the last runs part of its step beside
+                     * the next round's first steps. The last round's step
+                     * has no products to go beside; it is peeled, so that no
+                     * path keeps a round's accumulators alive beside the
+                     * next one's. */
+                    if constexpr (MODE == THF_BWD_AB) {
+                        /* Three quarters of the step alone, the last beside
+                         * the next round's first step (two beside two steps
+                         * spilled 3.7 KB a thread). From [a | b | k dG0ᵀ | k
+                         * dG2ᵀ], a and b packed (fenced: where their floats
+                         * die), k dG0ᵀ and k dG2ᵀ kept F32 (packed, the step
+                         * spills even alone). */
+                        uint32_t abe[3][16] = {}; /* e is in shared memory */
+                        float kg[64];
+                        auto split = [&] {
+                            cp_async_wait<0>();
+                            wg_fence_regs(ab);
+                            ths_split_bwd(ab, abe, kg);
                         };
-                        beside(0, I0(), I0());
-                        beside(1, I0(), I1());
-                        beside(2, I1(), I0());
-                        beside(3, I1(), I1());
-                        /* this round's words are read: the next round's */
-                        copy_e(i + 1);
+                        const float no_p[32] = {}; /* p1 is in shared memory */
+                        auto quarters = [&](auto c0, auto c1, int h0) {
+                            thf_bwd_slice_abe<THF_AB_REGS_EP_SMEM, decltype(c0)::value,
+                                              decltype(c1)::value>(kg, no_p, L, sl, A, orow, r0,
+                                                                   valid, h0, dh, lane, abe, em,
+                                                                   em + THS_STAGE);
+                        };
+                        using I0 = std::integral_constant<int, 0>;
+                        using I3 = std::integral_constant<int, 3>;
+                        using I4 = std::integral_constant<int, 4>;
 #pragma unroll 1
-                        for (int kc = 4; kc < ks; kc++) {
-                            const int st = issue_step(ab, kc);
-                            wg_wait<0>();
-                            release(st);
+                        for (int i = 0; i + 1 < slices; i++) {
+                            const int h0 = 64 * ((int)rank + cl * i);
+                            split();
+                            quarters(I0(), I3(), h0);
+                            wg_undef_regs(ab); /* dead since the split */
+                            beside(0, [&] { quarters(I3(), I4(), h0); });
+                            copy_e(i + 1);
+                            rest(1);
                         }
+                        split();
+                        quarters(I0(), I4(), 64 * ((int)rank + cl * (slices - 1)));
+                    } else {
+                        /* The forward and the apply: the round's accumulators
+                         * [a₀ | b₀ | a₁ | b₁] as BF16 pairs (pair x: registers
+                         * 2x, 2x + 1; fenced: packed where the floats die),
+                         * the first slice's step alone, the second's four
+                         * quarters each beside one of the next round's first
+                         * four steps (the registers hold one slice's pairs
+                         * beside the accumulators, not both slices'). */
+                        uint32_t pk[4][16];
+                        auto pack = [&] {
+                            cp_async_wait<0>();
+                            wg_fence_regs(ab);
+#pragma unroll
+                            for (int k = 0; k < 4; k++) {
+#pragma unroll
+                                for (int x = 0; x < 16; x++)
+                                    pk[k][x] =
+                                        wg_pack_bf16(ab[32 * k + 2 * x], ab[32 * k + 2 * x + 1]);
+                                wg_fence_regs(pk[k]);
+                            }
+                        };
+                        const int64_t ld02 = thf_ld02(A, dh);
+                        /* quarter (HH, Q) of slice P's step */
+                        auto quarter = [&](auto p, auto hh, auto q, int h0) {
+                            constexpr int P = decltype(p)::value, HH = decltype(hh)::value,
+                                          Q = decltype(q)::value;
+                            if constexpr (APPLY)
+                                thf_apply_chunk<HH, Q>(pk[2 * P], pk[2 * P + 1], A.out1, orow, r0,
+                                                       valid, h0 + 64 * P, dh, lane);
+                            else
+                                thf_fwd_chunk<HH, Q>(pk[2 * P], pk[2 * P + 1],
+                                                     em + (uint32_t)P * THS_STAGE, L, A.out02,
+                                                     A.out1, ld02, ld1, orow, r0, valid,
+                                                     h0 + 64 * P, dh, lane);
+                        };
+                        using I0 = std::integral_constant<int, 0>;
+                        using I1 = std::integral_constant<int, 1>;
+                        auto slice = [&](auto p, int h0) {
+                            quarter(p, I0(), I0(), h0);
+                            quarter(p, I0(), I1(), h0);
+                            quarter(p, I1(), I0(), h0);
+                            quarter(p, I1(), I1(), h0);
+                        };
+#pragma unroll 1
+                        for (int i = 0; i + 1 < slices; i++) {
+                            const int h0 = 128 * ((int)rank + cl * i);
+                            pack();
+                            slice(I0(), h0);
+                            wg_undef_regs(ab); /* dead since the packing */
+                            beside(0, [&] { quarter(I1(), I0(), I0(), h0); });
+                            beside(1, [&] { quarter(I1(), I0(), I1(), h0); });
+                            beside(2, [&] { quarter(I1(), I1(), I0(), h0); });
+                            beside(3, [&] { quarter(I1(), I1(), I1(), h0); });
+                            /* this round's words are read: the next round's */
+                            copy_e(i + 1);
+                            rest(4);
+                        }
+                        const int h0 = 128 * ((int)rank + cl * (slices - 1));
+                        pack();
+                        slice(I0(), h0);
+                        slice(I1(), h0);
                     }
-                    const int h0 = 128 * ((int)rank + cl * (slices - 1));
-                    pack(ab);
-                    first_slice(h0);
-                    quarter(I1(), I0(), I0(), h0);
-                    quarter(I1(), I0(), I1(), h0);
-                    quarter(I1(), I1(), I0(), h0);
-                    quarter(I1(), I1(), I1(), h0);
                 }
 #pragma unroll 1
                 for (int i = 0; i < (OVL ? 0 : slices); i++) {
@@ -410,17 +470,7 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                     if constexpr (MODE == THF_BWD_AB) {
                         uint32_t abe[3][16] = {}; /* e is in shared memory */
                         float kg[64];
-#pragma unroll
-                        for (int x = 0; x < 16; x++) { /* a, b rounded as the products round them */
-                            abe[0][x] = wg_pack_bf16(ab[2 * x], ab[2 * x + 1]);
-                            abe[1][x] = wg_pack_bf16(ab[2 * x + 32], ab[2 * x + 33]);
-                        }
-                        /* packed now: the floats would hold 32 more registers */
-                        wg_fence_regs(abe[0]);
-                        wg_fence_regs(abe[1]);
-#pragma unroll
-                        for (int x = 0; x < 64; x++)
-                            kg[x] = ab[64 + x];
+                        ths_split_bwd(ab, abe, kg);
                         const float no_p[32] = {}; /* p1 is in shared memory */
                         thf_bwd_slice_abe<THF_AB_REGS_EP_SMEM>(kg, no_p, L, sl, A, orow, r0, valid,
                                                                h0, dh, lane, abe, em,
@@ -559,12 +609,13 @@ lact_status ths_launch(lact_ctx *ctx, const bf16 *x, const bf16 *y, const ths_we
     /* the wide gradient passes with half their element-wise step beside
      * the next round's products: the early release, two steps a round */
     const bool early = ttt_hidden_stream_early_release();
-    const bool ovl = ((mode == THF_FWD && e_read) || (mode == THF_APPLY && two)) && early &&
+    const bool ovl = ((e_read && mode != THF_APPLY) || (mode == THF_APPLY && two)) && early &&
                      d >= 256 && ttt_hidden_stream_overlap();
     void (*kernel)(ths_maps, thf_args, int, int, int, int) =
         mode == THF_BWD      ? ttt_hidden_stream_kernel<THF_BWD, false>
-        : mode == THF_BWD_AB ? (e_read ? ttt_hidden_stream_kernel<THF_BWD_AB, true>
-                                       : ttt_hidden_stream_kernel<THF_BWD_AB, false>)
+        : mode == THF_BWD_AB ? (ovl      ? ttt_hidden_stream_kernel<THF_BWD_AB, true, true>
+                                : e_read ? ttt_hidden_stream_kernel<THF_BWD_AB, true>
+                                         : ttt_hidden_stream_kernel<THF_BWD_AB, false>)
         : mode == THF_APPLY  ? (ovl   ? ttt_hidden_stream_kernel<THF_APPLY, true, true>
                                 : two ? ttt_hidden_stream_kernel<THF_APPLY, true>
                                       : ttt_hidden_stream_kernel<THF_APPLY, false>)
