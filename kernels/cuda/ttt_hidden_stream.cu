@@ -387,11 +387,12 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                     } else {
                         /* The forward and the apply: the round's accumulators
                          * [a₀ | b₀ | a₁ | b₁] as BF16 pairs (pair x: registers
-                         * 2x, 2x + 1; fenced: packed where the floats die),
-                         * the first slice's step alone, the second's four
-                         * quarters each beside one of the next round's first
-                         * four steps (the registers hold one slice's pairs
-                         * beside the accumulators, not both slices'). */
+                         * 2x, 2x + 1; fenced: packed where the floats die).
+                         * The forward runs the first slice's step alone and
+                         * the second's four quarters each beside one of the
+                         * next round's first four steps (the registers hold
+                         * one slice's pairs beside the accumulators, not both
+                         * slices'; a fifth quarter beside spilled). */
                         uint32_t pk[4][16];
                         auto pack = [&] {
                             cp_async_wait<0>();
@@ -431,15 +432,36 @@ __global__ void __launch_bounds__(THS_THREADS, 1)
                         for (int i = 0; i + 1 < slices; i++) {
                             const int h0 = 128 * ((int)rank + cl * i);
                             pack();
-                            slice(I0(), h0);
-                            wg_undef_regs(ab); /* dead since the packing */
-                            beside(0, [&] { quarter(I1(), I0(), I0(), h0); });
-                            beside(1, [&] { quarter(I1(), I0(), I1(), h0); });
-                            beside(2, [&] { quarter(I1(), I1(), I0(), h0); });
-                            beside(3, [&] { quarter(I1(), I1(), I1(), h0); });
+                            if constexpr (APPLY) {
+                                /* its lighter step: a quarter of it alone,
+                                 * the rest beside three steps, two quarters
+                                 * each (all of it beside spilled) */
+                                quarter(I0(), I0(), I0(), h0);
+                                quarter(I0(), I0(), I1(), h0);
+                                wg_undef_regs(ab); /* dead since the packing */
+                                beside(0, [&] {
+                                    quarter(I0(), I1(), I0(), h0);
+                                    quarter(I0(), I1(), I1(), h0);
+                                });
+                                beside(1, [&] {
+                                    quarter(I1(), I0(), I0(), h0);
+                                    quarter(I1(), I0(), I1(), h0);
+                                });
+                                beside(2, [&] {
+                                    quarter(I1(), I1(), I0(), h0);
+                                    quarter(I1(), I1(), I1(), h0);
+                                });
+                            } else {
+                                slice(I0(), h0);
+                                wg_undef_regs(ab); /* dead since the packing */
+                                beside(0, [&] { quarter(I1(), I0(), I0(), h0); });
+                                beside(1, [&] { quarter(I1(), I0(), I1(), h0); });
+                                beside(2, [&] { quarter(I1(), I1(), I0(), h0); });
+                                beside(3, [&] { quarter(I1(), I1(), I1(), h0); });
+                            }
                             /* this round's words are read: the next round's */
                             copy_e(i + 1);
-                            rest(4);
+                            rest(APPLY ? 3 : 4);
                         }
                         const int h0 = 128 * ((int)rank + cl * (slices - 1));
                         pack();

@@ -44,10 +44,10 @@ int ttt_hidden_stream_persistent(void);
  * beside the next round's first steps of products
  * (LACT_TTT_STREAM_OVERLAP=1; needs d ≥ 256 and the early release): the
  * forward pass (the update's gradient and the apply's backward, reading e)
- * and the apply two slices a round the second slice's step, a quarter a
- * step over four steps, with the round's a and b held as BF16 pairs
- * meanwhile; the update's backward the last quarter of its step beside
- * the first step. */
+ * the second slice's step, a quarter a step over four steps, and the apply
+ * two slices a round three quarters of its step over three steps, with
+ * the round's a and b held as BF16 pairs meanwhile; the update's backward
+ * the last quarter of its step beside the first step. */
 bool ttt_hidden_stream_overlap(void);
 
 /* Whether the apply's pass takes two slices of 64 hidden units a round
