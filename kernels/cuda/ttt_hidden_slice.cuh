@@ -295,7 +295,9 @@ __device__ __forceinline__ void thf_apply_chunk(const uint32_t (&pa)[16], const 
  * and a, b, e (BF16) from where SRC says (e at se with
  * THF_AB_REGS_EP_SMEM): writes h1, x0, x2 to out02 and out1, dA, dB and
  * dE, and adds the rows' terms of the learning-rate gradients to
- * sl[h][0..2]. */
+ * sl[h][0..2]. Only its quarters C0 to C1 - 1 (quarter 2 hh + q: the
+ * thread's 16-byte words of rows hh, columns q), for a pass that runs the
+ * rest beside its next products. */
 template <int SRC, int C0 = 0, int C1 = 4, class P>
 __device__ __forceinline__ void
 thf_bwd_slice_abe(const float (&kg)[64], const P &p, const float (&L)[2][3], float (&sl)[2][3],
